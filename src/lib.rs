@@ -1,0 +1,10 @@
+//! apikey-operator: manage API keys and API tokens as Kubernetes resources.
+//!
+//! `api` holds the custom resource types, `token` and `schedule` the pure
+//! decisions, `controller` and `verifier` the I/O shells around them, and
+//! `emulator` the embedded Kubernetes API server used by `local` mode and tests.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod duration;
+pub mod token;
