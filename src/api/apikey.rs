@@ -1,0 +1,139 @@
+//! `ApiKey`: an identity (a user or a ServiceAccount) that owns API tokens.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Expiration, Rotation};
+
+/// Desired state of an ApiKey.
+///
+/// Tokens of a key authenticate as the key's principal: the user name for a
+/// personal key, `system:serviceaccount:<namespace>:<name>` for a
+/// ServiceAccount key. Deleting a key deletes all of its tokens and their Secrets.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "apikeys.dev",
+    version = "v1alpha1",
+    kind = "ApiKey",
+    namespaced,
+    status = "ApiKeyStatus",
+    derive = "PartialEq",
+    shortname = "apik",
+    category = "apikey-operator",
+    doc = "An API key: the identity (a user or a ServiceAccount) that its ApiTokens authenticate as.",
+    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner.kind"),
+    printcolumn(name = "Name", type_ = "string", json_path = ".spec.owner.name"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Tokens", type_ = "integer", json_path = ".status.tokens"),
+    printcolumn(
+        name = "Principal",
+        type_ = "string",
+        json_path = ".status.principal",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeySpec {
+    /// Who the key's tokens authenticate as. Immutable: create a new key for another owner.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("owner is immutable; create a new ApiKey for another owner"))]
+    pub owner: Owner,
+
+    /// A human-readable name shown by tools. Editable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub display_name: Option<String>,
+
+    /// What the key is for. Editable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+
+    /// Free-form labels for people and tools, e.g. `team: payments`. Editable;
+    /// at most 64 entries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub tags: BTreeMap<String, String>,
+
+    /// Expiration and rotation applied to this key's tokens that do not set their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_defaults: Option<TokenDefaults>,
+}
+
+/// The identity behind an ApiKey.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Owner {
+    /// `User` for a personal key, `ServiceAccount` for a key of a ServiceAccount
+    /// in the key's namespace (which must exist before tokens are issued).
+    pub kind: OwnerKind,
+
+    /// The user name, or the ServiceAccount's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The kind of identity that owns a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum OwnerKind {
+    /// A person; tokens are personal access tokens (prefix `akpat_`).
+    User,
+    /// A Kubernetes ServiceAccount in the key's namespace; tokens are service
+    /// account tokens (prefix `aksat_`).
+    ServiceAccount,
+}
+
+/// Defaults for the key's tokens; a token's own setting wins.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenDefaults {
+    /// Default expiration of the key's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<Expiration>,
+    /// Default rotation of the key's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
+}
+
+/// Observed state of an ApiKey, written by the operator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyStatus {
+    /// `Ready` says whether the owner resolves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// The identity the key's tokens authenticate as: the user name, or
+    /// `system:serviceaccount:<namespace>:<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+
+    /// Number of ApiTokens referencing this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<i32>,
+
+    /// Number of those tokens that are Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_tokens: Option<i32>,
+
+    /// Number of those tokens that are Expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_tokens: Option<i32>,
+
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
