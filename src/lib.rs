@@ -7,4 +7,5 @@
 
 pub mod api;
 pub mod duration;
+pub mod schedule;
 pub mod token;
