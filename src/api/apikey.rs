@@ -14,6 +14,8 @@ use super::common::{Expiration, Rotation};
 /// Tokens of a key authenticate as the key's principal: the user name for a
 /// personal key, `system:serviceaccount:<namespace>:<name>` for a
 /// ServiceAccount key. Deleting a key deletes all of its tokens and their Secrets.
+// Each printcolumn repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "apikeys.dev",

@@ -11,6 +11,8 @@ use super::common::{Expiration, Rotation};
 
 /// Desired state of an ApiToken. The operator writes the token's value into a
 /// Secret it owns and records only the value's SHA-256 hash in status.
+// Each printcolumn repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "apikeys.dev",
