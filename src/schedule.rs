@@ -63,13 +63,6 @@ pub enum PolicyError {
     RenewBeforeWithoutLifetime,
 }
 
-impl PartialEq for DurationError {
-    fn eq(&self, other: &Self) -> bool {
-        self.to_string() == other.to_string()
-    }
-}
-impl Eq for DurationError {}
-
 impl Policy {
     /// Resolves the token's own settings over its key's defaults. The
     /// expiration is taken as a whole (its two fields are one choice); the
