@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod clock;
+pub mod controller;
 pub mod duration;
 pub mod schedule;
 pub mod token;

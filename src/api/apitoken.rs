@@ -242,10 +242,14 @@ pub struct ApiTokenStatus {
 pub struct PendingValue {
     /// `sha256:<hex>` of the value being written.
     pub hash: String,
-    /// Why it is issued: Issue, Rotate, Renew or Reissue.
+    /// Why it is issued: Issue, Rotate, Renew, Request or Reissue.
     pub reason: String,
     /// When the issue started.
     pub started_at: Time,
+    /// The `apikeys.dev/rotate` value this issue answers, recorded in
+    /// `lastRotationRequest` when the value is promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_request: Option<String>,
 }
 
 /// An earlier value still accepted until `validUntil`.

@@ -1,0 +1,209 @@
+//! The ApiKey reconciler: resolves the owner to a principal (a ServiceAccount
+//! owner must exist), counts the key's tokens and makes the key the
+//! controller owner of each of them, so deleting a key deletes its tokens.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::warn;
+
+use super::conditions::{self, Wanted, is_true};
+use super::{Context, Error, FIELD_MANAGER, kube_err, object_key};
+use crate::api::conditions::{EXPIRED, READY, reason};
+use crate::api::{ApiKey, ApiKeyStatus, ApiToken, OwnerKind};
+
+pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if key.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let result = reconcile_key(&key, &ctx).await;
+    if result.is_ok() {
+        ctx.succeeded(&object_key(key.as_ref()));
+    }
+    result
+}
+
+pub fn error_policy(key: Arc<ApiKey>, error: &Error, ctx: Arc<Context>) -> Action {
+    let wait = ctx.backoff(object_key(key.as_ref()));
+    warn!(key = %object_key(key.as_ref()), kind = error.kind(), error = %error, retry_in = ?wait, "ApiKey reconcile failed");
+    Action::requeue(wait)
+}
+
+/// The identity a key's tokens authenticate as.
+pub fn principal(namespace: &str, owner_kind: OwnerKind, owner_name: &str) -> String {
+    match owner_kind {
+        OwnerKind::User => owner_name.to_owned(),
+        OwnerKind::ServiceAccount => format!("system:serviceaccount:{namespace}:{owner_name}"),
+    }
+}
+
+async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
+    let ns = key
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = key.name_any();
+    let owner = &key.spec.owner;
+
+    let owner_found = match owner.kind {
+        OwnerKind::User => true,
+        OwnerKind::ServiceAccount => {
+            let sas: Api<ServiceAccount> = ctx.api(&ns);
+            sas.get_opt(&owner.name)
+                .await
+                .map_err(kube_err("looking up the owner ServiceAccount"))?
+                .is_some()
+        }
+    };
+
+    let tokens: Vec<Arc<ApiToken>> = ctx
+        .tokens
+        .state()
+        .into_iter()
+        .filter(|t| {
+            t.namespace().as_deref() == Some(ns.as_str()) && t.spec.api_key_ref.name == name
+        })
+        .collect();
+    adopt_tokens(ctx, key, &ns, &tokens).await?;
+
+    let count = |pred: &dyn Fn(&ApiToken) -> bool| tokens.iter().filter(|t| pred(t)).count() as i32;
+    let conditions_of = |t: &ApiToken| {
+        t.status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default()
+    };
+    let current = key.status.clone().unwrap_or_default();
+    let desired = desired_status(
+        &current,
+        &ns,
+        key,
+        owner_found,
+        [
+            tokens.len() as i32,
+            count(&|t| is_true(&conditions_of(t), READY)),
+            count(&|t| is_true(&conditions_of(t), EXPIRED)),
+        ],
+        ctx.clock.now(),
+    );
+    if desired != current {
+        let was_ready = is_true(&current.conditions, READY);
+        let body = json!({
+            "apiVersion": "apikeys.dev/v1alpha1",
+            "kind": "ApiKey",
+            "metadata": { "name": name, "resourceVersion": key.resource_version() },
+            "status": desired,
+        });
+        let keys: Api<ApiKey> = ctx.api(&ns);
+        keys.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(kube_err("writing the ApiKey status"))?;
+        if !owner_found && (was_ready || current.conditions.is_empty()) {
+            let event = Event {
+                type_: EventType::Warning,
+                reason: reason::OWNER_NOT_FOUND.to_owned(),
+                note: Some(owner_message(&ns, key, false)),
+                action: "ResolveOwner".to_owned(),
+                secondary: None,
+            };
+            if let Err(err) = ctx.recorder.publish(&event, &key.object_ref(&())).await {
+                warn!(key = %object_key(key), error = %err, "could not publish event");
+            }
+        }
+    }
+    Ok(ctx.requeue_at(None))
+}
+
+fn owner_message(ns: &str, key: &ApiKey, found: bool) -> String {
+    let owner = &key.spec.owner;
+    match (owner.kind, found) {
+        (OwnerKind::User, _) => format!("tokens authenticate as user {:?}", owner.name),
+        (OwnerKind::ServiceAccount, true) => {
+            format!("tokens authenticate as ServiceAccount {ns}/{}", owner.name)
+        }
+        (OwnerKind::ServiceAccount, false) => format!(
+            "ServiceAccount {:?} does not exist in namespace {ns:?}; create it (no token values are issued until it exists)",
+            owner.name
+        ),
+    }
+}
+
+/// The key's status: principal, Ready, and token counts `[all, ready, expired]`.
+pub fn desired_status(
+    current: &ApiKeyStatus,
+    ns: &str,
+    key: &ApiKey,
+    owner_found: bool,
+    [tokens, ready, expired]: [i32; 3],
+    now: Timestamp,
+) -> ApiKeyStatus {
+    let why = if owner_found {
+        reason::OWNER_RESOLVED
+    } else {
+        reason::OWNER_NOT_FOUND
+    };
+    let ready_condition = Wanted::new(READY, owner_found, why, owner_message(ns, key, owner_found));
+    let generation = key.metadata.generation;
+    ApiKeyStatus {
+        conditions: conditions::merge(&current.conditions, &[ready_condition], generation, now),
+        principal: Some(principal(ns, key.spec.owner.kind, &key.spec.owner.name)),
+        tokens: Some(tokens),
+        ready_tokens: Some(ready),
+        expired_tokens: Some(expired),
+        observed_generation: generation,
+    }
+}
+
+/// Makes the key the controller owner of each of its tokens that is not yet.
+async fn adopt_tokens(
+    ctx: &Context,
+    key: &ApiKey,
+    ns: &str,
+    tokens: &[Arc<ApiToken>],
+) -> Result<(), Error> {
+    let Some(owner) = key.controller_owner_ref(&()) else {
+        return Ok(());
+    };
+    let api: Api<ApiToken> = ctx.api(ns);
+    for token in tokens {
+        let refs = token.owner_references();
+        if refs
+            .iter()
+            .any(|r| r.controller == Some(true) && r.uid == owner.uid)
+        {
+            continue;
+        }
+        // Keep other owners; replace a controller reference left by an
+        // earlier key of the same name.
+        let mut new_refs: Vec<_> = refs
+            .iter()
+            .filter(|r| r.controller != Some(true))
+            .cloned()
+            .collect();
+        new_refs.push(owner.clone());
+        let patch = json!({ "metadata": { "ownerReferences": new_refs, "resourceVersion": token.resource_version() } });
+        match api
+            .patch(
+                &token.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // Someone changed the token meanwhile; its watch event brings us back.
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {}
+            Err(e) => return Err(kube_err("setting the ApiToken's owner reference")(e)),
+        }
+    }
+    Ok(())
+}

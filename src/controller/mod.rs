@@ -1,0 +1,361 @@
+//! The reconcilers: thin I/O shells around the pure decisions.
+//!
+//! `token` issues, rotates, renews and expires ApiToken values into Secrets
+//! (deciding with `token_state` and `schedule`); `key` resolves ApiKey owners,
+//! counts tokens and adopts them. `run` wires both kube-rs Controllers with
+//! their watches; `local` mode and `apikey-operator run` call it.
+
+mod conditions;
+mod key;
+mod token;
+pub mod token_state;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Config as WatchConfig};
+use kube::runtime::{Controller, WatchStreamExt, controller::Action};
+use kube::{Api, Client, Resource, ResourceExt};
+use rand::Rng;
+use tracing::{info, warn};
+
+use crate::api::{ApiKey, ApiToken};
+use crate::clock::{Clock, SystemClock};
+
+/// Field manager of every write the controller makes.
+pub const FIELD_MANAGER: &str = "apikey-operator";
+/// Label on every Secret the operator manages; the Secret watch selects on it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "apikey-operator";
+/// Label naming the ApiToken a managed Secret belongs to.
+pub const TOKEN_LABEL: &str = "apikeys.dev/token";
+
+/// What a controller instance works on.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Only this namespace (all namespaces when `None`).
+    pub namespace: Option<String>,
+    /// Only ApiKeys and ApiTokens matching this label selector (for sharding).
+    pub selector: Option<String>,
+    /// Reconcile every object at least this often, even with nothing due.
+    pub resync: Duration,
+    /// Name reported as the source of Events.
+    pub reporter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: None,
+            selector: None,
+            resync: Duration::from_secs(3600),
+            reporter: MANAGED_BY.to_owned(),
+        }
+    }
+}
+
+/// Points where tests make a reconcile stop, as a crash there would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// After the pending hash is recorded, before the Secret is written.
+    AfterPending,
+    /// After the Secret is written, before the value is promoted.
+    AfterSecret,
+}
+
+/// Armed faults: each fires once per arm, making the reconcile fail at that
+/// point with nothing kept in memory, as if the process had died.
+#[derive(Debug, Default)]
+pub struct Faults {
+    after_pending: AtomicU32,
+    after_secret: AtomicU32,
+}
+
+impl Faults {
+    /// Makes the next `times` reconciles that reach `point` stop there.
+    pub fn arm(&self, point: FaultPoint, times: u32) {
+        self.counter(point).store(times, Ordering::SeqCst);
+    }
+
+    fn counter(&self, point: FaultPoint) -> &AtomicU32 {
+        match point {
+            FaultPoint::AfterPending => &self.after_pending,
+            FaultPoint::AfterSecret => &self.after_secret,
+        }
+    }
+
+    fn fire(&self, point: FaultPoint) -> Result<(), Error> {
+        let counter = self.counter(point);
+        match counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+            Ok(_) => Err(Error::InjectedFault(point)),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Errors of a reconcile. All are retried with per-object exponential backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed while {action}: {source}")]
+    Kube {
+        action: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("could not serialize {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("object has no {0}; the API server should always set it")]
+    MissingField(&'static str),
+    #[error("fault injected at {0:?}")]
+    InjectedFault(FaultPoint),
+}
+
+impl Error {
+    /// A bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube {
+                source: kube::Error::Api(status),
+                ..
+            } if status.code == 409 => "conflict",
+            Error::Kube { .. } => "api",
+            Error::Serialize { .. } => "serialize",
+            Error::MissingField(_) => "invalid_object",
+            Error::InjectedFault(_) => "injected_fault",
+        }
+    }
+}
+
+fn kube_err(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Kube { action, source }
+}
+
+/// Shared state of both reconcilers.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub clock: Arc<dyn Clock>,
+    pub recorder: Recorder,
+    pub faults: Arc<Faults>,
+    tokens: Store<ApiToken>,
+    keys: Store<ApiKey>,
+    secrets: Store<Secret>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    fn api<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Requeue after a failure: 1 s doubling per consecutive failure of the
+    /// object, at most 5 minutes, with ±10 % jitter so retries do not align.
+    fn backoff(&self, object: String) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(object).or_insert(0);
+        *n = n.saturating_add(1);
+        let base = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
+        jitter(base, 0.1)
+    }
+
+    fn succeeded(&self, object: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(object);
+    }
+
+    /// Turns "due at" into a requeue, capped by the resync period.
+    fn requeue_at(&self, due: Option<jiff::Timestamp>) -> Action {
+        let resync = jitter(self.config.resync, 0.1);
+        let wait = match due {
+            Some(due) => {
+                let until = due.duration_since(self.clock.now());
+                // Round up so the next reconcile is never early.
+                let until =
+                    Duration::try_from(until).unwrap_or_default() + Duration::from_millis(5);
+                until.min(resync)
+            }
+            None => resync,
+        };
+        Action::requeue(wait)
+    }
+}
+
+fn jitter(base: Duration, fraction: f64) -> Duration {
+    let f = rand::rng().random_range((1.0 - fraction)..=(1.0 + fraction));
+    base.mul_f64(f)
+}
+
+fn object_key<K: Resource>(obj: &K) -> String {
+    format!(
+        "{}/{}",
+        obj.meta().namespace.as_deref().unwrap_or(""),
+        obj.meta().name.as_deref().unwrap_or("")
+    )
+}
+
+/// Handles to a running controller.
+pub struct Running {
+    pub faults: Arc<Faults>,
+}
+
+/// Runs both controllers until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    run_with(
+        client,
+        config,
+        Arc::new(SystemClock),
+        Arc::new(Faults::default()),
+        shutdown,
+    )
+    .await
+}
+
+/// Runs both controllers with an injected clock and faults (tests).
+pub async fn run_with(
+    client: Client,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    faults: Arc<Faults>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (tokens_api, keys_api, secrets_api, sa_api): (
+        Api<ApiToken>,
+        Api<ApiKey>,
+        Api<Secret>,
+        Api<ServiceAccount>,
+    ) = match &config.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let selected = || match &config.selector {
+        Some(selector) => WatchConfig::default().labels(selector),
+        None => WatchConfig::default(),
+    };
+
+    // Managed Secrets only, and only the hash of their values kept in memory.
+    let (secrets, secret_writer) = reflector::store();
+    let secret_stream = watcher::watcher(
+        secrets_api,
+        WatchConfig::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+    )
+    .default_backoff()
+    .modify(|secret: &mut Secret| {
+        secret.managed_fields_mut().clear();
+        token::hash_secret_data(secret);
+    })
+    .reflect(secret_writer)
+    .touched_objects();
+
+    let key_controller = Controller::new(keys_api.clone(), selected());
+    let keys = key_controller.store();
+    let token_controller = Controller::new(tokens_api.clone(), selected());
+    let tokens = token_controller.store();
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: config.reporter.clone(),
+            instance: None,
+        },
+    );
+    let ctx = Arc::new(Context {
+        client,
+        config: config.clone(),
+        clock,
+        recorder,
+        faults,
+        tokens: tokens.clone(),
+        keys: keys.clone(),
+        secrets,
+        failures: Mutex::default(),
+    });
+
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+
+    let tokens_for_keys = tokens.clone();
+    let token_run = token_controller
+        .owns_stream(secret_stream)
+        .watches(keys_api, selected(), move |key: ApiKey| {
+            let ns = key.namespace();
+            let name = key.name_any();
+            tokens_for_keys
+                .state()
+                .into_iter()
+                .filter(|t| t.namespace() == ns && t.spec.api_key_ref.name == name)
+                .map(|t| ObjectRef::from_obj(&*t))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown.clone())
+        .run(token::reconcile, token::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                log_controller_error("ApiToken", &err);
+            }
+        });
+
+    let keys_for_sa = keys.clone();
+    let key_run = key_controller
+        .watches(tokens_api, selected(), |token: ApiToken| {
+            let ns = token.namespace()?;
+            Some(ObjectRef::new(&token.spec.api_key_ref.name).within(&ns))
+        })
+        .watches(sa_api, WatchConfig::default(), move |sa: ServiceAccount| {
+            let ns = sa.namespace();
+            let name = sa.name_any();
+            keys_for_sa
+                .state()
+                .into_iter()
+                .filter(|k| {
+                    k.namespace() == ns
+                        && k.spec.owner.kind == crate::api::OwnerKind::ServiceAccount
+                        && k.spec.owner.name == name
+                })
+                .map(|k| ObjectRef::from_obj(&*k))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(key::reconcile, key::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                log_controller_error("ApiKey", &err);
+            }
+        });
+
+    info!("controllers started");
+    futures::join!(token_run, key_run);
+    info!("controllers stopped");
+}
+
+fn log_controller_error<E: std::fmt::Display>(kind: &'static str, err: &E) {
+    // Reconcile errors are logged by the error policies; these are queue/watch errors.
+    warn!(kind, error = %err, "controller error");
+}

@@ -1,0 +1,565 @@
+//! The ApiToken reconciler: reads the token, its key and its Secret, asks
+//! `token_state::decide` what to do and carries it out — the value in two
+//! phases (pending hash, Secret, promotion) so that a crash at any point is
+//! finished or redone by the next reconcile.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use super::conditions::is_true;
+use super::token_state::{
+    self, Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction,
+};
+use super::{
+    Context, Error, FIELD_MANAGER, FaultPoint, MANAGED_BY, MANAGED_BY_LABEL, TOKEN_LABEL, kube_err,
+    object_key,
+};
+use crate::api::conditions::READY;
+use crate::api::{ApiKey, ApiToken, ApiTokenStatus, OwnerKind, RestartTargetKind};
+use crate::token::{self as tokens, TokenHash, TokenId, TokenKind};
+
+/// Annotation prefix on restart targets' pod templates; the name part is the token's name.
+const RESTART_ANNOTATION_PREFIX: &str = "token-hash.apikeys.dev/";
+/// How often a token blocked by something we do not watch is looked at again.
+const BLOCKED_RECHECK: Duration = Duration::from_secs(300);
+
+/// Replaces each value of a Secret's data by its hash, so that the watch
+/// cache never holds token values.
+pub fn hash_secret_data(secret: &mut Secret) {
+    if let Some(data) = secret.data.as_mut() {
+        for value in data.values_mut() {
+            let hash = match std::str::from_utf8(&value.0) {
+                Ok(text) => tokens::hash_value(text),
+                // Not a token value (we only write UTF-8); hash something that never matches.
+                Err(_) => tokens::hash_value("\u{0}invalid-utf8"),
+            };
+            *value = ByteString(hash.as_str().as_bytes().to_vec());
+        }
+    }
+    secret.string_data = None;
+}
+
+pub async fn reconcile(token: Arc<ApiToken>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = object_key(token.as_ref());
+    if token.meta().deletion_timestamp.is_some() {
+        // Secrets go with the token through their ownerReference.
+        return Ok(Action::await_change());
+    }
+    let result = reconcile_token(&token, &ctx).await;
+    if result.is_ok() {
+        ctx.succeeded(&name);
+    }
+    result
+}
+
+pub fn error_policy(token: Arc<ApiToken>, error: &Error, ctx: Arc<Context>) -> Action {
+    let wait = ctx.backoff(object_key(token.as_ref()));
+    warn!(token = %object_key(token.as_ref()), kind = error.kind(), error = %error, retry_in = ?wait, "ApiToken reconcile failed");
+    Action::requeue(wait)
+}
+
+async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Error> {
+    let ns = token
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = token.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let key = ctx
+        .keys
+        .get(&ObjectRef::new(&token.spec.api_key_ref.name).within(&ns));
+    let key_state = key_state(key.as_deref());
+    let kind = match key.as_deref().map(|k| k.spec.owner.kind) {
+        Some(OwnerKind::ServiceAccount) => TokenKind::ServiceAccount,
+        _ => TokenKind::Personal,
+    };
+    let (secret_name, secret_key) = token_state::secret_target(token);
+    let secrets: Api<Secret> = ctx.api(&ns);
+
+    let cached = ctx.secrets.get(&ObjectRef::new(&secret_name).within(&ns));
+    let mut secret = match cached {
+        Some(s) => view(&s, &uid, &secret_key),
+        None => fetch_view(&secrets, &secret_name, &uid, &secret_key).await?,
+    };
+    let mut decision = token_state::decide(token, key_state, &secret, ctx.clock.now());
+    if decision.action != ValueAction::Keep {
+        // Act only on the Secret as it is now, not as the watch cache last saw it.
+        let fresh = fetch_view(&secrets, &secret_name, &uid, &secret_key).await?;
+        if fresh != secret {
+            secret = fresh;
+            decision = token_state::decide(token, key_state, &secret, ctx.clock.now());
+        }
+    }
+
+    let tokens_api: Api<ApiToken> = ctx.api(&ns);
+    let current = token.status.clone().unwrap_or_default();
+    let rv = token.resource_version();
+    let mut hash_now = current.hash.clone();
+    match &decision.action {
+        ValueAction::Keep => {
+            write_status_if_changed(
+                &tokens_api,
+                token,
+                &current,
+                &decision.status,
+                rv.as_deref(),
+            )
+            .await?;
+        }
+        ValueAction::Remove => {
+            // Status first: once it records no value, the verifier rejects every old one.
+            write_status_if_changed(
+                &tokens_api,
+                token,
+                &current,
+                &decision.status,
+                rv.as_deref(),
+            )
+            .await?;
+            delete_secret(&secrets, &secret_name, &uid).await?;
+            hash_now = None;
+        }
+        ValueAction::Promote(_) => {
+            let pending = current
+                .pending
+                .as_ref()
+                .ok_or(Error::MissingField("status.pending"))?;
+            let token_id = current
+                .token_id
+                .clone()
+                .ok_or(Error::MissingField("status.tokenId"))?;
+            let status = token_state::promoted(&decision.status, &pending.hash, &token_id);
+            write_status(&tokens_api, token, &status, rv.as_deref()).await?;
+            hash_now = status.hash;
+        }
+        ValueAction::Issue(issue) => {
+            let status = issue_value(
+                ctx,
+                token,
+                &current,
+                &decision,
+                *issue,
+                kind,
+                &secret_name,
+                &secret_key,
+            )
+            .await?;
+            hash_now = status.hash;
+        }
+    }
+    if let Some(old) = current
+        .secret_name
+        .as_deref()
+        .filter(|old| *old != secret_name && hash_now.is_some())
+    {
+        // spec.secret.name changed: the old Secret must not keep a value.
+        delete_secret(&secrets, old, &uid).await?;
+    }
+    if let Some(note) = &decision.note {
+        publish(ctx, token, note).await;
+    }
+    if let Some(hash) = hash_now.as_deref() {
+        let value_changed = hash_now != current.hash;
+        roll_restart_targets(ctx, token, &ns, hash, value_changed).await;
+    }
+    Ok(match decision.requeue {
+        Requeue::At(due) => ctx.requeue_at(Some(due)),
+        Requeue::OnChange => ctx.requeue_at(None),
+        Requeue::Later => Action::requeue(BLOCKED_RECHECK),
+    })
+}
+
+/// Two-phase issue: record the new value's hash as pending, write the value
+/// into the Secret, then promote it. Returns the promoted status.
+#[allow(clippy::too_many_arguments)]
+async fn issue_value(
+    ctx: &Context,
+    token: &ApiToken,
+    current: &ApiTokenStatus,
+    decision: &Decision,
+    issue: IssueKind,
+    kind: TokenKind,
+    secret_name: &str,
+    secret_key: &str,
+) -> Result<ApiTokenStatus, Error> {
+    let ns = token
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let tokens_api: Api<ApiToken> = ctx.api(&ns);
+    let token_id = match current.token_id.as_deref().map(TokenId::parse) {
+        Some(Ok(id)) => id,
+        // Never issued, or the status was edited by hand: a new identifier.
+        _ => TokenId::generate(),
+    };
+    let value = tokens::generate(kind, &token_id);
+    let hash = value.hash();
+
+    let pending = token_state::pending(
+        current,
+        token,
+        issue,
+        &hash,
+        token_id.as_str(),
+        ctx.clock.now(),
+    );
+    let written = write_status(
+        &tokens_api,
+        token,
+        &pending,
+        token.resource_version().as_deref(),
+    )
+    .await?;
+    ctx.faults.fire(FaultPoint::AfterPending)?;
+
+    let secret = desired_secret(token, secret_name, secret_key, value.expose_secret())?;
+    drop(value);
+    let secrets: Api<Secret> = ctx.api(&ns);
+    secrets
+        .patch(
+            secret_name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .map_err(kube_err("writing the token's Secret"))?;
+    ctx.faults.fire(FaultPoint::AfterSecret)?;
+
+    let status = token_state::promoted(&decision.status, hash.as_str(), token_id.as_str());
+    write_status(
+        &tokens_api,
+        &written,
+        &status,
+        written.resource_version().as_deref(),
+    )
+    .await?;
+    info!(token = %object_key(token), reason = issue.as_str(), "value issued");
+    Ok(status)
+}
+
+fn desired_secret(token: &ApiToken, name: &str, key: &str, value: &str) -> Result<Secret, Error> {
+    let template = token.spec.secret.clone().unwrap_or_default();
+    let mut labels: BTreeMap<String, String> = template.labels;
+    labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
+    labels.insert(TOKEN_LABEL.to_owned(), token.name_any());
+    let owner = token
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingField("metadata.uid"))?;
+    Ok(Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: token.namespace(),
+            labels: Some(labels),
+            annotations: (!template.annotations.is_empty()).then_some(template.annotations),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([(
+            key.to_owned(),
+            ByteString(value.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    })
+}
+
+fn key_state(key: Option<&ApiKey>) -> KeyState<'_> {
+    match key {
+        None => KeyState::Missing,
+        Some(key) => {
+            let status = key.status.as_ref();
+            let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
+            if is_true(conditions, READY) {
+                let kind = match key.spec.owner.kind {
+                    OwnerKind::User => TokenKind::Personal,
+                    OwnerKind::ServiceAccount => TokenKind::ServiceAccount,
+                };
+                KeyState::Ready {
+                    kind,
+                    defaults: key.spec.token_defaults.as_ref(),
+                }
+            } else {
+                let message = conditions
+                    .iter()
+                    .find(|c| c.type_ == READY)
+                    .map(|c| c.message.as_str())
+                    .unwrap_or("its owner has not been checked yet");
+                KeyState::NotReady { message }
+            }
+        }
+    }
+}
+
+/// How a Secret relates to the token `uid` (data already hashed, or raw from a GET).
+fn view(secret: &Secret, uid: &str, key: &str) -> SecretView {
+    let controller = secret
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true));
+    match controller {
+        Some(OwnerReference { uid: owner, .. }) if owner == uid => {
+            let value_hash = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .and_then(|v| std::str::from_utf8(&v.0).ok())
+                .and_then(|v| TokenHash::parse(v).ok());
+            SecretView::Ours { value_hash }
+        }
+        other => SecretView::Foreign {
+            controller: other.map(|o| format!("{} {}", o.kind, o.name)),
+        },
+    }
+}
+
+async fn fetch_view(
+    api: &Api<Secret>,
+    name: &str,
+    uid: &str,
+    key: &str,
+) -> Result<SecretView, Error> {
+    match api
+        .get_opt(name)
+        .await
+        .map_err(kube_err("reading the token's Secret"))?
+    {
+        None => Ok(SecretView::Missing),
+        Some(mut secret) => {
+            hash_secret_data(&mut secret);
+            Ok(view(&secret, uid, key))
+        }
+    }
+}
+
+async fn delete_secret(api: &Api<Secret>, name: &str, uid: &str) -> Result<(), Error> {
+    let Some(secret) = api
+        .get_opt(name)
+        .await
+        .map_err(kube_err("reading a Secret to delete"))?
+    else {
+        return Ok(());
+    };
+    let ours = secret
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == uid);
+    if !ours {
+        return Ok(());
+    }
+    // Precondition on the uid: never delete a Secret someone recreated meanwhile.
+    let params = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: secret.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(kube_err("deleting the token's Secret")(e)),
+    }
+}
+
+/// Writes the status by server-side apply, with the resourceVersion the
+/// decision was based on as a precondition (a stale cache gets a 409 and a retry).
+async fn write_status(
+    api: &Api<ApiToken>,
+    token: &ApiToken,
+    status: &ApiTokenStatus,
+    rv: Option<&str>,
+) -> Result<ApiToken, Error> {
+    let mut status = status.clone();
+    // Written by the verifier under its own field manager.
+    status.last_used_at = None;
+    let body = json!({
+        "apiVersion": "apikeys.dev/v1alpha1",
+        "kind": "ApiToken",
+        "metadata": { "name": token.name_any(), "resourceVersion": rv },
+        "status": status,
+    });
+    api.patch_status(
+        &token.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(kube_err("writing the ApiToken status"))
+}
+
+async fn write_status_if_changed(
+    api: &Api<ApiToken>,
+    token: &ApiToken,
+    current: &ApiTokenStatus,
+    desired: &ApiTokenStatus,
+    rv: Option<&str>,
+) -> Result<(), Error> {
+    if same_status(current, desired) {
+        return Ok(());
+    }
+    write_status(api, token, desired, rv).await.map(|_| ())
+}
+
+/// Equal for our purposes: ignores the verifier's field and condition order.
+pub(crate) fn same_status(a: &ApiTokenStatus, b: &ApiTokenStatus) -> bool {
+    let normal = |s: &ApiTokenStatus| {
+        let mut s = s.clone();
+        s.last_used_at = None;
+        s.conditions.sort_by(|x, y| x.type_.cmp(&y.type_));
+        s
+    };
+    normal(a) == normal(b)
+}
+
+async fn publish(ctx: &Context, token: &ApiToken, note: &Note) {
+    let event = Event {
+        type_: if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: note.reason.to_owned(),
+        note: Some(note.message.clone()),
+        action: note.action.to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &token.object_ref(&())).await {
+        // An event is not worth failing the reconcile for.
+        debug!(token = %object_key(token), error = %err, "could not publish event");
+    }
+}
+
+/// Bumps the token's pod-template annotation on each restart target whose
+/// annotation does not carry the current hash yet: one roll per new value.
+/// Failures are reported as events only when the value just changed, so a
+/// missing target does not produce an event on every resync.
+async fn roll_restart_targets(
+    ctx: &Context,
+    token: &ApiToken,
+    ns: &str,
+    hash: &str,
+    value_changed: bool,
+) {
+    let targets = token
+        .spec
+        .rotation
+        .as_ref()
+        .map(|r| r.restart_targets.as_slice())
+        .unwrap_or_default();
+    if targets.is_empty() {
+        return;
+    }
+    let annotation = restart_annotation(&token.name_any());
+    let short = hash
+        .trim_start_matches("sha256:")
+        .get(..16)
+        .unwrap_or(hash)
+        .to_owned();
+    for target in targets {
+        let result = match target.kind {
+            RestartTargetKind::Deployment => {
+                roll(
+                    ctx.api::<Deployment>(ns),
+                    &target.name,
+                    &annotation,
+                    &short,
+                    |d| d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+                )
+                .await
+            }
+            RestartTargetKind::StatefulSet => {
+                roll(
+                    ctx.api::<StatefulSet>(ns),
+                    &target.name,
+                    &annotation,
+                    &short,
+                    |d| d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+                )
+                .await
+            }
+            RestartTargetKind::DaemonSet => {
+                roll(
+                    ctx.api::<DaemonSet>(ns),
+                    &target.name,
+                    &annotation,
+                    &short,
+                    |d| d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+                )
+                .await
+            }
+        };
+        match result {
+            Ok(true) => {
+                let note = Note {
+                    warning: false,
+                    reason: "RestartTriggered",
+                    action: "Restart",
+                    message: format!(
+                        "rolled {:?} {} onto the new value",
+                        target.kind, target.name
+                    ),
+                };
+                publish(ctx, token, &note).await;
+            }
+            Ok(false) => {}
+            Err(err) if !value_changed => {
+                debug!(token = %object_key(token), target = %target.name, error = %err, "restart target not rolled");
+            }
+            Err(err) => {
+                let note = Note {
+                    warning: true,
+                    reason: "RestartTargetFailed",
+                    action: "Restart",
+                    message: format!("could not roll {:?} {}: {err}", target.kind, target.name),
+                };
+                publish(ctx, token, &note).await;
+            }
+        }
+    }
+}
+
+async fn roll<K>(
+    api: Api<K>,
+    name: &str,
+    annotation: &str,
+    value: &str,
+    template_meta: impl Fn(&K) -> Option<&kube::api::ObjectMeta>,
+) -> Result<bool, String>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let Some(workload) = api.get_opt(name).await.map_err(|e| e.to_string())? else {
+        return Err("it does not exist".to_owned());
+    };
+    let current = template_meta(&workload)
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(annotation));
+    if current.map(String::as_str) == Some(value) {
+        return Ok(false);
+    }
+    let patch =
+        json!({ "spec": { "template": { "metadata": { "annotations": { annotation: value } } } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
+/// `token-hash.apikeys.dev/<token name>`, the name part cut to the 63 characters an annotation allows.
+fn restart_annotation(token_name: &str) -> String {
+    let name: String = token_name.chars().take(63).collect();
+    format!(
+        "{RESTART_ANNOTATION_PREFIX}{}",
+        name.trim_end_matches(['-', '.'])
+    )
+}

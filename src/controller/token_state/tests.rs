@@ -1,0 +1,364 @@
+//! The reconciler's decisions, without I/O: each test builds a token in some
+//! state, the key and Secret as observed, and checks the action and status.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::ObjectMeta;
+
+use super::*;
+use crate::api::conditions::{EXPIRED, READY, reason};
+use crate::api::{ApiKeyRef, ApiTokenSpec, Expiration, PreviousValue, Rotation, TokenRotation};
+use crate::schedule::RotateReason;
+use crate::token::hash_value;
+
+const NOW: &str = "2026-06-01T12:00:00Z";
+
+fn t(s: &str) -> Timestamp {
+    s.parse().expect("timestamp")
+}
+
+fn token(spec_edit: impl FnOnce(&mut ApiTokenSpec), status: Option<ApiTokenStatus>) -> ApiToken {
+    let mut spec = ApiTokenSpec {
+        api_key_ref: ApiKeyRef { name: "key".into() },
+        display_name: None,
+        description: None,
+        tags: BTreeMap::new(),
+        expiration: None,
+        rotation: None,
+        secret: None,
+        disabled: false,
+    };
+    spec_edit(&mut spec);
+    let mut token = ApiToken::new("tok", spec);
+    token.metadata = ObjectMeta {
+        name: Some("tok".into()),
+        namespace: Some("ns".into()),
+        uid: Some("uid-1".into()),
+        generation: Some(3),
+        ..Default::default()
+    };
+    token.status = status;
+    token
+}
+
+const READY_KEY: KeyState<'static> = KeyState::Ready {
+    kind: TokenKind::Personal,
+    defaults: None,
+};
+
+fn h(value: &str) -> TokenHash {
+    hash_value(value)
+}
+
+fn issued_status(value: &str, issued_at: &str) -> ApiTokenStatus {
+    ApiTokenStatus {
+        token_id: Some("abcdefghijklmnop".into()),
+        secret_name: Some("tok".into()),
+        hash: Some(h(value).as_str().to_owned()),
+        issued_at: Some(Time(t(issued_at))),
+        ..Default::default()
+    }
+}
+
+fn ours(value: &str) -> SecretView {
+    SecretView::Ours {
+        value_hash: Some(h(value)),
+    }
+}
+
+fn ready(status: &ApiTokenStatus) -> (&str, &str) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .expect("Ready condition");
+    (c.status.as_str(), c.reason.as_str())
+}
+
+#[test]
+fn new_token_is_issued_and_the_status_is_ready_after_promotion() {
+    let tok = token(|_| {}, None);
+    let d = decide(&tok, READY_KEY, &SecretView::Missing, t(NOW));
+    assert_eq!(d.action, ValueAction::Issue(IssueKind::Initial));
+    assert_eq!(d.status.hash, None, "hash is filled in by promoted()");
+    assert_eq!(d.status.issued_at, Some(Time(t(NOW))));
+    let promoted = promoted(&d.status, "sha256:x", "abcdefghijklmnop");
+    assert_eq!(ready(&promoted), ("True", reason::ISSUED));
+    assert_eq!(d.note.as_ref().map(|n| n.reason), Some("Issued"));
+}
+
+#[test]
+fn pending_records_the_hash_before_the_value_exists() {
+    let tok = token(|_| {}, None);
+    let hash = h("v1");
+    let p = pending(
+        &ApiTokenStatus::default(),
+        &tok,
+        IssueKind::Initial,
+        &hash,
+        "abcdefghijklmnop",
+        t(NOW),
+    );
+    assert_eq!(
+        p.pending.as_ref().map(|p| p.hash.as_str()),
+        Some(hash.as_str())
+    );
+    assert_eq!(p.hash, None);
+    assert_eq!(ready(&p), ("False", reason::ISSUING));
+}
+
+#[test]
+fn steady_state_decides_to_keep_and_changes_nothing() {
+    let tok = token(|_| {}, None);
+    let d = decide(&tok, READY_KEY, &SecretView::Missing, t(NOW));
+    let status = promoted(&d.status, h("v1").as_str(), "abcdefghijklmnop");
+    let tok = token(|_| {}, Some(status.clone()));
+    let again = decide(&tok, READY_KEY, &ours("v1"), t("2026-06-01T13:00:00Z"));
+    assert_eq!(again.action, ValueAction::Keep);
+    assert_eq!(
+        again.status, status,
+        "a reconcile with nothing to do must not change the status"
+    );
+    assert_eq!(again.note, None);
+}
+
+#[test]
+fn pending_value_found_in_the_secret_is_promoted() {
+    let mut status = issued_status("v1", "2026-06-01T00:00:00Z");
+    status.pending = Some(PendingValue {
+        hash: h("v2").as_str().to_owned(),
+        reason: "Request".into(),
+        started_at: Time(t(NOW)),
+        rotation_request: Some("r1".into()),
+    });
+    let tok = token(|_| {}, Some(status));
+    let d = decide(&tok, READY_KEY, &ours("v2"), t(NOW));
+    assert_eq!(
+        d.action,
+        ValueAction::Promote(IssueKind::Rotation(RotateReason::Requested))
+    );
+    assert_eq!(d.status.pending, None);
+    assert_eq!(d.status.last_rotation_request.as_deref(), Some("r1"));
+    assert_eq!(d.status.rotations, Some(1));
+}
+
+#[test]
+fn pending_value_missing_from_the_secret_is_issued_again() {
+    let mut status = issued_status("v1", "2026-06-01T00:00:00Z");
+    status.pending = Some(PendingValue {
+        hash: h("v2").as_str().to_owned(),
+        reason: "Rotate".into(),
+        started_at: Time(t(NOW)),
+        rotation_request: None,
+    });
+    let tok = token(|_| {}, Some(status));
+    let d = decide(&tok, READY_KEY, &ours("v1"), t(NOW));
+    assert_eq!(
+        d.action,
+        ValueAction::Issue(IssueKind::Rotation(RotateReason::Scheduled))
+    );
+}
+
+#[test]
+fn tampered_or_deleted_secret_gets_a_fresh_value_with_the_same_expiry() {
+    let status = issued_status("v1", "2026-06-01T00:00:00Z");
+    let tok = token(
+        |s| {
+            s.expiration = Some(Expiration {
+                expires_at: None,
+                lifetime: Some("30d".into()),
+            })
+        },
+        Some(status),
+    );
+    for (secret, missing) in [(ours("hand-edited"), false), (SecretView::Missing, true)] {
+        let d = decide(&tok, READY_KEY, &secret, t(NOW));
+        assert_eq!(
+            d.action,
+            ValueAction::Issue(IssueKind::Reissue {
+                secret_missing: missing
+            })
+        );
+        assert_eq!(d.status.issued_at, Some(Time(t("2026-06-01T00:00:00Z"))));
+        assert_eq!(d.status.expires_at, Some(Time(t("2026-07-01T00:00:00Z"))));
+        let note = d.note.expect("event");
+        assert!(note.warning && note.reason == "Reissued");
+    }
+}
+
+#[test]
+fn rotation_keeps_the_old_hash_for_the_grace_period() {
+    let status = issued_status("v1", "2026-06-01T00:00:00Z");
+    let tok = token(
+        |s| {
+            s.rotation = Some(TokenRotation {
+                schedule: Rotation {
+                    every: Some("12h".into()),
+                    renew_before: None,
+                    grace_period: Some("1h".into()),
+                },
+                restart_targets: vec![],
+            })
+        },
+        Some(status),
+    );
+    let d = decide(&tok, READY_KEY, &ours("v1"), t(NOW));
+    assert_eq!(
+        d.action,
+        ValueAction::Issue(IssueKind::Rotation(RotateReason::Scheduled))
+    );
+    assert_eq!(
+        d.status.previous,
+        vec![PreviousValue {
+            hash: h("v1").as_str().to_owned(),
+            valid_until: Time(t("2026-06-01T13:00:00Z"))
+        }]
+    );
+    assert_eq!(d.status.rotations, Some(1));
+    assert_eq!(d.status.last_rotated_at, Some(Time(t(NOW))));
+    assert_eq!(
+        d.requeue,
+        Requeue::At(t("2026-06-01T13:00:00Z")),
+        "the end of grace comes first"
+    );
+}
+
+#[test]
+fn expiry_removes_the_value_and_reports_expired() {
+    let status = issued_status("v1", "2026-05-01T00:00:00Z");
+    let tok = token(
+        |s| {
+            s.expiration = Some(Expiration {
+                expires_at: None,
+                lifetime: Some("7d".into()),
+            })
+        },
+        Some(status),
+    );
+    let d = decide(&tok, READY_KEY, &ours("v1"), t(NOW));
+    assert_eq!(d.action, ValueAction::Remove);
+    assert_eq!(d.status.hash, None);
+    assert_eq!(ready(&d.status), ("False", reason::EXPIRED));
+    assert!(
+        d.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == EXPIRED && c.status == "True")
+    );
+    // Once expired and the Secret gone, nothing more happens.
+    let tok = token(
+        |s| {
+            s.expiration = Some(Expiration {
+                expires_at: None,
+                lifetime: Some("7d".into()),
+            })
+        },
+        Some(d.status.clone()),
+    );
+    let again = decide(
+        &tok,
+        READY_KEY,
+        &SecretView::Missing,
+        t("2026-06-02T00:00:00Z"),
+    );
+    assert_eq!(again.action, ValueAction::Keep);
+    assert_eq!(again.status, d.status);
+}
+
+#[test]
+fn disabled_token_loses_its_value_and_reenabling_issues_a_fresh_one() {
+    let status = issued_status("v1", "2026-06-01T00:00:00Z");
+    let tok = token(|s| s.disabled = true, Some(status));
+    let d = decide(&tok, READY_KEY, &ours("v1"), t(NOW));
+    assert_eq!(d.action, ValueAction::Remove);
+    assert_eq!(ready(&d.status), ("False", reason::DISABLED));
+    let tok = token(|s| s.disabled = false, Some(d.status));
+    let d = decide(&tok, READY_KEY, &SecretView::Missing, t(NOW));
+    assert_eq!(d.action, ValueAction::Issue(IssueKind::Initial));
+}
+
+#[test]
+fn missing_or_unready_key_means_no_value() {
+    let status = issued_status("v1", "2026-06-01T00:00:00Z");
+    let tok = token(|_| {}, Some(status));
+    let d = decide(&tok, KeyState::Missing, &ours("v1"), t(NOW));
+    assert_eq!(d.action, ValueAction::Remove);
+    assert_eq!(d.status.hash, None);
+    assert_eq!(ready(&d.status), ("False", reason::KEY_NOT_FOUND));
+    let d = decide(
+        &tok,
+        KeyState::NotReady {
+            message: "ServiceAccount \"bot\" does not exist",
+        },
+        &SecretView::Missing,
+        t(NOW),
+    );
+    assert_eq!(d.action, ValueAction::Keep);
+    let (status, why) = ready(&d.status);
+    assert_eq!((status, why), ("False", reason::KEY_NOT_READY));
+    assert!(d.status.conditions[0].message.contains("does not exist"));
+}
+
+#[test]
+fn foreign_secret_is_never_touched() {
+    let tok = token(|_| {}, None);
+    let d = decide(
+        &tok,
+        READY_KEY,
+        &SecretView::Foreign { controller: None },
+        t(NOW),
+    );
+    assert_eq!(d.action, ValueAction::Keep);
+    assert_eq!(ready(&d.status), ("False", reason::SECRET_CONFLICT));
+    assert_eq!(d.requeue, Requeue::Later);
+    // The event is published on the transition only.
+    let tok = token(|_| {}, Some(d.status));
+    let again = decide(
+        &tok,
+        READY_KEY,
+        &SecretView::Foreign { controller: None },
+        t(NOW),
+    );
+    assert_eq!(again.note, None);
+}
+
+#[test]
+fn invalid_spec_keeps_the_current_value() {
+    let status = issued_status("v1", "2026-06-01T00:00:00Z");
+    let tok = token(
+        |s| {
+            s.expiration = Some(Expiration {
+                expires_at: None,
+                lifetime: Some("1h".into()),
+            });
+            s.rotation = Some(TokenRotation {
+                schedule: Rotation {
+                    every: None,
+                    renew_before: Some("2h".into()),
+                    grace_period: None,
+                },
+                restart_targets: vec![],
+            });
+        },
+        Some(status.clone()),
+    );
+    let d = decide(&tok, READY_KEY, &ours("v1"), t(NOW));
+    assert_eq!(d.action, ValueAction::Keep);
+    assert_eq!(d.status.hash, status.hash);
+    assert_eq!(ready(&d.status), ("False", reason::INVALID_SPEC));
+    assert!(d.status.conditions[0].message.contains("renewBefore"));
+    assert_eq!(
+        d.requeue,
+        Requeue::OnChange,
+        "a permanent error waits for a spec change"
+    );
+}
+
+#[test]
+fn stray_value_in_our_secret_without_a_recorded_hash_is_removed() {
+    let tok = token(|s| s.disabled = true, None);
+    let d = decide(&tok, READY_KEY, &ours("unrecorded"), t(NOW));
+    assert_eq!(d.action, ValueAction::Remove);
+}
