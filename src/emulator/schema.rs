@@ -543,10 +543,10 @@ fn check_schema(s: &Value, at: &str, depth: usize) -> Result<(), String> {
     for (k, v) in m {
         let here = format!("{at}.{k}");
         match k.as_str() {
-            "type" | "format" | "pattern" | "x-kubernetes-list-type" | "x-kubernetes-map-type" => {
-                if !v.is_string() {
-                    return Err(format!("{here}: must be a string"));
-                }
+            "type" | "format" | "pattern" | "x-kubernetes-list-type" | "x-kubernetes-map-type"
+                if !v.is_string() =>
+            {
+                return Err(format!("{here}: must be a string"));
             }
             "properties" => {
                 let p = v
@@ -557,10 +557,8 @@ fn check_schema(s: &Value, at: &str, depth: usize) -> Result<(), String> {
                 }
             }
             "items" | "not" => check_schema(v, &here, depth + 1)?,
-            "additionalProperties" => {
-                if !v.is_boolean() {
-                    check_schema(v, &here, depth + 1)?;
-                }
+            "additionalProperties" if !v.is_boolean() => {
+                check_schema(v, &here, depth + 1)?;
             }
             "allOf" | "anyOf" | "oneOf" => {
                 let a = v
@@ -576,21 +574,17 @@ fn check_schema(s: &Value, at: &str, depth: usize) -> Result<(), String> {
                     return Err(format!("{here}: must be an array of strings"));
                 }
             }
-            "enum" => {
-                if !v.is_array() {
-                    return Err(format!("{here}: must be an array"));
-                }
+            "enum" if !v.is_array() => {
+                return Err(format!("{here}: must be an array"));
             }
-            "minimum" | "maximum" | "multipleOf" => {
-                if !v.is_number() {
-                    return Err(format!("{here}: must be a number"));
-                }
+            "minimum" | "maximum" | "multipleOf" if !v.is_number() => {
+                return Err(format!("{here}: must be a number"));
             }
             "minLength" | "maxLength" | "minItems" | "maxItems" | "minProperties"
-            | "maxProperties" => {
-                if !(v.is_i64() || v.is_u64()) {
-                    return Err(format!("{here}: must be an integer"));
-                }
+            | "maxProperties"
+                if !(v.is_i64() || v.is_u64()) =>
+            {
+                return Err(format!("{here}: must be an integer"));
             }
             "nullable"
             | "exclusiveMinimum"
@@ -598,10 +592,10 @@ fn check_schema(s: &Value, at: &str, depth: usize) -> Result<(), String> {
             | "uniqueItems"
             | "x-kubernetes-preserve-unknown-fields"
             | "x-kubernetes-embedded-resource"
-            | "x-kubernetes-int-or-string" => {
-                if !v.is_boolean() {
-                    return Err(format!("{here}: must be a boolean"));
-                }
+            | "x-kubernetes-int-or-string"
+                if !v.is_boolean() =>
+            {
+                return Err(format!("{here}: must be a boolean"));
             }
             "x-kubernetes-validations" => {
                 let a = v
@@ -616,10 +610,10 @@ fn check_schema(s: &Value, at: &str, depth: usize) -> Result<(), String> {
             _ => {}
         }
     }
-    if let Some(p) = sstr(s, "pattern") {
-        if let Err(e) = regex::Regex::new(p) {
-            return Err(format!("{at}.pattern: {e}"));
-        }
+    if let Some(p) = sstr(s, "pattern")
+        && let Err(e) = regex::Regex::new(p)
+    {
+        return Err(format!("{at}.pattern: {e}"));
     }
     Ok(())
 }
@@ -628,11 +622,11 @@ fn check_schema(s: &Value, at: &str, depth: usize) -> Result<(), String> {
 // Pruning and defaulting (structuralpruning / structuraldefaulting)
 
 fn prune(v: &mut Value, s: Option<&Value>, is_root: bool) {
-    if let Some(s) = s {
-        if sbool(s, "x-kubernetes-preserve-unknown-fields") {
-            skip_prune(v, s, is_root);
-            return;
-        }
+    if let Some(s) = s
+        && sbool(s, "x-kubernetes-preserve-unknown-fields")
+    {
+        skip_prune(v, s, is_root);
+        return;
     }
     match v {
         Value::Object(m) => {
@@ -845,16 +839,16 @@ fn validate_node(
     validate_composites(s, v, path, out);
     if let Value::String(st) = v {
         validate_string(s, st, v, path, out);
-        if let Some(f) = supported_format(s) {
-            if !format_ok(f, st) {
-                let name = openapi_name(path);
-                out.push(FieldError::raw(
-                    openapi_field(path),
-                    FieldErrorKind::TypeInvalid,
-                    Some(go_quote(st)),
-                    format!("{name} in body must be of type {f}: {}", go_quote(st)),
-                ));
-            }
+        if let Some(f) = supported_format(s)
+            && !format_ok(f, st)
+        {
+            let name = openapi_name(path);
+            out.push(FieldError::raw(
+                openapi_field(path),
+                FieldErrorKind::TypeInvalid,
+                Some(go_quote(st)),
+                format!("{name} in body must be of type {f}: {}", go_quote(st)),
+            ));
         }
     }
     if let Value::Number(n) = v {
@@ -882,7 +876,7 @@ fn validate_type(s: &Value, v: &Value, types: &[&str], path: &[Seg], out: &mut V
     let is_int_float = sch == "integer" && has("number");
     let stringish = v.is_string() || v.is_array();
     if let Some(f) = fmt_name {
-        if !stringish && !(has(sch) || is_float_int || is_int_float) {
+        if !(stringish || has(sch) || is_float_int || is_int_float) {
             // The data's own format is empty for plain JSON values.
             out.push(type_error(path, f, ""));
             return;
@@ -973,34 +967,34 @@ fn validate_composites(s: &Value, v: &Value, path: &mut Vec<Seg>, out: &mut Vec<
         }
         out.extend(errs);
     }
-    if let Some(not) = sget(s, "not").filter(|n| n.is_object()) {
-        if run(not, path).is_empty() {
-            out.push(root_invalid(format!(
-                "{} must not validate the schema (not)",
-                go_quote(&name)
-            )));
-        }
+    if let Some(not) = sget(s, "not").filter(|n| n.is_object())
+        && run(not, path).is_empty()
+    {
+        out.push(root_invalid(format!(
+            "{} must not validate the schema (not)",
+            go_quote(&name)
+        )));
     }
 }
 
 fn validate_string(s: &Value, st: &str, v: &Value, path: &[Seg], out: &mut Vec<FieldError>) {
     let name = openapi_name(path);
     let len = st.chars().count() as i64;
-    if let Some(max) = si64(s, "maxLength") {
-        if len > max {
-            out.push(FieldError::too_long(openapi_field(path), max));
-            return;
-        }
+    if let Some(max) = si64(s, "maxLength")
+        && len > max
+    {
+        out.push(FieldError::too_long(openapi_field(path), max));
+        return;
     }
-    if let Some(min) = si64(s, "minLength") {
-        if len < min {
-            out.push(invalid_at(
-                path,
-                v,
-                format!("{name} in body should be at least {min} chars long"),
-            ));
-            return;
-        }
+    if let Some(min) = si64(s, "minLength")
+        && len < min
+    {
+        out.push(invalid_at(
+            path,
+            v,
+            format!("{name} in body should be at least {min} chars long"),
+        ));
+        return;
     }
     if let Some(p) = sstr(s, "pattern").filter(|p| !p.is_empty()) {
         let matched = match regex::Regex::new(p) {
@@ -1146,19 +1140,19 @@ fn validate_array(
     }
     let name = openapi_name(path);
     let size = a.len() as i64;
-    if let Some(min) = si64(s, "minItems") {
-        if size < min {
-            out.push(invalid_at(
-                path,
-                &Value::from(size),
-                format!("{name} in body should have at least {min} items"),
-            ));
-        }
+    if let Some(min) = si64(s, "minItems")
+        && size < min
+    {
+        out.push(invalid_at(
+            path,
+            &Value::from(size),
+            format!("{name} in body should have at least {min} items"),
+        ));
     }
-    if let Some(max) = si64(s, "maxItems") {
-        if size > max {
-            out.push(FieldError::too_many(openapi_field(path), size, max));
-        }
+    if let Some(max) = si64(s, "maxItems")
+        && size > max
+    {
+        out.push(FieldError::too_many(openapi_field(path), size, max));
     }
     if sbool(s, "uniqueItems") {
         let dup = a.iter().enumerate().any(|(i, x)| a[..i].contains(x));
@@ -1225,21 +1219,21 @@ fn validate_object(
 ) {
     let name = openapi_name(path);
     let count = m.len() as i64;
-    if let Some(min) = si64(s, "minProperties") {
-        if count < min {
-            out.push(invalid_at(
-                path,
-                &Value::from(count),
-                format!("{name} in body should have at least {min} properties"),
-            ));
-            return;
-        }
+    if let Some(min) = si64(s, "minProperties")
+        && count < min
+    {
+        out.push(invalid_at(
+            path,
+            &Value::from(count),
+            format!("{name} in body should have at least {min} properties"),
+        ));
+        return;
     }
-    if let Some(max) = si64(s, "maxProperties") {
-        if count > max {
-            out.push(FieldError::too_many(openapi_field(path), count, max));
-            return;
-        }
+    if let Some(max) = si64(s, "maxProperties")
+        && count > max
+    {
+        out.push(FieldError::too_many(openapi_field(path), count, max));
+        return;
     }
     let ps = props(s);
     let old_map = old.and_then(Value::as_object);
@@ -1475,7 +1469,7 @@ fn is_mac(s: &str) -> bool {
 }
 
 fn is_base64(s: &str) -> bool {
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return false;
     }
     let body = s.trim_end_matches('=');
@@ -1840,13 +1834,18 @@ fn eval_rule(
                     node_path.clone(),
                     FieldErrorKind::Invalid,
                     type_value.clone(),
-                    format!("rule compile error: {}", e.message),
+                    format!(
+                        "rule compile error: compilation failed: {}",
+                        compile_detail(&e.message)
+                    ),
                 ));
             }
             _ => {
-                let cause = std::error::Error::source(e)
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| e.message.clone());
+                let cause = lower_first(
+                    &std::error::Error::source(e)
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| e.message.clone()),
+                );
                 out.push(FieldError::raw(
                     node_path.clone(),
                     FieldErrorKind::Invalid,
@@ -1855,5 +1854,23 @@ fn eval_rule(
                 ));
             }
         }
+    }
+}
+
+/// kube-cel prefixes parse errors with `failed to compile rule "<rule>": `;
+/// the apiserver shows only the compiler's own text.
+fn compile_detail(msg: &str) -> &str {
+    match msg.find("\": ") {
+        Some(i) if msg.starts_with("failed to compile") => &msg[i + 3..],
+        _ => msg,
+    }
+}
+
+/// cel-go's runtime errors start lower-case (`no such key: k`).
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
     }
 }
