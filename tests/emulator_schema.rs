@@ -547,6 +547,25 @@ fn ratcheting_keeps_unchanged_invalid_values() {
 }
 
 #[test]
+fn odd_strings_in_formats_do_not_panic() {
+    let schema = root(
+        json!({"type": "object", "properties": {"t": {"type": "string", "format": "date-time"}}}),
+    );
+    for t in [
+        "2024-01-01T00:00:00+aé1",
+        "2024-01-01Té0:00:00Z",
+        "é",
+        "2024-01-01T00:00:00+0100",
+        "2024-01-01T00:00",
+    ] {
+        let mut o = obj(json!({"t": t}));
+        let got = run(&schema, &mut o, None);
+        let valid = t.is_ascii() && t.len() >= 16;
+        assert_eq!(got.is_empty(), valid, "{t}: {got:?}");
+    }
+}
+
+#[test]
 fn malformed_schema_is_an_error_not_a_panic() {
     let bad = [
         json!("not a schema"),

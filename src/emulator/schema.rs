@@ -855,7 +855,7 @@ fn validate_node(
         validate_number(s, n, v, path, out);
     }
     if let Value::Array(a) = v {
-        validate_array(s, a, v, path, old, out);
+        validate_array(s, a, path, old, out);
     }
     validate_enum(s, v, path, out);
     if let Value::Object(m) = v {
@@ -1124,7 +1124,6 @@ fn validate_number(
 fn validate_array(
     s: &Value,
     a: &[Value],
-    v: &Value,
     path: &mut Vec<Seg>,
     old: Option<&Value>,
     out: &mut Vec<FieldError>,
@@ -1157,7 +1156,6 @@ fn validate_array(
     if sbool(s, "uniqueItems") {
         let dup = a.iter().enumerate().any(|(i, x)| a[..i].contains(x));
         if dup {
-            let _ = v;
             out.push(invalid_at(
                 path,
                 &Value::from(""),
@@ -1415,7 +1413,7 @@ fn is_date(s: &str) -> bool {
 
 /// strfmt.ParseDateTime: RFC 3339 and the ISO 8601 variants it also accepts.
 fn is_datetime(s: &str) -> bool {
-    if s.len() < 16 || !s.is_char_boundary(10) || !is_date(&s[..10]) || s.as_bytes()[10] != b'T' {
+    if !s.is_ascii() || s.len() < 16 || !is_date(&s[..10]) || s.as_bytes()[10] != b'T' {
         return false;
     }
     let rest = &s[11..];
