@@ -9,5 +9,6 @@ pub mod api;
 pub mod clock;
 pub mod controller;
 pub mod duration;
+pub mod emulator;
 pub mod schedule;
 pub mod token;
