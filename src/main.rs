@@ -1,36 +1,166 @@
 //! Command-line entry point: parses arguments and hands over to the library.
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use apikey_operator::{cli, controller};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Manage API keys and API tokens as Kubernetes resources.
 #[derive(Parser)]
 #[command(name = "apikey-operator", version, about, propagate_version = true)]
 struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "APIKEY_OPERATOR_LOG_FORMAT")]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where to find the cluster.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config or in-cluster).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long)]
+    context: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Print the CustomResourceDefinitions of ApiKey and ApiToken as YAML.
     Crds,
+    /// Run the operator against a cluster (in cluster, or the current kubeconfig).
+    Run {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Only reconcile this namespace (default: all namespaces).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Only reconcile ApiKeys and ApiTokens matching this label selector,
+        /// e.g. `shard=a`, so several instances can share the work.
+        #[arg(long, short = 'l')]
+        selector: Option<String>,
+    },
+    /// Request a rotation of an ApiToken (sets the apikeys.dev/rotate annotation).
+    Rotate {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Name of the ApiToken.
+        name: String,
+        /// Namespace of the ApiToken.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// The request value (default: the current time); each new value rotates once.
+        #[arg(long)]
+        request: Option<String>,
+        /// Wait up to this many seconds for the operator to rotate (0: do not wait).
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Crds => match apikey_operator::api::crds_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("error: could not render the CRDs as YAML: {err}");
-                ExitCode::FAILURE
-            }
-        },
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: could not start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Crds => {
+            print!("{}", apikey_operator::api::crds_yaml()?);
+        }
+        Command::Run {
+            cluster,
+            namespace,
+            selector,
+        } => {
+            let client =
+                cli::client(cluster.kubeconfig.as_deref(), cluster.context.as_deref()).await?;
+            let config = controller::Config {
+                namespace,
+                selector,
+                ..Default::default()
+            };
+            controller::run(client, config, shutdown_signal()).await;
+        }
+        Command::Rotate {
+            cluster,
+            name,
+            namespace,
+            request,
+            wait,
+        } => {
+            let client =
+                cli::client(cluster.kubeconfig.as_deref(), cluster.context.as_deref()).await?;
+            let request = request.unwrap_or_else(|| jiff::Timestamp::now().to_string());
+            let wait = (wait > 0).then(|| Duration::from_secs(wait));
+            cli::rotate(client, &namespace, &name, &request, wait).await?;
+            println!("apitoken {namespace}/{name}: rotation requested ({request})");
+        }
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
 }

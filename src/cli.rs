@@ -1,0 +1,139 @@
+//! What the command-line subcommands do beyond wiring: building a client
+//! from a kubeconfig, requesting a rotation, installing the CRDs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use serde_json::json;
+
+use crate::api::{ApiToken, ROTATE_ANNOTATION};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+/// Errors of CLI commands, each saying what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("could not read kubeconfig {path}: {source}; pass --kubeconfig with a readable file")]
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error(
+        "could not load the Kubernetes client configuration: {0}; set KUBECONFIG or pass --kubeconfig"
+    )]
+    Config(String),
+    #[error("ApiToken {namespace}/{name} not found; check the name and --namespace")]
+    TokenNotFound { namespace: String, name: String },
+    #[error("Kubernetes API request failed while {action}: {source}")]
+    Kube {
+        action: &'static str,
+        source: kube::Error,
+    },
+    #[error("timed out after {0:?} waiting for the operator to act; is it running?")]
+    Timeout(Duration),
+}
+
+/// A client for `kubeconfig` (or the usual KUBECONFIG / in-cluster discovery).
+pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Client, CliError> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).map_err(|source| CliError::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| CliError::Config(e.to_string()))?
+        }
+        None if context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| CliError::Config(e.to_string()))?,
+        None => Config::infer()
+            .await
+            .map_err(|e| CliError::Config(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| CliError::Config(e.to_string()))
+}
+
+/// Requests a rotation by setting the rotate annotation to `request`; with
+/// `wait`, waits until the operator recorded it in status.
+pub async fn rotate(
+    client: Client,
+    namespace: &str,
+    name: &str,
+    request: &str,
+    wait: Option<Duration>,
+) -> Result<(), CliError> {
+    let api: Api<ApiToken> = Api::namespaced(client, namespace);
+    let patch = json!({ "metadata": { "annotations": { ROTATE_ANNOTATION: request } } });
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            return Err(CliError::TokenNotFound {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        Err(source) => {
+            return Err(CliError::Kube {
+                action: "setting the rotate annotation",
+                source,
+            });
+        }
+    }
+    let Some(timeout) = wait else { return Ok(()) };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let token = api.get(name).await.map_err(|source| CliError::Kube {
+            action: "reading the ApiToken",
+            source,
+        })?;
+        let seen = token
+            .status
+            .as_ref()
+            .and_then(|s| s.last_rotation_request.as_deref());
+        if seen == Some(request) && token.status.as_ref().is_some_and(|s| s.pending.is_none()) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::Timeout(timeout));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Creates or updates both CRDs (server-side apply) and waits until they are Established.
+pub async fn install_crds(client: Client, timeout: Duration) -> Result<(), CliError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client);
+    for crd in crate::api::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply(crate::controller::FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .map_err(|source| CliError::Kube {
+            action: "installing the CRDs",
+            source,
+        })?;
+        let established = kube::runtime::wait::conditions::is_crd_established();
+        tokio::time::timeout(
+            timeout,
+            kube::runtime::wait::await_condition(api.clone(), &name, established),
+        )
+        .await
+        .map_err(|_| CliError::Timeout(timeout))?
+        .map_err(|e| CliError::Config(e.to_string()))?;
+    }
+    Ok(())
+}
