@@ -26,6 +26,10 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Er
     if result.is_ok() {
         ctx.succeeded(&object_key(key.as_ref()));
     }
+    ctx.handles
+        .stats
+        .key_reconciles
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     result
 }
 

@@ -92,13 +92,37 @@ impl Faults {
         }
     }
 
-    fn fire(&self, point: FaultPoint) -> Result<(), Error> {
+    pub(crate) fn fire(&self, point: FaultPoint) -> Result<(), Error> {
         let counter = self.counter(point);
         match counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
             Ok(_) => Err(Error::InjectedFault(point)),
             Err(_) => Ok(()),
         }
     }
+}
+
+/// Counters of completed reconciles, for tests and metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub token_reconciles: std::sync::atomic::AtomicU64,
+    pub key_reconciles: std::sync::atomic::AtomicU64,
+    pub errors: std::sync::atomic::AtomicU64,
+}
+
+impl Stats {
+    pub fn token_reconciles(&self) -> u64 {
+        self.token_reconciles.load(Ordering::Relaxed)
+    }
+    pub fn key_reconciles(&self) -> u64 {
+        self.key_reconciles.load(Ordering::Relaxed)
+    }
+}
+
+/// What tests and the metrics endpoint can reach inside a running controller.
+#[derive(Debug, Default)]
+pub struct Handles {
+    pub faults: Faults,
+    pub stats: Stats,
 }
 
 /// Errors of a reconcile. All are retried with per-object exponential backoff.
@@ -148,7 +172,7 @@ pub struct Context {
     pub config: Config,
     pub clock: Arc<dyn Clock>,
     pub recorder: Recorder,
-    pub faults: Arc<Faults>,
+    pub handles: Arc<Handles>,
     tokens: Store<ApiToken>,
     keys: Store<ApiKey>,
     secrets: Store<Secret>,
@@ -208,11 +232,6 @@ fn object_key<K: Resource>(obj: &K) -> String {
     )
 }
 
-/// Handles to a running controller.
-pub struct Running {
-    pub faults: Arc<Faults>,
-}
-
 /// Runs both controllers until `shutdown` completes.
 pub async fn run(
     client: Client,
@@ -223,18 +242,18 @@ pub async fn run(
         client,
         config,
         Arc::new(SystemClock),
-        Arc::new(Faults::default()),
+        Arc::default(),
         shutdown,
     )
     .await
 }
 
-/// Runs both controllers with an injected clock and faults (tests).
+/// Runs both controllers with an injected clock and handles (tests, metrics).
 pub async fn run_with(
     client: Client,
     config: Config,
     clock: Arc<dyn Clock>,
-    faults: Arc<Faults>,
+    handles: Arc<Handles>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (tokens_api, keys_api, secrets_api, sa_api): (
@@ -292,7 +311,7 @@ pub async fn run_with(
         config: config.clone(),
         clock,
         recorder,
-        faults,
+        handles,
         tokens: tokens.clone(),
         keys: keys.clone(),
         secrets,

@@ -62,6 +62,10 @@ pub async fn reconcile(token: Arc<ApiToken>, ctx: Arc<Context>) -> Result<Action
     if result.is_ok() {
         ctx.succeeded(&name);
     }
+    ctx.handles
+        .stats
+        .token_reconciles
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     result
 }
 
@@ -220,7 +224,7 @@ async fn issue_value(
         token.resource_version().as_deref(),
     )
     .await?;
-    ctx.faults.fire(FaultPoint::AfterPending)?;
+    ctx.handles.faults.fire(FaultPoint::AfterPending)?;
 
     let secret = desired_secret(token, secret_name, secret_key, value.expose_secret())?;
     drop(value);
@@ -233,7 +237,7 @@ async fn issue_value(
         )
         .await
         .map_err(kube_err("writing the token's Secret"))?;
-    ctx.faults.fire(FaultPoint::AfterSecret)?;
+    ctx.handles.faults.fire(FaultPoint::AfterSecret)?;
 
     let status = token_state::promoted(&decision.status, hash.as_str(), token_id.as_str());
     write_status(

@@ -1,0 +1,241 @@
+//! Shared set-up for the operator's integration tests: an emulator with the
+//! CRDs installed, a controller running against it, and waits with a
+//! deadline (never a bare sleep).
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apikey_operator::api::{ApiKey, ApiToken};
+use apikey_operator::clock::SystemClock;
+use apikey_operator::controller::{self, Handles};
+use apikey_operator::emulator::{Emulator, EmulatorConfig};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, PostParams};
+use kube::runtime::wait::{Condition, await_condition};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any single wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct Cluster {
+    pub emulator: Emulator,
+    pub client: Client,
+}
+
+impl Cluster {
+    /// An emulator with the CRDs installed and a namespace `ns`.
+    pub async fn start(ns: &str) -> Cluster {
+        let emulator = Emulator::start(EmulatorConfig::default())
+            .await
+            .expect("emulator starts");
+        let client = emulator.client().await.expect("client");
+        apikey_operator::cli::install_crds(client.clone(), DEADLINE)
+            .await
+            .expect("CRDs installed");
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespace: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+                .expect("namespace");
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("namespace created");
+        Cluster { emulator, client }
+    }
+
+    pub fn api<K>(&self, ns: &str) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Starts a controller on this cluster.
+    pub fn controller(&self) -> Operator {
+        Operator::start(self.client.clone())
+    }
+}
+
+/// A controller running in the background until dropped or stopped.
+pub struct Operator {
+    pub handles: Arc<Handles>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Operator {
+    pub fn start(client: Client) -> Operator {
+        let handles = Arc::new(Handles::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = controller::Config {
+            resync: Duration::from_secs(600),
+            ..Default::default()
+        };
+        let task = tokio::spawn(controller::run_with(
+            client,
+            config,
+            Arc::new(SystemClock),
+            handles.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Operator {
+            handles,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the controller and waits until it has stopped.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(DEADLINE, task).await;
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Waits (event-driven, via a watch) until `name` satisfies `cond`.
+pub async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, cond: impl Condition<K>) -> K
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    match tokio::time::timeout(DEADLINE, await_condition(api.clone(), name, cond)).await {
+        Ok(Ok(Some(obj))) => obj,
+        Ok(Ok(None)) => panic!("{name}: deleted while waiting for {what}"),
+        Ok(Err(e)) => panic!("{name}: watch failed while waiting for {what}: {e}"),
+        Err(_) => {
+            let now = api.get_opt(name).await.ok().flatten();
+            panic!("{name}: no {what} within {DEADLINE:?}; last seen: {now:#?}")
+        }
+    }
+}
+
+/// Waits until `name` is gone.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    match tokio::time::timeout(
+        DEADLINE,
+        await_condition(
+            api.clone(),
+            name,
+            kube::runtime::wait::conditions::is_deleted(""),
+        ),
+    )
+    .await
+    {
+        Ok(_) => {
+            // is_deleted("") matches any uid being absent; confirm with a read.
+            let deadline = tokio::time::Instant::now() + DEADLINE;
+            while api.get_opt(name).await.ok().flatten().is_some() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{name} still exists"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Err(_) => panic!("{name} not deleted within {DEADLINE:?}"),
+    }
+}
+
+/// The condition `type_` of a token has `status`.
+pub fn token_condition(type_: &'static str, status: &'static str) -> impl Condition<ApiToken> {
+    move |t: Option<&ApiToken>| {
+        t.and_then(|t| t.status.as_ref()).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == type_ && c.status == status)
+        })
+    }
+}
+
+/// The Ready reason of a token is `reason`.
+pub fn token_reason(reason: &'static str) -> impl Condition<ApiToken> {
+    move |t: Option<&ApiToken>| {
+        t.and_then(|t| t.status.as_ref()).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.reason == reason)
+        })
+    }
+}
+
+pub fn key_ready(status: &'static str) -> impl Condition<ApiKey> {
+    move |k: Option<&ApiKey>| {
+        k.and_then(|k| k.status.as_ref()).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == status)
+        })
+    }
+}
+
+/// The token value stored in a Secret.
+pub fn secret_value(secret: &Secret, key: &str) -> String {
+    let data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .expect("Secret holds the value");
+    String::from_utf8(data.0.clone()).expect("value is UTF-8")
+}
+
+pub fn apply_yaml<K: DeserializeOwned>(yaml: &str) -> K {
+    serde_yaml::from_str(yaml).expect("test manifest parses")
+}
+
+/// Events (events.k8s.io/v1) about the object `name` in `ns`, as (type, reason, note).
+pub async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let list = api.list(&Default::default()).await.expect("events list");
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Polls `check` until it returns Some, or fails after the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
