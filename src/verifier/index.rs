@@ -427,4 +427,4 @@ fn object_fingerprint(namespace: &str, name: &str) -> u64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -116,8 +116,17 @@ fn verdicts_by_state_and_time() {
         |at: &str| json!({ "tokenId": ID, "hash": current.hash().as_str(), "expiresAt": at });
     let ok = Ok(false);
     let ok_previous = Ok(true);
+    type Case<'a> = (
+        &'a str,
+        Value,
+        bool,
+        ApiKey,
+        &'a str,
+        &'a str,
+        Result<bool, Reject>,
+    );
     #[rustfmt::skip]
-    let cases: Vec<(&str, Value, bool, ApiKey, &str, &str, Result<bool, Reject>)> = vec![
+    let cases: Vec<Case> = vec![
         ("current value", issued(&current), false, ready_key(), current.expose_secret(), NOW, ok.clone()),
         ("previous value inside grace", grace("2026-06-01T12:00:01Z"), false, ready_key(), old.expose_secret(), NOW, ok_previous),
         ("current still accepted while in grace", grace("2026-06-01T12:00:01Z"), false, ready_key(), current.expose_secret(), NOW, ok.clone()),
