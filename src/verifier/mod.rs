@@ -269,6 +269,7 @@ impl Verifier {
         }
         background.abort_all();
         let _ = reporter.await;
+        info!("verifier stopped");
         Ok(())
     }
 }
