@@ -7,4 +7,5 @@
 
 pub mod api;
 pub mod duration;
+pub mod emulator;
 pub mod token;
