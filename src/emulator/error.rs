@@ -112,7 +112,7 @@ impl ApiError {
     pub fn apply_conflict(def: &ResourceDef, name: &str, conflicts: &[(String, String)]) -> Self {
         let lines: Vec<String> = conflicts
             .iter()
-            .map(|(m, f)| format!("conflict with \"{m}\": {f}"))
+            .map(|(m, f)| format!("conflict with {m}: {f}"))
             .collect();
         let message = if lines.len() == 1 {
             format!("Apply failed with 1 conflict: {}", lines[0])
@@ -125,7 +125,7 @@ impl ApiError {
         };
         let causes: Vec<Value> = conflicts
             .iter()
-            .map(|(m, f)| json!({"type": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": f}))
+            .map(|(m, f)| json!({"type": "FieldManagerConflict", "message": format!("conflict with {m}"), "field": f}))
             .collect();
         Self::new(409, "Conflict", message).with_details(
             json!({"name": name, "group": def.group, "kind": def.plural, "causes": causes}),

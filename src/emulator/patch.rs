@@ -293,12 +293,12 @@ impl ManagerEntry {
         self.manager == manager && self.operation == operation && self.subresource == subresource
     }
 
-    /// How conflicts name this manager (the real server appends the operation for updaters).
+    /// How conflicts name this manager (the real server adds the API version for updaters).
     fn display(&self) -> String {
         if self.operation == "Update" {
-            format!("{} (op Update)", self.manager)
+            format!("\"{}\" using {}", self.manager, self.api_version)
         } else {
-            self.manager.clone()
+            format!("\"{}\"", self.manager)
         }
     }
 }
@@ -520,7 +520,7 @@ mod tests {
         let a = server_side_apply(None, &json!({"spec": {"x": 1}}), &writer("a"), false).unwrap();
         let err = server_side_apply(Some(&a), &json!({"spec": {"x": 2}}), &writer("b"), false)
             .unwrap_err();
-        assert_eq!(err, vec![("a".to_string(), ".spec.x".to_string())]);
+        assert_eq!(err, vec![("\"a\"".to_string(), ".spec.x".to_string())]);
         // Same value: shared ownership, no conflict.
         assert!(
             server_side_apply(Some(&a), &json!({"spec": {"x": 1}}), &writer("b"), false).is_ok()

@@ -118,6 +118,10 @@ fn columns(def: &ResourceDef, version: &str) -> Vec<Column> {
             Some(".spec.holderIdentity"),
         )),
         ("apps", _) => cols.push(column("Ready", "string", "", "Ready replicas", None)),
+        ("apiextensions.k8s.io", _) => {
+            cols.push(column("Created At", "date", "", "CreationTimestamp", Some(".metadata.creationTimestamp")));
+            return cols;
+        }
         _ => {}
     }
     cols.push(age());
@@ -157,6 +161,7 @@ fn cell(def: &ResourceDef, col: &Column, obj: &Value, now: jiff::Timestamp) -> V
         return Value::Null;
     };
     match col.kind.as_str() {
+        "date" if col.name == "Created At" => value.clone(),
         "date" => match value
             .as_str()
             .and_then(|s| s.parse::<jiff::Timestamp>().ok())
