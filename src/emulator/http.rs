@@ -46,7 +46,11 @@ fn error_response(e: &ApiError) -> Response {
 /// The axum entry point for every path.
 pub async fn serve(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response {
     if !shared.available.load(Ordering::Acquire) {
-        return error_response(&ApiError::unavailable());
+        // Retry-After bounds the client-side retry backoff (kube-rs honours it) to one second.
+        let mut resp = error_response(&ApiError::unavailable());
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return resp;
     }
     let (parts, body) = req.into_parts();
     let query: HashMap<String, String> = Query::try_from_uri(&parts.uri)
@@ -240,8 +244,9 @@ fn resource(
         }
         (&Method::DELETE, true) => {
             verb_counter(shared, "delete");
-            let ctx = write_ctx(&target, req)?;
             let opts = delete_opts(req)?;
+            let mut ctx = write_ctx(&target, req)?;
+            ctx.dry_run |= opts.dry_run;
             let name = target.name.as_deref().unwrap_or_default();
             match ops::delete(&mut shared.lock(), &ctx, name, &opts)? {
                 Deleted::Object(o) | Deleted::Status(o) => Ok(json_response(200, &o)),
@@ -327,14 +332,9 @@ fn delete_opts(req: &ApiRequest) -> Result<DeleteOpts, ApiError> {
         opts.resource_version = body["preconditions"]["resourceVersion"]
             .as_str()
             .map(str::to_string);
-        if body["dryRun"]
+        opts.dry_run = body["dryRun"]
             .as_array()
-            .is_some_and(|a| a.iter().any(|v| v == "All"))
-        {
-            return Err(ApiError::bad_request(
-                "dryRun in the DeleteOptions body is not emulated; use ?dryRun=All",
-            ));
-        }
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
     }
     Ok(opts)
 }
@@ -481,8 +481,9 @@ fn delete_collection(
     req: &ApiRequest,
 ) -> Result<Response, ApiError> {
     let filter = filter_of(t, req)?;
-    let ctx = write_ctx(t, req)?;
     let opts = delete_opts(req)?;
+    let mut ctx = write_ctx(t, req)?;
+    ctx.dry_run |= opts.dry_run;
     let mut st = shared.lock();
     let names: Vec<(String, String)> = st
         .range(&t.def.key(), t.namespace.as_deref(), None)

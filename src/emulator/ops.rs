@@ -773,6 +773,8 @@ pub struct DeleteOpts {
     pub propagation: Option<String>,
     pub uid: Option<String>,
     pub resource_version: Option<String>,
+    /// `dryRun: [All]` in the DeleteOptions body.
+    pub dry_run: bool,
 }
 
 /// What a delete produced: the object (still terminating, or a custom resource gone now), or a

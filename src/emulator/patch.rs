@@ -410,6 +410,11 @@ pub fn server_side_apply(
     let base = current.cloned().unwrap_or_else(|| json!({}));
     let mut entries = read_managers(&base);
     let applied_set = owned_leaves(applied);
+    // An empty map in the configuration asserts no value for what lies below it.
+    let asserting: Vec<&FieldPath> = applied_set
+        .iter()
+        .filter(|p| !matches!(at(applied, p), Some(Value::Object(m)) if m.is_empty()))
+        .collect();
 
     // Conflicts: another owner holds an overlapping field whose value would change.
     let mut conflicts = Vec::new();
@@ -419,7 +424,7 @@ pub fn server_side_apply(
             continue;
         }
         for owned in &e.fields {
-            for mine in &applied_set {
+            for mine in &asserting {
                 if !overlaps(owned, mine) {
                     continue;
                 }
@@ -454,7 +459,7 @@ pub fn server_side_apply(
         .find(|e| e.same_owner(writer.manager, "Apply", writer.subresource))
     {
         for path in &mine.fields {
-            let kept = applied_set.iter().any(|p| overlaps(p, path));
+            let kept = asserting.iter().any(|p| overlaps(p, path));
             let shared = entries.iter().any(|e| {
                 !e.same_owner(writer.manager, "Apply", writer.subresource)
                     && e.fields.iter().any(|p| overlaps(p, path))
@@ -465,8 +470,14 @@ pub fn server_side_apply(
         }
     }
     for path in &applied_set {
-        if let Some(v) = at(applied, path) {
-            set_at(&mut merged, path, v.clone());
+        match at(applied, path) {
+            Some(Value::Object(m)) if m.is_empty() => {
+                if !at(&merged, path).is_some_and(Value::is_object) {
+                    set_at(&mut merged, path, Value::Object(Map::new()));
+                }
+            }
+            Some(v) => set_at(&mut merged, path, v.clone()),
+            None => {}
         }
     }
     for key in ["apiVersion", "kind"] {

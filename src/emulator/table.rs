@@ -119,7 +119,13 @@ fn columns(def: &ResourceDef, version: &str) -> Vec<Column> {
         )),
         ("apps", _) => cols.push(column("Ready", "string", "", "Ready replicas", None)),
         ("apiextensions.k8s.io", _) => {
-            cols.push(column("Created At", "date", "", "CreationTimestamp", Some(".metadata.creationTimestamp")));
+            cols.push(column(
+                "Created At",
+                "date",
+                "",
+                "CreationTimestamp",
+                Some(".metadata.creationTimestamp"),
+            ));
             return cols;
         }
         _ => {}
