@@ -388,7 +388,7 @@ fn continue_token(rv: u64, key: &(String, String)) -> String {
 
 fn parse_continue(token: &str) -> Result<(String, String), ApiError> {
     let bad = || ApiError::bad_request("continue key is not valid");
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes: Result<Vec<u8>, _> = (0..token.len())

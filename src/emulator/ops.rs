@@ -486,10 +486,11 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Value, A
     md["generation"] = json!(1);
     obj["apiVersion"] = json!(def.api_version(&def.storage_version));
     obj["kind"] = json!(def.kind);
-    if def.status_subresource && def.custom.is_some() {
-        if let Some(m) = obj.as_object_mut() {
-            m.remove("status");
-        }
+    if def.status_subresource
+        && def.custom.is_some()
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
     }
     namespace_gate(st, ctx)?;
     apply_kind_rules(st, ctx, &mut obj, true)?;

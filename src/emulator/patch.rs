@@ -471,11 +471,9 @@ pub fn server_side_apply(
     }
     for path in &applied_set {
         match at(applied, path) {
-            Some(Value::Object(m)) if m.is_empty() => {
-                if !at(&merged, path).is_some_and(Value::is_object) {
-                    set_at(&mut merged, path, Value::Object(Map::new()));
-                }
-            }
+            // An empty map creates the map but keeps what others set inside it.
+            Some(Value::Object(m))
+                if m.is_empty() && at(&merged, path).is_some_and(Value::is_object) => {}
             Some(v) => set_at(&mut merged, path, v.clone()),
             None => {}
         }

@@ -289,7 +289,7 @@ pub fn def_from_crd(crd: &Value) -> Option<ResourceDef> {
     if served.is_empty() {
         return None;
     }
-    served.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+    served.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
     Some(ResourceDef {
         group: group.to_string(),
         storage_version: storage.unwrap_or_else(|| served[0].clone()),
