@@ -1038,3 +1038,88 @@ async fn custom_resources_are_validated_against_the_schema() {
         "unknown fields are pruned"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_crd_deletes_its_objects_and_stops_serving() {
+    let (_emu, client) = start().await;
+    install_crd(&client, WIDGET_CRD).await;
+    let api = widgets(&client, "default");
+    api.create(&PostParams::default(), &widget("w", 1))
+        .await
+        .unwrap();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    crds.delete("widgets.test.apikeys.dev", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("CRD gone", T, || async {
+        crds.get_opt("widgets.test.apikeys.dev")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(api_code(api.list(&ListParams::default()).await).0, 404);
+    // Re-creating the CRD serves an empty collection.
+    install_crd(&client, WIDGET_CRD).await;
+    assert!(
+        api.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_builtin_kinds_are_stored() {
+    use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{Event, ServiceAccount};
+    let (_emu, client) = start().await;
+    let pp = PostParams::default();
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "leader"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})).unwrap();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    let l = leases.create(&pp, &lease).await.unwrap();
+    // Leader election style compare-and-swap on the lease.
+    let mut take = l.clone();
+    take.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    leases.replace("leader", &pp, &take).await.unwrap();
+    assert_eq!(api_code(leases.replace("leader", &pp, &take).await).0, 409);
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "sa"}})).unwrap();
+    Api::<ServiceAccount>::default_namespaced(client.clone())
+        .create(&pp, &sa)
+        .await
+        .unwrap();
+    let ev: Event = serde_json::from_value(json!({"metadata": {"name": "e1"}, "involvedObject": {"kind": "Widget", "name": "w"}, "reason": "Issued", "type": "Normal"})).unwrap();
+    let events: Api<Event> = Api::default_namespaced(client.clone());
+    events.create(&pp, &ev).await.unwrap();
+    assert_eq!(
+        events
+            .list(&ListParams::default().fields("involvedObject.name=w"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let ev2: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({"metadata": {"name": "e2"}, "eventTime": "2025-01-01T00:00:00.000000Z", "reason": "Issued", "action": "Issue", "reportingController": "x", "reportingInstance": "y", "type": "Normal"})).unwrap();
+    Api::<k8s_openapi::api::events::v1::Event>::default_namespaced(client.clone())
+        .create(&pp, &ev2)
+        .await
+        .unwrap();
+    let tpl = json!({"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}});
+    let sts: StatefulSet =
+        serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": tpl})).unwrap();
+    Api::<StatefulSet>::default_namespaced(client.clone())
+        .create(&pp, &sts)
+        .await
+        .unwrap();
+    let ds: DaemonSet =
+        serde_json::from_value(json!({"metadata": {"name": "d"}, "spec": tpl})).unwrap();
+    Api::<DaemonSet>::default_namespaced(client.clone())
+        .create(&pp, &ds)
+        .await
+        .unwrap();
+}
