@@ -224,3 +224,48 @@ pub fn field_error(
         message: message.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::registry::Registry;
+    use crate::emulator::schema::FieldErrorKind;
+
+    #[test]
+    fn invalid_reads_like_the_real_server() {
+        let reg = Registry::build(std::iter::empty());
+        let secrets = reg.lookup("", "v1", "secrets").unwrap();
+        let one = ApiError::invalid(
+            &secrets,
+            "s",
+            &[field_error(
+                "data.x",
+                FieldErrorKind::Invalid,
+                "Invalid value: \"y\": bad",
+            )],
+        );
+        assert_eq!(
+            one.message,
+            "Secret \"s\" is invalid: data.x: Invalid value: \"y\": bad"
+        );
+        let status = one.to_status();
+        assert_eq!(status["code"], 422);
+        assert_eq!(
+            status["details"]["causes"][0]["reason"],
+            "FieldValueInvalid"
+        );
+        assert_eq!(status["details"]["causes"][0]["field"], "data.x");
+        let two = ApiError::invalid(
+            &secrets,
+            "s",
+            &[
+                field_error("a", FieldErrorKind::Required, "Required value"),
+                field_error("b", FieldErrorKind::Required, "Required value"),
+            ],
+        );
+        assert_eq!(
+            two.message,
+            "Secret \"s\" is invalid: [a: Required value, b: Required value]"
+        );
+    }
+}

@@ -487,7 +487,6 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Value, A
     obj["apiVersion"] = json!(def.api_version(&def.storage_version));
     obj["kind"] = json!(def.kind);
     if def.status_subresource
-        && def.custom.is_some()
         && let Some(m) = obj.as_object_mut()
     {
         m.remove("status");
