@@ -78,22 +78,44 @@ struct Figure {
     goal: &'static str,
 }
 
-fn figure(section: &'static str, name: impl Into<String>, value: impl Into<String>, baseline: impl Into<String>, ratio: impl Into<String>, goal: &'static str) -> Figure {
-    Figure { section, name: name.into(), value: value.into(), baseline: baseline.into(), ratio: ratio.into(), goal }
+fn figure(
+    section: &'static str,
+    name: impl Into<String>,
+    value: impl Into<String>,
+    baseline: impl Into<String>,
+    ratio: impl Into<String>,
+    goal: &'static str,
+) -> Figure {
+    Figure {
+        section,
+        name: name.into(),
+        value: value.into(),
+        baseline: baseline.into(),
+        ratio: ratio.into(),
+        goal,
+    }
 }
 
 fn main() {
     let settings = Settings::from_args();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let figures = runtime.block_on(run(&settings));
     println!("\n| section | figure | value | baseline | ratio | goal |");
     println!("| --- | --- | --- | --- | --- | --- |");
     for f in figures {
-        println!("| {} | {} | {} | {} | {} | {} |", f.section, f.name, f.value, f.baseline, f.ratio, f.goal);
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            f.section, f.name, f.value, f.baseline, f.ratio, f.goal
+        );
     }
     println!(
         "\nmachine: {} cores, {}; mode: {}",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         cpu_model(),
         if settings.quick { "quick" } else { "full" }
     );
@@ -129,14 +151,30 @@ impl Drop for TempDir {
 }
 
 async fn stack() -> Stack {
-    let emulator = Emulator::start(EmulatorConfig { watch_history: 200_000, ..Default::default() }).await.expect("emulator");
+    let emulator = Emulator::start(EmulatorConfig {
+        watch_history: 200_000,
+        ..Default::default()
+    })
+    .await
+    .expect("emulator");
     let client = emulator.client().await.expect("client");
-    apikey_operator::cli::install_crds(client.clone(), Duration::from_secs(30)).await.expect("CRDs");
-    let dir = std::env::temp_dir().join(format!("apikey-bench-{}-{}", std::process::id(), rand_suffix()));
+    apikey_operator::cli::install_crds(client.clone(), Duration::from_secs(30))
+        .await
+        .expect("CRDs");
+    let dir = std::env::temp_dir().join(format!(
+        "apikey-bench-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let kubeconfig = dir.join("kubeconfig");
     emulator.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    Stack { emulator, client, kubeconfig, _dir: TempDir(dir) }
+    Stack {
+        emulator,
+        client,
+        kubeconfig,
+        _dir: TempDir(dir),
+    }
 }
 
 fn rand_suffix() -> u64 {
@@ -161,7 +199,10 @@ impl Operator {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the operator binary");
-        Operator { child, verify: SocketAddr::from(([127, 0, 0, 1], port)) }
+        Operator {
+            child,
+            verify: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -169,7 +210,10 @@ impl Operator {
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -190,7 +234,10 @@ impl Drop for Operator {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Resident set size of a process in KiB.
@@ -201,7 +248,11 @@ fn rss_kib(pid: u32) -> u64 {
 fn proc_status_field(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -223,14 +274,19 @@ fn cpu_time(pid: u32) -> Duration {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".to_owned())
 }
 
 async fn create_namespaces(client: &Client, names: impl Iterator<Item = String>) {
     let api: Api<Namespace> = Api::all(client.clone());
     for name in names {
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns");
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns");
         let _ = api.create(&PostParams::default(), &ns).await;
     }
 }
@@ -242,7 +298,11 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let start = Instant::now();
-    futures::stream::iter(0..n).map(make).buffer_unordered(CONCURRENCY).collect::<Vec<()>>().await;
+    futures::stream::iter(0..n)
+        .map(make)
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<()>>()
+        .await;
     start.elapsed()
 }
 
@@ -253,7 +313,13 @@ async fn all_ready(client: &Client, target: usize, deadline: Duration) -> Option
     let stream = watcher::watcher(api, watcher::Config::default());
     let mut stream = std::pin::pin!(stream);
     let end = Instant::now() + deadline;
-    while let Ok(Some(event)) = tokio::time::timeout(end.saturating_duration_since(Instant::now()), stream.try_next()).await.ok()? {
+    while let Ok(Some(event)) = tokio::time::timeout(
+        end.saturating_duration_since(Instant::now()),
+        stream.try_next(),
+    )
+    .await
+    .ok()?
+    {
         let objects: Vec<ApiToken> = match event {
             watcher::Event::Apply(t) | watcher::Event::InitApply(t) => vec![t],
             _ => vec![],
@@ -274,7 +340,12 @@ async fn all_ready(client: &Client, target: usize, deadline: Duration) -> Option
 }
 
 fn is_ready(t: &ApiToken) -> bool {
-    t.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") && s.pending.is_none())
+    t.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            && s.pending.is_none()
+    })
 }
 
 fn ms(d: Duration) -> String {
@@ -282,7 +353,11 @@ fn ms(d: Duration) -> String {
 }
 
 fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 { format!("{:.2}", a / b) } else { "-".to_owned() }
+    if b > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "-".to_owned()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -322,7 +397,9 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
             "metadata": {"name": "key"}, "spec": {"owner": {"kind": "User", "name": format!("user-{i}")}}
         }))
         .expect("key");
-        keys.create(&PostParams::default(), &key).await.expect("key create");
+        keys.create(&PostParams::default(), &key)
+            .await
+            .expect("key create");
     }
     let start_stats = s.emulator.stats();
     let start = Instant::now();
@@ -346,7 +423,14 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
     .await;
     let done = watch.await.ok().flatten();
     let Some(done) = done else {
-        return vec![figure("scale", format!("{n} tokens Ready"), "timed out", ms(baseline), "-", "≤ 1.5")];
+        return vec![figure(
+            "scale",
+            format!("{n} tokens Ready"),
+            "timed out",
+            ms(baseline),
+            "-",
+            "≤ 1.5",
+        )];
     };
     let to_ready = done - start;
     let scale_stats = s.emulator.stats() - start_stats;
@@ -368,14 +452,73 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
 
     let label = |what: &str| format!("{what} ({n} tokens)");
     vec![
-        figure("scale", label("creating the objects"), ms(create_time), ms(baseline), ratio(create_time.as_secs_f64(), baseline.as_secs_f64()), "-"),
-        figure("scale", label("time until all Ready"), ms(to_ready), format!("{} (Secrets created directly)", ms(baseline)), ratio(to_ready.as_secs_f64(), baseline.as_secs_f64()), "≤ 1.5"),
-        figure("scale", label("emulator writes/s (baseline client)"), format!("{emulator_rate:.0}/s"), "-", "-", "≥ 5000/s"),
-        figure("scale", label("operator writes per issued token"), format!("{:.2}", operator_writes as f64 / n as f64), "1 (a Secret create)", ratio(operator_writes as f64 / n as f64, 1.0), "≤ 4"),
-        figure("scale", label("operator steady RSS"), format!("{:.1} MiB", steady_rss as f64 / 1024.0), "-", "-", "≤ 64 MiB at 10k"),
-        figure("scale", label("operator peak RSS during a full relist"), format!("{:.1} MiB", peak as f64 / 1024.0), format!("{:.1} MiB steady", steady_rss as f64 / 1024.0), ratio(peak as f64, steady_rss as f64), "≤ 1.5"),
-        figure("steady", label(&format!("operator writes in {}s without changes", settings.steady.as_secs())), steady.writes.to_string(), "0", "-", "0"),
-        figure("steady", label("operator CPU time in that window"), ms(steady_cpu), format!("{} s wall", settings.steady.as_secs()), ratio(steady_cpu.as_secs_f64(), settings.steady.as_secs_f64()), "-"),
+        figure(
+            "scale",
+            label("creating the objects"),
+            ms(create_time),
+            ms(baseline),
+            ratio(create_time.as_secs_f64(), baseline.as_secs_f64()),
+            "-",
+        ),
+        figure(
+            "scale",
+            label("time until all Ready"),
+            ms(to_ready),
+            format!("{} (Secrets created directly)", ms(baseline)),
+            ratio(to_ready.as_secs_f64(), baseline.as_secs_f64()),
+            "≤ 1.5",
+        ),
+        figure(
+            "scale",
+            label("emulator writes/s (baseline client)"),
+            format!("{emulator_rate:.0}/s"),
+            "-",
+            "-",
+            "≥ 5000/s",
+        ),
+        figure(
+            "scale",
+            label("operator writes per issued token"),
+            format!("{:.2}", operator_writes as f64 / n as f64),
+            "1 (a Secret create)",
+            ratio(operator_writes as f64 / n as f64, 1.0),
+            "≤ 4",
+        ),
+        figure(
+            "scale",
+            label("operator steady RSS"),
+            format!("{:.1} MiB", steady_rss as f64 / 1024.0),
+            "-",
+            "-",
+            "≤ 64 MiB at 10k",
+        ),
+        figure(
+            "scale",
+            label("operator peak RSS during a full relist"),
+            format!("{:.1} MiB", peak as f64 / 1024.0),
+            format!("{:.1} MiB steady", steady_rss as f64 / 1024.0),
+            ratio(peak as f64, steady_rss as f64),
+            "≤ 1.5",
+        ),
+        figure(
+            "steady",
+            label(&format!(
+                "operator writes in {}s without changes",
+                settings.steady.as_secs()
+            )),
+            steady.writes.to_string(),
+            "0",
+            "-",
+            "0",
+        ),
+        figure(
+            "steady",
+            label("operator CPU time in that window"),
+            ms(steady_cpu),
+            format!("{} s wall", settings.steady.as_secs()),
+            ratio(steady_cpu.as_secs_f64(), settings.steady.as_secs_f64()),
+            "-",
+        ),
     ]
 }
 
@@ -389,7 +532,9 @@ async fn relist_peak(s: &Stack, pid: u32) -> u64 {
     let end = Instant::now() + Duration::from_secs(15);
     while Instant::now() < end {
         peak = peak.max(rss_kib(pid));
-        if s.emulator.stats().list >= lists_before + 4 && Instant::now() + Duration::from_secs(10) > end {
+        if s.emulator.stats().list >= lists_before + 4
+            && Instant::now() + Duration::from_secs(10) > end
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -410,7 +555,9 @@ async fn storm(n: usize) -> Vec<Figure> {
         "metadata": {"name": "key"}, "spec": {"owner": {"kind": "User", "name": "storm"}}
     }))
     .expect("key");
-    keys.create(&PostParams::default(), &key).await.expect("key");
+    keys.create(&PostParams::default(), &key)
+        .await
+        .expect("key");
     let tokens: Api<ApiToken> = Api::namespaced(s.client.clone(), "storm");
     let watch = tokio::spawn({
         let client = s.client.clone();
@@ -424,12 +571,22 @@ async fn storm(n: usize) -> Vec<Figure> {
                 "metadata": {"name": format!("t-{i}")}, "spec": {"apiKeyRef": {"name": "key"}}
             }))
             .expect("token");
-            tokens.create(&PostParams::default(), &t).await.expect("create");
+            tokens
+                .create(&PostParams::default(), &t)
+                .await
+                .expect("create");
         }
     })
     .await;
     if watch.await.ok().flatten().is_none() {
-        return vec![figure("storm", "tokens Ready before the storm", "timed out", "-", "-", "-")];
+        return vec![figure(
+            "storm",
+            "tokens Ready before the storm",
+            "timed out",
+            "-",
+            "-",
+            "-",
+        )];
     }
     op.stop();
 
@@ -437,17 +594,27 @@ async fn storm(n: usize) -> Vec<Figure> {
     // all are due in the same second, T0 + 20 s.
     let t0 = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("t0");
     let period = 20;
-    let due = t0.checked_add(jiff::SignedDuration::from_secs(period)).expect("due");
+    let due = t0
+        .checked_add(jiff::SignedDuration::from_secs(period))
+        .expect("due");
     concurrently(n, |i| {
         let tokens = tokens.clone();
         async move {
             let name = format!("t-{i}");
             tokens
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"rotation": {"every": format!("{period}s")}}})))
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"spec": {"rotation": {"every": format!("{period}s")}}})),
+                )
                 .await
                 .expect("spec");
             tokens
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"issuedAt": t0.to_string()}})))
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"status": {"issuedAt": t0.to_string()}})),
+                )
                 .await
                 .expect("status");
         }
@@ -462,7 +629,11 @@ async fn storm(n: usize) -> Vec<Figure> {
     let mut stream = std::pin::pin!(stream);
     let end = Instant::now() + Duration::from_secs(period as u64 + 120);
     while seen.len() < n && Instant::now() < end {
-        let Ok(Ok(Some(event))) = tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await else { continue };
+        let Ok(Ok(Some(event))) =
+            tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await
+        else {
+            continue;
+        };
         if let watcher::Event::Apply(t) | watcher::Event::InitApply(t) = event
             && t.status.as_ref().and_then(|s| s.rotations).unwrap_or(0) >= 1
             && t.status.as_ref().is_some_and(|s| s.pending.is_none())
@@ -477,8 +648,15 @@ async fn storm(n: usize) -> Vec<Figure> {
     // Exactly once: well before the next period, no token has rotated twice.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let list = tokens.list(&Default::default()).await.expect("list");
-    let twice = list.items.iter().filter(|t| t.status.as_ref().and_then(|s| s.rotations).unwrap_or(0) > 1).count();
-    let mut lateness: Vec<f64> = seen.values().map(|at| at.duration_since(due).as_secs_f64() * 1000.0).collect();
+    let twice = list
+        .items
+        .iter()
+        .filter(|t| t.status.as_ref().and_then(|s| s.rotations).unwrap_or(0) > 1)
+        .count();
+    let mut lateness: Vec<f64> = seen
+        .values()
+        .map(|at| at.duration_since(due).as_secs_f64() * 1000.0)
+        .collect();
     lateness.sort_by(f64::total_cmp);
 
     // Time from a change to the verifier's changed answer (the operator's own verifier).
@@ -486,11 +664,46 @@ async fn storm(n: usize) -> Vec<Figure> {
     op.stop();
 
     let mut out = vec![
-        figure("storm", format!("tokens rotated (of {n}, all due at once)"), seen.len().to_string(), n.to_string(), ratio(seen.len() as f64, n as f64), "1.00"),
-        figure("storm", "rotated more than once", twice.to_string(), "0", "-", "0"),
-        figure("storm", "rotated early", early.to_string(), "0", "-", "never"),
-        figure("storm", "lateness p50", format!("{:.0} ms", percentile(&lateness, 0.50)), "due instant", "-", "-"),
-        figure("storm", "lateness p99", format!("{:.0} ms", percentile(&lateness, 0.99)), "due instant", "-", "≤ 1000 ms"),
+        figure(
+            "storm",
+            format!("tokens rotated (of {n}, all due at once)"),
+            seen.len().to_string(),
+            n.to_string(),
+            ratio(seen.len() as f64, n as f64),
+            "1.00",
+        ),
+        figure(
+            "storm",
+            "rotated more than once",
+            twice.to_string(),
+            "0",
+            "-",
+            "0",
+        ),
+        figure(
+            "storm",
+            "rotated early",
+            early.to_string(),
+            "0",
+            "-",
+            "never",
+        ),
+        figure(
+            "storm",
+            "lateness p50",
+            format!("{:.0} ms", percentile(&lateness, 0.50)),
+            "due instant",
+            "-",
+            "-",
+        ),
+        figure(
+            "storm",
+            "lateness p99",
+            format!("{:.0} ms", percentile(&lateness, 0.99)),
+            "due instant",
+            "-",
+            "≤ 1000 ms",
+        ),
     ];
     out.extend(change);
     out
@@ -512,22 +725,44 @@ async fn verifier_reaction(s: &Stack, op: &Operator) -> Vec<Figure> {
         let mut samples = Vec::new();
         for round in 0..10 {
             let name = format!("t-{}", index * 10 + round);
-            let Ok(secret) = secrets.get(&name).await else { continue };
-            let value = String::from_utf8(secret.data.and_then(|d| d.get("token").cloned()).map(|b| b.0).unwrap_or_default()).unwrap_or_default();
+            let Ok(secret) = secrets.get(&name).await else {
+                continue;
+            };
+            let value = String::from_utf8(
+                secret
+                    .data
+                    .and_then(|d| d.get("token").cloned())
+                    .map(|b| b.0)
+                    .unwrap_or_default(),
+            )
+            .unwrap_or_default();
             if !accepted(op.verify, &value).await {
                 continue;
             }
             let start = Instant::now();
             match what {
                 "delete" => {
-                    tokens.delete(&name, &DeleteParams::default()).await.expect("delete");
+                    tokens
+                        .delete(&name, &DeleteParams::default())
+                        .await
+                        .expect("delete");
                 }
                 "disable" => {
-                    tokens.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"disabled": true}}))).await.expect("disable");
+                    tokens
+                        .patch(
+                            &name,
+                            &PatchParams::default(),
+                            &Patch::Merge(&json!({"spec": {"disabled": true}})),
+                        )
+                        .await
+                        .expect("disable");
                 }
                 _ => {
                     let patch = json!({"metadata": {"annotations": {"apikeys.dev/rotate": format!("bench-{round}")}}});
-                    tokens.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("rotate");
+                    tokens
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .expect("rotate");
                 }
             }
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -539,8 +774,15 @@ async fn verifier_reaction(s: &Stack, op: &Operator) -> Vec<Figure> {
         samples.sort_by(f64::total_cmp);
         out.push(figure(
             "reaction",
-            format!("{what} → verifier rejects the old value (p50 / max of {})", samples.len()),
-            format!("{:.0} / {:.0} ms", percentile(&samples, 0.5), samples.last().copied().unwrap_or(f64::NAN)),
+            format!(
+                "{what} → verifier rejects the old value (p50 / max of {})",
+                samples.len()
+            ),
+            format!(
+                "{:.0} / {:.0} ms",
+                percentile(&samples, 0.5),
+                samples.last().copied().unwrap_or(f64::NAN)
+            ),
             "120000 ms (webhook authenticator cache default)",
             ratio(percentile(&samples, 0.5), 120_000.0),
             "≤ 1000 ms",
@@ -563,7 +805,11 @@ async fn http_get(addr: SocketAddr, path: &str, api_key: Option<&str>) -> Option
     stream.write_all(req.as_bytes()).await.ok()?;
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).await.ok()?;
-    String::from_utf8_lossy(&buf).split_whitespace().nth(1)?.parse().ok()
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -571,10 +817,17 @@ async fn http_get(addr: SocketAddr, path: &str, api_key: Option<&str>) -> Option
 
 async fn verifier_load(n: usize, duration: Duration) -> Vec<Figure> {
     // An index of n tokens, filled directly: the watch path is measured above.
-    let emulator = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
+    let emulator = Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator");
     let client = emulator.client().await.expect("client");
-    apikey_operator::cli::install_crds(client.clone(), Duration::from_secs(30)).await.expect("CRDs");
-    let cfg = VerifierConfig { addr: "127.0.0.1:0".parse().expect("addr"), ..Default::default() };
+    apikey_operator::cli::install_crds(client.clone(), Duration::from_secs(30))
+        .await
+        .expect("CRDs");
+    let cfg = VerifierConfig {
+        addr: "127.0.0.1:0".parse().expect("addr"),
+        ..Default::default()
+    };
     let v = verifier::bind(client, cfg).await.expect("verifier");
     let addr = v.local_addr();
     let index = v.index();
@@ -621,7 +874,9 @@ async fn verifier_load(n: usize, duration: Duration) -> Vec<Figure> {
         v.push(if last == 'a' { 'b' } else { 'a' });
         v
     };
-    let unknown = token::generate(token::TokenKind::Personal, &token::TokenId::generate()).expose_secret().to_owned();
+    let unknown = token::generate(token::TokenKind::Personal, &token::TokenId::generate())
+        .expose_secret()
+        .to_owned();
 
     let trivial = load(addr, "/healthz", Arc::new(vec![]), duration, None).await;
     let valid_r = load(addr, "/auth", valid.clone(), duration, None).await;
@@ -634,7 +889,10 @@ async fn verifier_load(n: usize, duration: Duration) -> Vec<Figure> {
         figure(
             "verifier",
             format!("{name} ({n} indexed)"),
-            format!("{:.0} req/s, p50 {:.0} µs, p99 {:.0} µs", r.rate, r.p50_us, r.p99_us),
+            format!(
+                "{:.0} req/s, p50 {:.0} µs, p99 {:.0} µs",
+                r.rate, r.p50_us, r.p99_us
+            ),
             format!("{:.0} req/s (200-OK endpoint)", trivial.rate),
             ratio(r.rate, trivial.rate),
             goal,
@@ -652,7 +910,14 @@ async fn verifier_load(n: usize, duration: Duration) -> Vec<Figure> {
             "-",
             "≤ 1000 µs",
         ),
-        figure("verifier", format!("memory per indexed token ({n})"), format!("{per_token:.0} B"), "-", "-", "≤ 256 B"),
+        figure(
+            "verifier",
+            format!("memory per indexed token ({n})"),
+            format!("{per_token:.0} B"),
+            "-",
+            "-",
+            "≤ 256 B",
+        ),
     ]
 }
 
@@ -664,7 +929,13 @@ struct LoadResult {
 
 /// Keep-alive HTTP/1.1 clients on loopback; with `pace`, an offered rate in
 /// requests per second spread over the connections.
-async fn load(addr: SocketAddr, path: &'static str, values: Arc<Vec<String>>, duration: Duration, pace: Option<f64>) -> LoadResult {
+async fn load(
+    addr: SocketAddr,
+    path: &'static str,
+    values: Arc<Vec<String>>,
+    duration: Duration,
+    pace: Option<f64>,
+) -> LoadResult {
     let connections = 32;
     let end = Instant::now() + duration;
     let mut tasks = Vec::new();
@@ -672,7 +943,9 @@ async fn load(addr: SocketAddr, path: &'static str, values: Arc<Vec<String>>, du
         let values = values.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let Ok(mut stream) = TcpStream::connect(addr).await else { return latencies };
+            let Ok(mut stream) = TcpStream::connect(addr).await else {
+                return latencies;
+            };
             let _ = stream.set_nodelay(true);
             let interval = pace.map(|rate| Duration::from_secs_f64(connections as f64 / rate));
             let mut next = Instant::now();
@@ -708,14 +981,20 @@ async fn load(addr: SocketAddr, path: &'static str, values: Arc<Vec<String>>, du
         all.extend(t.await.unwrap_or_default());
     }
     all.sort_by(f64::total_cmp);
-    LoadResult { rate: all.len() as f64 / duration.as_secs_f64(), p50_us: percentile(&all, 0.5), p99_us: percentile(&all, 0.99) }
+    LoadResult {
+        rate: all.len() as f64 / duration.as_secs_f64(),
+        p50_us: percentile(&all, 0.5),
+        p99_us: percentile(&all, 0.99),
+    }
 }
 
 /// Reads one response (headers + Content-Length body) from a keep-alive connection.
 async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> bool {
     let mut got = Vec::new();
     loop {
-        let Ok(n) = stream.read(buf).await else { return false };
+        let Ok(n) = stream.read(buf).await else {
+            return false;
+        };
         if n == 0 {
             return false;
         }
@@ -724,10 +1003,15 @@ async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> bool {
             let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
             let len: usize = head
                 .lines()
-                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
                 .unwrap_or(0);
             while got.len() < end + 4 + len {
-                let Ok(n) = stream.read(buf).await else { return false };
+                let Ok(n) = stream.read(buf).await else {
+                    return false;
+                };
                 if n == 0 {
                     return false;
                 }
