@@ -190,13 +190,19 @@ struct Operator {
 impl Operator {
     fn start(stack: &Stack) -> Operator {
         let port = free_port();
+        // Its warnings (e.g. during the relist outage) go to a file, not the report.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stack.kubeconfig.with_file_name("operator.log"))
+            .expect("operator log file");
         let child = Command::new(env!("CARGO_BIN_EXE_apikey-operator"))
             .args(["run", "--kubeconfig"])
             .arg(&stack.kubeconfig)
             .args(["--verify-addr", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("start the operator binary");
         Operator {
