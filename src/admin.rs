@@ -110,7 +110,11 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     if missing.is_empty() {
         "ok\n".into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", missing.join("; "))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", missing.join("; ")),
+        )
+            .into_response()
     }
 }
 

@@ -79,8 +79,7 @@ impl LeaseConfig {
         if self.lease_duration.subsec_nanos() != 0 || self.lease_duration.is_zero() {
             return Err(LeaderError::FractionalLease(self.lease_duration));
         }
-        if !(self.retry_period < self.renew_deadline && self.renew_deadline < self.lease_duration)
-        {
+        if !(self.retry_period < self.renew_deadline && self.renew_deadline < self.lease_duration) {
             return Err(LeaderError::Timings {
                 lease: self.lease_duration,
                 renew: self.renew_deadline,
@@ -175,7 +174,9 @@ pub async fn run_elected<F, Fut>(
             match elector.try_acquire_or_renew().await {
                 Ok(true) => break,
                 Ok(false) => {}
-                Err(err) => warn!(lease = %elector.lease_ref(), error = %err, "reading or writing the leader Lease failed"),
+                Err(err) => {
+                    warn!(lease = %elector.lease_ref(), error = %err, "reading or writing the leader Lease failed")
+                }
             }
             tokio::select! {
                 _ = shutdown.clone() => return,
@@ -284,10 +285,7 @@ impl Elector {
             if changed {
                 self.observed = Some(Observation::of(&spec, self.cfg.lease_duration, now));
             }
-            let expired = self
-                .observed
-                .as_ref()
-                .is_some_and(|o| is_expired(o, now));
+            let expired = self.observed.as_ref().is_some_and(|o| is_expired(o, now));
             if !expired {
                 return Ok(false);
             }
@@ -300,7 +298,8 @@ impl Elector {
         };
         if !mine {
             new_spec.acquire_time = Some(wall);
-            new_spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
+            new_spec.lease_transitions =
+                Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
         }
         lease.spec = Some(new_spec);
         // The read resourceVersion stays in metadata: a concurrent writer makes this a 409.
@@ -396,10 +395,7 @@ mod tests {
         ));
         let mut anonymous = cfg(15_000, 10_000, 2_000);
         anonymous.identity.clear();
-        assert!(matches!(
-            anonymous.validate(),
-            Err(LeaderError::NoIdentity)
-        ));
+        assert!(matches!(anonymous.validate(), Err(LeaderError::NoIdentity)));
     }
 
     fn observed(holder: Option<&str>, seen_at: Instant) -> Observation {

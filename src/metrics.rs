@@ -61,7 +61,9 @@ impl ControllerMetrics {
 
     /// One failed reconcile; `error` is `controller::Error::kind()`.
     pub fn errored(&self, kind: &'static str, error: &'static str) {
-        self.errors.get_or_create(&ErrorLabels { kind, error }).inc();
+        self.errors
+            .get_or_create(&ErrorLabels { kind, error })
+            .inc();
     }
 
     /// One value written into a Secret; `reason` is the word recorded in

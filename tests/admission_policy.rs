@@ -7,8 +7,7 @@ use kube::core::cel::{AdmissionRequest, VapEvaluator, VapExpression};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-const TEMPLATE: &str =
-    include_str!("../charts/apikey-operator/templates/admission-policy.yaml");
+const TEMPLATE: &str = include_str!("../charts/apikey-operator/templates/admission-policy.yaml");
 
 /// The template with its Helm directives blanked: lines that are only a
 /// directive go, inline `{{ … }}` become `templated`.
@@ -109,7 +108,10 @@ fn admit(object: Value, req: AdmissionRequest, admin_groups: &[&str]) -> Option<
         .collect();
     for result in evaluator.evaluate(&conditions) {
         assert!(
-            result.message.as_deref().is_none_or(|m| !m.contains("error")),
+            result
+                .message
+                .as_deref()
+                .is_none_or(|m| !m.contains("error")),
             "match condition {} failed to evaluate: {:?}",
             result.expression,
             result.message

@@ -80,13 +80,40 @@ fn health_follows_the_conditions() {
         return;
     };
     let cases = [
-        (token(json!([cond("Ready", "True", "Issued"), cond("Expired", "False", "Valid")])), "Healthy"),
-        (token(json!([cond("Ready", "False", "Issuing")])), "Progressing"),
-        (token(json!([cond("Ready", "False", "ApiKeyNotFound")])), "Progressing"),
-        (token(json!([cond("Ready", "False", "Expired"), cond("Expired", "True", "Expired")])), "Degraded"),
-        (token(json!([cond("Ready", "False", "SecretConflict")])), "Degraded"),
-        (token(json!([cond("Ready", "False", "InvalidSpec")])), "Degraded"),
-        (token(json!([cond("Ready", "False", "Disabled")])), "Suspended"),
+        (
+            token(json!([
+                cond("Ready", "True", "Issued"),
+                cond("Expired", "False", "Valid")
+            ])),
+            "Healthy",
+        ),
+        (
+            token(json!([cond("Ready", "False", "Issuing")])),
+            "Progressing",
+        ),
+        (
+            token(json!([cond("Ready", "False", "ApiKeyNotFound")])),
+            "Progressing",
+        ),
+        (
+            token(json!([
+                cond("Ready", "False", "Expired"),
+                cond("Expired", "True", "Expired")
+            ])),
+            "Degraded",
+        ),
+        (
+            token(json!([cond("Ready", "False", "SecretConflict")])),
+            "Degraded",
+        ),
+        (
+            token(json!([cond("Ready", "False", "InvalidSpec")])),
+            "Degraded",
+        ),
+        (
+            token(json!([cond("Ready", "False", "Disabled")])),
+            "Suspended",
+        ),
         (token(json!([])), "Progressing"),
     ];
     for (obj, want) in cases {
@@ -98,7 +125,11 @@ fn health_follows_the_conditions() {
     assert_eq!(health(bin, &no_status).0, "Progressing");
     let mut stale = token(json!([cond("Ready", "True", "Issued")]));
     stale["status"]["observedGeneration"] = json!(1);
-    assert_eq!(health(bin, &stale).0, "Progressing", "status of an older generation");
+    assert_eq!(
+        health(bin, &stale).0,
+        "Progressing",
+        "status of an older generation"
+    );
     let key = json!({
         "kind": "ApiKey",
         "metadata": {"name": "k", "generation": 1},

@@ -42,15 +42,20 @@ async fn every_example_applies_and_reaches_its_documented_state() {
     // The personal token's value lives 90 days.
     let laptop = tokens.get("alice-laptop").await.expect("token");
     let status = laptop.status.expect("status");
-    let lifetime = status.expires_at.expect("expiresAt").0.duration_since(
-        status.issued_at.expect("issuedAt").0,
-    );
+    let lifetime = status
+        .expires_at
+        .expect("expiresAt")
+        .0
+        .duration_since(status.issued_at.expect("issuedAt").0);
     assert_eq!(lifetime.as_hours(), 90 * 24);
 
     // The absolute expiry applies to the value.
     let contractor = tokens.get("contractor-q1").await.expect("token");
     assert_eq!(
-        contractor.status.and_then(|s| s.expires_at).map(|t| t.0.to_string()),
+        contractor
+            .status
+            .and_then(|s| s.expires_at)
+            .map(|t| t.0.to_string()),
         Some("2099-03-31T23:59:59Z".to_owned())
     );
 
@@ -63,7 +68,8 @@ async fn every_example_applies_and_reaches_its_documented_state() {
     let status = deployer.status.expect("status");
     let next = status.next_rotation_at.expect("nextRotationAt").0;
     assert_eq!(
-        next.duration_since(status.issued_at.expect("issuedAt").0).as_hours(),
+        next.duration_since(status.issued_at.expect("issuedAt").0)
+            .as_hours(),
         30 * 24
     );
     let deployments: Api<Deployment> = cluster.api("examples");
@@ -79,7 +85,11 @@ async fn every_example_applies_and_reaches_its_documented_state() {
 
     // The disabled token has no value anywhere.
     assert!(
-        secrets.get_opt("alice-old-ci").await.expect("get").is_none(),
+        secrets
+            .get_opt("alice-old-ci")
+            .await
+            .expect("get")
+            .is_none(),
         "a disabled token keeps no Secret"
     );
 }

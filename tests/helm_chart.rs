@@ -51,16 +51,14 @@ const ALL_ON: &[&str] = &[
 fn helm() -> Option<PathBuf> {
     let cached = std::env::var_os("HOME")
         .map(|h| PathBuf::from(h).join(".cache/apikey-operator-tools/bin/helm"));
-    cached
-        .filter(|p| p.is_file())
-        .or_else(|| {
-            Command::new("helm")
-                .arg("version")
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|_| PathBuf::from("helm"))
-        })
+    cached.filter(|p| p.is_file()).or_else(|| {
+        Command::new("helm")
+            .arg("version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|_| PathBuf::from("helm"))
+    })
 }
 
 macro_rules! require_helm {
@@ -125,7 +123,10 @@ fn the_pod_is_hardened_and_probed_on_the_admin_port() {
     let deployment = find(&docs, "Deployment")[0];
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     let container = &pod["containers"][0];
     let sc = &container["securityContext"];
     assert_eq!(sc["readOnlyRootFilesystem"], true);
@@ -142,7 +143,12 @@ fn the_pod_is_hardened_and_probed_on_the_admin_port() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    for want in ["run", "--leader-elect", "--admin-addr=0.0.0.0:9090", "--verify-addr=0.0.0.0:8443"] {
+    for want in [
+        "run",
+        "--leader-elect",
+        "--admin-addr=0.0.0.0:9090",
+        "--verify-addr=0.0.0.0:8443",
+    ] {
         assert!(args.contains(&want), "{want} missing from {args:?}");
     }
     assert_eq!(deployment["spec"]["replicas"], 2);
@@ -150,7 +156,13 @@ fn the_pod_is_hardened_and_probed_on_the_admin_port() {
         .iter()
         .filter_map(|s| s["metadata"]["name"].as_str())
         .collect();
-    assert_eq!(services, ["ako-apikey-operator-verifier", "ako-apikey-operator-metrics"]);
+    assert_eq!(
+        services,
+        [
+            "ako-apikey-operator-verifier",
+            "ako-apikey-operator-metrics"
+        ]
+    );
 }
 
 #[test]
@@ -197,7 +209,11 @@ fn rbac_is_least_privilege() {
     assert_eq!(rules, expected);
     assert_eq!(
         rules_of(&docs, "Role"),
-        [("coordination.k8s.io".to_owned(), "leases".to_owned(), "get,create,update".to_owned())]
+        [(
+            "coordination.k8s.io".to_owned(),
+            "leases".to_owned(),
+            "get,create,update".to_owned()
+        )]
     );
     let all = serde_json::to_string(&docs).expect("json");
     assert!(!all.contains("\"*\""), "no wildcards anywhere");
@@ -218,7 +234,13 @@ fn rbac_is_least_privilege() {
 fn several_replicas_need_leader_election() {
     let helm = require_helm!();
     let out = Command::new(&helm)
-        .args(["template", "ako", CHART, "--set", "leaderElection.enabled=false"])
+        .args([
+            "template",
+            "ako",
+            CHART,
+            "--set",
+            "leaderElection.enabled=false",
+        ])
         .output()
         .expect("helm runs");
     assert!(!out.status.success());
@@ -247,17 +269,33 @@ async fn rendered_manifests_apply_to_the_emulator() {
         let api: Api<DynamicObject> = match caps.scope {
             discovery::Scope::Namespaced => Api::namespaced_with(
                 cluster.client.clone(),
-                object.metadata.namespace.as_deref().unwrap_or("apikey-system"),
+                object
+                    .metadata
+                    .namespace
+                    .as_deref()
+                    .unwrap_or("apikey-system"),
                 &resource,
             ),
             discovery::Scope::Cluster => Api::all_with(cluster.client.clone(), &resource),
         };
-        api.patch(&name, &PatchParams::apply("helm-test").force(), &Patch::Apply(&object))
-            .await
-            .unwrap_or_else(|e| panic!("applying {} {name}: {e}", types.kind));
+        api.patch(
+            &name,
+            &PatchParams::apply("helm-test").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {} {name}: {e}", types.kind));
         applied.push(types.kind);
     }
-    for kind in ["CustomResourceDefinition", "ServiceAccount", "Deployment", "ConfigMap"] {
-        assert!(applied.iter().any(|k| k == kind), "{kind} was not applied: {applied:?}");
+    for kind in [
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "Deployment",
+        "ConfigMap",
+    ] {
+        assert!(
+            applied.iter().any(|k| k == kind),
+            "{kind} was not applied: {applied:?}"
+        );
     }
 }

@@ -173,16 +173,23 @@ async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
     let (leader, follower): (Vec<&Replica>, Vec<&Replica>) =
         replicas.iter().partition(|r| r.identity == first);
     assert_eq!(leader[0].metric("apikey_operator_leader").await, Some(1.0));
-    assert_eq!(follower[0].metric("apikey_operator_leader").await, Some(0.0));
+    assert_eq!(
+        follower[0].metric("apikey_operator_leader").await,
+        Some(0.0)
+    );
     let (_, follower_metrics) = follower[0].admin_get("/metrics").await.expect("metrics");
     assert!(
         !follower_metrics.contains("apikey_operator_reconciles_total{"),
         "the follower reconciled: {follower_metrics}"
     );
     let (_, leader_metrics) = leader[0].admin_get("/metrics").await.expect("metrics");
-    assert!(leader_metrics.contains("apikey_operator_reconciles_total{kind=\"ApiToken\",result=\"success\"}"));
     assert!(
-        leader_metrics.contains("apikey_verifier_requests") || leader_metrics.contains("apikey_verifier_index_tokens"),
+        leader_metrics
+            .contains("apikey_operator_reconciles_total{kind=\"ApiToken\",result=\"success\"}")
+    );
+    assert!(
+        leader_metrics.contains("apikey_verifier_requests")
+            || leader_metrics.contains("apikey_verifier_index_tokens"),
         "the verifier's metrics are on the admin port too"
     );
 
@@ -206,11 +213,11 @@ async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
         .await
         .expect("token created");
     wait_for(&tokens, "two", "Ready", token_condition(READY, "True")).await;
-    assert_eq!(replicas[0].metric("apikey_operator_leader").await, Some(1.0));
-    let lease = leases
-        .get("apikey-operator-leader")
-        .await
-        .expect("lease");
+    assert_eq!(
+        replicas[0].metric("apikey_operator_leader").await,
+        Some(1.0)
+    );
+    let lease = leases.get("apikey-operator-leader").await.expect("lease");
     assert_eq!(
         lease.spec.and_then(|s| s.lease_transitions),
         Some(1),

@@ -223,7 +223,12 @@ pub fn status_text(token: &ApiToken, now: Timestamp) -> String {
         if let Some(n) = s.rotations {
             let _ = writeln!(out, "{:<16}{n}", "Rotations:");
         }
-        time_line(&mut out, "Last used:", s.last_used_at.as_ref().map(|t| t.0), now);
+        time_line(
+            &mut out,
+            "Last used:",
+            s.last_used_at.as_ref().map(|t| t.0),
+            now,
+        );
         if !s.conditions.is_empty() {
             out.push_str("Conditions:\n");
             let rows: Vec<Vec<String>> = s
@@ -327,17 +332,16 @@ pub fn token_object(new: &NewToken) -> ApiToken {
         }),
         (None, None) => None,
     };
-    let rotation = (new.rotate_every.is_some()
-        || new.renew_before.is_some()
-        || new.grace_period.is_some())
-    .then(|| TokenRotation {
-        schedule: Rotation {
-            every: new.rotate_every.clone(),
-            renew_before: new.renew_before.clone(),
-            grace_period: new.grace_period.clone(),
-        },
-        restart_targets: Vec::new(),
-    });
+    let rotation =
+        (new.rotate_every.is_some() || new.renew_before.is_some() || new.grace_period.is_some())
+            .then(|| TokenRotation {
+                schedule: Rotation {
+                    every: new.rotate_every.clone(),
+                    renew_before: new.renew_before.clone(),
+                    grace_period: new.grace_period.clone(),
+                },
+                restart_targets: Vec::new(),
+            });
     let mut token = ApiToken::new(
         &new.name,
         ApiTokenSpec {
@@ -434,15 +438,13 @@ pub async fn create_token(
                 namespace: namespace.to_owned(),
                 name: new.name.clone(),
                 timeout,
-                reason: not_ready_reason(&token).unwrap_or_else(|| {
-                    "no status yet; is the operator running?".to_owned()
-                }),
+                reason: not_ready_reason(&token)
+                    .unwrap_or_else(|| "no status yet; is the operator running?".to_owned()),
             });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
-
 
 #[cfg(test)]
 mod tests;

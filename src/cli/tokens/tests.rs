@@ -44,7 +44,11 @@ fn durations_read_like_kubectl_ages() {
         (29 * 86_400 + 23 * 3600, "29d"),
     ];
     for (secs, text) in cases {
-        assert_eq!(human_duration(SignedDuration::from_secs(secs)), text, "{secs}s");
+        assert_eq!(
+            human_duration(SignedDuration::from_secs(secs)),
+            text,
+            "{secs}s"
+        );
         assert_eq!(human_duration(SignedDuration::from_secs(-secs)), text);
     }
 }
@@ -142,8 +146,14 @@ fn status_names_the_secret_and_lists_conditions() {
     };
     let text = status_text(&token("deploy", Some(status)), now);
     assert!(text.starts_with("ApiToken payments/deploy\n"), "{text}");
-    assert!(text.contains("Secret:         deploy (key token)"), "{text}");
-    assert!(text.contains("Issued:         2025-12-29T00:00:00Z (3d ago)"), "{text}");
+    assert!(
+        text.contains("Secret:         deploy (key token)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Issued:         2025-12-29T00:00:00Z (3d ago)"),
+        "{text}"
+    );
     assert!(text.contains("Rotations:      2"));
     assert!(text.contains("Conditions:\n  TYPE"));
     assert!(!text.contains("sha256"), "no hashes in the human view");
