@@ -17,7 +17,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::conditions::is_true;
 use super::token_state::{
@@ -58,7 +58,11 @@ pub async fn reconcile(token: Arc<ApiToken>, ctx: Arc<Context>) -> Result<Action
         // Secrets go with the token through their ownerReference.
         return Ok(Action::await_change());
     }
-    let result = reconcile_token(&token, &ctx).await;
+    let span = tracing::info_span!("reconcile", kind = crate::metrics::API_TOKEN, object = %object_key(token.as_ref()));
+    let result = reconcile_token(&token, &ctx).instrument(span).await;
+    ctx.handles
+        .metrics
+        .reconciled(crate::metrics::API_TOKEN, result.is_ok());
     if result.is_ok() {
         ctx.succeeded(&name);
     }
@@ -74,6 +78,9 @@ pub fn error_policy(token: Arc<ApiToken>, error: &Error, ctx: Arc<Context>) -> A
         .stats
         .errors
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.handles
+        .metrics
+        .errored(crate::metrics::API_TOKEN, error.kind());
     let wait = ctx.backoff(object_key(token.as_ref()));
     warn!(token = %object_key(token.as_ref()), kind = error.kind(), error = %error, retry_in = ?wait, "ApiToken reconcile failed");
     Action::requeue(wait)
@@ -251,6 +258,7 @@ async fn issue_value(
         written.resource_version().as_deref(),
     )
     .await?;
+    ctx.handles.metrics.issued(issue.as_str());
     info!(token = %object_key(token), reason = issue.as_str(), "value issued");
     Ok(status)
 }
