@@ -13,3 +13,4 @@ pub mod duration;
 pub mod emulator;
 pub mod schedule;
 pub mod token;
+pub mod verifier;

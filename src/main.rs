@@ -1,12 +1,14 @@
 //! Command-line entry point: parses arguments and hands over to the library.
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use apikey_operator::{cli, controller};
+use apikey_operator::{cli, controller, verifier};
 use clap::{Parser, Subcommand, ValueEnum};
+use futures::FutureExt;
 
 /// Manage API keys and API tokens as Kubernetes resources.
 #[derive(Parser)]
@@ -37,6 +39,51 @@ struct ClusterArgs {
     context: Option<String>,
 }
 
+/// The verifier's HTTP server (TokenReview and forward-auth; see docs/verifier.md).
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Address of the verifier. The default serves only this machine; in a
+    /// cluster use 0.0.0.0:8443 (the Helm chart does).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8080",
+        env = "APIKEY_OPERATOR_VERIFY_ADDR"
+    )]
+    verify_addr: SocketAddr,
+    /// PEM certificate (chain) for HTTPS; reloaded when the file changes.
+    #[arg(long, requires = "verify_tls_key")]
+    verify_tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS; reloaded when the file changes.
+    #[arg(long, requires = "verify_tls_cert")]
+    verify_tls_key: Option<PathBuf>,
+    /// Group added to every authenticated identity (repeatable).
+    #[arg(long = "extra-group", value_name = "GROUP")]
+    extra_groups: Vec<String>,
+    /// Rename a forward-auth identity header, FIELD=HEADER (repeatable), e.g.
+    /// user=X-Forwarded-User. Fields: user, uid, groups, namespace, apikey, apitoken.
+    #[arg(long = "verify-header", value_name = "FIELD=HEADER")]
+    headers: Vec<String>,
+}
+
+impl VerifyArgs {
+    fn config(
+        self,
+        namespace: Option<String>,
+    ) -> Result<verifier::VerifierConfig, Box<dyn std::error::Error>> {
+        let mut headers = verifier::HeaderNames::default();
+        for setting in &self.headers {
+            headers.set(setting)?;
+        }
+        Ok(verifier::VerifierConfig {
+            addr: self.verify_addr,
+            tls: self.verify_tls_cert.zip(self.verify_tls_key),
+            extra_groups: self.extra_groups,
+            headers,
+            namespace,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print the CustomResourceDefinitions of ApiKey and ApiToken as YAML.
@@ -52,6 +99,8 @@ enum Command {
         /// e.g. `shard=a`, so several instances can share the work.
         #[arg(long, short = 'l')]
         selector: Option<String>,
+        #[command(flatten)]
+        verify: VerifyArgs,
     },
     /// Request a rotation of an ApiToken (sets the apikeys.dev/rotate annotation).
     Rotate {
@@ -114,7 +163,9 @@ async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             cluster,
             namespace,
             selector,
+            verify,
         } => {
+            let verify = verify.config(namespace.clone())?;
             let client =
                 cli::client(cluster.kubeconfig.as_deref(), cluster.context.as_deref()).await?;
             let config = controller::Config {
@@ -122,7 +173,12 @@ async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 selector,
                 ..Default::default()
             };
-            controller::run(client, config, shutdown_signal()).await;
+            // Bind first so that a taken port fails before anything starts.
+            let verifier = verifier::bind(client.clone(), verify).await?;
+            let shutdown = shutdown_signal().shared();
+            let controllers = controller::run(client, config, shutdown.clone());
+            let (_, served) = tokio::join!(controllers, verifier.run(shutdown));
+            served?;
         }
         Command::Rotate {
             cluster,

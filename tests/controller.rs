@@ -10,8 +10,8 @@ use apikey_operator::token;
 use harness::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const NS: &str = "team";
@@ -695,6 +695,7 @@ async fn a_crash_between_the_phases_converges_without_an_unrecorded_value() {
     })
     .await;
     assert_secret_matches(&cluster, &token).await;
+    assert!(op.handles.stats.errors() >= 2, "both injected faults fired");
     op.stop().await;
 }
 

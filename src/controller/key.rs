@@ -34,6 +34,10 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Er
 }
 
 pub fn error_policy(key: Arc<ApiKey>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.handles
+        .stats
+        .errors
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let wait = ctx.backoff(object_key(key.as_ref()));
     warn!(key = %object_key(key.as_ref()), kind = error.kind(), error = %error, retry_in = ?wait, "ApiKey reconcile failed");
     Action::requeue(wait)

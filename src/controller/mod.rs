@@ -116,6 +116,9 @@ impl Stats {
     pub fn key_reconciles(&self) -> u64 {
         self.key_reconciles.load(Ordering::Relaxed)
     }
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
 }
 
 /// What tests and the metrics endpoint can reach inside a running controller.

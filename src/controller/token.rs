@@ -70,6 +70,10 @@ pub async fn reconcile(token: Arc<ApiToken>, ctx: Arc<Context>) -> Result<Action
 }
 
 pub fn error_policy(token: Arc<ApiToken>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.handles
+        .stats
+        .errors
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let wait = ctx.backoff(object_key(token.as_ref()));
     warn!(token = %object_key(token.as_ref()), kind = error.kind(), error = %error, retry_in = ?wait, "ApiToken reconcile failed");
     Action::requeue(wait)

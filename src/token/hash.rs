@@ -60,6 +60,12 @@ impl TokenHash {
         &self.text
     }
 
+    /// The raw SHA-256 digest, for compact storage (the verifier's index);
+    /// compare digests with `subtle::ConstantTimeEq`, never `==`.
+    pub fn digest(&self) -> &[u8; DIGEST_LEN] {
+        &self.digest
+    }
+
     fn from_digest(digest: [u8; DIGEST_LEN]) -> TokenHash {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut text = String::with_capacity(HASH_PREFIX.len() + 2 * DIGEST_LEN);

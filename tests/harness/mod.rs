@@ -211,12 +211,20 @@ pub fn apply_yaml<K: DeserializeOwned>(yaml: &str) -> K {
 
 /// Events (events.k8s.io/v1) about the object `name` in `ns`, as (type, reason, note).
 pub async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, String, String)> {
-    counted_events_for(client, ns, name).await.into_iter().map(|(ty, reason, note, _)| (ty, reason, note)).collect()
+    counted_events_for(client, ns, name)
+        .await
+        .into_iter()
+        .map(|(ty, reason, note, _)| (ty, reason, note))
+        .collect()
 }
 
 /// Like `events_for`, with how often each happened: repeats of the same
 /// type, reason and action are recorded as one Event with a series count.
-pub async fn counted_events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, String, String, i32)> {
+pub async fn counted_events_for(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Vec<(String, String, String, i32)> {
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
     let list = api.list(&Default::default()).await.expect("events list");
     list.items
@@ -224,7 +232,12 @@ pub async fn counted_events_for(client: &Client, ns: &str, name: &str) -> Vec<(S
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .map(|e| {
             let count = e.series.as_ref().map_or(1, |s| s.count);
-            (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default(), count)
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+                count,
+            )
         })
         .collect()
 }

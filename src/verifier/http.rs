@@ -1,0 +1,429 @@
+//! The verifier's HTTP endpoints: TokenReview (Kubernetes webhook token
+//! authenticator), forward-auth for gateways, health and metrics. Handlers
+//! read the index and never block on the API server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use k8s_openapi::api::authentication::v1::{TokenReviewStatus, UserInfo};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::index::{Identity, Reject};
+use super::last_used::UsageRecorder;
+use super::metrics::{self, Metrics};
+use super::watch::{Readiness, SharedIndex};
+use crate::api::OwnerKind;
+use crate::clock::Clock;
+
+/// Path of the TokenReview endpoint.
+pub const TOKEN_REVIEW_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+/// Largest request body read (a TokenReview is well under 1 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A request, including reading its body, must complete within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Realm in `WWW-Authenticate` challenges.
+pub const REALM: &str = "apikey-operator";
+
+/// `user.extra` keys of an authenticated TokenReview.
+pub const EXTRA_API_KEY: &str = "apikeys.dev/apikey";
+pub const EXTRA_API_TOKEN: &str = "apikeys.dev/apitoken";
+pub const EXTRA_NAMESPACE: &str = "apikeys.dev/namespace";
+
+/// Names of the identity headers of a forward-auth answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderNames {
+    pub user: HeaderName,
+    pub uid: HeaderName,
+    pub groups: HeaderName,
+    pub namespace: HeaderName,
+    pub api_key: HeaderName,
+    pub api_token: HeaderName,
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        HeaderNames {
+            user: HeaderName::from_static("x-auth-user"),
+            uid: HeaderName::from_static("x-auth-uid"),
+            groups: HeaderName::from_static("x-auth-groups"),
+            namespace: HeaderName::from_static("x-auth-namespace"),
+            api_key: HeaderName::from_static("x-auth-apikey"),
+            api_token: HeaderName::from_static("x-auth-apitoken"),
+        }
+    }
+}
+
+/// A `--verify-header` setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderNameError {
+    #[error(
+        "--verify-header {0:?} is not FIELD=HEADER; use e.g. user=X-Forwarded-User \
+         (fields: user, uid, groups, namespace, apikey, apitoken)"
+    )]
+    Syntax(String),
+    #[error(
+        "--verify-header: unknown field {0:?}; fields are user, uid, groups, namespace, apikey, apitoken"
+    )]
+    UnknownField(String),
+    #[error("--verify-header: {0:?} is not a valid HTTP header name")]
+    InvalidName(String),
+}
+
+impl HeaderNames {
+    /// Applies one `FIELD=HEADER` setting, e.g. `user=X-Forwarded-User`.
+    pub fn set(&mut self, setting: &str) -> Result<(), HeaderNameError> {
+        let (field, name) = setting
+            .split_once('=')
+            .ok_or_else(|| HeaderNameError::Syntax(setting.to_owned()))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| HeaderNameError::InvalidName(name.to_owned()))?;
+        let slot = match field.trim().to_ascii_lowercase().as_str() {
+            "user" => &mut self.user,
+            "uid" => &mut self.uid,
+            "groups" => &mut self.groups,
+            "namespace" => &mut self.namespace,
+            "apikey" => &mut self.api_key,
+            "apitoken" => &mut self.api_token,
+            _ => return Err(HeaderNameError::UnknownField(field.to_owned())),
+        };
+        *slot = name;
+        Ok(())
+    }
+}
+
+/// What the handlers share.
+pub struct AppState {
+    pub index: SharedIndex,
+    pub readiness: Arc<Readiness>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub usage: Arc<UsageRecorder>,
+    /// Added to the groups of every authenticated identity.
+    pub extra_groups: Vec<String>,
+    pub headers: HeaderNames,
+}
+
+/// All endpoints, with the body limit and request timeout applied.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(TOKEN_REVIEW_PATH, post(token_review))
+        // Envoy's ext_authz appends the original path to the service's path.
+        .route("/auth", any(forward_auth))
+        .route("/auth/{*path}", any(forward_auth))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(with_timeout))
+        .with_state(state)
+}
+
+async fn with_timeout(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "the request was not completed within 10 seconds\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.readiness.ready() {
+        "ok\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the ApiToken and ApiKey watches have not synced yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+impl AppState {
+    fn verify(&self, presented: &str) -> Result<Identity, Reject> {
+        let now = self.clock.now();
+        let verdict = {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            index.verify(presented, now)
+        };
+        if let Ok(identity) = &verdict {
+            self.usage.record(identity, now);
+        }
+        verdict
+    }
+
+    fn groups(&self, identity: &Identity) -> Vec<String> {
+        let mut groups = Vec::with_capacity(3 + self.extra_groups.len());
+        if identity.owner_kind == OwnerKind::ServiceAccount {
+            groups.push("system:serviceaccounts".to_owned());
+            groups.push(format!("system:serviceaccounts:{}", identity.namespace));
+        }
+        groups.push("system:authenticated".to_owned());
+        for extra in &self.extra_groups {
+            if !groups.contains(extra) {
+                groups.push(extra.clone());
+            }
+        }
+        groups
+    }
+}
+
+/// The parts of a TokenReview request the verifier reads. Deliberately not
+/// `Debug`: it holds the token.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewRequest {
+    api_version: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    spec: ReviewSpec,
+}
+
+#[derive(Default, Deserialize)]
+struct ReviewSpec {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    audiences: Vec<String>,
+}
+
+const REVIEW_VERSIONS: [&str; 2] = ["authentication.k8s.io/v1", "authentication.k8s.io/v1beta1"];
+
+async fn token_review(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let request: ReviewRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            // serde_json's message may quote the input (and so the token):
+            // report only where and what kind of error it is.
+            let what = match err.classify() {
+                serde_json::error::Category::Io => "could not be read",
+                serde_json::error::Category::Syntax => "is not valid JSON",
+                serde_json::error::Category::Data => "does not have the TokenReview fields",
+                serde_json::error::Category::Eof => "ends before the JSON is complete",
+            };
+            state.metrics.observe(
+                metrics::TOKEN_REVIEW,
+                metrics::BAD_REQUEST,
+                started.elapsed(),
+            );
+            return bad_request(&format!(
+                "the request body {what} (line {}, column {}); send a TokenReview: \
+                 {{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenReview\",\
+                 \"spec\":{{\"token\":\"<token>\"}}}}",
+                err.line(),
+                err.column()
+            ));
+        }
+    };
+    let api_version = request
+        .api_version
+        .unwrap_or_else(|| REVIEW_VERSIONS[0].to_owned());
+    if !REVIEW_VERSIONS.contains(&api_version.as_str())
+        || request.kind.as_deref().is_some_and(|k| k != "TokenReview")
+    {
+        state.metrics.observe(
+            metrics::TOKEN_REVIEW,
+            metrics::BAD_REQUEST,
+            started.elapsed(),
+        );
+        return bad_request(
+            "expected kind TokenReview with apiVersion authentication.k8s.io/v1 (or v1beta1)",
+        );
+    }
+
+    let (status, result) = if request.spec.token.is_empty() {
+        (
+            unauthenticated("spec.token is empty"),
+            metrics::NO_CREDENTIALS,
+        )
+    } else {
+        match state.verify(&request.spec.token) {
+            Ok(identity) => (
+                authenticated(&state, &identity, request.spec.audiences),
+                metrics::OK,
+            ),
+            Err(reject) => (unauthenticated(&reject.to_string()), reject.as_str()),
+        }
+    };
+    state
+        .metrics
+        .observe(metrics::TOKEN_REVIEW, result, started.elapsed());
+    (
+        [(CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "apiVersion": api_version,
+            "kind": "TokenReview",
+            "metadata": { "creationTimestamp": null },
+            "spec": {},
+            "status": status,
+        })),
+    )
+        .into_response()
+}
+
+/// Tokens are not bound to audiences: they are valid for every audience, so
+/// the intersection of the requested audiences with the token's is the
+/// requested list, which is echoed back (see docs/verifier.md).
+fn authenticated(
+    state: &AppState,
+    identity: &Identity,
+    audiences: Vec<String>,
+) -> TokenReviewStatus {
+    let one = |s: &str| vec![s.to_owned()];
+    TokenReviewStatus {
+        authenticated: Some(true),
+        audiences: (!audiences.is_empty()).then_some(audiences),
+        error: None,
+        user: Some(UserInfo {
+            username: Some(identity.username.to_string()),
+            uid: Some(identity.uid.clone()),
+            groups: Some(state.groups(identity)),
+            extra: Some(
+                [
+                    (EXTRA_API_KEY.to_owned(), one(&identity.api_key)),
+                    (EXTRA_API_TOKEN.to_owned(), one(&identity.api_token)),
+                    (EXTRA_NAMESPACE.to_owned(), one(&identity.namespace)),
+                ]
+                .into(),
+            ),
+        }),
+    }
+}
+
+fn unauthenticated(error: &str) -> TokenReviewStatus {
+    TokenReviewStatus {
+        authenticated: Some(false),
+        error: Some(error.to_owned()),
+        ..Default::default()
+    }
+}
+
+fn bad_request(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({
+            "apiVersion": "v1",
+            "kind": "Status",
+            "status": "Failure",
+            "reason": "BadRequest",
+            "code": 400,
+            "message": message,
+        })),
+    )
+        .into_response()
+}
+
+/// The token of a forward-auth request: `Authorization: Bearer <t>`, else `X-API-Key: <t>`.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    bearer.or_else(|| {
+        headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    })
+}
+
+async fn forward_auth(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let started = Instant::now();
+    let (response, result) = match presented_token(&headers).filter(|t| !t.is_empty()) {
+        None => (
+            challenge(
+                None,
+                "send the token as Authorization: Bearer <token> or X-API-Key: <token>\n",
+            ),
+            metrics::NO_CREDENTIALS,
+        ),
+        Some(token) => match state.verify(token) {
+            Ok(identity) => (identity_response(&state, &identity), metrics::OK),
+            Err(reject) => (
+                challenge(Some(reject.as_str()), &format!("{reject}\n")),
+                reject.as_str(),
+            ),
+        },
+    };
+    state
+        .metrics
+        .observe(metrics::FORWARD_AUTH, result, started.elapsed());
+    response
+}
+
+fn identity_response(state: &AppState, identity: &Identity) -> Response {
+    let names = &state.headers;
+    let values = [
+        (&names.user, identity.username.to_string()),
+        (&names.uid, identity.uid.clone()),
+        (&names.groups, state.groups(identity).join(",")),
+        (&names.namespace, identity.namespace.to_string()),
+        (&names.api_key, identity.api_key.to_string()),
+        (&names.api_token, identity.api_token.clone()),
+    ];
+    let mut headers = HeaderMap::with_capacity(values.len() + 1);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (name, value) in values {
+        match HeaderValue::from_str(&value) {
+            Ok(value) => {
+                headers.insert(name.clone(), value);
+            }
+            Err(_) => {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the identity's {name} cannot be sent as an HTTP header\n"),
+                )
+                    .into_response();
+            }
+        }
+    }
+    (StatusCode::OK, headers, "ok\n").into_response()
+}
+
+/// 401 with an RFC 6750 challenge. `error` is a bounded code, never the token.
+fn challenge(error: Option<&'static str>, body: &str) -> Response {
+    let value = match error {
+        None => format!("Bearer realm=\"{REALM}\""),
+        Some(code) => {
+            format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{code}\""
+            )
+        }
+    };
+    let mut headers = HeaderMap::with_capacity(2);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(WWW_AUTHENTICATE, value);
+    }
+    (StatusCode::UNAUTHORIZED, headers, body.to_owned()).into_response()
+}
+
+#[cfg(test)]
+mod tests;

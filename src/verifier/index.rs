@@ -1,0 +1,430 @@
+//! The verifier's in-memory index: ApiTokens keyed by their tokenId, with the
+//! hashes that may be accepted and the ApiKeys whose principal they resolve
+//! to. Pure, no I/O: `watch` feeds it objects, `http` asks it [`Index::verify`].
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use subtle::{Choice, ConstantTimeEq};
+
+use crate::api::conditions::READY;
+use crate::api::{ApiKey, ApiToken, OwnerKind};
+use crate::token::{self, ParseError, TokenHash, TokenId};
+
+/// A tokenId is 16 ASCII characters; stored inline instead of as a `String`.
+type IdKey = [u8; 16];
+type Digest = [u8; 32];
+
+/// Every ApiToken and ApiKey the verifier knows, as far as verifying needs.
+#[derive(Default)]
+pub struct Index {
+    tokens: HashMap<IdKey, TokenEntry>,
+    /// Fingerprint of `namespace/name` → the tokenId indexed for that object,
+    /// so an object whose tokenId changed (status edited by hand) or that was
+    /// deleted loses its old entry. 64-bit fingerprints keep this map small;
+    /// a collision is detected (the entry's name is compared) and only costs
+    /// a stale entry until the next relist.
+    by_object: HashMap<u64, IdKey>,
+    /// namespace → key name → key. The namespace `Arc`s are shared with the
+    /// token entries of that namespace.
+    keys: HashMap<Arc<str>, HashMap<Arc<str>, KeyEntry>>,
+    key_count: usize,
+}
+
+/// What verifying needs of one ApiToken; kept small (see `entry_is_compact`).
+struct TokenEntry {
+    namespace: Arc<str>,
+    key_name: Arc<str>,
+    /// `<name>/<uid>` in one allocation (names cannot contain `/`).
+    name_and_uid: Box<str>,
+    current: Option<Digest>,
+    previous: Box<[Previous]>,
+    expires_at: Option<Timestamp>,
+    last_used_at: Option<Timestamp>,
+    disabled: bool,
+}
+
+struct Previous {
+    hash: Digest,
+    valid_until: Timestamp,
+}
+
+struct KeyEntry {
+    principal: Option<Arc<str>>,
+    owner_kind: OwnerKind,
+    ready: bool,
+}
+
+/// Who a verified token belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The ApiKey's principal: a user name or `system:serviceaccount:<ns>:<name>`.
+    pub username: Arc<str>,
+    pub owner_kind: OwnerKind,
+    pub namespace: Arc<str>,
+    /// Name of the ApiKey.
+    pub api_key: Arc<str>,
+    /// Name of the ApiToken.
+    pub api_token: String,
+    /// `metadata.uid` of the ApiToken: stable for the token's life, new if it
+    /// is deleted and created again.
+    pub uid: String,
+    /// The non-secret token id.
+    pub token_id: String,
+    /// True when a previous value inside its grace period matched.
+    pub previous_value: bool,
+    /// `status.lastUsedAt` as last seen by the watch.
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// Why a presented value is not accepted. Messages are short, fixed texts
+/// that never contain the value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    #[error("the value is not an apikey-operator token: {0}")]
+    Malformed(ParseError),
+    #[error("no ApiToken has this token id; it was deleted or never existed")]
+    Unknown,
+    #[error(
+        "the value does not match the token's current value; it was rotated, or is not genuine"
+    )]
+    Mismatch,
+    #[error("the value has expired")]
+    Expired,
+    #[error("the ApiToken is disabled")]
+    Disabled,
+    #[error("the token's ApiKey is missing or not Ready")]
+    KeyNotReady,
+}
+
+impl Reject {
+    /// A bounded label for metrics and error codes.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Reject::Malformed(_) => "malformed",
+            Reject::Unknown => "unknown",
+            Reject::Mismatch => "mismatch",
+            Reject::Expired => "expired",
+            Reject::Disabled => "disabled",
+            Reject::KeyNotReady => "key_not_ready",
+        }
+    }
+
+    /// Every label [`Reject::as_str`] can return.
+    pub const LABELS: [&'static str; 6] = [
+        "malformed",
+        "unknown",
+        "mismatch",
+        "expired",
+        "disabled",
+        "key_not_ready",
+    ];
+}
+
+/// Why an ApiToken was not (fully) indexed; the watch logs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skipped {
+    /// No `status.tokenId` yet: nothing was issued, nothing to accept.
+    NoTokenId,
+    /// `status.tokenId` is not a valid id (edited by hand).
+    BadTokenId,
+    /// A hash in status is not `sha256:<hex>`; that hash is ignored.
+    BadHash,
+}
+
+impl Skipped {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skipped::NoTokenId => "no status.tokenId yet",
+            Skipped::BadTokenId => "status.tokenId is not a valid token id",
+            Skipped::BadHash => "a hash in status is not sha256:<64 hex digits>; it is ignored",
+        }
+    }
+}
+
+impl Index {
+    pub fn new() -> Index {
+        Index::default()
+    }
+
+    /// Number of indexed tokens.
+    pub fn tokens_len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Number of indexed keys.
+    pub fn keys_len(&self) -> usize {
+        self.key_count
+    }
+
+    /// Checks a presented value at `now`. Malformed values are rejected
+    /// before any lookup; the value is compared in constant time with the
+    /// current hash and every previous hash, and only after a match does the
+    /// answer depend on the token's state, so that a caller without the
+    /// secret learns no more than "unknown" or "mismatch".
+    pub fn verify(&self, presented: &str, now: Timestamp) -> Result<Identity, Reject> {
+        let parsed = token::parse(presented).map_err(Reject::Malformed)?;
+        let entry = self
+            .tokens
+            .get(&id_key(parsed.token_id()).ok_or(Reject::Unknown)?)
+            .ok_or(Reject::Unknown)?;
+
+        let hash = parsed.hash();
+        let digest = hash.digest();
+        let mut current = Choice::from(0);
+        if let Some(stored) = &entry.current {
+            current = digest.ct_eq(stored);
+        }
+        let mut previous_any = Choice::from(0);
+        let mut previous_in_grace = Choice::from(0);
+        for previous in entry.previous.iter() {
+            let matched = digest.ct_eq(&previous.hash);
+            previous_any |= matched;
+            previous_in_grace |= matched & Choice::from(u8::from(now < previous.valid_until));
+        }
+        let current = bool::from(current);
+        if !current && !bool::from(previous_any) {
+            return Err(Reject::Mismatch);
+        }
+
+        if entry.disabled {
+            return Err(Reject::Disabled);
+        }
+        let key = self
+            .keys
+            .get(&entry.namespace)
+            .and_then(|keys| keys.get(&entry.key_name))
+            .filter(|key| key.ready)
+            .ok_or(Reject::KeyNotReady)?;
+        let principal = key.principal.clone().ok_or(Reject::KeyNotReady)?;
+        if entry.expires_at.is_some_and(|expires_at| now >= expires_at) {
+            return Err(Reject::Expired);
+        }
+        if !current && !bool::from(previous_in_grace) {
+            return Err(Reject::Expired);
+        }
+
+        let (name, uid) = entry.split_name_and_uid();
+        Ok(Identity {
+            username: principal,
+            owner_kind: key.owner_kind,
+            namespace: entry.namespace.clone(),
+            api_key: entry.key_name.clone(),
+            api_token: name.to_owned(),
+            uid: uid.to_owned(),
+            token_id: parsed.token_id().to_owned(),
+            previous_value: !current,
+            last_used_at: entry.last_used_at,
+        })
+    }
+
+    /// Adds or replaces a token (a watch Apply event). Returns what was not
+    /// indexed, if anything.
+    pub fn upsert_token(&mut self, token: &ApiToken) -> Option<Skipped> {
+        let namespace = token.namespace().unwrap_or_default();
+        let name = token.name_any();
+        let fingerprint = object_fingerprint(&namespace, &name);
+        let status = token.status.as_ref();
+        let token_id = status.and_then(|s| s.token_id.as_deref());
+        let Some(token_id) = token_id else {
+            self.remove_object(fingerprint, &namespace, &name);
+            return Some(Skipped::NoTokenId);
+        };
+        let Some(id) = TokenId::parse(token_id)
+            .ok()
+            .and_then(|id| id_key(id.as_str()))
+        else {
+            self.remove_object(fingerprint, &namespace, &name);
+            return Some(Skipped::BadTokenId);
+        };
+        if self
+            .by_object
+            .get(&fingerprint)
+            .is_some_and(|old| *old != id)
+        {
+            self.remove_object(fingerprint, &namespace, &name);
+        }
+
+        let mut skipped = None;
+        let mut digest_of = |text: &str| match TokenHash::parse(text) {
+            Ok(hash) => Some(*hash.digest()),
+            Err(_) => {
+                skipped = Some(Skipped::BadHash);
+                None
+            }
+        };
+        // `status.pending` is deliberately not read: a pending value is never accepted.
+        let current = status
+            .and_then(|s| s.hash.as_deref())
+            .and_then(&mut digest_of);
+        let previous: Box<[Previous]> = status
+            .map(|s| s.previous.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| {
+                digest_of(&p.hash).map(|hash| Previous {
+                    hash,
+                    valid_until: p.valid_until.0,
+                })
+            })
+            .collect();
+
+        let (namespace, key_name) = self.intern(&namespace, &token.spec.api_key_ref.name);
+        let uid = token.uid().unwrap_or_default();
+        let entry = TokenEntry {
+            namespace,
+            key_name,
+            name_and_uid: format!("{name}/{uid}").into_boxed_str(),
+            current,
+            previous,
+            expires_at: status.and_then(|s| s.expires_at.as_ref()).map(|t| t.0),
+            last_used_at: status.and_then(|s| s.last_used_at.as_ref()).map(|t| t.0),
+            disabled: token.spec.disabled,
+        };
+        if let Some(other) = self.tokens.get(&id)
+            && (&*other.namespace, other.split_name_and_uid().0) != (&*entry.namespace, &*name)
+        {
+            // Two objects claim one tokenId: only a copied status does that.
+            // Accept neither rather than guess which one is genuine.
+            self.tokens.remove(&id);
+            self.by_object.insert(fingerprint, id);
+            return Some(Skipped::BadTokenId);
+        }
+        self.tokens.insert(id, entry);
+        self.by_object.insert(fingerprint, id);
+        skipped
+    }
+
+    /// Removes a token (a watch Delete event).
+    pub fn remove_token(&mut self, token: &ApiToken) {
+        let namespace = token.namespace().unwrap_or_default();
+        let name = token.name_any();
+        self.remove_object(object_fingerprint(&namespace, &name), &namespace, &name);
+    }
+
+    /// Adds or replaces a key (a watch Apply event).
+    pub fn upsert_key(&mut self, key: &ApiKey) {
+        let namespace = key.namespace().unwrap_or_default();
+        let name = key.name_any();
+        let status = key.status.as_ref();
+        let ready = status.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == READY && c.status == "True")
+        });
+        let entry = KeyEntry {
+            principal: status
+                .and_then(|s| s.principal.as_deref())
+                .filter(|p| !p.is_empty())
+                .map(Arc::from),
+            owner_kind: key.spec.owner.kind,
+            ready,
+        };
+        let (namespace, name) = self.intern(&namespace, &name);
+        let keys = self.keys.entry(namespace).or_default();
+        if keys.insert(name, entry).is_none() {
+            self.key_count += 1;
+        }
+    }
+
+    /// Removes a key (a watch Delete event): its tokens are rejected from now
+    /// on, even before Kubernetes garbage-collects them.
+    pub fn remove_key(&mut self, key: &ApiKey) {
+        let namespace = key.namespace().unwrap_or_default();
+        if let Some(keys) = self.keys.get_mut(namespace.as_str())
+            && keys.remove(key.name_any().as_str()).is_some()
+        {
+            self.key_count -= 1;
+        }
+    }
+
+    /// After a relist: drops every token whose id is not in `seen`.
+    pub fn retain_tokens(&mut self, seen: &HashSet<String>) {
+        self.tokens
+            .retain(|id, _| std::str::from_utf8(id).is_ok_and(|id| seen.contains(id)));
+        let tokens = &self.tokens;
+        self.by_object.retain(|_, id| tokens.contains_key(id));
+    }
+
+    /// After a relist: drops every key not in `seen` (`namespace/name`).
+    pub fn retain_keys(&mut self, seen: &HashSet<String>) {
+        let mut count = 0;
+        for (namespace, keys) in &mut self.keys {
+            keys.retain(|name, _| seen.contains(&format!("{namespace}/{name}")));
+            count += keys.len();
+        }
+        self.key_count = count;
+    }
+
+    /// The tokenId an object is indexed under, for relist bookkeeping.
+    pub fn token_id_of(token: &ApiToken) -> Option<String> {
+        let id = token.status.as_ref()?.token_id.as_deref()?;
+        TokenId::parse(id).ok().map(|id| id.as_str().to_owned())
+    }
+
+    fn remove_object(&mut self, fingerprint: u64, namespace: &str, name: &str) {
+        let Some(id) = self.by_object.get(&fingerprint).copied() else {
+            return;
+        };
+        let same_object = self.tokens.get(&id).is_some_and(|entry| {
+            &*entry.namespace == namespace && entry.split_name_and_uid().0 == name
+        });
+        if same_object {
+            self.tokens.remove(&id);
+        }
+        self.by_object.remove(&fingerprint);
+    }
+
+    /// Shares the namespace and key name strings between entries.
+    fn intern(&mut self, namespace: &str, key_name: &str) -> (Arc<str>, Arc<str>) {
+        let namespace = match self.keys.get_key_value(namespace) {
+            Some((ns, _)) => ns.clone(),
+            None => {
+                let ns: Arc<str> = Arc::from(namespace);
+                self.keys.insert(ns.clone(), HashMap::new());
+                ns
+            }
+        };
+        let key_name = self
+            .keys
+            .get(&namespace)
+            .and_then(|keys| keys.get_key_value(key_name))
+            .map(|(name, _)| name.clone())
+            .unwrap_or_else(|| Arc::from(key_name));
+        (namespace, key_name)
+    }
+}
+
+impl TokenEntry {
+    fn split_name_and_uid(&self) -> (&str, &str) {
+        self.name_and_uid
+            .split_once('/')
+            .unwrap_or((&self.name_and_uid, ""))
+    }
+}
+
+impl fmt::Debug for Index {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Index")
+            .field("tokens", &self.tokens.len())
+            .field("keys", &self.key_count)
+            .finish()
+    }
+}
+
+fn id_key(token_id: &str) -> Option<IdKey> {
+    token_id.as_bytes().try_into().ok()
+}
+
+fn object_fingerprint(namespace: &str, name: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (namespace, name).hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

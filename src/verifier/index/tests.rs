@@ -1,0 +1,322 @@
+//! The index's answers as tables: each case builds a token and key in some
+//! state, presents a value at some instant and checks the verdict.
+
+use std::collections::HashSet;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::token::{TokenKind, TokenValue, generate};
+
+pub(crate) const ID: &str = "abcdefghijklmnop";
+const NOW: &str = "2026-06-01T12:00:00Z";
+
+fn t(s: &str) -> Timestamp {
+    s.parse().expect("timestamp")
+}
+
+pub(crate) fn value(id: &str) -> TokenValue {
+    generate(TokenKind::Personal, &TokenId::parse(id).expect("valid id"))
+}
+
+pub(crate) fn key_json(name: &str, ready: bool, principal: Option<&str>) -> ApiKey {
+    let mut status = json!({
+        "conditions": [{
+            "type": "Ready",
+            "status": if ready { "True" } else { "False" },
+            "reason": if ready { "OwnerResolved" } else { "OwnerNotFound" },
+            "message": "",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }],
+    });
+    if let Some(p) = principal {
+        status["principal"] = json!(p);
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "apikeys.dev/v1alpha1",
+        "kind": "ApiKey",
+        "metadata": { "name": name, "namespace": "ns", "uid": format!("uid-key-{name}") },
+        "spec": { "owner": { "kind": "User", "name": "alice" } },
+        "status": status,
+    }))
+    .expect("valid ApiKey")
+}
+
+pub(crate) fn ready_key() -> ApiKey {
+    key_json("key", true, Some("alice"))
+}
+
+pub(crate) fn token_json(name: &str, disabled: bool, status: Value) -> ApiToken {
+    serde_json::from_value(json!({
+        "apiVersion": "apikeys.dev/v1alpha1",
+        "kind": "ApiToken",
+        "metadata": { "name": name, "namespace": "ns", "uid": format!("uid-{name}") },
+        "spec": { "apiKeyRef": { "name": "key" }, "disabled": disabled },
+        "status": status,
+    }))
+    .expect("valid ApiToken")
+}
+
+pub(crate) fn issued(value: &TokenValue) -> Value {
+    json!({ "tokenId": ID, "hash": value.hash().as_str() })
+}
+
+fn index_with(tokens: &[ApiToken], keys: &[ApiKey]) -> Index {
+    let mut index = Index::new();
+    for key in keys {
+        index.upsert_key(key);
+    }
+    for token in tokens {
+        index.upsert_token(token);
+    }
+    index
+}
+
+#[test]
+fn accepts_the_current_value_with_its_identity() {
+    let v = value(ID);
+    let index = index_with(&[token_json("tok", false, issued(&v))], &[ready_key()]);
+    let identity = index.verify(v.expose_secret(), t(NOW)).expect("accepted");
+    assert_eq!(
+        identity,
+        Identity {
+            username: "alice".into(),
+            owner_kind: OwnerKind::User,
+            namespace: "ns".into(),
+            api_key: "key".into(),
+            api_token: "tok".into(),
+            uid: "uid-tok".into(),
+            token_id: ID.into(),
+            previous_value: false,
+            last_used_at: None,
+        }
+    );
+    assert_eq!((index.tokens_len(), index.keys_len()), (1, 1));
+}
+
+#[test]
+fn verdicts_by_state_and_time() {
+    let current = value(ID);
+    let old = value(ID);
+    let older = value(ID);
+    let forged = value(ID);
+    let pending = value(ID);
+    let grace = |until: &str| {
+        json!({
+            "tokenId": ID,
+            "hash": current.hash().as_str(),
+            "previous": [
+                { "hash": older.hash().as_str(), "validUntil": "2026-06-01T11:00:00Z" },
+                { "hash": old.hash().as_str(), "validUntil": until },
+            ],
+        })
+    };
+    let expiring =
+        |at: &str| json!({ "tokenId": ID, "hash": current.hash().as_str(), "expiresAt": at });
+    let ok = Ok(false);
+    let ok_previous = Ok(true);
+    type Case<'a> = (
+        &'a str,
+        Value,
+        bool,
+        ApiKey,
+        &'a str,
+        &'a str,
+        Result<bool, Reject>,
+    );
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        ("current value", issued(&current), false, ready_key(), current.expose_secret(), NOW, ok.clone()),
+        ("previous value inside grace", grace("2026-06-01T12:00:01Z"), false, ready_key(), old.expose_secret(), NOW, ok_previous),
+        ("current still accepted while in grace", grace("2026-06-01T12:00:01Z"), false, ready_key(), current.expose_secret(), NOW, ok.clone()),
+        ("previous value exactly at validUntil", grace(NOW), false, ready_key(), old.expose_secret(), NOW, Err(Reject::Expired)),
+        ("previous value after its grace", grace("2026-06-01T11:59:59Z"), false, ready_key(), old.expose_secret(), NOW, Err(Reject::Expired)),
+        ("older previous value past grace", grace("2026-06-01T13:00:00Z"), false, ready_key(), older.expose_secret(), NOW, Err(Reject::Expired)),
+        ("previous in grace but the token expired", json!({
+            "tokenId": ID, "hash": current.hash().as_str(), "expiresAt": "2026-06-01T11:30:00Z",
+            "previous": [{ "hash": old.hash().as_str(), "validUntil": "2026-06-01T13:00:00Z" }],
+        }), false, ready_key(), old.expose_secret(), NOW, Err(Reject::Expired)),
+        ("one second before expiresAt", expiring("2026-06-01T12:00:01Z"), false, ready_key(), current.expose_secret(), NOW, ok.clone()),
+        ("exactly at expiresAt", expiring(NOW), false, ready_key(), current.expose_secret(), NOW, Err(Reject::Expired)),
+        ("after expiresAt", expiring("2026-06-01T11:00:00Z"), false, ready_key(), current.expose_secret(), NOW, Err(Reject::Expired)),
+        ("pending only", json!({
+            "tokenId": ID,
+            "pending": { "hash": pending.hash().as_str(), "reason": "Issue", "startedAt": NOW },
+        }), false, ready_key(), pending.expose_secret(), NOW, Err(Reject::Mismatch)),
+        ("pending beside a current value", json!({
+            "tokenId": ID, "hash": current.hash().as_str(),
+            "pending": { "hash": pending.hash().as_str(), "reason": "Rotate", "startedAt": NOW },
+        }), false, ready_key(), pending.expose_secret(), NOW, Err(Reject::Mismatch)),
+        ("current accepted while a pending exists", json!({
+            "tokenId": ID, "hash": current.hash().as_str(),
+            "pending": { "hash": pending.hash().as_str(), "reason": "Rotate", "startedAt": NOW },
+        }), false, ready_key(), current.expose_secret(), NOW, ok.clone()),
+        ("forged value with a valid checksum", issued(&current), false, ready_key(), forged.expose_secret(), NOW, Err(Reject::Mismatch)),
+        ("disabled", issued(&current), true, ready_key(), current.expose_secret(), NOW, Err(Reject::Disabled)),
+        ("forged value of a disabled token says mismatch", issued(&current), true, ready_key(), forged.expose_secret(), NOW, Err(Reject::Mismatch)),
+        ("key not ready", issued(&current), false, key_json("key", false, Some("alice")), current.expose_secret(), NOW, Err(Reject::KeyNotReady)),
+        ("key without principal", issued(&current), false, key_json("key", true, None), current.expose_secret(), NOW, Err(Reject::KeyNotReady)),
+        ("key missing", issued(&current), false, key_json("other", true, Some("bob")), current.expose_secret(), NOW, Err(Reject::KeyNotReady)),
+        ("token without a hash", json!({ "tokenId": ID }), false, ready_key(), current.expose_secret(), NOW, Err(Reject::Mismatch)),
+        ("token without a tokenId", json!({ "hash": current.hash().as_str() }), false, ready_key(), current.expose_secret(), NOW, Err(Reject::Unknown)),
+        ("hand-edited hash", json!({ "tokenId": ID, "hash": "sha256:nothex" }), false, ready_key(), current.expose_secret(), NOW, Err(Reject::Mismatch)),
+    ];
+    for (name, status, disabled, key, presented, now, expected) in cases {
+        let index = index_with(&[token_json("tok", disabled, status)], &[key]);
+        let got = index
+            .verify(presented, t(now))
+            .map(|identity| identity.previous_value);
+        assert_eq!(got, expected, "{name}");
+    }
+}
+
+#[test]
+fn malformed_and_unknown_values() {
+    let v = value(ID);
+    let index = index_with(&[token_json("tok", false, issued(&v))], &[ready_key()]);
+    let s = v.expose_secret();
+    let other_id = value("zzzzzzzzzzzzzzzz");
+    let last = s.chars().last().expect("non-empty");
+    let damaged = format!(
+        "{}{}",
+        &s[..s.len() - 1],
+        if last == 'A' { 'B' } else { 'A' }
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("empty", String::new(), "malformed"),
+        (
+            "other scheme",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789".into(),
+            "malformed",
+        ),
+        ("surrounding quotes", format!("\"{s}\""), "malformed"),
+        ("one character changed", damaged, "malformed"),
+        ("cut off", s[..s.len() - 3].to_owned(), "malformed"),
+        ("oversized", "a".repeat(100_000), "malformed"),
+        (
+            "unknown token id",
+            other_id.expose_secret().to_owned(),
+            "unknown",
+        ),
+    ];
+    for (name, presented, label) in cases {
+        let got = index.verify(&presented, t(NOW));
+        let err = got.expect_err(name);
+        assert_eq!(err.as_str(), label, "{name}");
+        assert!(Reject::LABELS.contains(&err.as_str()));
+        let message = err.to_string();
+        assert!(!message.contains(&s[23..40]), "{name}: {message}");
+    }
+}
+
+#[test]
+fn delete_of_token_or_key_rejects_at_once() {
+    let v = value(ID);
+    let token = token_json("tok", false, issued(&v));
+    let mut index = index_with(std::slice::from_ref(&token), &[ready_key()]);
+    assert!(index.verify(v.expose_secret(), t(NOW)).is_ok());
+
+    index.remove_key(&ready_key());
+    assert_eq!(
+        index.verify(v.expose_secret(), t(NOW)),
+        Err(Reject::KeyNotReady)
+    );
+    index.upsert_key(&ready_key());
+    assert!(index.verify(v.expose_secret(), t(NOW)).is_ok());
+
+    index.remove_token(&token);
+    assert_eq!(
+        index.verify(v.expose_secret(), t(NOW)),
+        Err(Reject::Unknown)
+    );
+    assert_eq!(index.tokens_len(), 0);
+}
+
+#[test]
+fn a_changed_token_id_drops_the_old_entry() {
+    let v = value(ID);
+    let new_id = "qrstuvwxyz012345";
+    let w = value(new_id);
+    let mut index = index_with(&[token_json("tok", false, issued(&v))], &[ready_key()]);
+    index.upsert_token(&token_json(
+        "tok",
+        false,
+        json!({ "tokenId": new_id, "hash": w.hash().as_str() }),
+    ));
+    assert_eq!(
+        index.verify(v.expose_secret(), t(NOW)),
+        Err(Reject::Unknown)
+    );
+    assert!(index.verify(w.expose_secret(), t(NOW)).is_ok());
+    assert_eq!(index.tokens_len(), 1);
+}
+
+#[test]
+fn two_tokens_claiming_one_id_are_both_rejected() {
+    let v = value(ID);
+    let mut index = index_with(&[token_json("tok", false, issued(&v))], &[ready_key()]);
+    assert_eq!(
+        index.upsert_token(&token_json("copy", false, issued(&v))),
+        Some(Skipped::BadTokenId)
+    );
+    assert_eq!(
+        index.verify(v.expose_secret(), t(NOW)),
+        Err(Reject::Unknown)
+    );
+}
+
+#[test]
+fn key_updates_apply_to_existing_tokens() {
+    let v = value(ID);
+    let mut index = index_with(
+        &[token_json("tok", false, issued(&v))],
+        &[key_json("key", false, None)],
+    );
+    assert_eq!(
+        index.verify(v.expose_secret(), t(NOW)),
+        Err(Reject::KeyNotReady)
+    );
+    index.upsert_key(&key_json(
+        "key",
+        true,
+        Some("system:serviceaccount:ns:robot"),
+    ));
+    let identity = index.verify(v.expose_secret(), t(NOW)).expect("accepted");
+    assert_eq!(&*identity.username, "system:serviceaccount:ns:robot");
+    assert_eq!(index.keys_len(), 1);
+}
+
+#[test]
+fn relist_drops_what_was_not_seen() {
+    let v = value(ID);
+    let other = "0000000000000000";
+    let w = value(other);
+    let mut index = index_with(
+        &[
+            token_json("tok", false, issued(&v)),
+            token_json(
+                "gone",
+                false,
+                json!({ "tokenId": other, "hash": w.hash().as_str() }),
+            ),
+        ],
+        &[ready_key(), key_json("old", true, Some("bob"))],
+    );
+    index.retain_tokens(&HashSet::from([ID.to_owned()]));
+    index.retain_keys(&HashSet::from(["ns/key".to_owned()]));
+    assert_eq!((index.tokens_len(), index.keys_len()), (1, 1));
+    assert!(index.verify(v.expose_secret(), t(NOW)).is_ok());
+    assert_eq!(
+        index.verify(w.expose_secret(), t(NOW)),
+        Err(Reject::Unknown)
+    );
+}
+
+#[test]
+fn entry_is_compact() {
+    // The index should stay under ~256 bytes per token including the
+    // HashMap slot and the name allocation; the fixed part is checked here.
+    let slot = std::mem::size_of::<(IdKey, TokenEntry)>() + std::mem::size_of::<(u64, IdKey)>();
+    assert!(slot <= 192, "{slot} bytes per token slot");
+}

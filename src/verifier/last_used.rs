@@ -1,0 +1,257 @@
+//! Reports `status.lastUsedAt` back to ApiTokens: the request path only
+//! notes the minute in a map ([`UsageRecorder::record`]); a background task
+//! ([`report_usage`]) patches the tokens used since its last round, about
+//! once a minute, so each token gets at most one write per minute.
+//!
+//! The patch is a JSON merge patch on the status subresource under the field
+//! manager [`FIELD_MANAGER`]; the controller's server-side applies never
+//! include `lastUsedAt`, so they leave it alone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+use tracing::{debug, warn};
+
+use super::index::Identity;
+use super::metrics::Metrics;
+use crate::api::ApiToken;
+
+/// Field manager of the verifier's status writes.
+pub const FIELD_MANAGER: &str = "apikey-operator-verifier";
+
+/// How often used tokens are reported.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Writes in flight at once during a report round.
+const CONCURRENT_WRITES: usize = 4;
+
+/// One token's use, to be written to its status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub namespace: Arc<str>,
+    pub name: String,
+    pub uid: String,
+    /// Minute precision.
+    pub at: Timestamp,
+}
+
+type TokenName = (Arc<str>, String);
+
+/// Tokens used since the last report round. Cheap to call on every request.
+#[derive(Debug, Default)]
+pub struct UsageRecorder {
+    /// (namespace, name) → (uid, minute).
+    pending: Mutex<HashMap<TokenName, (String, Timestamp)>>,
+}
+
+impl UsageRecorder {
+    /// Notes that `identity`'s token was accepted at `now`, unless its status
+    /// already shows this minute.
+    pub fn record(&self, identity: &Identity, now: Timestamp) {
+        let minute = truncate_to_minute(now);
+        if identity.last_used_at.is_some_and(|seen| seen >= minute) {
+            return;
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending
+            .entry((identity.namespace.clone(), identity.api_token.clone()))
+            .and_modify(|(uid, at)| {
+                if minute > *at {
+                    *at = minute;
+                    uid.clone_from(&identity.uid);
+                }
+            })
+            .or_insert_with(|| (identity.uid.clone(), minute));
+    }
+
+    /// Takes everything noted so far.
+    pub fn take(&self) -> Vec<Usage> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending
+            .drain()
+            .map(|((namespace, name), (uid, at))| Usage {
+                namespace,
+                name,
+                uid,
+                at,
+            })
+            .collect()
+    }
+}
+
+/// `ts` with seconds and subseconds set to zero.
+pub fn truncate_to_minute(ts: Timestamp) -> Timestamp {
+    let seconds = ts.as_second();
+    Timestamp::from_second(seconds - seconds.rem_euclid(60)).unwrap_or(ts)
+}
+
+/// The merge patch for one usage. The uid makes the API server refuse the
+/// patch if the token was deleted and created again under the same name.
+pub fn usage_patch(usage: &Usage) -> serde_json::Value {
+    json!({
+        "metadata": { "uid": usage.uid },
+        "status": { "lastUsedAt": Time(usage.at) },
+    })
+}
+
+/// Reports recorded usage every `interval` until `shutdown`, then once more.
+pub async fn report_usage(
+    client: Client,
+    recorder: Arc<UsageRecorder>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => write_usage(&client, &recorder, &metrics).await,
+            _ = &mut shutdown => break,
+        }
+    }
+    write_usage(&client, &recorder, &metrics).await;
+}
+
+async fn write_usage(client: &Client, recorder: &UsageRecorder, metrics: &Metrics) {
+    let batch = recorder.take();
+    if batch.is_empty() {
+        return;
+    }
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..Default::default()
+    };
+    let results: Vec<&'static str> = futures::stream::iter(batch)
+        .map(|usage| {
+            let api: Api<ApiToken> = Api::namespaced(client.clone(), &usage.namespace);
+            let params = &params;
+            async move {
+                let patch = usage_patch(&usage);
+                match api
+                    .patch_status(&usage.name, params, &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => "ok",
+                    // Deleted, or replaced by a new object of the same name.
+                    Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409 | 422) => {
+                        debug!(token = %format!("{}/{}", usage.namespace, usage.name), code = status.code, "token gone; lastUsedAt not written");
+                        "gone"
+                    }
+                    Err(err) => {
+                        warn!(token = %format!("{}/{}", usage.namespace, usage.name), error = %err, "could not write lastUsedAt; it is written again on the next use");
+                        "error"
+                    }
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENT_WRITES)
+        .collect()
+        .await;
+    for result in ["ok", "gone", "error"] {
+        let n = results.iter().filter(|r| **r == result).count() as u64;
+        if n > 0 {
+            metrics.last_used_written(result, n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::OwnerKind;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn identity(name: &str, last_used_at: Option<&str>) -> Identity {
+        Identity {
+            username: "alice".into(),
+            owner_kind: OwnerKind::User,
+            namespace: "ns".into(),
+            api_key: "key".into(),
+            api_token: name.into(),
+            uid: format!("uid-{name}"),
+            token_id: "abcdefghijklmnop".into(),
+            previous_value: false,
+            last_used_at: last_used_at.map(t),
+        }
+    }
+
+    #[test]
+    fn truncates_to_the_minute() {
+        for (input, expected) in [
+            ("2026-06-01T12:34:56.789Z", "2026-06-01T12:34:00Z"),
+            ("2026-06-01T12:34:00Z", "2026-06-01T12:34:00Z"),
+            ("1969-12-31T23:59:30Z", "1969-12-31T23:59:00Z"),
+        ] {
+            assert_eq!(truncate_to_minute(t(input)), t(expected), "{input}");
+        }
+    }
+
+    #[test]
+    fn one_entry_per_token_per_round_with_the_latest_minute() {
+        let recorder = UsageRecorder::default();
+        for _ in 0..100 {
+            recorder.record(&identity("a", None), t("2026-06-01T12:00:10Z"));
+        }
+        recorder.record(&identity("a", None), t("2026-06-01T12:01:10Z"));
+        recorder.record(&identity("a", None), t("2026-06-01T12:00:50Z"));
+        recorder.record(&identity("b", None), t("2026-06-01T12:00:59Z"));
+        let mut batch = recorder.take();
+        batch.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(
+            batch
+                .iter()
+                .map(|u| (u.name.as_str(), u.at))
+                .collect::<Vec<_>>(),
+            vec![
+                ("a", t("2026-06-01T12:01:00Z")),
+                ("b", t("2026-06-01T12:00:00Z"))
+            ]
+        );
+        assert!(recorder.take().is_empty());
+    }
+
+    #[test]
+    fn skips_a_minute_the_status_already_shows() {
+        let recorder = UsageRecorder::default();
+        recorder.record(
+            &identity("a", Some("2026-06-01T12:00:00Z")),
+            t("2026-06-01T12:00:40Z"),
+        );
+        assert!(recorder.take().is_empty());
+        recorder.record(
+            &identity("a", Some("2026-06-01T12:00:00Z")),
+            t("2026-06-01T12:01:00Z"),
+        );
+        assert_eq!(recorder.take().len(), 1);
+    }
+
+    #[test]
+    fn patch_names_the_uid_and_the_minute() {
+        let usage = Usage {
+            namespace: "ns".into(),
+            name: "a".into(),
+            uid: "uid-a".into(),
+            at: t("2026-06-01T12:00:00Z"),
+        };
+        assert_eq!(
+            usage_patch(&usage),
+            json!({
+                "metadata": { "uid": "uid-a" },
+                "status": { "lastUsedAt": "2026-06-01T12:00:00Z" },
+            })
+        );
+    }
+}

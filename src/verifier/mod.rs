@@ -1,0 +1,319 @@
+//! The verifier: answers "whose token is this?" for the Kubernetes webhook
+//! token authenticator (TokenReview) and for gateways (forward-auth).
+//!
+//! `index` is the pure lookup and verdict, `watch` keeps it current from
+//! ApiTokens and ApiKeys, `http` serves the endpoints, `last_used` reports
+//! use back to ApiToken status, `tls` serves HTTPS with reloaded files.
+//! [`bind`] + [`Verifier::run`] (or [`serve`]) wire them together.
+
+pub mod http;
+pub mod index;
+pub mod last_used;
+pub mod metrics;
+pub mod tls;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use kube::{Api, Client};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+pub use http::HeaderNames;
+pub use index::{Identity, Index, Reject};
+
+use crate::api::{ApiKey, ApiToken};
+use crate::clock::{Clock, SystemClock};
+use http::AppState;
+use last_used::UsageRecorder;
+use metrics::Metrics;
+use tls::{ReloadingTls, TlsError};
+use watch::{Readiness, SharedIndex};
+
+/// Largest request head (request line and headers) accepted; larger ones get 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// A client must send its request head within this.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TLS handshake must complete within this.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the TLS files are checked for changes.
+pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// On shutdown, open connections get this long to finish their requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where and how the verifier serves.
+#[derive(Clone, Debug)]
+pub struct VerifierConfig {
+    /// Listen address (`--verify-addr`); port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// PEM certificate chain and private key files; plain HTTP when `None`.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Groups added to every authenticated identity (`--extra-group`).
+    pub extra_groups: Vec<String>,
+    /// Names of the forward-auth identity headers.
+    pub headers: HeaderNames,
+    /// Only index tokens of this namespace (all namespaces when `None`).
+    pub namespace: Option<String>,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        VerifierConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: None,
+            extra_groups: Vec::new(),
+            headers: HeaderNames::default(),
+            namespace: None,
+        }
+    }
+}
+
+/// Why the verifier could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierError {
+    #[error("cannot listen on {addr} (--verify-addr): {source}; choose a free address and port")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A verifier whose socket is bound but that does not serve yet.
+pub struct Verifier {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: Arc<AppState>,
+    tls: Option<Arc<ReloadingTls>>,
+    client: Client,
+    namespace: Option<String>,
+}
+
+/// Binds the listen address and loads TLS, with the system clock.
+pub async fn bind(client: Client, cfg: VerifierConfig) -> Result<Verifier, VerifierError> {
+    bind_with(client, cfg, Arc::new(SystemClock)).await
+}
+
+/// Binds the listen address and loads TLS, with an injected clock (tests).
+pub async fn bind_with(
+    client: Client,
+    cfg: VerifierConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Verifier, VerifierError> {
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(Arc::new(ReloadingTls::load(cert, key)?)),
+        None => None,
+    };
+    let listener = TcpListener::bind(cfg.addr)
+        .await
+        .map_err(|source| VerifierError::Bind {
+            addr: cfg.addr,
+            source,
+        })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| VerifierError::Bind {
+            addr: cfg.addr,
+            source,
+        })?;
+    let state = Arc::new(AppState {
+        index: Arc::new(RwLock::new(Index::new())),
+        readiness: Arc::new(Readiness::default()),
+        clock,
+        metrics: Arc::new(Metrics::new()),
+        usage: Arc::new(UsageRecorder::default()),
+        extra_groups: cfg.extra_groups,
+        headers: cfg.headers,
+    });
+    Ok(Verifier {
+        listener,
+        local_addr,
+        state,
+        tls,
+        client,
+        namespace: cfg.namespace,
+    })
+}
+
+/// Binds and serves until `shutdown` completes.
+pub async fn serve(
+    client: Client,
+    cfg: VerifierConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), VerifierError> {
+    bind(client, cfg).await?.run(shutdown).await
+}
+
+impl Verifier {
+    /// The bound address (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Whether the watches have synced; `/readyz` answers from it.
+    pub fn readiness(&self) -> Arc<Readiness> {
+        self.state.readiness.clone()
+    }
+
+    /// The index the endpoints answer from.
+    pub fn index(&self) -> SharedIndex {
+        self.state.index.clone()
+    }
+
+    /// Watches ApiTokens and ApiKeys and serves until `shutdown` completes;
+    /// then stops accepting, lets open requests finish (up to
+    /// [`DRAIN_TIMEOUT`]) and writes the last `lastUsedAt` batch.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), VerifierError> {
+        let Verifier {
+            listener,
+            local_addr,
+            state,
+            tls,
+            client,
+            namespace,
+        } = self;
+        let (stop_tx, stop_rx) = signal::channel(false);
+        let stopped = |mut rx: signal::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        let mut background = JoinSet::new();
+        let (tokens, keys): (Api<ApiToken>, Api<ApiKey>) = match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        background.spawn(watch::watch(
+            tokens,
+            state.index.clone(),
+            state.readiness.clone(),
+            state.metrics.clone(),
+        ));
+        background.spawn(watch::watch(
+            keys,
+            state.index.clone(),
+            state.readiness.clone(),
+            state.metrics.clone(),
+        ));
+        if let Some(tls) = tls.clone() {
+            background.spawn(reload_tls(tls));
+        }
+        let reporter = tokio::spawn(last_used::report_usage(
+            client,
+            state.usage.clone(),
+            state.metrics.clone(),
+            last_used::REPORT_INTERVAL,
+            stopped(stop_rx.clone()),
+        ));
+
+        let router = http::router(state);
+        info!(addr = %local_addr, tls = tls.is_some(), "verifier listening");
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let service = TowerToHyperService::new(router.clone());
+                        let stop = stop_rx.clone();
+                        let tls = tls.as_ref().map(|tls| tls.acceptor());
+                        connections.spawn(async move {
+                            match tls {
+                                None => serve_connection(stream, service, stop).await,
+                                Some(acceptor) => {
+                                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                        Ok(Ok(stream)) => serve_connection(stream, service, stop).await,
+                                        Ok(Err(err)) => debug!(error = %err, "TLS handshake failed"),
+                                        Err(_) => debug!("TLS handshake timed out"),
+                                    }
+                                }
+                            }
+                        });
+                    }
+                    Err(err) => {
+                        // Usually out of file descriptors: back off instead of spinning.
+                        warn!(error = %err, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+
+        info!("verifier shutting down");
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                open = connections.len(),
+                "closing connections still open after the drain timeout"
+            );
+            connections.abort_all();
+        }
+        background.abort_all();
+        let _ = reporter.await;
+        info!("verifier stopped");
+        Ok(())
+    }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    service: TowerToHyperService<axum::Router>,
+    mut stop: signal::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(err) = result {
+                debug!(error = %err, "connection ended with an error");
+            }
+        }
+        _ = stop_requested(&mut stop) => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+async fn stop_requested(stop: &mut signal::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn reload_tls(tls: Arc<ReloadingTls>) {
+    let mut ticks = tokio::time::interval(TLS_RELOAD_INTERVAL);
+    loop {
+        ticks.tick().await;
+        match tls.reload_if_changed() {
+            Ok(true) => info!("TLS certificate reloaded"),
+            Ok(false) => {}
+            Err(err) => {
+                warn!(error = %err, "TLS files changed but cannot be used; keeping the previous certificate")
+            }
+        }
+    }
+}

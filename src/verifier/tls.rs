@@ -1,0 +1,128 @@
+//! TLS for the verifier from PEM certificate and key files, reloaded when
+//! either file changes: [`ReloadingTls::reload_if_changed`] compares the
+//! files' modification times and sizes and is polled every few seconds, so a
+//! renewed certificate (cert-manager, a mounted Secret) is used without a
+//! restart. A broken pair keeps the previous one in use.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A certificate or key that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(
+        "cannot read TLS {what} file {path}: {source}; check --verify-tls-cert/--verify-tls-key"
+    )]
+    Read {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("TLS {what} file {path} holds no usable PEM {what}: {detail}")]
+    Pem {
+        what: &'static str,
+        path: String,
+        detail: String,
+    },
+    #[error("the TLS certificate and key do not form a usable pair: {0}")]
+    Config(String),
+}
+
+/// Identifies one version of a file pair.
+type Stamp = [(Option<SystemTime>, u64); 2];
+
+/// The current TLS acceptor, replaced when the files change.
+pub struct ReloadingTls {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<(Arc<TlsAcceptor>, Stamp)>,
+}
+
+impl ReloadingTls {
+    /// Loads the pair; fails if it is unusable, so a typo stops startup.
+    pub fn load(cert: &Path, key: &Path) -> Result<ReloadingTls, TlsError> {
+        let stamp = stamp(cert, key);
+        let acceptor = acceptor(cert, key)?;
+        Ok(ReloadingTls {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            current: RwLock::new((Arc::new(acceptor), stamp)),
+        })
+    }
+
+    /// The acceptor for the next connection.
+    pub fn acceptor(&self) -> Arc<TlsAcceptor> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Reloads if either file changed. `Ok(true)` when a new pair is in use;
+    /// on error the previous pair stays in use and the error is returned.
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+        let now = stamp(&self.cert, &self.key);
+        if now == self.current.read().unwrap_or_else(|e| e.into_inner()).1 {
+            return Ok(false);
+        }
+        let result = acceptor(&self.cert, &self.key);
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        // Remember the stamp even on error, so a broken pair is reported once.
+        current.1 = now;
+        current.0 = Arc::new(result?);
+        Ok(true)
+    }
+}
+
+fn stamp(cert: &Path, key: &Path) -> Stamp {
+    let one = |path: &Path| match std::fs::metadata(path) {
+        Ok(meta) => (meta.modified().ok(), meta.len()),
+        Err(_) => (None, 0),
+    };
+    [one(cert), one(key)]
+}
+
+fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    let read = |what: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            what,
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let cert_pem = read("certificate", cert)?;
+    let key_pem = read("key", key)?;
+    let pem_error = |what: &'static str, path: &Path, detail: String| TlsError::Pem {
+        what,
+        path: path.display().to_string(),
+        detail,
+    };
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error("certificate", cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem_error(
+            "certificate",
+            cert,
+            "no CERTIFICATE block found".to_owned(),
+        ));
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| pem_error("key", key, e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
