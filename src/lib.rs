@@ -11,6 +11,7 @@ pub mod clock;
 pub mod controller;
 pub mod duration;
 pub mod emulator;
+pub mod local;
 pub mod schedule;
 pub mod token;
 pub mod verifier;

@@ -102,6 +102,25 @@ enum Command {
         #[command(flatten)]
         verify: VerifyArgs,
     },
+    /// Run everything on this machine: an embedded Kubernetes API server,
+    /// the controller and the verifier, until Ctrl-C. Writes a kubeconfig so
+    /// that kubectl works against it.
+    Local {
+        /// Where to write the kubeconfig for kubectl.
+        #[arg(long, default_value = "apikey-operator.kubeconfig")]
+        kubeconfig: PathBuf,
+        /// Manifest file or directory to apply at start (repeatable).
+        #[arg(long, value_name = "PATH")]
+        apply: Vec<PathBuf>,
+        /// Keep the API server's objects in this file across restarts.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// API server port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[command(flatten)]
+        verify: VerifyArgs,
+    },
     /// Request a rotation of an ApiToken (sets the apikeys.dev/rotate annotation).
     Rotate {
         #[command(flatten)]
@@ -179,6 +198,22 @@ async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             let controllers = controller::run(client, config, shutdown.clone());
             let (_, served) = tokio::join!(controllers, verifier.run(shutdown));
             served?;
+        }
+        Command::Local {
+            kubeconfig,
+            apply,
+            state,
+            port,
+            verify,
+        } => {
+            let opts = apikey_operator::local::LocalOptions {
+                kubeconfig,
+                apply,
+                state,
+                port,
+                verifier: verify.config(None)?,
+            };
+            apikey_operator::local::run_local(opts, shutdown_signal()).await?;
         }
         Command::Rotate {
             cluster,
