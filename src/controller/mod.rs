@@ -26,7 +26,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use rand::Rng;
 use tracing::{info, warn};
 
-use crate::api::{ApiKey, ApiToken};
+use crate::api::{ApiKey, ApiToken, ApiTokenStatus};
 use crate::clock::{Clock, SystemClock};
 
 /// Field manager of every write the controller makes.
@@ -297,10 +297,34 @@ pub async fn run_with(
     .reflect(secret_writer)
     .touched_objects();
 
-    let key_controller = Controller::new(keys_api.clone(), selected());
-    let keys = key_controller.store();
-    let token_controller = Controller::new(tokens_api.clone(), selected());
-    let tokens = token_controller.store();
+    // Each controller reads the store fed by the same stream that triggers it,
+    // so a reconcile never sees an object older than the event that woke it.
+    let (tokens, token_writer) = reflector::store();
+    let token_stream = watcher::watcher(tokens_api.clone(), selected())
+        .default_backoff()
+        .modify(|t: &mut ApiToken| t.managed_fields_mut().clear())
+        .reflect(token_writer)
+        .applied_objects();
+    let token_controller = Controller::for_stream(token_stream, tokens.clone());
+
+    // The token reconciler reads keys from this store; key changes wake their tokens.
+    let (keys, key_writer) = reflector::store();
+    let key_stream = watcher::watcher(keys_api.clone(), selected())
+        .default_backoff()
+        .modify(|k: &mut ApiKey| k.managed_fields_mut().clear())
+        .reflect(key_writer)
+        .touched_objects();
+
+    // The key reconciler counts and adopts tokens from its own slim copy,
+    // fed by the token changes that wake it (deletions included).
+    let (token_summaries, summary_writer) = reflector::store();
+    let summary_stream = watcher::watcher(tokens_api, selected())
+        .default_backoff()
+        .modify(slim_token)
+        .reflect(summary_writer)
+        .touched_objects();
+    let key_controller = Controller::new(keys_api, selected());
+    let key_index = key_controller.store();
 
     let recorder = Recorder::new(
         client.clone(),
@@ -315,8 +339,8 @@ pub async fn run_with(
         clock,
         recorder,
         handles,
-        tokens: tokens.clone(),
-        keys: keys.clone(),
+        tokens: token_summaries,
+        keys,
         secrets,
         failures: Mutex::default(),
     });
@@ -326,7 +350,7 @@ pub async fn run_with(
     let tokens_for_keys = tokens.clone();
     let token_run = token_controller
         .owns_stream(secret_stream)
-        .watches(keys_api, selected(), move |key: ApiKey| {
+        .watches_stream(key_stream, move |key: ApiKey| {
             let ns = key.namespace();
             let name = key.name_any();
             tokens_for_keys
@@ -344,9 +368,9 @@ pub async fn run_with(
             }
         });
 
-    let keys_for_sa = keys.clone();
+    let keys_for_sa = key_index;
     let key_run = key_controller
-        .watches(tokens_api, selected(), |token: ApiToken| {
+        .watches_stream(summary_stream, |token: ApiToken| {
             let ns = token.namespace()?;
             Some(ObjectRef::new(&token.spec.api_key_ref.name).within(&ns))
         })
@@ -375,6 +399,25 @@ pub async fn run_with(
     info!("controllers started");
     futures::join!(token_run, key_run);
     info!("controllers stopped");
+}
+
+/// Keeps what the key reconciler needs of a token: identity, owners, key
+/// reference and conditions.
+fn slim_token(token: &mut ApiToken) {
+    token.managed_fields_mut().clear();
+    token.annotations_mut().clear();
+    let spec = &mut token.spec;
+    spec.display_name = None;
+    spec.description = None;
+    spec.tags.clear();
+    spec.rotation = None;
+    spec.secret = None;
+    if let Some(status) = token.status.as_mut() {
+        *status = ApiTokenStatus {
+            conditions: std::mem::take(&mut status.conditions),
+            ..Default::default()
+        };
+    }
 }
 
 fn log_controller_error<E: std::fmt::Display>(kind: &'static str, err: &E) {
