@@ -38,9 +38,6 @@ use serde_json::json;
 const NS: &str = "crash";
 const RESTART_TARGET: &str = "app";
 
-fn soak() -> bool {
-    std::env::var("APIKEY_SOAK").is_ok_and(|v| v == "1")
-}
 
 /// Everything the background observers learned while the trials ran.
 #[derive(Default)]

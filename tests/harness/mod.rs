@@ -334,3 +334,41 @@ pub async fn authenticated(addr: std::net::SocketAddr, value: &str) -> bool {
     let review: serde_json::Value = serde_json::from_str(&body).expect("TokenReview JSON");
     review["status"]["authenticated"] == serde_json::json!(true)
 }
+
+/// A client for the emulator that counts every request it sends, including
+/// those the emulator refuses (its own `stats()` counts only served ones).
+pub fn counting_client(url: &str, sent: Arc<std::sync::atomic::AtomicU64>) -> Client {
+    let config = kube::Config::new(url.parse().expect("emulator URL"));
+    let count = tower::util::MapRequestLayer::new(move |req| {
+        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        req
+    });
+    kube::client::ClientBuilder::try_from(config)
+        .expect("client config")
+        .with_layer(&count)
+        .build()
+}
+
+/// Whether `APIKEY_SOAK=1` asks for the long variants (docs/reliability.md).
+pub fn soak() -> bool {
+    std::env::var("APIKEY_SOAK").is_ok_and(|v| v == "1")
+}
+
+/// Like `eventually`, with its own deadline.
+pub async fn eventually_within<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
