@@ -38,7 +38,6 @@ use serde_json::json;
 const NS: &str = "crash";
 const RESTART_TARGET: &str = "app";
 
-
 /// Everything the background observers learned while the trials ran.
 #[derive(Default)]
 struct Observed {
