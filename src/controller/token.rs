@@ -35,6 +35,8 @@ use crate::token::{self as tokens, TokenHash, TokenId, TokenKind};
 const RESTART_ANNOTATION_PREFIX: &str = "token-hash.apikeys.dev/";
 /// How often a token blocked by something we do not watch is looked at again.
 const BLOCKED_RECHECK: Duration = Duration::from_secs(300);
+/// How long a reconcile waits for the ApiKey store's first list before retrying.
+const KEY_STORE_SYNC: Duration = Duration::from_secs(5);
 
 /// Replaces each value of a Secret's data by its hash, so that the watch
 /// cache never holds token values.
@@ -91,9 +93,16 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let uid = token.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    let key = ctx
-        .keys
-        .get(&ObjectRef::new(&token.spec.api_key_ref.name).within(&ns));
+    let key_ref = ObjectRef::new(&token.spec.api_key_ref.name).within(&ns);
+    let mut key = ctx.keys.get(&key_ref);
+    if key.is_none() {
+        // Right after a start the key store may not have listed yet: a key
+        // not seen yet must not look deleted, which would revoke the value.
+        match tokio::time::timeout(KEY_STORE_SYNC, ctx.keys.wait_until_ready()).await {
+            Ok(Ok(())) => key = ctx.keys.get(&key_ref),
+            _ => return Ok(Action::requeue(KEY_STORE_SYNC)),
+        }
+    }
     let key_state = key_state(key.as_deref());
     let kind = match key.as_deref().map(|k| k.spec.owner.kind) {
         Some(OwnerKind::ServiceAccount) => TokenKind::ServiceAccount,
