@@ -18,6 +18,9 @@ use super::{Context, Error, FIELD_MANAGER, kube_err, object_key};
 use crate::api::conditions::{EXPIRED, READY, reason};
 use crate::api::{ApiKey, ApiKeyStatus, ApiToken, OwnerKind};
 
+/// How long a reconcile waits for the token store's first list before retrying.
+const STORE_SYNC: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Error> {
     if key.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -45,7 +48,7 @@ pub fn error_policy(key: Arc<ApiKey>, error: &Error, ctx: Arc<Context>) -> Actio
     ctx.handles
         .metrics
         .errored(crate::metrics::API_KEY, error.kind());
-    let wait = ctx.backoff(object_key(key.as_ref()));
+    let wait = ctx.backoff(object_key(key.as_ref()), error);
     warn!(key = %object_key(key.as_ref()), kind = error.kind(), error = %error, retry_in = ?wait, "ApiKey reconcile failed");
     Action::requeue(wait)
 }
@@ -76,6 +79,13 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
         }
     };
 
+    // Counting from a store that has not listed yet would report zero tokens.
+    if tokio::time::timeout(STORE_SYNC, ctx.tokens.wait_until_ready())
+        .await
+        .is_err()
+    {
+        return Ok(Action::requeue(STORE_SYNC));
+    }
     let tokens: Vec<Arc<ApiToken>> = ctx
         .tokens
         .state()

@@ -197,11 +197,19 @@ impl Context {
 
     /// Requeue after a failure: 1 s doubling per consecutive failure of the
     /// object, at most 5 minutes, with ±10 % jitter so retries do not align.
-    fn backoff(&self, object: String) -> Duration {
+    /// A write conflict (409: someone else changed the object since our
+    /// cache saw it) starts at 100 ms: the watch event that resolves it is
+    /// usually already on its way.
+    fn backoff(&self, object: String, error: &Error) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let n = failures.entry(object).or_insert(0);
         *n = n.saturating_add(1);
-        let base = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
+        let first = if error.kind() == "conflict" {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        };
+        let base = (first * (1u32 << (*n - 1).min(12))).min(Duration::from_secs(300));
         jitter(base, 0.1)
     }
 
@@ -328,6 +336,9 @@ pub async fn run_with(
         .modify(slim_token)
         .reflect(summary_writer)
         .touched_objects();
+    // No debounce: it keeps postponing a key while its tokens change, and a
+    // busy key would never adopt new tokens. Requests for a key that arrive
+    // during its reconcile are coalesced into one follow-up run anyway.
     let key_controller = Controller::new(keys_api, selected());
     let key_index = key_controller.store();
 

@@ -83,7 +83,7 @@ pub fn error_policy(token: Arc<ApiToken>, error: &Error, ctx: Arc<Context>) -> A
     ctx.handles
         .metrics
         .errored(crate::metrics::API_TOKEN, error.kind());
-    let wait = ctx.backoff(object_key(token.as_ref()));
+    let wait = ctx.backoff(object_key(token.as_ref()), error);
     warn!(token = %object_key(token.as_ref()), kind = error.kind(), error = %error, retry_in = ?wait, "ApiToken reconcile failed");
     Action::requeue(wait)
 }
@@ -104,6 +104,12 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
         }
     }
     let key_state = key_state(key.as_deref());
+    if matches!(key_state, KeyState::Ready { .. }) && !adopted_by(token, key.as_deref()) {
+        // The key's reconciler adopts the token first (its ownerReference
+        // change wakes us): issuing meanwhile would race that metadata write
+        // and leave a value a key deletion could not garbage-collect.
+        return Ok(ctx.requeue_at(None));
+    }
     let kind = match key.as_deref().map(|k| k.spec.owner.kind) {
         Some(OwnerKind::ServiceAccount) => TokenKind::ServiceAccount,
         _ => TokenKind::Personal,
@@ -296,6 +302,17 @@ fn desired_secret(token: &ApiToken, name: &str, key: &str, value: &str) -> Resul
         )])),
         ..Default::default()
     })
+}
+
+/// The token carries its key's controller ownerReference.
+fn adopted_by(token: &ApiToken, key: Option<&ApiKey>) -> bool {
+    let Some(key_uid) = key.and_then(|k| k.metadata.uid.as_deref()) else {
+        return false;
+    };
+    token
+        .owner_references()
+        .iter()
+        .any(|r| r.controller == Some(true) && r.uid == key_uid)
 }
 
 fn key_state(key: Option<&ApiKey>) -> KeyState<'_> {
