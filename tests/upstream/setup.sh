@@ -59,7 +59,10 @@ ensure_chroot() {
 
 build_wrapper() {
     local out="$bin_dir/apiextensions-wrapper"
-    if [ -x "$out" ] && [ -x "$bin_dir/etcd" ] && [ "$out" -nt "$wrapper_src" ] && [ "$out" -nt "$here/setup.sh" ]; then
+    # Keyed by content, not mtime: a fresh clone of unchanged sources reuses the cached build.
+    local stamp
+    stamp="$(cat "$wrapper_src" "$here/setup.sh" | sha256sum | cut -d' ' -f1)"
+    if [ -x "$out" ] && [ -x "$bin_dir/etcd" ] && [ "$(cat "$bin_dir/.stamp" 2>/dev/null)" = "$stamp" ]; then
         log "cached: $out"
         return
     fi
@@ -92,6 +95,7 @@ build_wrapper() {
     as_root cp "$chroot_dir/opt/etcd/usr/bin/etcd" "$bin_dir/etcd"
     as_root chown "$(id -u):$(id -g)" "$out.tmp" "$bin_dir/etcd"
     mv "$out.tmp" "$out"
+    echo "$stamp" >"$bin_dir/.stamp"
     log "built $out"
 }
 
