@@ -5,13 +5,16 @@
 //! `emulator` the embedded Kubernetes API server used by `local` mode and tests.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod controller;
 pub mod duration;
 pub mod emulator;
+pub mod leader;
 pub mod local;
+pub mod metrics;
 pub mod schedule;
 pub mod token;
 pub mod verifier;

@@ -58,6 +58,8 @@ pub enum LocalError {
     Cli(#[from] cli::CliError),
     #[error(transparent)]
     Verifier(#[from] verifier::VerifierError),
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 /// What `apikey-operator local` runs with.
@@ -73,6 +75,8 @@ pub struct LocalOptions {
     pub port: u16,
     /// The verifier's settings.
     pub verifier: verifier::VerifierConfig,
+    /// The admin server (/metrics, /healthz, /readyz); none when `None`.
+    pub admin_addr: Option<SocketAddr>,
 }
 
 /// Runs emulator, controller and verifier until `shutdown`, then stops them
@@ -96,6 +100,29 @@ pub async fn run_local(
     }
     let verifier = verifier::bind(client.clone(), opts.verifier.clone()).await?;
     let verify_addr: SocketAddr = verifier.local_addr();
+    let handles = std::sync::Arc::new(controller::Handles::default());
+    let admin = match opts.admin_addr {
+        Some(addr) => {
+            let sources = crate::metrics::Sources {
+                controller: handles.clone(),
+                index: verifier.index(),
+                leading: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            };
+            Some(
+                crate::admin::bind(
+                    addr,
+                    crate::admin::AdminState {
+                        operator: crate::metrics::OperatorMetrics::new(sources.clone()),
+                        sources,
+                        verifier_metrics: verifier.metrics(),
+                        verifier_ready: verifier.readiness(),
+                    },
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
     info!(
         api = %emulator.url(),
         kubeconfig = %opts.kubeconfig.display(),
@@ -105,8 +132,19 @@ pub async fn run_local(
         opts.kubeconfig.display()
     );
     let shutdown = shutdown.shared();
-    let controllers = controller::run(client, controller::Config::default(), shutdown.clone());
-    let (_, served) = tokio::join!(controllers, verifier.run(shutdown));
+    let controllers = controller::run_with(
+        client,
+        controller::Config::default(),
+        std::sync::Arc::new(crate::clock::SystemClock),
+        handles,
+        shutdown.clone(),
+    );
+    let admin_run = async {
+        if let Some(admin) = admin {
+            admin.run(shutdown.clone()).await;
+        }
+    };
+    let (_, served, _) = tokio::join!(controllers, verifier.run(shutdown.clone()), admin_run);
     emulator.shutdown().await?;
     info!("local mode stopped");
     served.map_err(LocalError::from)

@@ -1,14 +1,16 @@
 //! Command-line entry point: parses arguments and hands over to the library.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use apikey_operator::{cli, controller, verifier};
-use clap::{Parser, Subcommand, ValueEnum};
-use futures::FutureExt;
+use apikey_operator::cli::{self, run, tokens};
+use apikey_operator::{controller, leader, verifier};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Manage API keys and API tokens as Kubernetes resources.
 #[derive(Parser)]
@@ -84,6 +86,58 @@ impl VerifyArgs {
     }
 }
 
+/// The admin server: /metrics, /healthz, /readyz.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Address of the admin server (/metrics, /healthz, /readyz). In a
+    /// cluster use 0.0.0.0:9090 (the Helm chart does).
+    #[arg(long, default_value = apikey_operator::admin::DEFAULT_ADDR, env = "APIKEY_OPERATOR_ADMIN_ADDR")]
+    admin_addr: SocketAddr,
+}
+
+/// Leader election, for running several replicas.
+#[derive(clap::Args)]
+struct LeaderArgs {
+    /// Reconcile only while holding a coordination.k8s.io Lease; every
+    /// replica still serves the verifier.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Namespace of the Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, default_value = "apikey-operator-leader")]
+    leader_election_id: String,
+    /// This replica's name in the Lease (default: host name and process id).
+    #[arg(long)]
+    leader_election_identity: Option<String>,
+    /// How long a leader's claim lasts; a new leader takes over at most this
+    /// long after the old one died (whole seconds).
+    #[arg(long, default_value = "15s", value_parser = leader::parse_period)]
+    lease_duration: Duration,
+    /// The leader stops reconciling when it could not renew for this long.
+    #[arg(long, default_value = "10s", value_parser = leader::parse_period)]
+    renew_deadline: Duration,
+    /// How often the leader renews and the others try to acquire (e.g. 2s, 500ms).
+    #[arg(long, default_value = "2s", value_parser = leader::parse_period)]
+    retry_period: Duration,
+}
+
+impl LeaderArgs {
+    fn config(self) -> Option<leader::LeaseConfig> {
+        self.leader_elect.then(|| leader::LeaseConfig {
+            namespace: self.leader_election_namespace,
+            name: self.leader_election_id,
+            identity: self
+                .leader_election_identity
+                .unwrap_or_else(leader::default_identity),
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print the CustomResourceDefinitions of ApiKey and ApiToken as YAML.
@@ -101,6 +155,10 @@ enum Command {
         selector: Option<String>,
         #[command(flatten)]
         verify: VerifyArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(flatten)]
+        leader: LeaderArgs,
     },
     /// Run everything on this machine: an embedded Kubernetes API server,
     /// the controller and the verifier, until Ctrl-C. Writes a kubeconfig so
@@ -120,6 +178,8 @@ enum Command {
         port: u16,
         #[command(flatten)]
         verify: VerifyArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Request a rotation of an ApiToken (sets the apikeys.dev/rotate annotation).
     Rotate {
@@ -137,6 +197,98 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         wait: u64,
     },
+    /// List ApiTokens with their key, readiness, expiry and grace state.
+    List {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Namespace (default: the kubeconfig context's).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// All namespaces.
+        #[arg(long, short = 'A', conflicts_with = "namespace")]
+        all_namespaces: bool,
+    },
+    /// Show one ApiToken in detail, conditions included.
+    Status {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Name of the ApiToken.
+        name: String,
+        /// Namespace (default: the kubeconfig context's).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+    },
+    /// Create an ApiToken, wait for its value and print it once on stdout.
+    ///
+    /// The value is printed exactly once, by this command: copy it now. It
+    /// stays in the token's Secret for workloads that mount it.
+    CreateToken {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Name of the new ApiToken.
+        name: String,
+        /// The ApiKey it belongs to (same namespace).
+        #[arg(long)]
+        key: String,
+        /// Namespace (default: the kubeconfig context's).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Each value expires this long after its issue, e.g. 90d.
+        #[arg(long, conflicts_with = "expires_at")]
+        lifetime: Option<String>,
+        /// Every value expires at this RFC 3339 time, e.g. 2027-01-31T00:00:00Z.
+        #[arg(long)]
+        expires_at: Option<jiff::Timestamp>,
+        /// Rotate on this period, e.g. 30d.
+        #[arg(long)]
+        rotate_every: Option<String>,
+        /// Rotate this long before expiry, e.g. 7d (needs --lifetime).
+        #[arg(long)]
+        renew_before: Option<String>,
+        /// The previous value stays valid this long after a rotation, e.g. 1h.
+        #[arg(long)]
+        grace_period: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Tag KEY=VALUE (repeatable).
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Name of the Secret for the value (default: the token's name).
+        #[arg(long)]
+        secret_name: Option<String>,
+        /// Wait up to this many seconds for the value.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+    /// Print a shell completion script: `source <(apikey-operator completions bash)`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+/// The program's name as invoked: `kubectl apikey` when called as the kubectl plugin.
+fn program_name() -> &'static str {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let base = std::path::Path::new(&argv0)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    if base == "kubectl-apikey" {
+        "kubectl apikey"
+    } else {
+        "apikey-operator"
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -152,7 +304,12 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let name = program_name();
+    let matches = Cli::command().bin_name(name).name(name).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -183,21 +340,23 @@ async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             namespace,
             selector,
             verify,
+            admin,
+            leader,
         } => {
-            let verify = verify.config(namespace.clone())?;
+            let verifier = verify.config(namespace.clone())?;
             let client =
                 cli::client(cluster.kubeconfig.as_deref(), cluster.context.as_deref()).await?;
-            let config = controller::Config {
-                namespace,
-                selector,
-                ..Default::default()
+            let opts = run::RunOptions {
+                controller: controller::Config {
+                    namespace,
+                    selector,
+                    ..Default::default()
+                },
+                verifier,
+                admin_addr: admin.admin_addr,
+                leader: leader.config(),
             };
-            // Bind first so that a taken port fails before anything starts.
-            let verifier = verifier::bind(client.clone(), verify).await?;
-            let shutdown = shutdown_signal().shared();
-            let controllers = controller::run(client, config, shutdown.clone());
-            let (_, served) = tokio::join!(controllers, verifier.run(shutdown));
-            served?;
+            run::run_operator(client, opts, shutdown_signal()).await?;
         }
         Command::Local {
             kubeconfig,
@@ -205,6 +364,7 @@ async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             state,
             port,
             verify,
+            admin,
         } => {
             let opts = apikey_operator::local::LocalOptions {
                 kubeconfig,
@@ -212,6 +372,7 @@ async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 state,
                 port,
                 verifier: verify.config(None)?,
+                admin_addr: Some(admin.admin_addr),
             };
             apikey_operator::local::run_local(opts, shutdown_signal()).await?;
         }
@@ -228,6 +389,91 @@ async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             let wait = (wait > 0).then(|| Duration::from_secs(wait));
             cli::rotate(client, &namespace, &name, &request, wait).await?;
             println!("apitoken {namespace}/{name}: rotation requested ({request})");
+        }
+        Command::List {
+            cluster,
+            namespace,
+            all_namespaces,
+        } => {
+            let client =
+                cli::client(cluster.kubeconfig.as_deref(), cluster.context.as_deref()).await?;
+            let ns = (!all_namespaces)
+                .then(|| namespace.unwrap_or_else(|| client.default_namespace().to_owned()));
+            let items = tokens::list(client, ns.as_deref()).await?;
+            if items.is_empty() {
+                match &ns {
+                    Some(ns) => eprintln!("No ApiTokens in namespace {ns}."),
+                    None => eprintln!("No ApiTokens found."),
+                }
+            } else {
+                print!(
+                    "{}",
+                    tokens::list_table(&items, jiff::Timestamp::now(), ns.is_none())
+                );
+            }
+        }
+        Command::Status {
+            cluster,
+            name,
+            namespace,
+        } => {
+            let client =
+                cli::client(cluster.kubeconfig.as_deref(), cluster.context.as_deref()).await?;
+            let ns = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+            let token = tokens::get(client, &ns, &name).await?;
+            print!("{}", tokens::status_text(&token, jiff::Timestamp::now()));
+        }
+        Command::CreateToken {
+            cluster,
+            name,
+            key,
+            namespace,
+            lifetime,
+            expires_at,
+            rotate_every,
+            renew_before,
+            grace_period,
+            display_name,
+            description,
+            tags,
+            secret_name,
+            wait,
+        } => {
+            let client =
+                cli::client(cluster.kubeconfig.as_deref(), cluster.context.as_deref()).await?;
+            let ns = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+            let new = tokens::NewToken {
+                name,
+                key,
+                lifetime,
+                expires_at,
+                rotate_every,
+                renew_before,
+                grace_period,
+                display_name,
+                description,
+                tags: tags.into_iter().collect::<BTreeMap<_, _>>(),
+                secret_name,
+            };
+            let (token, value) =
+                tokens::create_token(client, &ns, &new, Duration::from_secs(wait)).await?;
+            let secret = token
+                .status
+                .as_ref()
+                .and_then(|s| s.secret_name.clone())
+                .unwrap_or_default();
+            eprintln!(
+                "ApiToken {ns}/{} is Ready. Its value follows on stdout; copy it now, this command will not show it again.\n\
+                 (Workloads read it from Secret {ns}/{secret}; anyone who may read that Secret can read the value.)",
+                new.name
+            );
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{}", value.expose_secret())?;
+            stdout.flush()?;
+        }
+        Command::Completions { shell } => {
+            let name = program_name().replace(' ', "-");
+            clap_complete::generate(shell, &mut Cli::command(), name, &mut std::io::stdout());
         }
     }
     Ok(())

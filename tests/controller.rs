@@ -699,6 +699,19 @@ async fn a_crash_between_the_phases_converges_without_an_unrecorded_value() {
     op.stop().await;
 }
 
+/// The restart annotation the token `rolled` put on a Deployment's pod template.
+fn template_value(d: &Deployment) -> Option<String> {
+    let annotations = d
+        .spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?;
+    annotations.get("token-hash.apikeys.dev/rolled").cloned()
+}
+
 #[tokio::test]
 async fn restart_targets_roll_only_when_the_value_changes() {
     let cluster = Cluster::start(NS).await;
@@ -714,23 +727,11 @@ async fn restart_targets_roll_only_when_the_value_changes() {
     create_key(&cluster, "k", "User", "u").await;
     create_token(&cluster, "rolled", "  apiKeyRef: {name: k}\n  rotation:\n    restartTargets: [{kind: Deployment, name: consumer}]\n").await;
     let token = ready_token(&cluster, "rolled").await;
-    let annotation = "token-hash.apikeys.dev/rolled";
-    let template_value = |d: &Deployment| {
-        d.spec
-            .as_ref()?
-            .template
-            .metadata
-            .as_ref()?
-            .annotations
-            .as_ref()?
-            .get(annotation)
-            .cloned()
-    };
     let first = wait_for(
         &deployments,
         "consumer",
         "the first roll",
-        move |d: Option<&Deployment>| d.and_then(|d| template_value(d)).is_some(),
+        move |d: Option<&Deployment>| d.and_then(template_value).is_some(),
     )
     .await;
     let first_value = template_value(&first).expect("annotation");
@@ -770,10 +771,7 @@ async fn restart_targets_roll_only_when_the_value_changes() {
         &deployments,
         "consumer",
         "the second roll",
-        move |d: Option<&Deployment>| {
-            d.and_then(|d| template_value(d))
-                .is_some_and(|v| v != first_value)
-        },
+        move |d: Option<&Deployment>| d.and_then(template_value).is_some_and(|v| v != first_value),
     )
     .await;
     assert!(hash_of(&rotated).contains(&template_value(&second).expect("annotation")));

@@ -1,9 +1,10 @@
-//! The committed `crds/` must equal what the Rust types generate, and the
-//! `crds` command must print exactly that.
+//! The committed `crds/` and the Helm chart's `crds/` must equal what the
+//! Rust types generate, and the `crds` command must print exactly that.
 
 use std::process::Command;
 
 const COMMITTED: &str = include_str!("../crds/apikeys.dev.yaml");
+const CHART: &str = include_str!("../charts/apikey-operator/crds/apikeys.dev.yaml");
 
 #[test]
 fn committed_crds_match_the_types() {
@@ -12,6 +13,16 @@ fn committed_crds_match_the_types() {
         generated == COMMITTED,
         "crds/apikeys.dev.yaml is stale; regenerate it with \
          `cargo run -- crds > crds/apikeys.dev.yaml` and commit the result"
+    );
+}
+
+#[test]
+fn chart_crds_match_the_types() {
+    let generated = apikey_operator::api::crds_yaml().expect("CRDs render as YAML");
+    assert!(
+        generated == CHART,
+        "charts/apikey-operator/crds/apikeys.dev.yaml is stale; regenerate it with \
+         `cargo run -- crds > charts/apikey-operator/crds/apikeys.dev.yaml` and commit the result"
     );
 }
 

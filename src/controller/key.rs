@@ -11,7 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tracing::warn;
+use tracing::{Instrument, warn};
 
 use super::conditions::{self, Wanted, is_true};
 use super::{Context, Error, FIELD_MANAGER, kube_err, object_key};
@@ -22,7 +22,11 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Er
     if key.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let result = reconcile_key(&key, &ctx).await;
+    let span = tracing::info_span!("reconcile", kind = crate::metrics::API_KEY, object = %object_key(key.as_ref()));
+    let result = reconcile_key(&key, &ctx).instrument(span).await;
+    ctx.handles
+        .metrics
+        .reconciled(crate::metrics::API_KEY, result.is_ok());
     if result.is_ok() {
         ctx.succeeded(&object_key(key.as_ref()));
     }
@@ -38,6 +42,9 @@ pub fn error_policy(key: Arc<ApiKey>, error: &Error, ctx: Arc<Context>) -> Actio
         .stats
         .errors
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.handles
+        .metrics
+        .errored(crate::metrics::API_KEY, error.kind());
     let wait = ctx.backoff(object_key(key.as_ref()));
     warn!(key = %object_key(key.as_ref()), kind = error.kind(), error = %error, retry_in = ?wait, "ApiKey reconcile failed");
     Action::requeue(wait)

@@ -126,6 +126,11 @@ impl Stats {
 pub struct Handles {
     pub faults: Faults,
     pub stats: Stats,
+    /// Prometheus counters (served on the admin port's /metrics).
+    pub metrics: crate::metrics::ControllerMetrics,
+    /// True once every watch completed its first list (`/readyz`); false
+    /// again when the controllers stop.
+    pub synced: std::sync::atomic::AtomicBool,
 }
 
 /// Errors of a reconcile. All are retried with per-object exponential backoff.
@@ -326,6 +331,32 @@ pub async fn run_with(
     let key_controller = Controller::new(keys_api, selected());
     let key_index = key_controller.store();
 
+    handles.synced.store(false, Ordering::SeqCst);
+    let caches_synced = tokio::spawn({
+        let stores = (
+            tokens.clone(),
+            keys.clone(),
+            secrets.clone(),
+            token_summaries.clone(),
+            key_index.clone(),
+        );
+        let handles = handles.clone();
+        async move {
+            let (tokens, keys, secrets, summaries, key_index) = stores;
+            let (a, b, c, d, e) = futures::join!(
+                tokens.wait_until_ready(),
+                keys.wait_until_ready(),
+                secrets.wait_until_ready(),
+                summaries.wait_until_ready(),
+                key_index.wait_until_ready()
+            );
+            if a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok() && e.is_ok() {
+                handles.synced.store(true, Ordering::SeqCst);
+                info!("controller caches synced");
+            }
+        }
+    });
+
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -338,7 +369,7 @@ pub async fn run_with(
         config: config.clone(),
         clock,
         recorder,
-        handles,
+        handles: handles.clone(),
         tokens: token_summaries,
         keys,
         secrets,
@@ -398,6 +429,8 @@ pub async fn run_with(
 
     info!("controllers started");
     futures::join!(token_run, key_run);
+    caches_synced.abort();
+    handles.synced.store(false, Ordering::SeqCst);
     info!("controllers stopped");
 }
 

@@ -17,7 +17,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::conditions::is_true;
 use super::token_state::{
@@ -35,6 +35,8 @@ use crate::token::{self as tokens, TokenHash, TokenId, TokenKind};
 const RESTART_ANNOTATION_PREFIX: &str = "token-hash.apikeys.dev/";
 /// How often a token blocked by something we do not watch is looked at again.
 const BLOCKED_RECHECK: Duration = Duration::from_secs(300);
+/// How long a reconcile waits for the ApiKey store's first list before retrying.
+const KEY_STORE_SYNC: Duration = Duration::from_secs(5);
 
 /// Replaces each value of a Secret's data by its hash, so that the watch
 /// cache never holds token values.
@@ -58,7 +60,11 @@ pub async fn reconcile(token: Arc<ApiToken>, ctx: Arc<Context>) -> Result<Action
         // Secrets go with the token through their ownerReference.
         return Ok(Action::await_change());
     }
-    let result = reconcile_token(&token, &ctx).await;
+    let span = tracing::info_span!("reconcile", kind = crate::metrics::API_TOKEN, object = %object_key(token.as_ref()));
+    let result = reconcile_token(&token, &ctx).instrument(span).await;
+    ctx.handles
+        .metrics
+        .reconciled(crate::metrics::API_TOKEN, result.is_ok());
     if result.is_ok() {
         ctx.succeeded(&name);
     }
@@ -74,6 +80,9 @@ pub fn error_policy(token: Arc<ApiToken>, error: &Error, ctx: Arc<Context>) -> A
         .stats
         .errors
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.handles
+        .metrics
+        .errored(crate::metrics::API_TOKEN, error.kind());
     let wait = ctx.backoff(object_key(token.as_ref()));
     warn!(token = %object_key(token.as_ref()), kind = error.kind(), error = %error, retry_in = ?wait, "ApiToken reconcile failed");
     Action::requeue(wait)
@@ -84,9 +93,16 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let uid = token.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    let key = ctx
-        .keys
-        .get(&ObjectRef::new(&token.spec.api_key_ref.name).within(&ns));
+    let key_ref = ObjectRef::new(&token.spec.api_key_ref.name).within(&ns);
+    let mut key = ctx.keys.get(&key_ref);
+    if key.is_none() {
+        // Right after a start the key store may not have listed yet: a key
+        // not seen yet must not look deleted, which would revoke the value.
+        match tokio::time::timeout(KEY_STORE_SYNC, ctx.keys.wait_until_ready()).await {
+            Ok(Ok(())) => key = ctx.keys.get(&key_ref),
+            _ => return Ok(Action::requeue(KEY_STORE_SYNC)),
+        }
+    }
     let key_state = key_state(key.as_deref());
     let kind = match key.as_deref().map(|k| k.spec.owner.kind) {
         Some(OwnerKind::ServiceAccount) => TokenKind::ServiceAccount,
@@ -251,6 +267,7 @@ async fn issue_value(
         written.resource_version().as_deref(),
     )
     .await?;
+    ctx.handles.metrics.issued(issue.as_str());
     info!(token = %object_key(token), reason = issue.as_str(), "value issued");
     Ok(status)
 }

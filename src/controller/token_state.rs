@@ -394,11 +394,13 @@ fn issue_decision(
             }
         }
     }
-    let pending_request = current
-        .pending
-        .as_ref()
-        .and_then(|p| p.rotation_request.clone());
-    if let Some(request) = pending_request.or_else(|| request.map(str::to_owned)) {
+    // A value started before a crash answers only the request that was there
+    // when it was started; one that arrived since still gets its own rotation.
+    let answered = match &current.pending {
+        Some(pending) => pending.rotation_request.clone(),
+        None => request.map(str::to_owned),
+    };
+    if let Some(request) = answered {
         status.last_rotation_request = Some(request);
     }
 

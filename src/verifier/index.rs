@@ -161,6 +161,20 @@ impl Index {
         self.key_count
     }
 
+    /// `(namespace, name, expiresAt)` of every indexed token whose current
+    /// value expires, for the expiry gauge on /metrics.
+    pub fn expirations(&self) -> Vec<(Arc<str>, String, Timestamp)> {
+        self.tokens
+            .values()
+            .filter(|entry| entry.current.is_some() && !entry.disabled)
+            .filter_map(|entry| {
+                let expires_at = entry.expires_at?;
+                let (name, _) = entry.split_name_and_uid();
+                Some((entry.namespace.clone(), name.to_owned(), expires_at))
+            })
+            .collect()
+    }
+
     /// Checks a presented value at `now`. Malformed values are rejected
     /// before any lookup; the value is compared in constant time with the
     /// current hash and every previous hash, and only after a match does the

@@ -169,6 +169,11 @@ impl Verifier {
         self.state.index.clone()
     }
 
+    /// The verifier's metrics; the admin server's /metrics includes them.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.state.metrics.clone()
+    }
+
     /// Watches ApiTokens and ApiKeys and serves until `shutdown` completes;
     /// then stops accepting, lets open requests finish (up to
     /// [`DRAIN_TIMEOUT`]) and writes the last `lastUsedAt` batch.

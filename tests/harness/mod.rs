@@ -3,6 +3,9 @@
 //! deadline (never a bare sleep).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod http;
+pub mod process;
+
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -256,6 +259,115 @@ where
         assert!(
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A verifier served in this process, until dropped.
+pub struct InProcessVerifier {
+    pub addr: std::net::SocketAddr,
+    pub index: apikey_operator::verifier::watch::SharedIndex,
+    _stop: oneshot::Sender<()>,
+}
+
+impl InProcessVerifier {
+    /// Binds 127.0.0.1:0, serves, and waits until its watches synced.
+    pub async fn start(client: Client) -> InProcessVerifier {
+        let cfg = apikey_operator::verifier::VerifierConfig {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            ..Default::default()
+        };
+        let verifier = apikey_operator::verifier::bind(client, cfg)
+            .await
+            .expect("verifier binds");
+        let addr = verifier.local_addr();
+        let index = verifier.index();
+        let readiness = verifier.readiness();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(verifier.run(async move {
+            let _ = stopped.await;
+        }));
+        eventually("the verifier to be ready", || {
+            let ready = readiness.ready();
+            async move { ready.then_some(()) }
+        })
+        .await;
+        InProcessVerifier {
+            addr,
+            index,
+            _stop: stop,
+        }
+    }
+
+    /// The index's verdict on `value` now (no HTTP, no usage recorded).
+    pub fn verify(
+        &self,
+        value: &str,
+    ) -> Result<apikey_operator::verifier::Identity, apikey_operator::verifier::Reject> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index.verify(value, jiff::Timestamp::now())
+    }
+}
+
+/// A TokenReview request body for `value`.
+pub fn token_review_body(value: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": value},
+    })
+    .to_string()
+}
+
+/// Whether the verifier at `addr` authenticates `value` (TokenReview over HTTP).
+pub async fn authenticated(addr: std::net::SocketAddr, value: &str) -> bool {
+    let (status, _, body) = http::request(
+        addr,
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        &[],
+        &token_review_body(value),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let review: serde_json::Value = serde_json::from_str(&body).expect("TokenReview JSON");
+    review["status"]["authenticated"] == serde_json::json!(true)
+}
+
+/// A client for the emulator that counts every request it sends, including
+/// those the emulator refuses (its own `stats()` counts only served ones).
+pub fn counting_client(url: &str, sent: Arc<std::sync::atomic::AtomicU64>) -> Client {
+    let config = kube::Config::new(url.parse().expect("emulator URL"));
+    let count = tower::util::MapRequestLayer::new(move |req| {
+        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        req
+    });
+    kube::client::ClientBuilder::try_from(config)
+        .expect("client config")
+        .with_layer(&count)
+        .build()
+}
+
+/// Whether `APIKEY_SOAK=1` asks for the long variants (docs/reliability.md).
+pub fn soak() -> bool {
+    std::env::var("APIKEY_SOAK").is_ok_and(|v| v == "1")
+}
+
+/// Like `eventually`, with its own deadline.
+pub async fn eventually_within<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -162,6 +162,44 @@ fn pending_value_missing_from_the_secret_is_issued_again() {
 }
 
 #[test]
+fn a_request_made_while_a_pending_value_waited_is_not_swallowed() {
+    // A re-issue was started with no rotate annotation, then the process
+    // died; the user asked for a rotation before it came back.
+    let mut status = issued_status("v1", "2026-06-01T00:00:00Z");
+    status.pending = Some(PendingValue {
+        hash: h("v2").as_str().to_owned(),
+        reason: "Reissue".into(),
+        started_at: Time(t(NOW)),
+        rotation_request: None,
+    });
+    let mut tok = token(|_| {}, Some(status));
+    tok.metadata.annotations = Some(BTreeMap::from([(
+        ROTATE_ANNOTATION.to_owned(),
+        "r1".to_owned(),
+    )]));
+    let d = decide(&tok, READY_KEY, &ours("v2"), t(NOW));
+    assert_eq!(
+        d.action,
+        ValueAction::Promote(IssueKind::Reissue {
+            secret_missing: false
+        })
+    );
+    assert_eq!(
+        d.status.last_rotation_request, None,
+        "r1 is still to be answered"
+    );
+
+    let mut promoted = promoted(&d.status, h("v2").as_str(), "abcdefghijklmnop");
+    promoted.pending = None;
+    tok.status = Some(promoted);
+    let next = decide(&tok, READY_KEY, &ours("v2"), t(NOW));
+    assert_eq!(
+        next.action,
+        ValueAction::Issue(IssueKind::Rotation(RotateReason::Requested))
+    );
+}
+
+#[test]
 fn tampered_or_deleted_secret_gets_a_fresh_value_with_the_same_expiry() {
     let status = issued_status("v1", "2026-06-01T00:00:00Z");
     let tok = token(

@@ -1,5 +1,10 @@
 //! What the command-line subcommands do beyond wiring: building a client
-//! from a kubeconfig, requesting a rotation, installing the CRDs.
+//! from a kubeconfig, requesting a rotation, installing the CRDs; `run`
+//! starts the operator, `tokens` serves kubectl users (list, status,
+//! create-token).
+
+pub mod run;
+pub mod tokens;
 
 use std::path::Path;
 use std::time::Duration;
@@ -33,6 +38,21 @@ pub enum CliError {
     },
     #[error("timed out after {0:?} waiting for the operator to act; is it running?")]
     Timeout(Duration),
+    #[error(
+        "ApiToken {namespace}/{name} already exists; pick another name, or rotate it with `rotate {name}`"
+    )]
+    TokenExists { namespace: String, name: String },
+    #[error("the API server rejected the ApiToken: {0}")]
+    Invalid(String),
+    #[error(
+        "ApiToken {namespace}/{name} was created but is not Ready after {timeout:?} ({reason}); check `status {name}` and the operator's logs; its value will be in its Secret once issued"
+    )]
+    NotReady {
+        namespace: String,
+        name: String,
+        timeout: Duration,
+        reason: String,
+    },
 }
 
 /// A client for `kubeconfig` (or the usual KUBECONFIG / in-cluster discovery).

@@ -1,0 +1,1033 @@
+//! The benchmark suite: scale, steady state, rotation storm, time to the
+//! verifier's changed answer, and verifier throughput — each figure printed
+//! as a ratio against a baseline measured in the same run.
+//!
+//! `cargo bench --bench operator` runs the full suite (10k tokens, 100k
+//! indexed tokens); `-- --quick` a short version (CI checks that it runs);
+//! `-- --tokens N` sets the scale. Results are printed as a Markdown table.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apikey_operator::api::{ApiKey, ApiToken};
+use apikey_operator::emulator::{Emulator, EmulatorConfig, RequestStats};
+use apikey_operator::token;
+use apikey_operator::verifier::{self, VerifierConfig};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Concurrency of the clients that create objects (baseline and operator alike).
+const CONCURRENCY: usize = 32;
+
+struct Settings {
+    quick: bool,
+    scales: Vec<usize>,
+    storm: usize,
+    steady: Duration,
+    verifier_sizes: Vec<usize>,
+    load: Duration,
+}
+
+impl Settings {
+    fn from_args() -> Settings {
+        let args: Vec<String> = std::env::args().collect();
+        let quick = args.iter().any(|a| a == "--quick");
+        let tokens = args
+            .iter()
+            .position(|a| a == "--tokens")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|n| n.parse().ok());
+        if quick {
+            Settings {
+                quick,
+                scales: vec![tokens.unwrap_or(200)],
+                storm: 100,
+                steady: Duration::from_secs(5),
+                verifier_sizes: vec![10_000],
+                load: Duration::from_secs(2),
+            }
+        } else {
+            Settings {
+                quick,
+                scales: tokens.map_or(vec![1_000, 10_000], |n| vec![n]),
+                storm: 1_000,
+                steady: Duration::from_secs(60),
+                verifier_sizes: vec![1_000, 10_000, 100_000],
+                load: Duration::from_secs(5),
+            }
+        }
+    }
+}
+
+/// One line of the report.
+struct Figure {
+    section: &'static str,
+    name: String,
+    value: String,
+    baseline: String,
+    ratio: String,
+    goal: &'static str,
+}
+
+fn figure(
+    section: &'static str,
+    name: impl Into<String>,
+    value: impl Into<String>,
+    baseline: impl Into<String>,
+    ratio: impl Into<String>,
+    goal: &'static str,
+) -> Figure {
+    Figure {
+        section,
+        name: name.into(),
+        value: value.into(),
+        baseline: baseline.into(),
+        ratio: ratio.into(),
+        goal,
+    }
+}
+
+fn main() {
+    let settings = Settings::from_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let figures = runtime.block_on(run(&settings));
+    println!("\n| section | figure | value | baseline | ratio | goal |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for f in figures {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            f.section, f.name, f.value, f.baseline, f.ratio, f.goal
+        );
+    }
+    println!(
+        "\nmachine: {} cores, {}; mode: {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        cpu_model(),
+        if settings.quick { "quick" } else { "full" }
+    );
+}
+
+async fn run(settings: &Settings) -> Vec<Figure> {
+    let mut figures = Vec::new();
+    for &n in &settings.scales {
+        figures.extend(scale_and_steady(n, settings).await);
+    }
+    figures.extend(storm(settings.storm).await);
+    for &n in &settings.verifier_sizes {
+        figures.extend(verifier_load(n, settings.load).await);
+    }
+    figures
+}
+
+// ---------------------------------------------------------------------------
+// Harness: an emulator in this process, the operator as a child process.
+
+struct Stack {
+    emulator: Emulator,
+    client: Client,
+    kubeconfig: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn stack() -> Stack {
+    let emulator = Emulator::start(EmulatorConfig {
+        watch_history: 200_000,
+        ..Default::default()
+    })
+    .await
+    .expect("emulator");
+    let client = emulator.client().await.expect("client");
+    apikey_operator::cli::install_crds(client.clone(), Duration::from_secs(30))
+        .await
+        .expect("CRDs");
+    let dir = std::env::temp_dir().join(format!(
+        "apikey-bench-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let kubeconfig = dir.join("kubeconfig");
+    emulator.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    Stack {
+        emulator,
+        client,
+        kubeconfig,
+        _dir: TempDir(dir),
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+struct Operator {
+    child: Child,
+    verify: SocketAddr,
+}
+
+impl Operator {
+    fn start(stack: &Stack) -> Operator {
+        let port = free_port();
+        // Its warnings (e.g. during the relist outage) go to a file, not the report.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stack.kubeconfig.with_file_name("operator.log"))
+            .expect("operator log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_apikey-operator"))
+            .args(["run", "--kubeconfig"])
+            .arg(&stack.kubeconfig)
+            .args(["--verify-addr", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start the operator binary");
+        Operator {
+            child,
+            verify: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Resident set size of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    proc_status_field(pid, "VmRSS:")
+}
+
+fn proc_status_field(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU time (user + system) of a process.
+fn cpu_time(pid: u32) -> Duration {
+    let ticks_per_s = 100.0; // USER_HZ on Linux
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some(Duration::from_secs_f64((utime + stime) / ticks_per_s))
+        })
+        .unwrap_or_default()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
+async fn create_namespaces(client: &Client, names: impl Iterator<Item = String>) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    for name in names {
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns");
+        let _ = api.create(&PostParams::default(), &ns).await;
+    }
+}
+
+/// Runs `make(i)` for i in 0..n with `CONCURRENCY` in flight; returns the elapsed time.
+async fn concurrently<F, Fut>(n: usize, make: F) -> Duration
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let start = Instant::now();
+    futures::stream::iter(0..n)
+        .map(make)
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<()>>()
+        .await;
+    start.elapsed()
+}
+
+/// Waits until `target` tokens are Ready (by watching), returns when.
+async fn all_ready(client: &Client, target: usize, deadline: Duration) -> Option<Instant> {
+    let api: Api<ApiToken> = Api::all(client.clone());
+    let mut ready: HashSet<String> = HashSet::new();
+    let stream = watcher::watcher(api, watcher::Config::default());
+    let mut stream = std::pin::pin!(stream);
+    let end = Instant::now() + deadline;
+    while let Ok(Some(event)) = tokio::time::timeout(
+        end.saturating_duration_since(Instant::now()),
+        stream.try_next(),
+    )
+    .await
+    .ok()?
+    {
+        let objects: Vec<ApiToken> = match event {
+            watcher::Event::Apply(t) | watcher::Event::InitApply(t) => vec![t],
+            _ => vec![],
+        };
+        for t in objects {
+            let key = format!("{}/{}", t.namespace().unwrap_or_default(), t.name_any());
+            if is_ready(&t) {
+                ready.insert(key);
+            } else {
+                ready.remove(&key);
+            }
+        }
+        if ready.len() >= target {
+            return Some(Instant::now());
+        }
+    }
+    None
+}
+
+fn is_ready(t: &ApiToken) -> bool {
+    t.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            && s.pending.is_none()
+    })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "-".to_owned()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 1 + 2: scale, memory, writes per token, steady state.
+
+async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
+    let namespaces = (n / 100).clamp(1, 100);
+    let s = stack().await;
+    create_namespaces(&s.client, (0..namespaces).map(|i| format!("bench-{i}"))).await;
+    create_namespaces(&s.client, std::iter::once("baseline".to_owned())).await;
+
+    // Baseline: the same number of Secrets created directly, same concurrency.
+    let secrets: Api<Secret> = Api::namespaced(s.client.clone(), "baseline");
+    let before = s.emulator.stats();
+    let baseline = concurrently(n, |i| {
+        let secrets = secrets.clone();
+        async move {
+            let value = token::generate(token::TokenKind::Personal, &token::TokenId::generate());
+            let secret: Secret = serde_json::from_value(json!({
+                "metadata": {"name": format!("s-{i}")},
+                "data": {"token": k8s_openapi::ByteString(value.expose_secret().as_bytes().to_vec())},
+            }))
+            .expect("secret");
+            secrets.create(&PostParams::default(), &secret).await.expect("baseline create");
+        }
+    })
+    .await;
+    let baseline_writes = (s.emulator.stats() - before).writes;
+    let emulator_rate = baseline_writes as f64 / baseline.as_secs_f64();
+
+    // The operator: keys first, then all tokens at once.
+    let op = Operator::start(&s);
+    for i in 0..namespaces {
+        let keys: Api<ApiKey> = Api::namespaced(s.client.clone(), &format!("bench-{i}"));
+        let key: ApiKey = serde_json::from_value(json!({
+            "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey",
+            "metadata": {"name": "key"}, "spec": {"owner": {"kind": "User", "name": format!("user-{i}")}}
+        }))
+        .expect("key");
+        keys.create(&PostParams::default(), &key)
+            .await
+            .expect("key create");
+    }
+    let start_stats = s.emulator.stats();
+    let start = Instant::now();
+    let client = s.client.clone();
+    let watch = tokio::spawn({
+        let client = client.clone();
+        async move { all_ready(&client, n, Duration::from_secs(900)).await }
+    });
+    let create_time = concurrently(n, |i| {
+        let api: Api<ApiToken> = Api::namespaced(client.clone(), &format!("bench-{}", i % namespaces));
+        async move {
+            let t: ApiToken = serde_json::from_value(json!({
+                "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
+                "metadata": {"name": format!("t-{i}")},
+                "spec": {"apiKeyRef": {"name": "key"}, "expiration": {"lifetime": "90d"}, "rotation": {"every": "30d"}}
+            }))
+            .expect("token");
+            api.create(&PostParams::default(), &t).await.expect("token create");
+        }
+    })
+    .await;
+    let done = watch.await.ok().flatten();
+    let Some(done) = done else {
+        return vec![figure(
+            "scale",
+            format!("{n} tokens Ready"),
+            "timed out",
+            ms(baseline),
+            "-",
+            "≤ 1.5",
+        )];
+    };
+    let to_ready = done - start;
+    let scale_stats = s.emulator.stats() - start_stats;
+    // The bench's own creates are not the operator's writes.
+    let operator_writes = scale_stats.writes.saturating_sub(n as u64);
+
+    // Settle, then steady state: no changes for the window.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let steady_rss = rss_kib(op.pid());
+    let cpu_before = cpu_time(op.pid());
+    let steady_before = s.emulator.stats();
+    tokio::time::sleep(settings.steady).await;
+    let steady: RequestStats = s.emulator.stats() - steady_before;
+    let steady_cpu = cpu_time(op.pid()).saturating_sub(cpu_before);
+
+    // A full relist: watches are cut and every list is read again.
+    let peak = relist_peak(&s, op.pid()).await;
+    op.stop();
+
+    let label = |what: &str| format!("{what} ({n} tokens)");
+    vec![
+        figure(
+            "scale",
+            label("creating the objects"),
+            ms(create_time),
+            ms(baseline),
+            ratio(create_time.as_secs_f64(), baseline.as_secs_f64()),
+            "-",
+        ),
+        figure(
+            "scale",
+            label("time until all Ready"),
+            ms(to_ready),
+            format!("{} (Secrets created directly)", ms(baseline)),
+            ratio(to_ready.as_secs_f64(), baseline.as_secs_f64()),
+            "≤ 1.5",
+        ),
+        figure(
+            "scale",
+            label("emulator writes/s (baseline client)"),
+            format!("{emulator_rate:.0}/s"),
+            "-",
+            "-",
+            "≥ 5000/s",
+        ),
+        figure(
+            "scale",
+            label("operator writes per issued token"),
+            format!("{:.2}", operator_writes as f64 / n as f64),
+            "1 (a Secret create)",
+            ratio(operator_writes as f64 / n as f64, 1.0),
+            "≤ 4",
+        ),
+        figure(
+            "scale",
+            label("operator steady RSS"),
+            format!("{:.1} MiB", steady_rss as f64 / 1024.0),
+            "-",
+            "-",
+            "≤ 64 MiB at 10k",
+        ),
+        figure(
+            "scale",
+            label("operator peak RSS during a full relist"),
+            format!("{:.1} MiB", peak as f64 / 1024.0),
+            format!("{:.1} MiB steady", steady_rss as f64 / 1024.0),
+            ratio(peak as f64, steady_rss as f64),
+            "≤ 1.5",
+        ),
+        figure(
+            "steady",
+            label(&format!(
+                "operator writes in {}s without changes",
+                settings.steady.as_secs()
+            )),
+            steady.writes.to_string(),
+            "0",
+            "-",
+            "0",
+        ),
+        figure(
+            "steady",
+            label("operator CPU time in that window"),
+            ms(steady_cpu),
+            format!("{} s wall", settings.steady.as_secs()),
+            ratio(steady_cpu.as_secs_f64(), settings.steady.as_secs_f64()),
+            "-",
+        ),
+    ]
+}
+
+/// Cuts every watch (a short outage) and samples the operator's RSS while it relists.
+async fn relist_peak(s: &Stack, pid: u32) -> u64 {
+    let lists_before = s.emulator.stats().list;
+    s.emulator.set_available(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.emulator.set_available(true);
+    let mut peak = rss_kib(pid);
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end {
+        peak = peak.max(rss_kib(pid));
+        if s.emulator.stats().list >= lists_before + 4
+            && Instant::now() + Duration::from_secs(10) > end
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    peak
+}
+
+// ---------------------------------------------------------------------------
+// 3: rotation storm and time to the verifier's changed answer.
+
+async fn storm(n: usize) -> Vec<Figure> {
+    let s = stack().await;
+    create_namespaces(&s.client, std::iter::once("storm".to_owned())).await;
+    let op = Operator::start(&s);
+    let keys: Api<ApiKey> = Api::namespaced(s.client.clone(), "storm");
+    let key: ApiKey = serde_json::from_value(json!({
+        "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey",
+        "metadata": {"name": "key"}, "spec": {"owner": {"kind": "User", "name": "storm"}}
+    }))
+    .expect("key");
+    keys.create(&PostParams::default(), &key)
+        .await
+        .expect("key");
+    let tokens: Api<ApiToken> = Api::namespaced(s.client.clone(), "storm");
+    let watch = tokio::spawn({
+        let client = s.client.clone();
+        async move { all_ready(&client, n, Duration::from_secs(600)).await }
+    });
+    concurrently(n, |i| {
+        let tokens = tokens.clone();
+        async move {
+            let t: ApiToken = serde_json::from_value(json!({
+                "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
+                "metadata": {"name": format!("t-{i}")}, "spec": {"apiKeyRef": {"name": "key"}}
+            }))
+            .expect("token");
+            tokens
+                .create(&PostParams::default(), &t)
+                .await
+                .expect("create");
+        }
+    })
+    .await;
+    if watch.await.ok().flatten().is_none() {
+        return vec![figure(
+            "storm",
+            "tokens Ready before the storm",
+            "timed out",
+            "-",
+            "-",
+            "-",
+        )];
+    }
+    op.stop();
+
+    // Every token's value now counts as issued at T0 and rotates every 20 s:
+    // all are due in the same second, T0 + 20 s.
+    let t0 = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("t0");
+    let period = 20;
+    let due = t0
+        .checked_add(jiff::SignedDuration::from_secs(period))
+        .expect("due");
+    concurrently(n, |i| {
+        let tokens = tokens.clone();
+        async move {
+            let name = format!("t-{i}");
+            tokens
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"spec": {"rotation": {"every": format!("{period}s")}}})),
+                )
+                .await
+                .expect("spec");
+            tokens
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"status": {"issuedAt": t0.to_string()}})),
+                )
+                .await
+                .expect("status");
+        }
+    })
+    .await;
+    let op = Operator::start(&s);
+
+    // Record when each token's first rotation becomes visible.
+    let mut seen: HashMap<String, jiff::Timestamp> = HashMap::new();
+    let mut early = 0;
+    let stream = watcher::watcher(tokens.clone(), watcher::Config::default());
+    let mut stream = std::pin::pin!(stream);
+    let end = Instant::now() + Duration::from_secs(period as u64 + 120);
+    while seen.len() < n && Instant::now() < end {
+        let Ok(Ok(Some(event))) =
+            tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await
+        else {
+            continue;
+        };
+        if let watcher::Event::Apply(t) | watcher::Event::InitApply(t) = event
+            && t.status.as_ref().and_then(|s| s.rotations).unwrap_or(0) >= 1
+            && t.status.as_ref().is_some_and(|s| s.pending.is_none())
+        {
+            let now = jiff::Timestamp::now();
+            if now < due {
+                early += 1;
+            }
+            seen.entry(t.name_any()).or_insert(now);
+        }
+    }
+    // Exactly once: well before the next period, no token has rotated twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let list = tokens.list(&Default::default()).await.expect("list");
+    let twice = list
+        .items
+        .iter()
+        .filter(|t| t.status.as_ref().and_then(|s| s.rotations).unwrap_or(0) > 1)
+        .count();
+    let mut lateness: Vec<f64> = seen
+        .values()
+        .map(|at| at.duration_since(due).as_secs_f64() * 1000.0)
+        .collect();
+    lateness.sort_by(f64::total_cmp);
+
+    // Time from a change to the verifier's changed answer (the operator's own verifier).
+    let change = verifier_reaction(&s, &op).await;
+    op.stop();
+
+    let mut out = vec![
+        figure(
+            "storm",
+            format!("tokens rotated (of {n}, all due at once)"),
+            seen.len().to_string(),
+            n.to_string(),
+            ratio(seen.len() as f64, n as f64),
+            "1.00",
+        ),
+        figure(
+            "storm",
+            "rotated more than once",
+            twice.to_string(),
+            "0",
+            "-",
+            "0",
+        ),
+        figure(
+            "storm",
+            "rotated early",
+            early.to_string(),
+            "0",
+            "-",
+            "never",
+        ),
+        figure(
+            "storm",
+            "lateness p50",
+            format!("{:.0} ms", percentile(&lateness, 0.50)),
+            "due instant",
+            "-",
+            "-",
+        ),
+        figure(
+            "storm",
+            "lateness p99",
+            format!("{:.0} ms", percentile(&lateness, 0.99)),
+            "due instant",
+            "-",
+            "≤ 1000 ms",
+        ),
+    ];
+    out.extend(change);
+    out
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn verifier_reaction(s: &Stack, op: &Operator) -> Vec<Figure> {
+    let tokens: Api<ApiToken> = Api::namespaced(s.client.clone(), "storm");
+    let secrets: Api<Secret> = Api::namespaced(s.client.clone(), "storm");
+    let mut out = Vec::new();
+    for (what, index) in [("delete", 0), ("disable", 1), ("rotation", 2)] {
+        let mut samples = Vec::new();
+        for round in 0..10 {
+            let name = format!("t-{}", index * 10 + round);
+            let Ok(secret) = secrets.get(&name).await else {
+                continue;
+            };
+            let value = String::from_utf8(
+                secret
+                    .data
+                    .and_then(|d| d.get("token").cloned())
+                    .map(|b| b.0)
+                    .unwrap_or_default(),
+            )
+            .unwrap_or_default();
+            if !accepted(op.verify, &value).await {
+                continue;
+            }
+            let start = Instant::now();
+            match what {
+                "delete" => {
+                    tokens
+                        .delete(&name, &DeleteParams::default())
+                        .await
+                        .expect("delete");
+                }
+                "disable" => {
+                    tokens
+                        .patch(
+                            &name,
+                            &PatchParams::default(),
+                            &Patch::Merge(&json!({"spec": {"disabled": true}})),
+                        )
+                        .await
+                        .expect("disable");
+                }
+                _ => {
+                    let patch = json!({"metadata": {"annotations": {"apikeys.dev/rotate": format!("bench-{round}")}}});
+                    tokens
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .expect("rotate");
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while accepted(op.verify, &value).await && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            samples.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        samples.sort_by(f64::total_cmp);
+        out.push(figure(
+            "reaction",
+            format!(
+                "{what} → verifier rejects the old value (p50 / max of {})",
+                samples.len()
+            ),
+            format!(
+                "{:.0} / {:.0} ms",
+                percentile(&samples, 0.5),
+                samples.last().copied().unwrap_or(f64::NAN)
+            ),
+            "120000 ms (webhook authenticator cache default)",
+            ratio(percentile(&samples, 0.5), 120_000.0),
+            "≤ 1000 ms",
+        ));
+    }
+    out
+}
+
+async fn accepted(addr: SocketAddr, value: &str) -> bool {
+    matches!(http_get(addr, "/auth", Some(value)).await, Some(200))
+}
+
+async fn http_get(addr: SocketAddr, path: &str, api_key: Option<&str>) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: v\r\nConnection: close\r\n");
+    if let Some(k) = api_key {
+        req.push_str(&format!("X-API-Key: {k}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.ok()?;
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+// ---------------------------------------------------------------------------
+// 4: verifier throughput and latency, memory per indexed token.
+
+async fn verifier_load(n: usize, duration: Duration) -> Vec<Figure> {
+    // An index of n tokens, filled directly: the watch path is measured above.
+    let emulator = Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator");
+    let client = emulator.client().await.expect("client");
+    apikey_operator::cli::install_crds(client.clone(), Duration::from_secs(30))
+        .await
+        .expect("CRDs");
+    let cfg = VerifierConfig {
+        addr: "127.0.0.1:0".parse().expect("addr"),
+        ..Default::default()
+    };
+    let v = verifier::bind(client, cfg).await.expect("verifier");
+    let addr = v.local_addr();
+    let index = v.index();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(v.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let key: ApiKey = serde_json::from_value(json!({
+        "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey",
+        "metadata": {"name": "key", "namespace": "load", "uid": "key-uid"},
+        "spec": {"owner": {"kind": "User", "name": "load"}},
+        "status": {"principal": "load", "conditions": [{"type": "Ready", "status": "True", "reason": "OwnerResolved", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    }))
+    .expect("key");
+    let rss_before = rss_kib(std::process::id());
+    let mut valid = Vec::new();
+    {
+        let mut idx = index.write().expect("index lock");
+        idx.upsert_key(&key);
+        for i in 0..n {
+            let id = token::TokenId::generate();
+            let value = token::generate(token::TokenKind::Personal, &id);
+            let t: ApiToken = serde_json::from_value(json!({
+                "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
+                "metadata": {"name": format!("t-{i}"), "namespace": "load", "uid": format!("uid-{i}")},
+                "spec": {"apiKeyRef": {"name": "key"}},
+                "status": {"tokenId": id.as_str(), "hash": value.hash().as_str()}
+            }))
+            .expect("token");
+            idx.upsert_token(&t);
+            if valid.len() < 1000 {
+                valid.push(value.expose_secret().to_owned());
+            }
+        }
+    }
+    let rss_after = rss_kib(std::process::id());
+    let per_token = (rss_after.saturating_sub(rss_before) as f64 * 1024.0) / n as f64;
+
+    let valid = Arc::new(valid);
+    let malformed = {
+        let mut v = valid[0].clone();
+        let last = v.pop().unwrap_or('a');
+        v.push(if last == 'a' { 'b' } else { 'a' });
+        v
+    };
+    let unknown = token::generate(token::TokenKind::Personal, &token::TokenId::generate())
+        .expose_secret()
+        .to_owned();
+
+    let trivial = load(addr, "/healthz", Arc::new(vec![]), duration, None).await;
+    let valid_r = load(addr, "/auth", valid.clone(), duration, None).await;
+    let malformed_r = load(addr, "/auth", Arc::new(vec![malformed]), duration, None).await;
+    let unknown_r = load(addr, "/auth", Arc::new(vec![unknown]), duration, None).await;
+    let paced = load(addr, "/auth", valid, duration, Some(20_000.0)).await;
+    let _ = stop.send(());
+
+    let row = |name: &str, r: &LoadResult, goal: &'static str| {
+        figure(
+            "verifier",
+            format!("{name} ({n} indexed)"),
+            format!(
+                "{:.0} req/s, p50 {:.0} µs, p99 {:.0} µs",
+                r.rate, r.p50_us, r.p99_us
+            ),
+            format!("{:.0} req/s (200-OK endpoint)", trivial.rate),
+            ratio(r.rate, trivial.rate),
+            goal,
+        )
+    };
+    vec![
+        row("valid tokens", &valid_r, "≥ 0.8"),
+        row("malformed checksum", &malformed_r, "≥ 0.8"),
+        row("unknown tokens", &unknown_r, "≥ 0.8"),
+        figure(
+            "verifier",
+            format!("p99 at 20k req/s offered ({n} indexed)"),
+            format!("{:.0} µs at {:.0} req/s achieved", paced.p99_us, paced.rate),
+            format!("p99 {:.0} µs unpaced 200-OK", trivial.p99_us),
+            "-",
+            "≤ 1000 µs",
+        ),
+        figure(
+            "verifier",
+            format!("memory per indexed token ({n})"),
+            format!("{per_token:.0} B"),
+            "-",
+            "-",
+            "≤ 256 B",
+        ),
+    ]
+}
+
+struct LoadResult {
+    rate: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// Keep-alive HTTP/1.1 clients on loopback; with `pace`, an offered rate in
+/// requests per second spread over the connections.
+async fn load(
+    addr: SocketAddr,
+    path: &'static str,
+    values: Arc<Vec<String>>,
+    duration: Duration,
+    pace: Option<f64>,
+) -> LoadResult {
+    let connections = 32;
+    let end = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let values = values.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let Ok(mut stream) = TcpStream::connect(addr).await else {
+                return latencies;
+            };
+            let _ = stream.set_nodelay(true);
+            let interval = pace.map(|rate| Duration::from_secs_f64(connections as f64 / rate));
+            let mut next = Instant::now();
+            let mut buf = vec![0u8; 4096];
+            let mut i = c;
+            while Instant::now() < end {
+                if let Some(interval) = interval {
+                    next += interval;
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                let mut req = format!("GET {path} HTTP/1.1\r\nHost: v\r\n");
+                if !values.is_empty() {
+                    req.push_str(&format!("X-API-Key: {}\r\n", values[i % values.len()]));
+                }
+                req.push_str("\r\n");
+                i += connections;
+                let start = Instant::now();
+                if stream.write_all(req.as_bytes()).await.is_err() {
+                    break;
+                }
+                if !read_response(&mut stream, &mut buf).await {
+                    break;
+                }
+                latencies.push(start.elapsed().as_secs_f64() * 1e6);
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    all.sort_by(f64::total_cmp);
+    LoadResult {
+        rate: all.len() as f64 / duration.as_secs_f64(),
+        p50_us: percentile(&all, 0.5),
+        p99_us: percentile(&all, 0.99),
+    }
+}
+
+/// Reads one response (headers + Content-Length body) from a keep-alive connection.
+async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> bool {
+    let mut got = Vec::new();
+    loop {
+        let Ok(n) = stream.read(buf).await else {
+            return false;
+        };
+        if n == 0 {
+            return false;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = find(&got, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            while got.len() < end + 4 + len {
+                let Ok(n) = stream.read(buf).await else {
+                    return false;
+                };
+                if n == 0 {
+                    return false;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            return true;
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

@@ -1,0 +1,274 @@
+//! Errors of the emulator: `ApiError` is what a request gets back as a Kubernetes `Status` body,
+//! `EmulatorError` is what the embedding program gets from starting, persisting or stopping it.
+
+use serde_json::{Value, json};
+
+use super::registry::ResourceDef;
+use super::schema::FieldError;
+
+/// Failure of the emulator itself (not of an API request).
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("cannot bind the emulator to 127.0.0.1:{port}: {source}")]
+    Bind { port: u16, source: std::io::Error },
+    #[error("cannot read or write the emulator state file {path}: {source}")]
+    StateIo {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the emulator state file {path} is not valid: {source}")]
+    StateFormat {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("cannot write the kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the emulator URL is not valid: {0}")]
+    Url(String),
+    #[error("cannot build a kube client for the emulator: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// An API request failure, rendered as a `Status` with `code`, `reason` and `details`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    pub fn not_found(def: &ResourceDef, name: &str) -> Self {
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", def.qualified_plural()),
+        )
+        .with_details(json!({"name": name, "group": def.group, "kind": def.plural}))
+    }
+
+    /// 404 for a path that names no served resource.
+    pub fn no_route(path: &str) -> Self {
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
+    }
+
+    pub fn already_exists(def: &ResourceDef, name: &str) -> Self {
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", def.qualified_plural()),
+        )
+        .with_details(json!({"name": name, "group": def.group, "kind": def.plural}))
+    }
+
+    pub fn conflict(def: &ResourceDef, name: &str, why: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                def.qualified_plural()
+            ),
+        )
+        .with_details(json!({"name": name, "group": def.group, "kind": def.plural}))
+    }
+
+    pub fn stale(def: &ResourceDef, name: &str) -> Self {
+        Self::conflict(
+            def,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    /// 409 from server-side apply when other managers own fields whose value would change.
+    pub fn apply_conflict(def: &ResourceDef, name: &str, conflicts: &[(String, String)]) -> Self {
+        let lines: Vec<String> = conflicts
+            .iter()
+            .map(|(m, f)| format!("conflict with {m}: {f}"))
+            .collect();
+        let message = if lines.len() == 1 {
+            format!("Apply failed with 1 conflict: {}", lines[0])
+        } else {
+            format!(
+                "Apply failed with {} conflicts: {}",
+                lines.len(),
+                lines.join("\n")
+            )
+        };
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|(m, f)| json!({"type": "FieldManagerConflict", "message": format!("conflict with {m}"), "field": f}))
+            .collect();
+        Self::new(409, "Conflict", message).with_details(
+            json!({"name": name, "group": def.group, "kind": def.plural, "causes": causes}),
+        )
+    }
+
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+
+    pub fn forbidden(def: &ResourceDef, name: &str, why: &str) -> Self {
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{} \"{name}\" is forbidden: {why}", def.qualified_plural()),
+        )
+        .with_details(json!({"name": name, "group": def.group, "kind": def.plural}))
+    }
+
+    pub fn method_not_allowed(what: &str) -> Self {
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({what})"),
+        )
+    }
+
+    pub fn unsupported_media(content_type: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type})"
+            ),
+        )
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(
+            503,
+            "ServiceUnavailable",
+            "the emulated API server is unavailable (fault injection)",
+        )
+    }
+
+    /// 422 Invalid with one cause per field error, in the real server's message format.
+    pub fn invalid(def: &ResourceDef, name: &str, errors: &[FieldError]) -> Self {
+        let rendered: Vec<String> = errors
+            .iter()
+            .map(FieldError::to_string_like_apiserver)
+            .collect();
+        let body = if rendered.len() == 1 {
+            rendered[0].clone()
+        } else {
+            format!("[{}]", rendered.join(", "))
+        };
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"reason": e.kind.reason(), "message": e.body(), "field": e.field}))
+            .collect();
+        Self::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {body}", def.qualified_kind()),
+        )
+        .with_details(json!({"name": name, "group": def.group, "kind": def.kind, "causes": causes}))
+    }
+
+    /// The `Status` body sent to the client.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(details) = &self.details {
+            status["details"] = details.clone();
+        }
+        status
+    }
+}
+
+/// Shorthand for building a single field error.
+pub fn field_error(
+    field: &str,
+    kind: super::schema::FieldErrorKind,
+    message: impl Into<String>,
+) -> FieldError {
+    // `message` is the whole body ("Invalid value: \"x\": why"); keep the part
+    // after the error type's text as the detail so `body()` renders it back.
+    let message = message.into();
+    let detail = match message.strip_prefix(kind.text()) {
+        Some(rest) => rest.trim_start_matches(": ").to_string(),
+        None => message,
+    };
+    FieldError::raw(field, kind, None, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::registry::Registry;
+    use crate::emulator::schema::FieldErrorKind;
+
+    #[test]
+    fn invalid_reads_like_the_real_server() {
+        let reg = Registry::build(std::iter::empty());
+        let secrets = reg.lookup("", "v1", "secrets").unwrap();
+        let one = ApiError::invalid(
+            &secrets,
+            "s",
+            &[field_error(
+                "data.x",
+                FieldErrorKind::Invalid,
+                "Invalid value: \"y\": bad",
+            )],
+        );
+        assert_eq!(
+            one.message,
+            "Secret \"s\" is invalid: data.x: Invalid value: \"y\": bad"
+        );
+        let status = one.to_status();
+        assert_eq!(status["code"], 422);
+        assert_eq!(
+            status["details"]["causes"][0]["reason"],
+            "FieldValueInvalid"
+        );
+        assert_eq!(status["details"]["causes"][0]["field"], "data.x");
+        let two = ApiError::invalid(
+            &secrets,
+            "s",
+            &[
+                field_error("a", FieldErrorKind::Required, "Required value"),
+                field_error("b", FieldErrorKind::Required, "Required value"),
+            ],
+        );
+        assert_eq!(
+            two.message,
+            "Secret \"s\" is invalid: [a: Required value, b: Required value]"
+        );
+    }
+}

@@ -1,0 +1,579 @@
+//! Patch application (JSON patch, JSON merge patch, strategic merge as "merge with name-keyed
+//! lists") and server-side apply with managedFields tracking. Pure functions over JSON values;
+//! `ops` decides which object they run on and stores the result.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+
+/// A leaf path of a managed field (lists are atomic, so a list is a leaf).
+pub type FieldPath = Vec<String>;
+pub type FieldSet = BTreeSet<FieldPath>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+impl PatchKind {
+    pub fn from_content_type(ct: &str) -> Option<PatchKind> {
+        match ct.split(';').next().unwrap_or_default().trim() {
+            "application/json-patch+json" => Some(PatchKind::Json),
+            "application/merge-patch+json" => Some(PatchKind::Merge),
+            "application/strategic-merge-patch+json" => Some(PatchKind::Strategic),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+                Some(PatchKind::Apply)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Applies an RFC 6902 patch.
+pub fn json_patch(target: &mut Value, body: &[u8]) -> Result<(), ApiError> {
+    let ops: json_patch::Patch = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+    json_patch::patch(target, &ops).map_err(|e| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("the JSON patch could not be applied: {e}"),
+        )
+    })
+}
+
+/// Applies an RFC 7386 merge patch.
+pub fn merge_patch(target: &mut Value, body: &[u8]) -> Result<(), ApiError> {
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid merge patch: {e}")))?;
+    if !patch.is_object() {
+        return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+    }
+    json_patch::merge(target, &patch);
+    Ok(())
+}
+
+/// List fields merged by their `name` key under strategic merge; every other list is replaced.
+const NAME_KEYED_LISTS: &[&str] = &[
+    "containers",
+    "initContainers",
+    "ephemeralContainers",
+    "env",
+    "volumes",
+    "imagePullSecrets",
+];
+
+/// Strategic merge patch, reduced to: merge patch, name-keyed merge for the lists above,
+/// `$patch: replace|delete` on maps and list items, and other `$` directives dropped.
+pub fn strategic_patch(target: &mut Value, body: &[u8]) -> Result<(), ApiError> {
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid strategic merge patch: {e}")))?;
+    if !patch.is_object() {
+        return Err(ApiError::bad_request(
+            "a strategic merge patch must be a JSON object",
+        ));
+    }
+    strategic_merge(target, &patch);
+    Ok(())
+}
+
+fn strategic_merge(target: &mut Value, patch: &Value) {
+    let Value::Object(pmap) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    match pmap.get("$patch").and_then(Value::as_str) {
+        Some("replace") => {
+            let mut replaced = pmap.clone();
+            replaced.remove("$patch");
+            *target = Value::Object(replaced);
+            return;
+        }
+        Some("delete") => {
+            *target = Value::Null;
+            return;
+        }
+        _ => {}
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(tmap) = target else { return };
+    for (k, v) in pmap {
+        if k.starts_with('$') {
+            continue;
+        }
+        if v.is_null() {
+            tmap.remove(k);
+            continue;
+        }
+        match (tmap.get_mut(k), v) {
+            (Some(Value::Array(cur)), Value::Array(items))
+                if NAME_KEYED_LISTS.contains(&k.as_str()) =>
+            {
+                merge_named_list(cur, items);
+            }
+            (Some(cur @ Value::Object(_)), Value::Object(_)) => strategic_merge(cur, v),
+            _ => {
+                let mut fresh = Value::Null;
+                strategic_merge_new(&mut fresh, v);
+                tmap.insert(k.clone(), fresh);
+            }
+        }
+    }
+}
+
+fn strategic_merge_new(target: &mut Value, v: &Value) {
+    if v.is_object() {
+        strategic_merge(target, v);
+    } else {
+        *target = v.clone();
+    }
+}
+
+fn merge_named_list(cur: &mut Vec<Value>, items: &[Value]) {
+    for item in items {
+        let Some(name) = item["name"].as_str() else {
+            continue;
+        };
+        let pos = cur.iter().position(|c| c["name"].as_str() == Some(name));
+        let delete = item["$patch"].as_str() == Some("delete");
+        match (pos, delete) {
+            (Some(i), true) => {
+                cur.remove(i);
+            }
+            (Some(i), false) => strategic_merge(&mut cur[i], item),
+            (None, true) => {}
+            (None, false) => {
+                let mut fresh = Value::Null;
+                strategic_merge(&mut fresh, item);
+                cur.push(fresh);
+            }
+        }
+    }
+}
+
+// ---- managed fields ----
+
+/// Leaf paths of an object that field managers can own: labels, annotations, finalizers and
+/// ownerReferences under metadata, and every top-level field other than apiVersion/kind/metadata.
+pub fn owned_leaves(obj: &Value) -> FieldSet {
+    let mut out = FieldSet::new();
+    let Some(map) = obj.as_object() else {
+        return out;
+    };
+    for (k, v) in map {
+        match k.as_str() {
+            "apiVersion" | "kind" => {}
+            "metadata" => {
+                for mk in ["labels", "annotations", "finalizers", "ownerReferences"] {
+                    if let Some(mv) = v.get(mk) {
+                        let mut prefix = vec!["metadata".to_string(), mk.to_string()];
+                        leaves(mv, &mut prefix, &mut out);
+                    }
+                }
+            }
+            _ => leaves(v, &mut vec![k.clone()], &mut out),
+        }
+    }
+    out
+}
+
+fn leaves(v: &Value, prefix: &mut Vec<String>, out: &mut FieldSet) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, c) in m {
+                prefix.push(k.clone());
+                leaves(c, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => {
+            out.insert(prefix.clone());
+        }
+    }
+}
+
+pub fn at<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut cur = v;
+    for seg in path {
+        cur = cur.as_object()?.get(seg)?;
+    }
+    Some(cur)
+}
+
+fn set_at(v: &mut Value, path: &[String], value: Value) {
+    let mut cur = v;
+    for seg in path {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let Value::Object(m) = cur else { return };
+        cur = m.entry(seg.clone()).or_insert(Value::Null);
+    }
+    *cur = value;
+}
+
+fn remove_at(v: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = &mut *v;
+    for seg in parents {
+        match cur.as_object_mut().and_then(|m| m.get_mut(seg)) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+    if let Some(m) = cur.as_object_mut() {
+        m.remove(last);
+    }
+    // A map emptied by the removal goes too: nobody owns it any more, and the
+    // real server drops it (a left-over `{}` would fail `required` checks).
+    if !parents.is_empty()
+        && at(v, parents)
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.is_empty())
+    {
+        remove_at(v, parents);
+    }
+}
+
+fn overlaps(a: &[String], b: &[String]) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// Serializes a field set as `fieldsV1` (`{"f:spec":{"f:x":{}}}`).
+pub fn encode_fields(set: &FieldSet) -> Value {
+    let mut root = Value::Object(Map::new());
+    for path in set {
+        let mut cur = &mut root;
+        for seg in path {
+            let Value::Object(m) = cur else { break };
+            cur = m
+                .entry(format!("f:{seg}"))
+                .or_insert_with(|| Value::Object(Map::new()));
+        }
+    }
+    root
+}
+
+/// Parses `fieldsV1`; list element keys (`k:`, `v:`, `i:`) make their list an atomic leaf.
+pub fn decode_fields(v: &Value) -> FieldSet {
+    let mut out = FieldSet::new();
+    decode_into(v, &mut Vec::new(), &mut out);
+    out
+}
+
+fn decode_into(v: &Value, prefix: &mut Vec<String>, out: &mut FieldSet) {
+    let Some(m) = v.as_object() else { return };
+    let children: Vec<(&String, &Value)> = m.iter().filter(|(k, _)| *k != ".").collect();
+    if children.is_empty() || children.iter().any(|(k, _)| !k.starts_with("f:")) {
+        if !prefix.is_empty() {
+            out.insert(prefix.clone());
+        }
+        return;
+    }
+    for (k, c) in children {
+        prefix.push(k[2..].to_string());
+        decode_into(c, prefix, out);
+        prefix.pop();
+    }
+}
+
+/// One `metadata.managedFields` entry, decoded.
+#[derive(Debug, Clone)]
+pub struct ManagerEntry {
+    pub manager: String,
+    pub operation: String,
+    pub api_version: String,
+    pub subresource: String,
+    pub time: String,
+    pub fields: FieldSet,
+}
+
+impl ManagerEntry {
+    fn same_owner(&self, manager: &str, operation: &str, subresource: &str) -> bool {
+        self.manager == manager && self.operation == operation && self.subresource == subresource
+    }
+
+    /// How conflicts name this manager (the real server adds the API version for updaters).
+    fn display(&self) -> String {
+        if self.operation == "Update" {
+            format!("\"{}\" using {}", self.manager, self.api_version)
+        } else {
+            format!("\"{}\"", self.manager)
+        }
+    }
+}
+
+pub fn read_managers(obj: &Value) -> Vec<ManagerEntry> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| ManagerEntry {
+            manager: e["manager"].as_str().unwrap_or_default().to_string(),
+            operation: e["operation"].as_str().unwrap_or("Update").to_string(),
+            api_version: e["apiVersion"].as_str().unwrap_or_default().to_string(),
+            subresource: e["subresource"].as_str().unwrap_or_default().to_string(),
+            time: e["time"].as_str().unwrap_or_default().to_string(),
+            fields: decode_fields(&e["fieldsV1"]),
+        })
+        .collect()
+}
+
+pub fn write_managers(obj: &mut Value, entries: &[ManagerEntry]) {
+    let list: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(|e| {
+            let mut v = json!({
+                "manager": e.manager,
+                "operation": e.operation,
+                "apiVersion": e.api_version,
+                "time": e.time,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": encode_fields(&e.fields),
+            });
+            if !e.subresource.is_empty() {
+                v["subresource"] = Value::String(e.subresource.clone());
+            }
+            v
+        })
+        .collect();
+    if list.is_empty() {
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+    } else {
+        obj["metadata"]["managedFields"] = Value::Array(list);
+    }
+}
+
+/// Identity of the writer for managedFields.
+#[derive(Debug, Clone)]
+pub struct Writer<'a> {
+    pub manager: &'a str,
+    pub subresource: &'a str,
+    pub api_version: &'a str,
+    pub now: &'a str,
+}
+
+/// Records a non-apply write: fields that changed between `old` and `new` move to `writer`.
+pub fn record_update(old: Option<&Value>, new: &mut Value, writer: &Writer) {
+    let mut entries = read_managers(new);
+    let new_leaves = owned_leaves(new);
+    let old_leaves = old.map(owned_leaves).unwrap_or_default();
+    let changed: FieldSet = new_leaves
+        .iter()
+        .filter(|p| old.is_none_or(|o| at(o, p) != at(new, p)))
+        .cloned()
+        .collect();
+    let removed: Vec<&FieldPath> = old_leaves.iter().filter(|p| at(new, p).is_none()).collect();
+    if changed.is_empty() && removed.is_empty() {
+        return;
+    }
+    for e in &mut entries {
+        e.fields.retain(|f| {
+            !changed
+                .iter()
+                .chain(removed.iter().copied())
+                .any(|c| overlaps(f, c))
+        });
+    }
+    match entries
+        .iter_mut()
+        .find(|e| e.same_owner(writer.manager, "Update", writer.subresource))
+    {
+        Some(e) => {
+            e.fields.extend(changed);
+            e.time = writer.now.to_string();
+            e.api_version = writer.api_version.to_string();
+        }
+        None => entries.push(ManagerEntry {
+            manager: writer.manager.to_string(),
+            operation: "Update".into(),
+            api_version: writer.api_version.to_string(),
+            subresource: writer.subresource.to_string(),
+            time: writer.now.to_string(),
+            fields: changed,
+        }),
+    }
+    write_managers(new, &entries);
+}
+
+/// Server-side apply of `applied` (an object of the same kind) onto `current` (None to create).
+/// Returns the merged object with updated managedFields, or the conflicts as (manager, field).
+pub fn server_side_apply(
+    current: Option<&Value>,
+    applied: &Value,
+    writer: &Writer,
+    force: bool,
+) -> Result<Value, Vec<(String, String)>> {
+    let base = current.cloned().unwrap_or_else(|| json!({}));
+    let mut entries = read_managers(&base);
+    let applied_set = owned_leaves(applied);
+    // An empty map in the configuration asserts no value for what lies below it.
+    let asserting: Vec<&FieldPath> = applied_set
+        .iter()
+        .filter(|p| !matches!(at(applied, p), Some(Value::Object(m)) if m.is_empty()))
+        .collect();
+
+    // Conflicts: another owner holds an overlapping field whose value would change.
+    let mut conflicts = Vec::new();
+    let mut forced: Vec<(usize, FieldPath)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.same_owner(writer.manager, "Apply", writer.subresource) {
+            continue;
+        }
+        for owned in &e.fields {
+            for mine in &asserting {
+                if !overlaps(owned, mine) {
+                    continue;
+                }
+                let deeper = if owned.len() >= mine.len() {
+                    owned
+                } else {
+                    mine
+                };
+                if at(&base, deeper) != at(applied, deeper) {
+                    if force {
+                        forced.push((i, owned.clone()));
+                    } else {
+                        conflicts.push((e.display(), format!(".{}", owned.join("."))));
+                    }
+                }
+            }
+        }
+    }
+    if !conflicts.is_empty() {
+        conflicts.sort();
+        conflicts.dedup();
+        return Err(conflicts);
+    }
+    for (i, path) in forced {
+        entries[i].fields.remove(&path);
+    }
+
+    let mut merged = base.clone();
+    // Fields this manager applied before but no longer does are removed unless someone else owns them.
+    if let Some(mine) = entries
+        .iter()
+        .find(|e| e.same_owner(writer.manager, "Apply", writer.subresource))
+    {
+        for path in &mine.fields {
+            let kept = asserting.iter().any(|p| overlaps(p, path));
+            let shared = entries.iter().any(|e| {
+                !e.same_owner(writer.manager, "Apply", writer.subresource)
+                    && e.fields.iter().any(|p| overlaps(p, path))
+            });
+            if !kept && !shared {
+                remove_at(&mut merged, path);
+            }
+        }
+    }
+    for path in &applied_set {
+        match at(applied, path) {
+            // An empty map creates the map but keeps what others set inside it.
+            Some(Value::Object(m))
+                if m.is_empty() && at(&merged, path).is_some_and(Value::is_object) => {}
+            Some(v) => set_at(&mut merged, path, v.clone()),
+            None => {}
+        }
+    }
+    for key in ["apiVersion", "kind"] {
+        if let Some(v) = applied.get(key) {
+            merged[key] = v.clone();
+        }
+    }
+    for key in ["name", "namespace", "generateName"] {
+        if current.is_none()
+            && let Some(v) = applied["metadata"].get(key)
+        {
+            merged["metadata"][key] = v.clone();
+        }
+    }
+
+    entries.retain(|e| !e.same_owner(writer.manager, "Apply", writer.subresource));
+    entries.push(ManagerEntry {
+        manager: writer.manager.to_string(),
+        operation: "Apply".into(),
+        api_version: writer.api_version.to_string(),
+        subresource: writer.subresource.to_string(),
+        time: writer.now.to_string(),
+        fields: applied_set,
+    });
+    write_managers(&mut merged, &entries);
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(m: &'static str) -> Writer<'static> {
+        Writer {
+            manager: m,
+            subresource: "",
+            api_version: "v1",
+            now: "2024-01-01T00:00:00Z",
+        }
+    }
+
+    #[test]
+    fn fields_round_trip() {
+        let obj = json!({"spec": {"a": 1, "b": {"c": [1]}}, "metadata": {"labels": {"x": "y"}}});
+        let set = owned_leaves(&obj);
+        assert_eq!(decode_fields(&encode_fields(&set)), set);
+    }
+
+    #[test]
+    fn apply_conflicts_then_force_moves_ownership() {
+        let a = server_side_apply(None, &json!({"spec": {"x": 1}}), &writer("a"), false).unwrap();
+        let err = server_side_apply(Some(&a), &json!({"spec": {"x": 2}}), &writer("b"), false)
+            .unwrap_err();
+        assert_eq!(err, vec![("\"a\"".to_string(), ".spec.x".to_string())]);
+        // Same value: shared ownership, no conflict.
+        assert!(
+            server_side_apply(Some(&a), &json!({"spec": {"x": 1}}), &writer("b"), false).is_ok()
+        );
+        let forced =
+            server_side_apply(Some(&a), &json!({"spec": {"x": 2}}), &writer("b"), true).unwrap();
+        assert_eq!(forced["spec"]["x"], 2);
+        let managers = read_managers(&forced);
+        assert_eq!(managers.len(), 1);
+        assert_eq!(managers[0].manager, "b");
+    }
+
+    #[test]
+    fn apply_removes_fields_dropped_from_config() {
+        let a = server_side_apply(
+            None,
+            &json!({"spec": {"x": 1, "y": 2}}),
+            &writer("a"),
+            false,
+        )
+        .unwrap();
+        let b =
+            server_side_apply(Some(&a), &json!({"spec": {"x": 1}}), &writer("a"), false).unwrap();
+        assert_eq!(b["spec"], json!({"x": 1}));
+    }
+
+    #[test]
+    fn strategic_merge_keys_containers_by_name() {
+        let mut t = json!({"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}]}});
+        strategic_patch(
+            &mut t,
+            br#"{"spec":{"containers":[{"name":"b","image":"2"}],"$setElementOrder/containers":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(t["spec"]["containers"][0]["image"], "1");
+        assert_eq!(t["spec"]["containers"][1]["image"], "2");
+    }
+}

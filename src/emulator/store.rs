@@ -1,0 +1,274 @@
+//! The object store: every object under one lock, a store-wide resourceVersion counter, a bounded
+//! history of change events for watch resume (410 beyond it) and per-watch channels fed on write.
+//! `ops` implements the API verbs on top of `State`; `http` streams watch channels to clients.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::registry::{Registry, ResourceDef};
+use super::selector::Filter;
+
+/// (namespace, name); namespace is empty for cluster-scoped objects.
+pub type ObjKey = (String, String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One committed change, shared by the history ring and every watcher that gets it.
+#[derive(Debug)]
+pub struct Change {
+    pub rv: u64,
+    pub resource: String,
+    pub kind: EventType,
+    pub object: Arc<Value>,
+    /// The object before the change, to turn MODIFIED into ADDED/DELETED for selector watches.
+    pub previous: Option<Arc<Value>>,
+    /// `{"type":..,"object":..}\n` serialized once at commit time.
+    pub line: Bytes,
+}
+
+/// What a watch stream receives.
+#[derive(Debug, Clone)]
+pub enum WatchMsg {
+    Change(Arc<Change>),
+    Bookmark(u64),
+}
+
+/// A registered watch; matching happens on the writer's side so idle watchers cost nothing.
+#[derive(Debug)]
+pub struct Watcher {
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub filter: Filter,
+    pub bookmarks: bool,
+    pub tx: mpsc::Sender<WatchMsg>,
+}
+
+impl Watcher {
+    fn wants(&self, change: &Change) -> bool {
+        if self.resource != change.resource {
+            return false;
+        }
+        if let Some(ns) = &self.namespace
+            && change.object["metadata"]["namespace"].as_str() != Some(ns)
+        {
+            return false;
+        }
+        self.filter.matches(&change.object)
+            || change
+                .previous
+                .as_ref()
+                .is_some_and(|p| self.filter.matches(p))
+    }
+}
+
+/// Capacity of one watcher's channel; a watcher that falls this far behind is closed, like the
+/// real server closes slow watchers, and the client resumes from its last resourceVersion.
+pub const WATCH_CHANNEL: usize = 16 * 1024;
+
+/// Everything guarded by the store lock.
+#[derive(Debug)]
+pub struct State {
+    pub rv: u64,
+    pub registry: Arc<Registry>,
+    pub objects: HashMap<String, BTreeMap<ObjKey, Arc<Value>>>,
+    pub history: VecDeque<Arc<Change>>,
+    pub history_limit: usize,
+    /// Lowest RV a watch may resume from (everything after it is in `history`).
+    pub oldest_resumable: u64,
+    pub watchers: Vec<Watcher>,
+    /// Set when a deletion may have left work for the garbage collector.
+    pub gc_pending: bool,
+}
+
+impl State {
+    pub fn new(history_limit: usize) -> State {
+        State {
+            rv: 0,
+            registry: Arc::new(Registry::build(std::iter::empty())),
+            objects: HashMap::new(),
+            history: VecDeque::new(),
+            history_limit: history_limit.max(1),
+            oldest_resumable: 0,
+            watchers: Vec::new(),
+            gc_pending: false,
+        }
+    }
+
+    pub fn get(&self, resource: &str, ns: &str, name: &str) -> Option<&Arc<Value>> {
+        self.objects
+            .get(resource)?
+            .get(&(ns.to_string(), name.to_string()))
+    }
+
+    pub fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    /// Stores `obj` (already carrying all metadata except resourceVersion) and notifies watchers.
+    pub fn put(&mut self, def: &ResourceDef, mut obj: Value, kind: EventType) -> Arc<Value> {
+        let rv = self.next_rv();
+        obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let key = obj_key(&obj);
+        let obj = Arc::new(obj);
+        let previous = self
+            .objects
+            .entry(def.key())
+            .or_default()
+            .insert(key, obj.clone());
+        if def.key() == CRD_KEY {
+            self.rebuild_registry();
+        }
+        self.publish(def, rv, kind, obj.clone(), previous);
+        obj
+    }
+
+    /// Removes an object for good; the DELETED event carries a fresh resourceVersion.
+    pub fn remove(&mut self, def: &ResourceDef, ns: &str, name: &str) -> Option<Arc<Value>> {
+        let old = self
+            .objects
+            .get_mut(&def.key())?
+            .remove(&(ns.to_string(), name.to_string()))?;
+        let rv = self.next_rv();
+        let mut obj = (*old).clone();
+        obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let obj = Arc::new(obj);
+        if def.key() == CRD_KEY {
+            self.rebuild_registry();
+        }
+        self.gc_pending = true;
+        self.publish(def, rv, EventType::Deleted, obj.clone(), Some(old));
+        Some(obj)
+    }
+
+    fn publish(
+        &mut self,
+        def: &ResourceDef,
+        rv: u64,
+        kind: EventType,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
+        let line = event_line(kind.as_str(), &object);
+        let change = Arc::new(Change {
+            rv,
+            resource: def.key(),
+            kind,
+            object,
+            previous,
+            line,
+        });
+        self.history.push_back(change.clone());
+        while self.history.len() > self.history_limit {
+            if let Some(old) = self.history.pop_front() {
+                self.oldest_resumable = old.rv;
+            }
+        }
+        self.watchers.retain(|w| {
+            if !w.wants(&change) {
+                return !w.tx.is_closed();
+            }
+            w.tx.try_send(WatchMsg::Change(change.clone())).is_ok()
+        });
+    }
+
+    /// Sends a bookmark carrying the current resourceVersion to every watcher that asked.
+    pub fn bookmark_all(&mut self) {
+        let rv = self.rv;
+        self.watchers
+            .retain(|w| !w.bookmarks || w.tx.try_send(WatchMsg::Bookmark(rv)).is_ok());
+    }
+
+    pub fn rebuild_registry(&mut self) {
+        let crds = self.objects.get(CRD_KEY);
+        let accepted = crds.into_iter().flat_map(|m| m.values()).map(|v| &**v);
+        self.registry = Arc::new(Registry::build(accepted));
+    }
+
+    /// Objects of one resource type, optionally in one namespace, in key order from `after`.
+    pub fn range<'a>(
+        &'a self,
+        resource: &str,
+        ns: Option<&'a str>,
+        after: Option<&'a ObjKey>,
+    ) -> impl Iterator<Item = (&'a ObjKey, &'a Arc<Value>)> + 'a {
+        let map = self.objects.get(resource);
+        let start = match (after, ns) {
+            (Some(k), _) => std::ops::Bound::Excluded(k.clone()),
+            (None, Some(ns)) => std::ops::Bound::Included((ns.to_string(), String::new())),
+            (None, None) => std::ops::Bound::Unbounded,
+        };
+        map.into_iter()
+            .flat_map(move |m| m.range((start.clone(), std::ops::Bound::Unbounded)))
+            .take_while(move |(k, _)| ns.is_none_or(|ns| k.0 == ns))
+    }
+
+    /// Snapshot of all objects and the RV counter for the state file.
+    pub fn snapshot(&self) -> Value {
+        let mut objects = Vec::new();
+        for (res, map) in &self.objects {
+            for obj in map.values() {
+                objects.push(json!({"resource": res, "object": &**obj}));
+            }
+        }
+        json!({"resourceVersion": self.rv, "objects": objects})
+    }
+
+    /// Loads a snapshot written by `snapshot`; history starts empty, so older RVs get 410.
+    pub fn restore(&mut self, snap: &Value) {
+        self.rv = snap["resourceVersion"].as_u64().unwrap_or(0);
+        self.oldest_resumable = self.rv;
+        self.objects.clear();
+        for entry in snap["objects"].as_array().into_iter().flatten() {
+            let (Some(res), obj) = (entry["resource"].as_str(), &entry["object"]) else {
+                continue;
+            };
+            self.objects
+                .entry(res.to_string())
+                .or_default()
+                .insert(obj_key(obj), Arc::new(obj.clone()));
+        }
+        self.rebuild_registry();
+    }
+}
+
+pub const CRD_KEY: &str = "apiextensions.k8s.io/customresourcedefinitions";
+
+pub fn obj_key(obj: &Value) -> ObjKey {
+    let md = &obj["metadata"];
+    (
+        md["namespace"].as_str().unwrap_or_default().to_string(),
+        md["name"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// A watch event line in the JSON stream framing the real server uses.
+pub fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(b"{\"type\":\"");
+    buf.extend_from_slice(kind.as_bytes());
+    buf.extend_from_slice(b"\",\"object\":");
+    // Serializing a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut buf, object);
+    buf.extend_from_slice(b"}\n");
+    Bytes::from(buf)
+}

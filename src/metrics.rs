@@ -1,0 +1,204 @@
+//! The operator's Prometheus metrics, served on the admin port's /metrics
+//! together with the verifier's (`apikey_verifier_*`, see docs/verifier.md).
+//!
+//! The controller counts into [`ControllerMetrics`] (kept in
+//! `controller::Handles`); the expiry gauge is read at scrape time from the
+//! verifier's index, so deleted tokens leave no stale series. Labels are
+//! bounded: kinds, results and reasons are `&'static str`; only the expiry
+//! gauge names objects, one series per token, as cert-manager's
+//! certificate expiration metric does.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::verifier::watch::SharedIndex;
+
+/// `kind` label of ApiToken reconciles.
+pub const API_TOKEN: &str = "ApiToken";
+/// `kind` label of ApiKey reconciles.
+pub const API_KEY: &str = "ApiKey";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    kind: &'static str,
+    error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// What the reconcilers count.
+#[derive(Clone, Debug, Default)]
+pub struct ControllerMetrics {
+    reconciles: Family<ReconcileLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    issued: Family<ReasonLabels, Counter>,
+}
+
+impl ControllerMetrics {
+    /// One finished reconcile of `kind` (`ApiToken`, `ApiKey`).
+    pub fn reconciled(&self, kind: &'static str, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.reconciles
+            .get_or_create(&ReconcileLabels { kind, result })
+            .inc();
+    }
+
+    /// One failed reconcile; `error` is `controller::Error::kind()`.
+    pub fn errored(&self, kind: &'static str, error: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabels { kind, error })
+            .inc();
+    }
+
+    /// One value written into a Secret; `reason` is the word recorded in
+    /// `status.pending.reason` (Issue, Rotate, Renew, Request, Reissue).
+    pub fn issued(&self, reason: &'static str) {
+        self.issued.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Reconciles counted so far for `kind` and result (tests).
+    pub fn reconciles(&self, kind: &'static str, ok: bool) -> u64 {
+        let result = if ok { "success" } else { "error" };
+        self.reconciles
+            .get_or_create(&ReconcileLabels { kind, result })
+            .get()
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "reconciles",
+            "Finished reconciles by kind (ApiToken, ApiKey) and result (success, error)",
+            self.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by kind and error kind (api, conflict, serialize, invalid_object, ...)",
+            self.errors.clone(),
+        );
+        registry.register(
+            "values_issued",
+            "Token values written into Secrets by reason: Issue (first value), Rotate (scheduled), Renew (before expiry), Request (annotation or CLI), Reissue (Secret lost or altered)",
+            self.issued.clone(),
+        );
+    }
+}
+
+/// The admin server's registry: operator metrics, the expiry gauge and the
+/// leader/sync state.
+#[derive(Debug)]
+pub struct OperatorMetrics {
+    registry: Registry,
+}
+
+/// What the admin /metrics reads at scrape time.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    pub controller: Arc<crate::controller::Handles>,
+    /// The verifier's index (token expiry).
+    pub index: SharedIndex,
+    /// Whether this replica is the leader (always true without leader election).
+    pub leading: Arc<AtomicBool>,
+}
+
+impl OperatorMetrics {
+    pub fn new(sources: Sources) -> OperatorMetrics {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(ExpiryCollector {
+            index: sources.index.clone(),
+        }));
+        let operator = registry.sub_registry_with_prefix("apikey_operator");
+        sources.controller.metrics.register(operator);
+        operator.register_collector(Box::new(StateCollector {
+            controller: sources.controller,
+            leading: sources.leading,
+        }));
+        OperatorMetrics { registry }
+    }
+
+    /// The text exposition without the closing `# EOF`, so that the
+    /// verifier's exposition can follow it in the same response.
+    pub fn render_open(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        out
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    namespace: String,
+    name: String,
+}
+
+#[derive(Debug)]
+struct ExpiryCollector {
+    index: SharedIndex,
+}
+
+impl Collector for ExpiryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let expirations = match self.index.read() {
+            Ok(index) => index.expirations(),
+            Err(poisoned) => poisoned.into_inner().expirations(),
+        };
+        let gauge = ConstGauge::new(0.0f64);
+        let mut family = encoder.encode_descriptor(
+            "apikey_token_expiration_timestamp_seconds",
+            "When the current value of an ApiToken expires (Unix seconds); absent for values that never expire",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (namespace, name, expires_at) in expirations {
+            let labels = TokenLabels {
+                namespace: namespace.to_string(),
+                name,
+            };
+            let seconds = expires_at.as_millisecond() as f64 / 1000.0;
+            ConstGauge::new(seconds).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct StateCollector {
+    controller: Arc<crate::controller::Handles>,
+    leading: Arc<AtomicBool>,
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let leader = ConstGauge::new(i64::from(self.leading.load(Ordering::Relaxed)));
+        leader.encode(encoder.encode_descriptor(
+            "leader",
+            "1 while this replica holds the leader Lease and reconciles",
+            None,
+            leader.metric_type(),
+        )?)?;
+        let synced = ConstGauge::new(i64::from(self.controller.synced.load(Ordering::Relaxed)));
+        synced.encode(encoder.encode_descriptor(
+            "caches_synced",
+            "1 once the controller's watches completed their first list",
+            None,
+            synced.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
