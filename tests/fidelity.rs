@@ -410,14 +410,14 @@ impl Target {
 
     fn normalise(&mut self, v: &Value) -> Value {
         let mut v = v.clone();
-        if v.get("items").is_some() || v["kind"] == "Table" {
-            if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                if meta.contains_key("resourceVersion") {
-                    meta.insert("resourceVersion".into(), "<list-rv>".into());
-                }
-                if meta.get("continue").is_some_and(|c| c != "") {
-                    meta.insert("continue".into(), "<continue>".into());
-                }
+        if (v.get("items").is_some() || v["kind"] == "Table")
+            && let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            if meta.contains_key("resourceVersion") {
+                meta.insert("resourceVersion".into(), "<list-rv>".into());
+            }
+            if meta.get("continue").is_some_and(|c| c != "") {
+                meta.insert("continue".into(), "<continue>".into());
             }
         }
         if v["kind"] == "Table" {
