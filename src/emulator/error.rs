@@ -109,7 +109,7 @@ impl ApiError {
     }
 
     /// 409 from server-side apply when other managers own fields whose value would change.
-    pub fn apply_conflict(def: &ResourceDef, name: &str, conflicts: &[(String, String)]) -> Self {
+    pub fn apply_conflict(def: &ResourceDef, conflicts: &[(String, String)]) -> Self {
         let lines: Vec<String> = conflicts
             .iter()
             .map(|(m, f)| format!("conflict with {m}: {f}"))
@@ -125,11 +125,11 @@ impl ApiError {
         };
         let causes: Vec<Value> = conflicts
             .iter()
-            .map(|(m, f)| json!({"type": "FieldManagerConflict", "message": format!("conflict with {m}"), "field": f}))
+            .map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {m}"), "field": f}))
             .collect();
-        Self::new(409, "Conflict", message).with_details(
-            json!({"name": name, "group": def.group, "kind": def.plural, "causes": causes}),
-        )
+        // StatusCause.Type is serialised as `reason`; the real server names no object here.
+        Self::new(409, "Conflict", message)
+            .with_details(json!({"kind": def.plural, "causes": causes}))
     }
 
     pub fn gone(message: impl Into<String>) -> Self {
@@ -192,6 +192,19 @@ impl ApiError {
             format!("{} \"{name}\" is invalid: {body}", def.qualified_kind()),
         )
         .with_details(json!({"name": name, "group": def.group, "kind": def.kind, "causes": causes}))
+    }
+
+    /// 422 as the update path of the real server words it for custom resources: named by
+    /// the resource (`widgets.example.com`) rather than the kind.
+    pub fn invalid_by_resource(def: &ResourceDef, name: &str, errors: &[FieldError]) -> Self {
+        let mut e = Self::invalid(def, name, errors);
+        e.message = e
+            .message
+            .replacen(&def.qualified_kind(), &def.qualified_plural(), 1);
+        if let Some(details) = e.details.as_mut() {
+            details["kind"] = json!(def.plural);
+        }
+        e
     }
 
     /// The `Status` body sent to the client.

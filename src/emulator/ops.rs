@@ -536,13 +536,13 @@ pub fn update(st: &mut State, ctx: &WriteCtx, name: &str, obj: Value) -> Result<
             return Err(ApiError::stale(&ctx.def, name));
         }
         None if ctx.def.custom.is_some() => {
-            return Err(ApiError::invalid(
+            return Err(ApiError::invalid_by_resource(
                 &ctx.def,
                 name,
                 &[field_error(
                     "metadata.resourceVersion",
                     FieldErrorKind::Invalid,
-                    "Invalid value: 0x0: must be specified for an update",
+                    "Invalid value: 0: must be specified for an update",
                 )],
             ));
         }
@@ -621,9 +621,10 @@ fn commit_update(
                 &name,
                 &[field_error(
                     "metadata.finalizers",
-                    FieldErrorKind::Invalid,
+                    FieldErrorKind::Forbidden,
+                    // Go's %#v of a []string.
                     format!(
-                        "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [\"{added}\"]"
+                        "no new finalizers can be added if the object is being deleted, found new finalizers []string{{\"{added}\"}}"
                     ),
                 )],
             ));
@@ -760,7 +761,7 @@ fn apply(
     }
     let current_served = old.as_ref().map(|o| served(&ctx.def, &ctx.version, o));
     let merged = patch::server_side_apply(current_served.as_ref(), &applied, &writer, force)
-        .map_err(|conflicts| ApiError::apply_conflict(&ctx.def, name, &conflicts))?;
+        .map_err(|conflicts| ApiError::apply_conflict(&ctx.def, &conflicts))?;
     match old {
         None if ctx.subresource.is_some() => Err(ApiError::not_found(&ctx.def, name)),
         None => create(st, ctx, merged),

@@ -126,7 +126,9 @@ impl FieldError {
 
     /// `field.TooMany(path, actual, max)`.
     pub fn too_many(field: impl Into<String>, actual: i64, max: i64) -> Self {
-        let detail = if max >= 0 {
+        let detail = if max == 1 {
+            "must have at most 1 item".to_string()
+        } else if max >= 0 {
             format!("must have at most {max} items")
         } else {
             "too many items".to_string()
@@ -248,7 +250,7 @@ pub fn validate_and_prune(
         errs.push(FieldError::raw(
             "<nil>",
             FieldErrorKind::Invalid,
-            Some(go_quote("null")),
+            Some("null".to_string()),
             NOT_CHECKED,
         ));
     } else {
