@@ -197,7 +197,13 @@ pub async fn run_elected<F, Fut>(
         let mut work_done = false;
         let shutting_down = loop {
             tokio::select! {
-                _ = &mut work, if !work_done => work_done = true,
+                _ = &mut work, if !work_done => {
+                    // The controllers only stop when told to; if they ended on
+                    // their own, lead again rather than hold the Lease idle.
+                    work_done = true;
+                    warn!(lease = %elector.lease_ref(), "the controllers stopped on their own; starting them again");
+                    break false;
+                }
                 _ = shutdown.clone() => break true,
                 _ = tokio::time::sleep(elector.cfg.retry_period) => {
                     match elector.try_acquire_or_renew().await {

@@ -58,7 +58,10 @@ impl Replica {
                 "--admin-addr",
                 &format!("127.0.0.1:{admin}"),
             ])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("REPLICA_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -165,10 +168,24 @@ async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
 
     // Both replicas serve /healthz and become ready; only the leader counts reconciles.
     for replica in &replicas {
-        harness::eventually(&format!("{} ready", replica.identity), || async {
-            matches!(replica.admin_get("/readyz").await, Some((200, _))).then_some(())
+        let last = std::sync::Mutex::new(None);
+        let ready = tokio::time::timeout(harness::DEADLINE, async {
+            loop {
+                let answer = replica.admin_get("/readyz").await;
+                if matches!(answer, Some((200, _))) {
+                    return;
+                }
+                *last.lock().unwrap() = answer;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         })
         .await;
+        assert!(
+            ready.is_ok(),
+            "{} not ready; last /readyz: {:?}",
+            replica.identity,
+            last.lock().unwrap()
+        );
     }
     let (leader, follower): (Vec<&Replica>, Vec<&Replica>) =
         replicas.iter().partition(|r| r.identity == first);
