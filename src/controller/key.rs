@@ -18,6 +18,8 @@ use super::{Context, Error, FIELD_MANAGER, kube_err, object_key};
 use crate::api::conditions::{EXPIRED, READY, reason};
 use crate::api::{ApiKey, ApiKeyStatus, ApiToken, OwnerKind};
 
+/// At most one write of token counts per key in this interval.
+const COUNTS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a reconcile waits for the token store's first list before retrying.
 const STORE_SYNC: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -116,14 +118,31 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
         ],
         ctx.clock.now(),
     );
+    // Only the counts changed, and the last write was moments ago: write them
+    // once the burst settles (a namespace of tokens applied at once would
+    // otherwise cost one key write per token).
+    let counts_only = ApiKeyStatus {
+        tokens: current.tokens,
+        ready_tokens: current.ready_tokens,
+        expired_tokens: current.expired_tokens,
+        ..desired.clone()
+    } == current;
+    if desired != current && counts_only && ctx.recently_written(&object_key(key), COUNTS_INTERVAL)
+    {
+        return Ok(Action::requeue(COUNTS_INTERVAL));
+    }
     if desired != current {
         let was_ready = is_true(&current.conditions, READY);
+        // No resourceVersion precondition: the operator is the only writer of
+        // this status and every field is derived afresh on each reconcile, so a
+        // write from a slightly stale cache is corrected by the next one.
         let body = json!({
             "apiVersion": "apikeys.dev/v1alpha1",
             "kind": "ApiKey",
-            "metadata": { "name": name, "resourceVersion": key.resource_version() },
+            "metadata": { "name": name },
             "status": desired,
         });
+        ctx.mark_written(object_key(key));
         let keys: Api<ApiKey> = ctx.api(&ns);
         keys.patch_status(
             &name,

@@ -185,6 +185,8 @@ pub struct Context {
     keys: Store<ApiKey>,
     secrets: Store<Secret>,
     failures: Mutex<HashMap<String, u32>>,
+    /// When each key's status was last written (throttles count updates).
+    written: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl Context {
@@ -211,6 +213,20 @@ impl Context {
         };
         let base = (first * (1u32 << (*n - 1).min(12))).min(Duration::from_secs(300));
         jitter(base, 0.1)
+    }
+
+    /// Whether `object`'s status was written by us within `interval`.
+    fn recently_written(&self, object: &str, interval: Duration) -> bool {
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written
+            .get(object)
+            .is_some_and(|at| at.elapsed() < interval)
+    }
+
+    fn mark_written(&self, object: String) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written.retain(|_, at| at.elapsed() < Duration::from_secs(60));
+        written.insert(object, std::time::Instant::now());
     }
 
     fn succeeded(&self, object: &str) {
@@ -385,6 +401,7 @@ pub async fn run_with(
         keys,
         secrets,
         failures: Mutex::default(),
+        written: Mutex::default(),
     });
 
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));

@@ -118,12 +118,13 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
     let secrets: Api<Secret> = ctx.api(&ns);
 
     let cached = ctx.secrets.get(&ObjectRef::new(&secret_name).within(&ns));
+    let from_cache = cached.is_some();
     let mut secret = match cached {
         Some(s) => view(&s, &uid, &secret_key),
         None => fetch_view(&secrets, &secret_name, &uid, &secret_key).await?,
     };
     let mut decision = token_state::decide(token, key_state, &secret, ctx.clock.now());
-    if decision.action != ValueAction::Keep {
+    if decision.action != ValueAction::Keep && from_cache {
         // Act only on the Secret as it is now, not as the watch cache last saw it.
         let fresh = fetch_view(&secrets, &secret_name, &uid, &secret_key).await?;
         if fresh != secret {
