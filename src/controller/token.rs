@@ -118,14 +118,15 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
     let secrets: Api<Secret> = ctx.api(&ns);
 
     let cached = ctx.secrets.get(&ObjectRef::new(&secret_name).within(&ns));
-    let mut secret = match cached {
-        Some(s) => view(&s, &uid, &secret_key),
+    let (mut secret, mut secret_rv) = match cached {
+        Some(s) => (view(&s, &uid, &secret_key), s.resource_version()),
         None => fetch_view(&secrets, &secret_name, &uid, &secret_key).await?,
     };
     let mut decision = token_state::decide(token, key_state, &secret, ctx.clock.now());
     if decision.action != ValueAction::Keep {
         // Act only on the Secret as it is now, not as the watch cache last saw it.
-        let fresh = fetch_view(&secrets, &secret_name, &uid, &secret_key).await?;
+        let (fresh, fresh_rv) = fetch_view(&secrets, &secret_name, &uid, &secret_key).await?;
+        secret_rv = fresh_rv;
         if fresh != secret {
             secret = fresh;
             decision = token_state::decide(token, key_state, &secret, ctx.clock.now());
@@ -183,6 +184,7 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
                 kind,
                 &secret_name,
                 &secret_key,
+                secret_rv.as_deref(),
             )
             .await?;
             hash_now = status.hash;
@@ -222,6 +224,7 @@ async fn issue_value(
     kind: TokenKind,
     secret_name: &str,
     secret_key: &str,
+    secret_rv: Option<&str>,
 ) -> Result<ApiTokenStatus, Error> {
     let ns = token
         .namespace()
@@ -252,17 +255,37 @@ async fn issue_value(
     .await?;
     ctx.handles.faults.fire(FaultPoint::AfterPending)?;
 
-    let secret = desired_secret(token, secret_name, secret_key, value.expose_secret())?;
+    let mut secret = desired_secret(token, secret_name, secret_key, value.expose_secret())?;
     drop(value);
     let secrets: Api<Secret> = ctx.api(&ns);
-    secrets
-        .patch(
-            secret_name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .map_err(kube_err("writing the token's Secret"))?;
+    // Never take over a Secret that is not ours: the decision saw it missing
+    // (create: fails if someone created it since) or ours at `secret_rv`
+    // (apply with that resourceVersion: fails if it changed since, e.g. another
+    // token claimed it). The next reconcile looks again.
+    match secret_rv {
+        None => {
+            let params = kube::api::PostParams {
+                dry_run: false,
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+            };
+            secrets
+                .create(&params, &secret)
+                .await
+                .map_err(kube_err("creating the token's Secret"))?;
+        }
+        Some(rv) => {
+            secret.metadata.resource_version = Some(rv.to_owned());
+            secrets
+                .patch(
+                    secret_name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&secret),
+                )
+                .await
+                .map_err(kube_err("writing the token's Secret"))?;
+        }
+    }
+    drop(secret);
     ctx.handles.faults.fire(FaultPoint::AfterSecret)?;
 
     let status = token_state::promoted(&decision.status, hash.as_str(), token_id.as_str());
@@ -364,21 +387,22 @@ fn view(secret: &Secret, uid: &str, key: &str) -> SecretView {
     }
 }
 
+/// The Secret as it is now, and its resourceVersion (none when missing).
 async fn fetch_view(
     api: &Api<Secret>,
     name: &str,
     uid: &str,
     key: &str,
-) -> Result<SecretView, Error> {
+) -> Result<(SecretView, Option<String>), Error> {
     match api
         .get_opt(name)
         .await
         .map_err(kube_err("reading the token's Secret"))?
     {
-        None => Ok(SecretView::Missing),
+        None => Ok((SecretView::Missing, None)),
         Some(mut secret) => {
             hash_secret_data(&mut secret);
-            Ok(view(&secret, uid, key))
+            Ok((view(&secret, uid, key), secret.resource_version()))
         }
     }
 }
