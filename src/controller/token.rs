@@ -305,7 +305,10 @@ fn desired_secret(token: &ApiToken, name: &str, key: &str, value: &str) -> Resul
     let template = token.spec.secret.clone().unwrap_or_default();
     let mut labels: BTreeMap<String, String> = template.labels;
     labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
-    labels.insert(TOKEN_LABEL.to_owned(), token.name_any());
+    labels.insert(TOKEN_LABEL.to_owned(), token_label_value(&token.name_any()));
+    let mut annotations = template.annotations;
+    // The label value is cut to 63 characters; the annotation names the token in full.
+    annotations.insert(TOKEN_LABEL.to_owned(), token.name_any());
     let owner = token
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
@@ -314,7 +317,7 @@ fn desired_secret(token: &ApiToken, name: &str, key: &str, value: &str) -> Resul
             name: Some(name.to_owned()),
             namespace: token.namespace(),
             labels: Some(labels),
-            annotations: (!template.annotations.is_empty()).then_some(template.annotations),
+            annotations: Some(annotations),
             owner_references: Some(vec![owner]),
             ..Default::default()
         },
@@ -325,6 +328,23 @@ fn desired_secret(token: &ApiToken, name: &str, key: &str, value: &str) -> Resul
         )])),
         ..Default::default()
     })
+}
+
+/// The value of the `apikeys.dev/token` label on a token's Secret: the
+/// token's name when it fits in a label value (63 characters), else its first
+/// 46 characters, a dash and 16 hex digits of the name's SHA-256, so that
+/// long names stay distinct. The full name is in the annotation of the same key.
+pub fn token_label_value(name: &str) -> String {
+    const MAX: usize = 63;
+    if name.len() <= MAX {
+        return name.to_owned();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    // Token names are DNS subdomains (ASCII); a label value must start and end alphanumeric.
+    let head = name[..MAX - 1 - hex.len()].trim_end_matches(['-', '.']);
+    format!("{head}-{hex}")
 }
 
 /// The token carries its key's controller ownerReference.
