@@ -103,6 +103,16 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
             _ => return Ok(Action::requeue(KEY_STORE_SYNC)),
         }
     }
+    let unchecked = key.as_deref().is_some_and(|k| {
+        !k.status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == READY))
+    });
+    if unchecked {
+        // A key created together with its tokens has not been reconciled yet:
+        // not a problem worth a Warning. Its status write wakes us.
+        return Ok(ctx.requeue_at(None));
+    }
     let key_state = key_state(key.as_deref());
     if matches!(key_state, KeyState::Ready { .. }) && !adopted_by(token, key.as_deref()) {
         // The key's reconciler adopts the token first (its ownerReference
