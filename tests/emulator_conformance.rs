@@ -1002,6 +1002,107 @@ async fn stats_count_requests_by_verb() {
     .await
     .unwrap();
     assert_eq!((emu.stats() - before).writes, 1);
+
+    // Refused requests (503 while unavailable) are counted as their verb too.
+    emu.set_available(false);
+    let mut cfg = kube::Config::new(emu.url().parse().unwrap());
+    cfg.default_retry = false;
+    let no_retry: Api<ConfigMap> = Api::default_namespaced(kube::Client::try_from(cfg).unwrap());
+    let before = emu.stats();
+    assert_eq!(api_code(no_retry.get("c").await).0, 503);
+    assert_eq!(
+        api_code(no_retry.delete("c", &DeleteParams::default()).await).0,
+        503
+    );
+    let d = emu.stats() - before;
+    emu.set_available(true);
+    assert_eq!((d.get, d.delete, d.writes), (1, 1, 1));
+}
+
+fn api_message(err: kube::Error) -> (u16, String) {
+    match err {
+        kube::Error::Api(s) => (s.code, s.message.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_and_annotation_syntax_is_validated_on_every_write() {
+    let (_emu, client) = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let long = "a".repeat(64);
+    for (labels, why) in [
+        (
+            vec![("app", long.as_str())],
+            "must be no more than 63 characters",
+        ),
+        (vec![("app", "-x")], "a valid label must be an empty string"),
+        (vec![("bad key", "x")], "name part must consist of"),
+        (
+            vec![("Upper.Case/x", "x")],
+            "prefix part a lowercase RFC 1123",
+        ),
+    ] {
+        let err = cms
+            .create(&PostParams::default(), &cm("labelled", &labels))
+            .await
+            .expect_err("invalid label");
+        let (code, message) = api_message(err);
+        assert_eq!(code, 422, "{message}");
+        assert!(
+            message.contains("metadata.labels: Invalid value") && message.contains(why),
+            "{message}"
+        );
+    }
+    let ok = "a".repeat(63);
+    cms.create(
+        &PostParams::default(),
+        &cm(
+            "labelled",
+            &[("x.example.com/app", ok.as_str()), ("empty", "")],
+        ),
+    )
+    .await
+    .expect("valid labels");
+    // Updates and patches are checked too.
+    let err = cms
+        .patch(
+            "labelled",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"app": long}}})),
+        )
+        .await
+        .expect_err("invalid label on patch");
+    assert_eq!(api_message(err).0, 422);
+    let err = cms
+        .patch(
+            "labelled",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"no spaces": "x"}}})),
+        )
+        .await
+        .expect_err("invalid annotation key");
+    let (code, message) = api_message(err);
+    assert_eq!(code, 422);
+    assert!(
+        message.contains("metadata.annotations: Invalid value"),
+        "{message}"
+    );
+    let huge = "x".repeat(256 * 1024 + 1);
+    let err = cms
+        .patch(
+            "labelled",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"big": huge}}})),
+        )
+        .await
+        .expect_err("annotations too large");
+    let (code, message) = api_message(err);
+    assert_eq!(code, 422);
+    assert!(
+        message.contains("must have at most 262144 bytes"),
+        "{message}"
+    );
 }
 
 /// Needs the real `schema.rs` (merged from the schema branch); the stub accepts everything.

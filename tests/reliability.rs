@@ -123,6 +123,7 @@ async fn api_outage_backs_off_recovers_and_the_verifier_keeps_answering() {
     }
 
     let sent_before = sent.load(Ordering::Relaxed);
+    let served_before = cluster.emulator.stats();
     let errors_before = operator.handles.stats.errors();
     cluster.emulator.set_available(false);
     let started = Instant::now();
@@ -147,7 +148,14 @@ async fn api_outage_backs_off_recovers_and_the_verifier_keeps_answering() {
     let during = sent.load(Ordering::Relaxed) - sent_before;
     let errors = operator.handles.stats.errors() - errors_before;
     let first_half = sent_first_half.unwrap_or(during);
+    let refused = cluster.emulator.stats() - served_before;
     cluster.emulator.set_available(true);
+    // The emulator counts refused requests too (the verifier's included).
+    let refused_total = refused.get + refused.list + refused.watch + refused.writes;
+    assert!(
+        refused_total >= during,
+        "the emulator counted {refused_total} requests during the outage, the controller sent {during}"
+    );
     let recovered_at = Instant::now();
     println!(
         "outage of {window:?}: {during} controller requests ({first_half} in the first half), \

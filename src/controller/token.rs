@@ -103,6 +103,16 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
             _ => return Ok(Action::requeue(KEY_STORE_SYNC)),
         }
     }
+    let unchecked = key.as_deref().is_some_and(|k| {
+        !k.status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == READY))
+    });
+    if unchecked {
+        // A key created together with its tokens has not been reconciled yet:
+        // not a problem worth a Warning. Its status write wakes us.
+        return Ok(ctx.requeue_at(None));
+    }
     let key_state = key_state(key.as_deref());
     if matches!(key_state, KeyState::Ready { .. }) && !adopted_by(token, key.as_deref()) {
         // The key's reconciler adopts the token first (its ownerReference
@@ -119,14 +129,15 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
 
     let cached = ctx.secrets.get(&ObjectRef::new(&secret_name).within(&ns));
     let from_cache = cached.is_some();
-    let mut secret = match cached {
-        Some(s) => view(&s, &uid, &secret_key),
+    let (mut secret, mut secret_rv) = match cached {
+        Some(s) => (view(&s, &uid, &secret_key), s.resource_version()),
         None => fetch_view(&secrets, &secret_name, &uid, &secret_key).await?,
     };
     let mut decision = token_state::decide(token, key_state, &secret, ctx.clock.now());
     if decision.action != ValueAction::Keep && from_cache {
         // Act only on the Secret as it is now, not as the watch cache last saw it.
-        let fresh = fetch_view(&secrets, &secret_name, &uid, &secret_key).await?;
+        let (fresh, fresh_rv) = fetch_view(&secrets, &secret_name, &uid, &secret_key).await?;
+        secret_rv = fresh_rv;
         if fresh != secret {
             secret = fresh;
             decision = token_state::decide(token, key_state, &secret, ctx.clock.now());
@@ -184,6 +195,7 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
                 kind,
                 &secret_name,
                 &secret_key,
+                secret_rv.as_deref(),
             )
             .await?;
             hash_now = status.hash;
@@ -223,6 +235,7 @@ async fn issue_value(
     kind: TokenKind,
     secret_name: &str,
     secret_key: &str,
+    secret_rv: Option<&str>,
 ) -> Result<ApiTokenStatus, Error> {
     let ns = token
         .namespace()
@@ -253,17 +266,37 @@ async fn issue_value(
     .await?;
     ctx.handles.faults.fire(FaultPoint::AfterPending)?;
 
-    let secret = desired_secret(token, secret_name, secret_key, value.expose_secret())?;
+    let mut secret = desired_secret(token, secret_name, secret_key, value.expose_secret())?;
     drop(value);
     let secrets: Api<Secret> = ctx.api(&ns);
-    secrets
-        .patch(
-            secret_name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .map_err(kube_err("writing the token's Secret"))?;
+    // Never take over a Secret that is not ours: the decision saw it missing
+    // (create: fails if someone created it since) or ours at `secret_rv`
+    // (apply with that resourceVersion: fails if it changed since, e.g. another
+    // token claimed it). The next reconcile looks again.
+    match secret_rv {
+        None => {
+            let params = kube::api::PostParams {
+                dry_run: false,
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+            };
+            secrets
+                .create(&params, &secret)
+                .await
+                .map_err(kube_err("creating the token's Secret"))?;
+        }
+        Some(rv) => {
+            secret.metadata.resource_version = Some(rv.to_owned());
+            secrets
+                .patch(
+                    secret_name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&secret),
+                )
+                .await
+                .map_err(kube_err("writing the token's Secret"))?;
+        }
+    }
+    drop(secret);
     ctx.handles.faults.fire(FaultPoint::AfterSecret)?;
 
     let status = token_state::promoted(&decision.status, hash.as_str(), token_id.as_str());
@@ -283,7 +316,10 @@ fn desired_secret(token: &ApiToken, name: &str, key: &str, value: &str) -> Resul
     let template = token.spec.secret.clone().unwrap_or_default();
     let mut labels: BTreeMap<String, String> = template.labels;
     labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
-    labels.insert(TOKEN_LABEL.to_owned(), token.name_any());
+    labels.insert(TOKEN_LABEL.to_owned(), token_label_value(&token.name_any()));
+    let mut annotations = template.annotations;
+    // The label value is cut to 63 characters; the annotation names the token in full.
+    annotations.insert(TOKEN_LABEL.to_owned(), token.name_any());
     let owner = token
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
@@ -292,7 +328,7 @@ fn desired_secret(token: &ApiToken, name: &str, key: &str, value: &str) -> Resul
             name: Some(name.to_owned()),
             namespace: token.namespace(),
             labels: Some(labels),
-            annotations: (!template.annotations.is_empty()).then_some(template.annotations),
+            annotations: Some(annotations),
             owner_references: Some(vec![owner]),
             ..Default::default()
         },
@@ -303,6 +339,23 @@ fn desired_secret(token: &ApiToken, name: &str, key: &str, value: &str) -> Resul
         )])),
         ..Default::default()
     })
+}
+
+/// The value of the `apikeys.dev/token` label on a token's Secret: the
+/// token's name when it fits in a label value (63 characters), else its first
+/// 46 characters, a dash and 16 hex digits of the name's SHA-256, so that
+/// long names stay distinct. The full name is in the annotation of the same key.
+pub fn token_label_value(name: &str) -> String {
+    const MAX: usize = 63;
+    if name.len() <= MAX {
+        return name.to_owned();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    // Token names are DNS subdomains (ASCII); a label value must start and end alphanumeric.
+    let head = name[..MAX - 1 - hex.len()].trim_end_matches(['-', '.']);
+    format!("{head}-{hex}")
 }
 
 /// The token carries its key's controller ownerReference.
@@ -365,21 +418,22 @@ fn view(secret: &Secret, uid: &str, key: &str) -> SecretView {
     }
 }
 
+/// The Secret as it is now, and its resourceVersion (none when missing).
 async fn fetch_view(
     api: &Api<Secret>,
     name: &str,
     uid: &str,
     key: &str,
-) -> Result<SecretView, Error> {
+) -> Result<(SecretView, Option<String>), Error> {
     match api
         .get_opt(name)
         .await
         .map_err(kube_err("reading the token's Secret"))?
     {
-        None => Ok(SecretView::Missing),
+        None => Ok((SecretView::Missing, None)),
         Some(mut secret) => {
             hash_secret_data(&mut secret);
-            Ok(view(&secret, uid, key))
+            Ok((view(&secret, uid, key), secret.resource_version()))
         }
     }
 }
@@ -476,10 +530,62 @@ async fn publish(ctx: &Context, token: &ApiToken, note: &Note) {
         action: note.action.to_owned(),
         secondary: None,
     };
-    if let Err(err) = ctx.recorder.publish(&event, &token.object_ref(&())).await {
+    let reference = token.object_ref(&());
+    let published = if token.name_any().len() > MAX_RECORDER_NAME {
+        publish_long_name(ctx, &event, reference).await
+    } else {
+        ctx.recorder.publish(&event, &reference).await
+    };
+    if let Err(err) = published {
         // An event is not worth failing the reconcile for.
         debug!(token = %object_key(token), error = %err, "could not publish event");
     }
+}
+
+/// The longest object name for which kube's `Recorder` can name an Event
+/// (`<name>.<16 hex digits>` must fit the 253 characters of an object name).
+const MAX_RECORDER_NAME: usize = 253 - 17;
+
+/// Publishes an Event about a token whose name is too long for the Recorder's
+/// naming scheme: the same Event under a shortened name (no series counting).
+async fn publish_long_name(
+    ctx: &Context,
+    event: &Event,
+    reference: k8s_openapi::api::core::v1::ObjectReference,
+) -> Result<(), kube::Error> {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let now = jiff::Timestamp::now();
+    let base = reference.name.clone().unwrap_or_default();
+    let short = base[..MAX_RECORDER_NAME.min(base.len())].trim_end_matches(['-', '.']);
+    let ns = reference.namespace.clone().unwrap_or_default();
+    let k8s_event = K8sEvent {
+        action: Some(event.action.clone()),
+        reason: Some(event.reason.clone()),
+        note: event.note.clone(),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(reference),
+        reporting_controller: Some(ctx.config.reporter.clone()),
+        reporting_instance: Some(ctx.config.reporter.clone()),
+        type_: Some(
+            match event.type_ {
+                EventType::Normal => "Normal",
+                EventType::Warning => "Warning",
+            }
+            .to_owned(),
+        ),
+        metadata: kube::api::ObjectMeta {
+            name: Some(format!("{short}.{:x}", now.as_nanosecond())),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let events: Api<K8sEvent> = ctx.api(&ns);
+    events
+        .create(&kube::api::PostParams::default(), &k8s_event)
+        .await
+        .map(|_| ())
 }
 
 /// Bumps the token's pod-template annotation on each restart target whose

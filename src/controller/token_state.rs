@@ -139,6 +139,93 @@ pub fn secret_target(token: &ApiToken) -> (String, String) {
     (name, key)
 }
 
+/// What the API server would refuse in the Secret's extra labels and
+/// annotations (`spec.secret.labels`, `spec.secret.annotations`), which the
+/// CRD schema cannot express; `None` when they are valid.
+pub fn secret_template_error(token: &ApiToken) -> Option<String> {
+    let template = token.spec.secret.as_ref()?;
+    for (key, value) in &template.labels {
+        if let Some(why) = qualified_name_error(key) {
+            return Some(format!(
+                "spec.secret.labels: key {key:?} is not a valid label key: {why}"
+            ));
+        }
+        if value.len() > 63 {
+            return Some(format!(
+                "spec.secret.labels: the value of {key:?} is {} characters long, a label value allows at most 63",
+                value.len()
+            ));
+        }
+        if !value.is_empty() && !is_label_token(value) {
+            return Some(format!(
+                "spec.secret.labels: the value of {key:?} is not a valid label value: use letters, \
+                 digits, '-', '_' and '.', starting and ending with a letter or digit"
+            ));
+        }
+    }
+    let mut total = 0;
+    for (key, value) in &template.annotations {
+        total += key.len() + value.len();
+        if let Some(why) = qualified_name_error(&key.to_lowercase()) {
+            return Some(format!(
+                "spec.secret.annotations: key {key:?} is not a valid annotation key: {why}"
+            ));
+        }
+    }
+    // Leaves room for the annotation the operator adds.
+    const ANNOTATIONS_MAX: usize = 256 * 1024 - 512;
+    if total > ANNOTATIONS_MAX {
+        return Some(format!(
+            "spec.secret.annotations are {total} bytes, at most {ANNOTATIONS_MAX} are allowed"
+        ));
+    }
+    None
+}
+
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, at most 63 characters.
+fn is_label_token(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// Why `key` is not a Kubernetes qualified name (`[dns-subdomain/]name`).
+fn qualified_name_error(key: &str) -> Option<&'static str> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        let dns = !prefix.is_empty()
+            && prefix.len() <= 253
+            && prefix.split('.').all(|l| {
+                !l.is_empty()
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            });
+        if !dns {
+            return Some(
+                "the prefix before '/' must be a lowercase DNS subdomain such as example.com",
+            );
+        }
+    }
+    if name.len() > 63 {
+        return Some("the name part must be no more than 63 characters");
+    }
+    if name.contains('/') || !is_label_token(name) {
+        return Some(
+            "the name part must consist of letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+        );
+    }
+    None
+}
+
 /// The current value of the rotate annotation.
 pub fn rotation_request(token: &ApiToken) -> Option<&str> {
     token
@@ -205,6 +292,19 @@ pub fn decide(
             );
         }
     };
+
+    if let Some(err) = secret_template_error(token) {
+        let message =
+            format!("{err}; the current value, if any, stays in place until the spec is fixed");
+        return keep_with_ready(
+            &current,
+            generation,
+            reason::INVALID_SPEC,
+            message,
+            Requeue::OnChange,
+            now,
+        );
+    }
 
     if let SecretView::Foreign { controller } = secret {
         let owner = controller
@@ -311,6 +411,30 @@ pub fn decide(
             });
         }
         _ => {}
+    }
+    // Expired before any value was issued (expiresAt in the past): say so once.
+    let was_expired = current
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.reason == reason::EXPIRED);
+    if note.is_none()
+        && status.hash.is_none()
+        && !token.spec.disabled
+        && plan.validity == Validity::Expired
+        && !was_expired
+    {
+        let at = plan
+            .expires_at
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "the configured expiry".to_owned());
+        note = Some(Note {
+            warning: true,
+            reason: "Expired",
+            action: "Expire",
+            message: format!(
+                "the expiry {at} is in the past, so no value is issued; set a later spec.expiration"
+            ),
+        });
     }
     // A Secret of ours with no recorded value holds something nobody may use.
     if action == ValueAction::Keep

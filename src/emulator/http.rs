@@ -46,6 +46,10 @@ fn error_response(e: &ApiError) -> Response {
 /// The axum entry point for every path.
 pub async fn serve(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response {
     if !shared.available.load(Ordering::Acquire) {
+        // Refused requests are counted as their verb, so that outage traffic shows in `stats()`.
+        if let Some(verb) = verb_of(&shared, req.method(), req.uri()) {
+            verb_counter(&shared, verb);
+        }
         // Retry-After bounds the client-side retry backoff (kube-rs honours it) to one second.
         let mut resp = error_response(&ApiError::unavailable());
         resp.headers_mut()
@@ -178,6 +182,38 @@ fn parse_target(st: &State, group: &str, version: &str, rest: &[&str]) -> Result
         namespace,
         name,
         subresource: sub,
+    })
+}
+
+/// The verb a request to a resource path would be counted as; `None` for
+/// discovery and other non-resource paths (which are never counted).
+fn verb_of(shared: &Shared, method: &Method, uri: &axum::http::Uri) -> Option<&'static str> {
+    let segs: Vec<&str> = uri
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] if !rest.is_empty() => ("", *v, rest),
+        ["apis", g, v, rest @ ..] if !rest.is_empty() => (*g, *v, rest),
+        _ => return None,
+    };
+    let target = parse_target(&shared.lock(), group, version, rest).ok()?;
+    let watch = uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| matches!(kv, "watch=true" | "watch=1"))
+    });
+    Some(match (method, target.name.is_some()) {
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) if watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::POST, false) => "create",
+        (&Method::PUT, true) => "update",
+        (&Method::PATCH, true) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => return None,
     })
 }
 

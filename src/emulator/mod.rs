@@ -262,11 +262,14 @@ impl Emulator {
         Ok(kube::Client::try_from(config)?)
     }
 
+    /// Requests to resources so far, by verb; those refused with 503 while
+    /// unavailable are counted too.
     pub fn stats(&self) -> RequestStats {
         self.shared.stats.snapshot()
     }
 
-    /// Fault injection: while false every request gets 503 and open watches are closed.
+    /// Fault injection: while false every request gets 503 (still counted in
+    /// `stats()`) and open watches are closed.
     pub fn set_available(&self, up: bool) {
         self.shared.available.store(up, Ordering::Release);
         if !up {

@@ -155,6 +155,112 @@ fn validate_name(def: &ResourceDef, name: &str) -> Result<(), ApiError> {
     ))
 }
 
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, at most 63 characters: a
+/// label value (when not empty) or the name part of a qualified name.
+fn is_label_token(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+/// Why `key` is not a qualified name (`[prefix/]name`), as the real server words it.
+fn qualified_name_error(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        if prefix.is_empty() {
+            return Some("prefix part must be non-empty".to_owned());
+        }
+        if !is_dns_subdomain(prefix) {
+            return Some("prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".to_owned());
+        }
+    }
+    if name.is_empty() {
+        return Some("name part must be non-empty".to_owned());
+    }
+    if name.len() > 63 {
+        return Some("name part must be no more than 63 characters".to_owned());
+    }
+    if name.contains('/') || !is_label_token(name) {
+        return Some(QUALIFIED_NAME_MSG.to_owned());
+    }
+    None
+}
+
+/// Total size of all annotations (keys and values) the real server allows.
+const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
+
+/// `metadata.labels` and `metadata.annotations` syntax, checked on every write
+/// as the real server does (apimachinery `ValidateLabels`, `ValidateAnnotations`).
+fn validate_metadata(def: &ResourceDef, name: &str, obj: &Value) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    if let Some(labels) = obj["metadata"]["labels"].as_object() {
+        for (key, value) in labels {
+            if let Some(why) = qualified_name_error(key) {
+                errors.push(field_error(
+                    "metadata.labels",
+                    FieldErrorKind::Invalid,
+                    format!("Invalid value: {}: {why}", quote(key)),
+                ));
+            }
+            let value = value.as_str().unwrap_or_default();
+            if value.len() > 63 {
+                errors.push(field_error(
+                    "metadata.labels",
+                    FieldErrorKind::Invalid,
+                    format!(
+                        "Invalid value: {}: must be no more than 63 characters",
+                        quote(value)
+                    ),
+                ));
+            } else if !value.is_empty() && !is_label_token(value) {
+                errors.push(field_error(
+                    "metadata.labels",
+                    FieldErrorKind::Invalid,
+                    format!(
+                        "Invalid value: {}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+                        quote(value)
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(annotations) = obj["metadata"]["annotations"].as_object() {
+        let mut total = 0;
+        for (key, value) in annotations {
+            total += key.len() + value.as_str().map_or(0, str::len);
+            if let Some(why) = qualified_name_error(&key.to_lowercase()) {
+                errors.push(field_error(
+                    "metadata.annotations",
+                    FieldErrorKind::Invalid,
+                    format!("Invalid value: {}: {why}", quote(key)),
+                ));
+            }
+        }
+        if total > ANNOTATIONS_MAX_BYTES {
+            errors.push(field_error(
+                "metadata.annotations",
+                FieldErrorKind::TooLong,
+                format!("Too long: must have at most {ANNOTATIONS_MAX_BYTES} bytes"),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(def, name, &errors))
+    }
+}
+
 /// Fields whose change bumps `metadata.generation`.
 fn spec_part(def: &ResourceDef, obj: &Value) -> Value {
     let mut v = obj.clone();
@@ -492,6 +598,7 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Value, A
         m.remove("status");
     }
     namespace_gate(st, ctx)?;
+    validate_metadata(&def, &name, &obj)?;
     apply_kind_rules(st, ctx, &mut obj, true)?;
     if def.custom.is_some() {
         validate_custom(ctx, &mut obj, None)?;
@@ -630,6 +737,7 @@ fn commit_update(
             ));
         }
     }
+    validate_metadata(&def, &name, &new)?;
     apply_kind_rules(st, ctx, &mut new, false)?;
     if def.custom.is_some() {
         validate_custom(ctx, &mut new, Some(old))?;

@@ -101,6 +101,11 @@ impl Operator {
         }
     }
 
+    /// Whether the controller task is still running (it ends only when stopped, or on a panic).
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Stops the controller and waits until it has stopped.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -245,6 +250,26 @@ pub async fn counted_events_for(
         .collect()
 }
 
+/// Counts panics anywhere in this test process (every thread), keeping the
+/// default report. Install once, read with [`panics`].
+pub fn count_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+}
+
+static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Panics seen since [`count_panics`] was installed.
+pub fn panics() -> usize {
+    PANICS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Polls `check` until it returns Some, or fails after the deadline.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
@@ -335,8 +360,8 @@ pub async fn authenticated(addr: std::net::SocketAddr, value: &str) -> bool {
     review["status"]["authenticated"] == serde_json::json!(true)
 }
 
-/// A client for the emulator that counts every request it sends, including
-/// those the emulator refuses (its own `stats()` counts only served ones).
+/// A client for the emulator that counts every request it sends (the
+/// emulator's `stats()` counts every client's requests, refused ones included).
 pub fn counting_client(url: &str, sent: Arc<std::sync::atomic::AtomicU64>) -> Client {
     let config = kube::Config::new(url.parse().expect("emulator URL"));
     let count = tower::util::MapRequestLayer::new(move |req| {
