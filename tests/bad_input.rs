@@ -518,8 +518,23 @@ async fn every_bad_manifest_gets_exactly_its_expected_outcome() {
         }
     }
 
-    // No loop: once every outcome is reached the controller sends nothing
-    // (no retries, no rewrites, no event storms) for a while.
+    // No loop: once every outcome is reached, and the keys' token counts
+    // (written at most once a second per key) have caught up, the controller
+    // sends nothing (no retries, no rewrites, no event storms) for a while.
+    let mut settled = sent.load(Ordering::Relaxed);
+    let settle_deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = sent.load(Ordering::Relaxed);
+        if now == settled {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < settle_deadline,
+            "the controller never went quiet"
+        );
+        settled = now;
+    }
     let errors_before = operator.handles.stats.errors();
     let sent_before = sent.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(3)).await;
