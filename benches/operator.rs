@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench operator` runs the full suite (10k tokens, 100k
 //! indexed tokens); `-- --quick` a short version (CI checks that it runs);
-//! `-- --tokens N` sets the scale. Results are printed as a Markdown table.
+//! `-- --tokens N` sets the scale; `-- --only scale|storm|verifier` runs one
+//! section. Results are printed as a Markdown table.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -122,13 +123,26 @@ fn main() {
 }
 
 async fn run(settings: &Settings) -> Vec<Figure> {
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let wanted = |section: &str| only.as_deref().is_none_or(|o| o == section);
     let mut figures = Vec::new();
-    for &n in &settings.scales {
-        figures.extend(scale_and_steady(n, settings).await);
+    if wanted("scale") {
+        for &n in &settings.scales {
+            figures.extend(scale_and_steady(n, settings).await);
+        }
     }
-    figures.extend(storm(settings.storm).await);
-    for &n in &settings.verifier_sizes {
-        figures.extend(verifier_load(n, settings.load).await);
+    if wanted("storm") {
+        figures.extend(storm(settings.storm).await);
+    }
+    if wanted("verifier") {
+        for &n in &settings.verifier_sizes {
+            figures.extend(verifier_load(n, settings.load).await);
+        }
     }
     figures
 }
@@ -196,7 +210,19 @@ impl Operator {
             .append(true)
             .open(stack.kubeconfig.with_file_name("operator.log"))
             .expect("operator log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_apikey-operator"))
+        // APIKEY_BENCH_WRAPPER runs the operator under a profiler, e.g.
+        // "valgrind --tool=callgrind --callgrind-out-file=/tmp/operator.cg".
+        let wrapper = std::env::var("APIKEY_BENCH_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(env!("CARGO_BIN_EXE_apikey-operator"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_apikey-operator")),
+        };
+        let child = command
             .args(["run", "--kubeconfig"])
             .arg(&stack.kubeconfig)
             .args(["--verify-addr", &format!("127.0.0.1:{port}")])

@@ -1,6 +1,6 @@
 //! The ApiKey reconciler: resolves the owner to a principal (a ServiceAccount
-//! owner must exist), counts the key's tokens and makes the key the
-//! controller owner of each of them, so deleting a key deletes its tokens.
+//! owner must exist) and counts the key's tokens. `adopt` makes the key the
+//! controller owner of a token, so deleting a key deletes its tokens.
 
 use std::sync::Arc;
 
@@ -69,6 +69,11 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = key.name_any();
     let owner = &key.spec.owner;
+    // Token events wake the key many times a second during a burst; look at
+    // most once a second (the owner check and the count scan are not free).
+    if ctx.recently_written(&object_key(key), COUNTS_INTERVAL) {
+        return Ok(Action::requeue(COUNTS_INTERVAL));
+    }
 
     let owner_found = match owner.kind {
         OwnerKind::User => true,
@@ -96,7 +101,6 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
             t.namespace().as_deref() == Some(ns.as_str()) && t.spec.api_key_ref.name == name
         })
         .collect();
-    adopt_tokens(ctx, key, &ns, &tokens).await?;
 
     let count = |pred: &dyn Fn(&ApiToken) -> bool| tokens.iter().filter(|t| pred(t)).count() as i32;
     let conditions_of = |t: &ApiToken| {
@@ -118,19 +122,6 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
         ],
         ctx.clock.now(),
     );
-    // Only the counts changed, and the last write was moments ago: write them
-    // once the burst settles (a namespace of tokens applied at once would
-    // otherwise cost one key write per token).
-    let counts_only = ApiKeyStatus {
-        tokens: current.tokens,
-        ready_tokens: current.ready_tokens,
-        expired_tokens: current.expired_tokens,
-        ..desired.clone()
-    } == current;
-    if desired != current && counts_only && ctx.recently_written(&object_key(key), COUNTS_INTERVAL)
-    {
-        return Ok(Action::requeue(COUNTS_INTERVAL));
-    }
     if desired != current {
         let was_ready = is_true(&current.conditions, READY);
         // No resourceVersion precondition: the operator is the only writer of
@@ -207,47 +198,34 @@ pub fn desired_status(
     }
 }
 
-/// Makes the key the controller owner of each of its tokens that is not yet.
-async fn adopt_tokens(
-    ctx: &Context,
-    key: &ApiKey,
-    ns: &str,
-    tokens: &[Arc<ApiToken>],
-) -> Result<(), Error> {
-    let Some(owner) = key.controller_owner_ref(&()) else {
+/// Makes `key` the controller owner of `token`, keeping other owners and
+/// replacing a controller reference left by an earlier key of the same name.
+/// Called by the token reconciler the first time it sees its key Ready, so a
+/// key with many tokens does not adopt them one by one.
+pub(crate) async fn adopt(ctx: &Context, key: &ApiKey, token: &ApiToken) -> Result<(), Error> {
+    let (Some(owner), Some(ns)) = (key.controller_owner_ref(&()), token.namespace()) else {
         return Ok(());
     };
-    let api: Api<ApiToken> = ctx.api(ns);
-    for token in tokens {
-        let refs = token.owner_references();
-        if refs
-            .iter()
-            .any(|r| r.controller == Some(true) && r.uid == owner.uid)
-        {
-            continue;
-        }
-        // Keep other owners; replace a controller reference left by an
-        // earlier key of the same name.
-        let mut new_refs: Vec<_> = refs
-            .iter()
-            .filter(|r| r.controller != Some(true))
-            .cloned()
-            .collect();
-        new_refs.push(owner.clone());
-        let patch = json!({ "metadata": { "ownerReferences": new_refs, "resourceVersion": token.resource_version() } });
-        match api
-            .patch(
-                &token.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            // Someone changed the token meanwhile; its watch event brings us back.
-            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {}
-            Err(e) => return Err(kube_err("setting the ApiToken's owner reference")(e)),
-        }
+    let mut refs: Vec<_> = token
+        .owner_references()
+        .iter()
+        .filter(|r| r.controller != Some(true))
+        .cloned()
+        .collect();
+    refs.push(owner);
+    let patch = json!({ "metadata": { "ownerReferences": refs, "resourceVersion": token.resource_version() } });
+    let api: Api<ApiToken> = ctx.api(&ns);
+    match api
+        .patch(
+            &token.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        // The ownerReference change (or the conflicting one) wakes the token again.
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(()),
+        Err(e) => Err(kube_err("setting the ApiToken's owner reference")(e)),
     }
-    Ok(())
 }

@@ -114,10 +114,13 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
         return Ok(ctx.requeue_at(None));
     }
     let key_state = key_state(key.as_deref());
-    if matches!(key_state, KeyState::Ready { .. }) && !adopted_by(token, key.as_deref()) {
-        // The key's reconciler adopts the token first (its ownerReference
-        // change wakes us): issuing meanwhile would race that metadata write
-        // and leave a value a key deletion could not garbage-collect.
+    if let (KeyState::Ready { .. }, Some(key)) = (key_state, key.as_deref())
+        && !adopted_by(token, Some(key))
+    {
+        // The key becomes the token's controller owner before any value
+        // exists, so deleting the key always takes the value with it. The
+        // ownerReference change wakes this token again.
+        super::key::adopt(ctx, key, token).await?;
         return Ok(ctx.requeue_at(None));
     }
     let kind = match key.as_deref().map(|k| k.spec.owner.kind) {
