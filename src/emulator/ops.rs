@@ -613,7 +613,9 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Value, A
     if ctx.dry_run {
         return Ok(served(&def, &ctx.version, &obj));
     }
-    if obj["metadata"]["ownerReferences"].is_array() {
+    // A whole-store collection only when an owner is absent: with every owner
+    // present there is nothing to collect, and scanning per write is quadratic.
+    if st.owner_missing(&obj) {
         st.gc_pending = true;
     }
     let stored = st.put(&def, obj, EventType::Added);
@@ -768,7 +770,9 @@ fn commit_update(
         let gone = st.remove(&def, &ns, &name).unwrap_or_else(|| old.clone());
         return Ok(served(&def, &ctx.version, &gone));
     }
-    if new["metadata"]["ownerReferences"] != old["metadata"]["ownerReferences"] {
+    if new["metadata"]["ownerReferences"] != old["metadata"]["ownerReferences"]
+        && st.owner_missing(&new)
+    {
         st.gc_pending = true;
     }
     let stored = st.put(&def, new, EventType::Modified);

@@ -2,7 +2,7 @@
 //! history of change events for watch resume (410 beyond it) and per-watch channels fed on write.
 //! `ops` implements the API verbs on top of `State`; `http` streams watch channels to clients.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -97,6 +97,9 @@ pub struct State {
     pub watchers: Vec<Watcher>,
     /// Set when a deletion may have left work for the garbage collector.
     pub gc_pending: bool,
+    /// The uid of every stored object, so a write can tell at once whether
+    /// its owners exist (the collector then only runs when one does not).
+    pub uids: HashSet<String>,
 }
 
 impl State {
@@ -110,6 +113,7 @@ impl State {
             oldest_resumable: 0,
             watchers: Vec::new(),
             gc_pending: false,
+            uids: HashSet::new(),
         }
     }
 
@@ -117,6 +121,15 @@ impl State {
         self.objects
             .get(resource)?
             .get(&(ns.to_string(), name.to_string()))
+    }
+
+    /// Whether some ownerReference of `obj` names an object that is not stored.
+    pub fn owner_missing(&self, obj: &Value) -> bool {
+        obj["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["uid"].as_str().is_none_or(|uid| !self.uids.contains(uid)))
     }
 
     pub fn next_rv(&mut self) -> u64 {
@@ -129,6 +142,9 @@ impl State {
         let rv = self.next_rv();
         obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         let key = obj_key(&obj);
+        if let Some(uid) = obj["metadata"]["uid"].as_str() {
+            self.uids.insert(uid.to_string());
+        }
         let obj = Arc::new(obj);
         let previous = self
             .objects
@@ -148,6 +164,9 @@ impl State {
             .objects
             .get_mut(&def.key())?
             .remove(&(ns.to_string(), name.to_string()))?;
+        if let Some(uid) = old["metadata"]["uid"].as_str() {
+            self.uids.remove(uid);
+        }
         let rv = self.next_rv();
         let mut obj = (*old).clone();
         obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
@@ -238,10 +257,14 @@ impl State {
         self.rv = snap["resourceVersion"].as_u64().unwrap_or(0);
         self.oldest_resumable = self.rv;
         self.objects.clear();
+        self.uids.clear();
         for entry in snap["objects"].as_array().into_iter().flatten() {
             let (Some(res), obj) = (entry["resource"].as_str(), &entry["object"]) else {
                 continue;
             };
+            if let Some(uid) = obj["metadata"]["uid"].as_str() {
+                self.uids.insert(uid.to_string());
+            }
             self.objects
                 .entry(res.to_string())
                 .or_default()
