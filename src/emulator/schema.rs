@@ -1762,6 +1762,8 @@ fn rule_field_path(path: &[Seg], fp: Option<&str>) -> String {
 
 thread_local! {
     static CEL: kcel::Validator = kcel::Validator::new();
+    static COMPILED: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<kcel::CompiledSchema>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 fn eval_rule(
@@ -1794,7 +1796,19 @@ fn eval_rule(
             Value::Array(vec![rule.clone()]),
         );
     }
-    let result = CEL.with(|validator| validator.validate(&one, v, old));
+    // Compiling a rule costs far more than running it: compile each
+    // (schema node, rule) once per thread and reuse it for every object.
+    let compiled = COMPILED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache
+            .entry(one.to_string())
+            .or_insert_with(|| std::rc::Rc::new(kcel::compile_schema(&one)))
+            .clone()
+    });
+    let result = CEL.with(|validator| validator.validate_compiled(&compiled, v, old));
     let Err(errors) = result else { return };
     for e in errors.iter() {
         match e.kind {
