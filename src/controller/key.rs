@@ -42,19 +42,6 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Er
     result
 }
 
-pub fn error_policy(key: Arc<ApiKey>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.handles
-        .stats
-        .errors
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    ctx.handles
-        .metrics
-        .errored(crate::metrics::API_KEY, error.kind());
-    let wait = ctx.backoff(object_key(key.as_ref()), error);
-    warn!(key = %object_key(key.as_ref()), kind = error.kind(), error = %error, retry_in = ?wait, "ApiKey reconcile failed");
-    Action::requeue(wait)
-}
-
 /// The identity a key's tokens authenticate as.
 pub fn principal(namespace: &str, owner_kind: OwnerKind, owner_name: &str) -> String {
     match owner_kind {

@@ -256,6 +256,22 @@ fn jitter(base: Duration, fraction: f64) -> Duration {
     base.mul_f64(f)
 }
 
+/// The error policy of both controllers: count the error by bounded kind,
+/// log it and retry with the object's backoff.
+fn retry_after_error<K: Resource>(
+    kind: &'static str,
+    obj: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.handles.stats.errors.fetch_add(1, Ordering::Relaxed);
+    ctx.handles.metrics.errored(kind, error.kind());
+    let object = object_key(obj.as_ref());
+    let wait = ctx.backoff(object.clone(), error);
+    warn!(kind, object = %object, error_kind = error.kind(), error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
 fn object_key<K: Resource>(obj: &K) -> String {
     format!(
         "{}/{}",
@@ -420,7 +436,11 @@ pub async fn run_with(
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown.clone())
-        .run(token::reconcile, token::error_policy, ctx.clone())
+        .run(
+            token::reconcile,
+            |t, e, c| retry_after_error(crate::metrics::API_TOKEN, t, e, c),
+            ctx.clone(),
+        )
         .for_each(|result| async move {
             if let Err(err) = result {
                 log_controller_error("ApiToken", &err);
@@ -448,7 +468,11 @@ pub async fn run_with(
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
-        .run(key::reconcile, key::error_policy, ctx)
+        .run(
+            key::reconcile,
+            |k, e, c| retry_after_error(crate::metrics::API_KEY, k, e, c),
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(err) = result {
                 log_controller_error("ApiKey", &err);

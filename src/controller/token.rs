@@ -17,7 +17,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{Instrument, debug, info, warn};
+use tracing::{Instrument, debug, info};
 
 use super::conditions::is_true;
 use super::token_state::{
@@ -73,19 +73,6 @@ pub async fn reconcile(token: Arc<ApiToken>, ctx: Arc<Context>) -> Result<Action
         .token_reconciles
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     result
-}
-
-pub fn error_policy(token: Arc<ApiToken>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.handles
-        .stats
-        .errors
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    ctx.handles
-        .metrics
-        .errored(crate::metrics::API_TOKEN, error.kind());
-    let wait = ctx.backoff(object_key(token.as_ref()), error);
-    warn!(token = %object_key(token.as_ref()), kind = error.kind(), error = %error, retry_in = ?wait, "ApiToken reconcile failed");
-    Action::requeue(wait)
 }
 
 async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Error> {
