@@ -308,8 +308,11 @@ fn validate_custom(ctx: &WriteCtx, obj: &mut Value, old: Option<&Value>) -> Resu
         .unwrap_or_default()
         .to_string();
     let before = (ctx.validation == FieldValidation::Strict).then(|| obj.clone());
-    schema::validate_and_prune(schema, obj, old)
-        .map_err(|errors| ApiError::invalid(&ctx.def, &name, &errors))?;
+    let checked = match ctx.def.schema_problem(&ctx.version) {
+        Some(problem) => Err(schema::malformed(problem)),
+        None => schema::validate_and_prune_checked(schema, obj, old),
+    };
+    checked.map_err(|errors| ApiError::invalid(&ctx.def, &name, &errors))?;
     if let Some(before) = before {
         let mut unknown = Vec::new();
         pruned_paths(&before, obj, String::new(), &mut unknown);

@@ -29,6 +29,9 @@ pub struct ResourceDef {
 #[derive(Debug, Clone, Default)]
 pub struct CustomInfo {
     pub schemas: HashMap<String, Value>,
+    /// Versions whose schema `schema::check` rejected, with the problem (checked once here
+    /// rather than on every write).
+    pub schema_problems: HashMap<String, String>,
     pub printer_columns: HashMap<String, Vec<Value>>,
 }
 
@@ -70,6 +73,11 @@ impl ResourceDef {
 
     pub fn schema(&self, version: &str) -> Option<&Value> {
         self.custom.as_ref()?.schemas.get(version)
+    }
+
+    /// Why the schema of `version` cannot be used for validation, if it cannot.
+    pub fn schema_problem(&self, version: &str) -> Option<&str> {
+        self.custom.as_ref()?.schema_problems.get(version).map(String::as_str)
     }
 }
 
@@ -278,6 +286,9 @@ pub fn def_from_crd(crd: &Value) -> Option<ResourceDef> {
             status = true;
         }
         if let Some(schema) = v["schema"].get("openAPIV3Schema") {
+            if let Err(problem) = super::schema::check(schema) {
+                custom.schema_problems.insert(name.to_string(), problem);
+            }
             custom.schemas.insert(name.to_string(), schema.clone());
         }
         if let Some(cols) = v["additionalPrinterColumns"].as_array() {

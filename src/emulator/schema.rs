@@ -208,14 +208,35 @@ pub fn validate_and_prune(
     obj: &mut Value,
     old: Option<&Value>,
 ) -> Result<(), Vec<FieldError>> {
-    if let Err(problem) = check_schema(schema, "openAPIV3Schema", 0) {
-        return Err(vec![FieldError::raw(
-            "<nil>",
-            FieldErrorKind::Invalid,
-            Some(go_quote("")),
-            format!("invalid CRD schema: {problem}"),
-        )]);
+    if let Err(problem) = check(schema) {
+        return Err(malformed(&problem));
     }
+    validate_and_prune_checked(schema, obj, old)
+}
+
+/// Whether a schema has the shape validation relies on; `Err` names the first problem.
+/// Walking the schema costs as much as validating an object, so the emulator runs this
+/// once per CRD version (see `ResourceDef::schema_problem`), not once per write.
+pub fn check(schema: &Value) -> Result<(), String> {
+    check_schema(schema, "openAPIV3Schema", 0)
+}
+
+/// The error every write gets while its CRD's schema is malformed.
+pub fn malformed(problem: &str) -> Vec<FieldError> {
+    vec![FieldError::raw(
+        "<nil>",
+        FieldErrorKind::Invalid,
+        Some(go_quote("")),
+        format!("invalid CRD schema: {problem}"),
+    )]
+}
+
+/// `validate_and_prune` for a schema `check` has already accepted.
+pub fn validate_and_prune_checked(
+    schema: &Value,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), Vec<FieldError>> {
     prune(obj, Some(schema), true);
     prune_nulls(obj, schema);
     apply_defaults(obj, schema);
@@ -999,7 +1020,7 @@ fn validate_string(s: &Value, st: &str, v: &Value, path: &[Seg], out: &mut Vec<F
         return;
     }
     if let Some(p) = sstr(s, "pattern").filter(|p| !p.is_empty()) {
-        let matched = match regex::Regex::new(p) {
+        let matched = match cached_regex(p) {
             Ok(re) => re.is_match(st),
             Err(e) => {
                 out.push(invalid_at(
@@ -1384,7 +1405,29 @@ fn format_ok(format: &str, s: &str) -> bool {
 }
 
 fn re_match(pattern: &str, s: &str) -> bool {
-    regex::Regex::new(pattern).is_ok_and(|re| re.is_match(s))
+    cached_regex(pattern).is_ok_and(|re| re.is_match(s))
+}
+
+thread_local! {
+    static REGEXES: std::cell::RefCell<std::collections::HashMap<String, Result<regex::Regex, regex::Error>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// A schema `pattern` compiled once per thread: compiling costs far more than matching
+/// (the profile in BENCHMARKS.md showed it as 61% of the emulator's CPU time).
+fn cached_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    REGEXES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(compiled) = cache.get(pattern) {
+            return compiled.clone();
+        }
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        let compiled = regex::Regex::new(pattern);
+        cache.insert(pattern.to_owned(), compiled.clone());
+        compiled
+    })
 }
 
 fn digits(s: &str) -> Option<u32> {
