@@ -273,9 +273,17 @@ fn resource(
                 ));
             }
             let name = target.name.as_deref().unwrap_or_default();
+            let force = req.flag("force");
+            let applied = match kind {
+                PatchKind::Apply => Some(ops::parse_apply_body(&req.body)?),
+                _ => None,
+            };
             let mut st = shared.lock();
             let existed = st.get(&ctx.def.key(), &ctx.namespace, name).is_some();
-            let patched = ops::patch(&mut st, &ctx, name, kind, &req.body, req.flag("force"))?;
+            let patched = match applied {
+                Some(applied) => ops::apply(&mut st, &ctx, name, applied, force)?,
+                None => ops::patch(&mut st, &ctx, name, kind, &req.body, force)?,
+            };
             Ok(json_response(if existed { 200 } else { 201 }, &patched))
         }
         (&Method::DELETE, true) => {

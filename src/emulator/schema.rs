@@ -1725,12 +1725,9 @@ fn cel_node(
         Some(o) => o == v,
         None => parent_unchanged,
     };
-    let mut rules = Vec::new();
-    node_rules(s, &mut rules);
-    if !rules.is_empty() {
-        let typing = typing_schema(s);
-        for rule in &rules {
-            eval_rule(&typing, rule, v, old, path, unchanged, out);
+    if let Some(programs) = node_programs(s) {
+        for (rule, compiled) in &programs.rules {
+            eval_rule(&programs.node_type, rule, compiled, v, old, path, unchanged, out);
         }
     }
     match v {
@@ -1803,15 +1800,69 @@ fn rule_field_path(path: &[Seg], fp: Option<&str>) -> String {
     }
 }
 
+/// The compiled rules of one schema node, with the node they were compiled from.
+struct NodePrograms {
+    node: Value,
+    node_type: String,
+    rules: Vec<(Value, kcel::CompiledSchema)>,
+}
+
 thread_local! {
     static CEL: kcel::Validator = kcel::Validator::new();
-    static COMPILED: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<kcel::CompiledSchema>>> =
+    static COMPILED: std::cell::RefCell<std::collections::HashMap<usize, std::rc::Rc<NodePrograms>>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
+/// The node's CEL rules, each compiled against the node's typing (None without rules).
+/// Compiling a rule costs far more than running it, and even building the cache key from
+/// the schema showed in the profile, so programs are cached per node address and the
+/// cached copy of the node is compared (no allocation) to detect a replaced schema.
+fn node_programs(s: &Value) -> Option<std::rc::Rc<NodePrograms>> {
+    if sget(s, "x-kubernetes-validations").is_none() && sget(s, "allOf").is_none() {
+        return None;
+    }
+    let key = std::ptr::from_ref(s) as usize;
+    if let Some(hit) = COMPILED.with(|c| c.borrow().get(&key).filter(|p| p.node == *s).cloned()) {
+        return (!hit.rules.is_empty()).then_some(hit);
+    }
+    let mut rules = Vec::new();
+    node_rules(s, &mut rules);
+    let typing = typing_schema(s);
+    let compiled = rules
+        .into_iter()
+        .filter(|rule| !sstr(rule, "rule").unwrap_or_default().trim().is_empty())
+        .map(|rule| {
+            let mut one = typing.clone();
+            if let Value::Object(m) = &mut one {
+                m.insert(
+                    "x-kubernetes-validations".into(),
+                    Value::Array(vec![rule.clone()]),
+                );
+            }
+            let program = kcel::compile_schema(&one);
+            (rule, program)
+        })
+        .collect();
+    let programs = std::rc::Rc::new(NodePrograms {
+        node: s.clone(),
+        node_type: sstr(&typing, "type").unwrap_or_default().to_owned(),
+        rules: compiled,
+    });
+    COMPILED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() > 4096 {
+            c.clear();
+        }
+        c.insert(key, programs.clone());
+    });
+    (!programs.rules.is_empty()).then_some(programs)
+}
+
+#[allow(clippy::too_many_arguments)] // one rule's evaluation context, passed through
 fn eval_rule(
-    typing: &Value,
+    node_type: &str,
     rule: &Value,
+    compiled: &kcel::CompiledSchema,
     v: &Value,
     old: Option<&Value>,
     path: &[Seg],
@@ -1819,39 +1870,16 @@ fn eval_rule(
     out: &mut Vec<FieldError>,
 ) {
     let rule_text = sstr(rule, "rule").unwrap_or_default().trim().to_string();
-    if rule_text.is_empty() {
-        return;
-    }
     let message = sstr(rule, "message")
         .map(str::trim)
         .filter(|m| !m.is_empty());
     let rule_error_string = message
         .map(str::to_string)
         .unwrap_or_else(|| rule_text.clone());
-    let node_type = sstr(typing, "type").unwrap_or_default();
     let node_path = field_path(path);
     let type_value = Some(go_quote(node_type));
 
-    let mut one = typing.clone();
-    if let Value::Object(m) = &mut one {
-        m.insert(
-            "x-kubernetes-validations".into(),
-            Value::Array(vec![rule.clone()]),
-        );
-    }
-    // Compiling a rule costs far more than running it: compile each
-    // (schema node, rule) once per thread and reuse it for every object.
-    let compiled = COMPILED.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.len() > 4096 {
-            cache.clear();
-        }
-        cache
-            .entry(one.to_string())
-            .or_insert_with(|| std::rc::Rc::new(kcel::compile_schema(&one)))
-            .clone()
-    });
-    let result = CEL.with(|validator| validator.validate_compiled(&compiled, v, old));
+    let result = CEL.with(|validator| validator.validate_compiled(compiled, v, old));
     let Err(errors) = result else { return };
     for e in errors.iter() {
         match e.kind {
