@@ -434,6 +434,7 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
             .expect("key create");
     }
     let start_stats = s.emulator.stats();
+    let writes_before = s.emulator.writes_by();
     let start = Instant::now();
     let client = s.client.clone();
     let watch = tokio::spawn({
@@ -468,6 +469,7 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
     let scale_stats = s.emulator.stats() - start_stats;
     // The bench's own creates are not the operator's writes.
     let operator_writes = scale_stats.writes.saturating_sub(n as u64);
+    let breakdown = write_breakdown(&writes_before, &s.emulator.writes_by(), n);
 
     // Settle, then steady state: no changes for the window.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -518,6 +520,14 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
         ),
         figure(
             "scale",
+            label("operator writes per issued token, by request"),
+            breakdown,
+            "-",
+            "-",
+            "-",
+        ),
+        figure(
+            "scale",
             label("operator steady RSS"),
             format!("{:.1} MiB", steady_rss as f64 / 1024.0),
             "-",
@@ -552,6 +562,31 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
             "-",
         ),
     ]
+}
+
+/// The operator's writes per token by `METHOD resource[/sub] code`, largest first, without the
+/// benchmark's own `n` ApiToken creates.
+fn write_breakdown(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    n: usize,
+) -> String {
+    let mut rows: Vec<(String, u64)> = after
+        .iter()
+        .map(|(k, v)| {
+            let mut d = v - before.get(k).copied().unwrap_or(0);
+            if k == "POST apitokens 201" {
+                d = d.saturating_sub(n as u64);
+            }
+            (k.clone(), d)
+        })
+        .filter(|(_, d)| *d > 0)
+        .collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.iter()
+        .map(|(k, d)| format!("{k}: {:.2}", *d as f64 / n as f64))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Cuts every watch (a short outage) and samples the operator's RSS while it relists.

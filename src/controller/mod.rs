@@ -354,6 +354,7 @@ pub async fn run_with(
 
     // The token reconciler reads keys from this store; key changes wake their tokens.
     let (keys, key_writer) = reflector::store();
+    let keys_for_tokens = keys.clone();
     let key_stream = watcher::watcher(keys_api.clone(), selected())
         .default_backoff()
         .modify(|k: &mut ApiKey| k.managed_fields_mut().clear())
@@ -423,9 +424,27 @@ pub async fn run_with(
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
     let tokens_for_keys = tokens.clone();
+    // The last fingerprint per key: a key's status is rewritten as its token
+    // counts change, which must not wake (and re-read) all of its tokens.
+    // A deleted key is gone from the store by the time its event arrives here.
+    let key_seen: Mutex<HashMap<ObjectRef<ApiKey>, u64>> = Mutex::default();
     let token_run = token_controller
         .owns_stream(secret_stream)
         .watches_stream(key_stream, move |key: ApiKey| {
+            let key_ref = ObjectRef::from_obj(&key);
+            let changed = {
+                let mut seen = key_seen.lock().unwrap_or_else(|e| e.into_inner());
+                if keys_for_tokens.get(&key_ref).is_some() {
+                    let fingerprint = token::key_fingerprint(&key);
+                    seen.insert(key_ref, fingerprint) != Some(fingerprint)
+                } else {
+                    seen.remove(&key_ref);
+                    true
+                }
+            };
+            if !changed {
+                return Vec::new();
+            }
             let ns = key.namespace();
             let name = key.name_any();
             tokens_for_keys

@@ -359,6 +359,24 @@ fn adopted_by(token: &ApiToken, key: Option<&ApiKey>) -> bool {
         .any(|r| r.controller == Some(true) && r.uid == key_uid)
 }
 
+/// A digest of what a token's reconcile reads from its key (`key_state`,
+/// `adopted_by`): key events that leave it unchanged, such as the key's token
+/// counts, need not wake every token of the key.
+pub(crate) fn key_fingerprint(key: &ApiKey) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.metadata.uid.hash(&mut h);
+    serde_json::to_string(&key.spec)
+        .unwrap_or_default()
+        .hash(&mut h);
+    let ready = key
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
+    ready.map(|c| (&c.status, &c.message)).hash(&mut h);
+    h.finish()
+}
+
 fn key_state(key: Option<&ApiKey>) -> KeyState<'_> {
     match key {
         None => KeyState::Missing,

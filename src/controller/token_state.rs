@@ -243,6 +243,7 @@ pub fn decide(
     secret: &SecretView,
     now: Timestamp,
 ) -> Decision {
+    let now = stored_precision(now);
     let current = token.status.clone().unwrap_or_default();
     let generation = token.metadata.generation;
     let (secret_name, _) = secret_target(token);
@@ -557,13 +558,21 @@ fn issue_decision(
     );
     let next_due = after.next_due;
 
-    let note = issue_note(kind, &secret_name, request);
     Decision {
         action,
         status,
-        note: Some(note),
+        note: issue_note(kind, &secret_name, request),
         requeue: next_due.map_or(Requeue::OnChange, Requeue::At),
     }
+}
+
+/// `now` without its fraction of a second: status times are stored in whole
+/// seconds, so instants and the messages that quote them are computed at that
+/// precision, or the next reconcile (reading the stored copy) would compute a
+/// different status and write again. Rounding down never makes work early: a
+/// due instant is itself in whole seconds.
+fn stored_precision(now: Timestamp) -> Timestamp {
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
 
 /// The status that records `hash` as pending before the Secret is written.
@@ -575,6 +584,7 @@ pub fn pending(
     token_id: &str,
     now: Timestamp,
 ) -> ApiTokenStatus {
+    let now = stored_precision(now);
     let (secret_name, _) = secret_target(token);
     let mut status = current.clone();
     status.token_id = Some(token_id.to_owned());
@@ -605,14 +615,13 @@ pub fn promoted(decided: &ApiTokenStatus, hash: &str, token_id: &str) -> ApiToke
     status
 }
 
-fn issue_note(kind: IssueKind, secret_name: &str, request: Option<&str>) -> Note {
-    match kind {
-        IssueKind::Initial => Note {
-            warning: false,
-            reason: "Issued",
-            action: "Issue",
-            message: format!("issued a new value into Secret {secret_name:?}"),
-        },
+/// The Event an issue publishes. None for the first value of a new token: that
+/// is what the user asked for, the Ready condition (reason `Issued`) and the
+/// `issued` metric record it, and an Event per token would add a fifth API
+/// write to every token created. Events are for what changes a value later.
+fn issue_note(kind: IssueKind, secret_name: &str, request: Option<&str>) -> Option<Note> {
+    Some(match kind {
+        IssueKind::Initial => return None,
         IssueKind::Rotation(RotateReason::Scheduled) => Note {
             warning: false,
             reason: "Rotated",
@@ -653,7 +662,7 @@ fn issue_note(kind: IssueKind, secret_name: &str, request: Option<&str>) -> Note
                  tampered); replaced it with a fresh value"
             ),
         },
-    }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

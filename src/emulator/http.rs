@@ -80,10 +80,37 @@ pub async fn serve(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
         query,
         body,
     };
-    match route(&shared, &segs, &req) {
+    let resp = match route(&shared, &segs, &req) {
         Ok(resp) => resp,
         Err(e) => error_response(&e),
+    };
+    tally_write(&shared, &req.method, &segs, resp.status().as_u16());
+    resp
+}
+
+/// Counts a write under `METHOD resource[/subresource] code` (see `Emulator::writes_by`).
+fn tally_write(shared: &Shared, method: &Method, segs: &[&str], code: u16) {
+    if !matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) {
+        return;
     }
+    let rest = match segs {
+        ["api", _, rest @ ..] | ["apis", _, _, rest @ ..] => rest,
+        _ => return,
+    };
+    let rest = match rest {
+        ["namespaces", _, tail @ ..] if !tail.is_empty() => tail,
+        _ => rest,
+    };
+    let Some(resource) = rest.first() else { return };
+    let target = match rest.get(2) {
+        Some(sub) => format!("{method} {resource}/{sub} {code}"),
+        None => format!("{method} {resource} {code}"),
+    };
+    let mut by = shared.writes_by.lock().unwrap_or_else(|e| e.into_inner());
+    *by.entry(target).or_default() += 1;
 }
 
 struct ApiRequest {

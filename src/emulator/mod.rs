@@ -123,6 +123,8 @@ impl Counters {
 struct Shared {
     state: Mutex<State>,
     stats: Counters,
+    /// Writes by `METHOD resource[/subresource] status-code`, for benchmarks to break down.
+    writes_by: Mutex<std::collections::BTreeMap<String, u64>>,
     available: AtomicBool,
 }
 
@@ -169,6 +171,7 @@ impl Emulator {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             stats: Counters::default(),
+            writes_by: Mutex::default(),
             available: AtomicBool::new(true),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port))
@@ -266,6 +269,16 @@ impl Emulator {
     /// unavailable are counted too.
     pub fn stats(&self) -> RequestStats {
         self.shared.stats.snapshot()
+    }
+
+    /// Write requests so far by `METHOD resource[/subresource] status-code`
+    /// (e.g. `PATCH apitokens/status 409`), including refused ones.
+    pub fn writes_by(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared
+            .writes_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Fault injection: while false every request gets 503 (still counted in
