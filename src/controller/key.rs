@@ -211,7 +211,10 @@ pub(crate) async fn adopt(ctx: &Context, key: &ApiKey, token: &ApiToken) -> Resu
         .await
     {
         // The ownerReference change (or the conflicting one) wakes the token again.
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            ctx.replaced(&object_key(token), token.resource_version());
+            Ok(())
+        }
         Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(()),
         Err(e) => Err(kube_err("setting the ApiToken's owner reference")(e)),
     }

@@ -175,6 +175,11 @@ fn kube_err(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
 }
 
 /// Shared state of both reconcilers.
+/// Bound on `Context::superseded` (entries of deleted tokens are not removed one by one).
+const SUPERSEDED_LIMIT: usize = 100_000;
+/// How soon a reconcile skipped as `behind_own_write` looks again if no watch event comes first.
+const BEHIND_RECHECK: Duration = Duration::from_secs(2);
+
 pub struct Context {
     pub client: Client,
     pub config: Config,
@@ -187,6 +192,9 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// When each key's status was last written (throttles count updates).
     written: Mutex<HashMap<String, std::time::Instant>>,
+    /// Per ApiToken, the resourceVersions our own writes replaced since the
+    /// cache last caught up (see `behind_own_write`).
+    superseded: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Context {
@@ -221,6 +229,38 @@ impl Context {
         written
             .get(object)
             .is_some_and(|at| at.elapsed() < interval)
+    }
+
+    /// Records that our write replaced version `rv` of `object`.
+    fn replaced(&self, object: &str, rv: Option<String>) {
+        let Some(rv) = rv else { return };
+        let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
+        if superseded.len() > SUPERSEDED_LIMIT {
+            superseded.clear(); // deleted objects' entries; at worst one 409 each
+        }
+        let list = superseded.entry(object.to_owned()).or_default();
+        list.push(rv);
+        if list.len() > 8 {
+            list.remove(0);
+        }
+    }
+
+    /// Whether the cached `object` at `rv` is a version our own write already
+    /// replaced: the reconcile runs before the watch delivered our write (woken
+    /// by e.g. the Secret event), and acting on it would redo work or meet a
+    /// certain 409. The watch event of our write wakes the object again. Any
+    /// other version means the cache caught up, and the record is dropped.
+    fn behind_own_write(&self, object: &str, rv: Option<&str>) -> bool {
+        let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
+        let behind = rv.is_some_and(|rv| {
+            superseded
+                .get(object)
+                .is_some_and(|list| list.iter().any(|r| r == rv))
+        });
+        if !behind {
+            superseded.remove(object);
+        }
+        behind
     }
 
     fn mark_written(&self, object: String) {
@@ -419,6 +459,7 @@ pub async fn run_with(
         secrets,
         failures: Mutex::default(),
         written: Mutex::default(),
+        superseded: Mutex::default(),
     });
 
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));

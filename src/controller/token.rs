@@ -76,6 +76,9 @@ pub async fn reconcile(token: Arc<ApiToken>, ctx: Arc<Context>) -> Result<Action
 }
 
 async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Error> {
+    if ctx.behind_own_write(&object_key(token), token.resource_version().as_deref()) {
+        return Ok(Action::requeue(super::BEHIND_RECHECK));
+    }
     let ns = token
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -141,6 +144,7 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
     match &decision.action {
         ValueAction::Keep => {
             write_status_if_changed(
+                ctx,
                 &tokens_api,
                 token,
                 &current,
@@ -152,6 +156,7 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
         ValueAction::Remove => {
             // Status first: once it records no value, the verifier rejects every old one.
             write_status_if_changed(
+                ctx,
                 &tokens_api,
                 token,
                 &current,
@@ -172,7 +177,7 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
                 .clone()
                 .ok_or(Error::MissingField("status.tokenId"))?;
             let status = token_state::promoted(&decision.status, &pending.hash, &token_id);
-            write_status(&tokens_api, token, &status, rv.as_deref()).await?;
+            write_status(ctx, &tokens_api, token, &status, rv.as_deref()).await?;
             hash_now = status.hash;
         }
         ValueAction::Issue(issue) => {
@@ -248,6 +253,7 @@ async fn issue_value(
         ctx.clock.now(),
     );
     let written = write_status(
+        ctx,
         &tokens_api,
         token,
         &pending,
@@ -291,6 +297,7 @@ async fn issue_value(
 
     let status = token_state::promoted(&decision.status, hash.as_str(), token_id.as_str());
     write_status(
+        ctx,
         &tokens_api,
         &written,
         &status,
@@ -479,6 +486,7 @@ async fn delete_secret(api: &Api<Secret>, name: &str, uid: &str) -> Result<(), E
 /// Writes the status by server-side apply, with the resourceVersion the
 /// decision was based on as a precondition (a stale cache gets a 409 and a retry).
 async fn write_status(
+    ctx: &Context,
     api: &Api<ApiToken>,
     token: &ApiToken,
     status: &ApiTokenStatus,
@@ -493,16 +501,20 @@ async fn write_status(
         "metadata": { "name": token.name_any(), "resourceVersion": rv },
         "status": status,
     });
-    api.patch_status(
-        &token.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(kube_err("writing the ApiToken status"))
+    let written = api
+        .patch_status(
+            &token.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(kube_err("writing the ApiToken status"))?;
+    ctx.replaced(&object_key(token), token.resource_version());
+    Ok(written)
 }
 
 async fn write_status_if_changed(
+    ctx: &Context,
     api: &Api<ApiToken>,
     token: &ApiToken,
     current: &ApiTokenStatus,
@@ -512,7 +524,7 @@ async fn write_status_if_changed(
     if same_status(current, desired) {
         return Ok(());
     }
-    write_status(api, token, desired, rv).await.map(|_| ())
+    write_status(ctx, api, token, desired, rv).await.map(|_| ())
 }
 
 /// Equal for our purposes: ignores the verifier's field and condition order.
