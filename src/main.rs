@@ -153,6 +153,12 @@ enum Command {
         /// e.g. `shard=a`, so several instances can share the work.
         #[arg(long, short = 'l')]
         selector: Option<String>,
+        /// At most this many ApiTokens (and as many ApiKeys) are reconciled at
+        /// once; also bounds the API connections the operator opens (1..=1024).
+        #[arg(long, default_value_t = apikey_operator::controller::DEFAULT_CONCURRENCY,
+              value_parser = clap::value_parser!(u16).range(1..=1024),
+              env = "APIKEY_OPERATOR_CONCURRENCY")]
+        concurrency: u16,
         #[command(flatten)]
         verify: VerifyArgs,
         #[command(flatten)]
@@ -339,6 +345,7 @@ async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             cluster,
             namespace,
             selector,
+            concurrency,
             verify,
             admin,
             leader,
@@ -350,6 +357,7 @@ async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 controller: controller::Config {
                     namespace,
                     selector,
+                    concurrency,
                     ..Default::default()
                 },
                 verifier,

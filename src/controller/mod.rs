@@ -49,7 +49,13 @@ pub struct Config {
     pub resync: Duration,
     /// Name reported as the source of Events.
     pub reporter: String,
+    /// Reconciles run at once per controller. Unbounded, a burst of 10,000
+    /// tokens opened hundreds of API connections, each with its own buffers.
+    pub concurrency: u16,
 }
+
+/// Default of `Config::concurrency`: enough to keep an API server busy.
+pub const DEFAULT_CONCURRENCY: u16 = 16;
 
 impl Default for Config {
     fn default() -> Self {
@@ -58,6 +64,7 @@ impl Default for Config {
             selector: None,
             resync: Duration::from_secs(3600),
             reporter: MANAGED_BY.to_owned(),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -390,7 +397,9 @@ pub async fn run_with(
         .modify(|t: &mut ApiToken| t.managed_fields_mut().clear())
         .reflect(token_writer)
         .applied_objects();
-    let token_controller = Controller::for_stream(token_stream, tokens.clone());
+    let limits = kube::runtime::controller::Config::default().concurrency(config.concurrency);
+    let token_controller =
+        Controller::for_stream(token_stream, tokens.clone()).with_config(limits.clone());
 
     // The token reconciler reads keys from this store; key changes wake their tokens.
     let (keys, key_writer) = reflector::store();
@@ -412,7 +421,7 @@ pub async fn run_with(
     // No debounce: it keeps postponing a key while its tokens change, and a
     // busy key would never adopt new tokens. Requests for a key that arrive
     // during its reconcile are coalesced into one follow-up run anyway.
-    let key_controller = Controller::new(keys_api, selected());
+    let key_controller = Controller::new(keys_api, selected()).with_config(limits);
     let key_index = key_controller.store();
 
     handles.synced.store(false, Ordering::SeqCst);

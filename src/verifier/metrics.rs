@@ -47,6 +47,18 @@ pub struct Metrics {
     index_tokens: Gauge,
     index_keys: Gauge,
     last_used_writes: Family<ResultLabels, Counter>,
+    /// Every (endpoint, result) counter and endpoint histogram, resolved once
+    /// at start (their series show from the first scrape, at 0): the request
+    /// path then takes no lock and hashes no labels.
+    request_series: Vec<(&'static str, &'static str, Counter)>,
+    latency_series: Vec<(&'static str, Histogram)>,
+}
+
+/// Every result label a request can end with.
+fn result_labels() -> impl Iterator<Item = &'static str> {
+    [OK, NO_CREDENTIALS, BAD_REQUEST]
+        .into_iter()
+        .chain(super::index::Reject::LABELS)
 }
 
 fn latency_histogram() -> Histogram {
@@ -95,7 +107,29 @@ impl Metrics {
             "status.lastUsedAt patches by result (ok, gone, error)",
             last_used_writes.clone(),
         );
+        let endpoints = [TOKEN_REVIEW, FORWARD_AUTH];
+        let request_series = endpoints
+            .iter()
+            .flat_map(|&endpoint| {
+                let requests = &requests;
+                result_labels().map(move |result| {
+                    let counter = requests
+                        .get_or_create(&RequestLabels { endpoint, result })
+                        .clone();
+                    (endpoint, result, counter)
+                })
+            })
+            .collect();
+        let latency_series = endpoints
+            .iter()
+            .map(|&endpoint| {
+                let histogram = latency.get_or_create(&EndpointLabels { endpoint }).clone();
+                (endpoint, histogram)
+            })
+            .collect();
         Metrics {
+            request_series,
+            latency_series,
             registry,
             requests,
             latency,
@@ -107,12 +141,27 @@ impl Metrics {
 
     /// Counts one request and its latency.
     pub fn observe(&self, endpoint: &'static str, result: &'static str, elapsed: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels { endpoint, result })
-            .inc();
-        self.latency
-            .get_or_create(&EndpointLabels { endpoint })
-            .observe(elapsed.as_secs_f64());
+        match self
+            .request_series
+            .iter()
+            .find(|(e, r, _)| *e == endpoint && *r == result)
+        {
+            Some((_, _, counter)) => {
+                counter.inc();
+            }
+            None => {
+                self.requests
+                    .get_or_create(&RequestLabels { endpoint, result })
+                    .inc();
+            }
+        }
+        match self.latency_series.iter().find(|(e, _)| *e == endpoint) {
+            Some((_, histogram)) => histogram.observe(elapsed.as_secs_f64()),
+            None => self
+                .latency
+                .get_or_create(&EndpointLabels { endpoint })
+                .observe(elapsed.as_secs_f64()),
+        }
     }
 
     pub fn set_index_size(&self, tokens: usize, keys: usize) {
