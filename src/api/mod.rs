@@ -20,6 +20,8 @@ use kube::CustomResourceExt;
 
 /// The API group of both resources.
 pub const GROUP: &str = "apikeys.dev";
+/// The prefix of this project's annotation and label keys.
+pub const GROUP_PREFIX: &str = "apikeys.dev/";
 /// The served and stored version of both resources.
 pub const VERSION: &str = "v1alpha1";
 /// Annotation whose every new value rotates an ApiToken exactly once.

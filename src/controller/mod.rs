@@ -383,7 +383,12 @@ pub async fn run_with(
     )
     .default_backoff()
     .modify(|secret: &mut Secret| {
+        // The reconciler reads only the controller ownerReference and the
+        // value (as its hash); the rest of a cached Secret is memory.
         secret.managed_fields_mut().clear();
+        secret.labels_mut().clear();
+        secret.annotations_mut().clear();
+        secret.metadata.creation_timestamp = None;
         token::hash_secret_data(secret);
     })
     .reflect(secret_writer)
@@ -394,7 +399,13 @@ pub async fn run_with(
     let (tokens, token_writer) = reflector::store();
     let token_stream = watcher::watcher(tokens_api.clone(), selected())
         .default_backoff()
-        .modify(|t: &mut ApiToken| t.managed_fields_mut().clear())
+        .modify(|t: &mut ApiToken| {
+            t.managed_fields_mut().clear();
+            // Only our own annotations are read (`apikeys.dev/rotate`); kubectl's
+            // last-applied-configuration alone can be as big as the token.
+            t.annotations_mut()
+                .retain(|k, _| k.starts_with(crate::api::GROUP_PREFIX));
+        })
         .reflect(token_writer)
         .applied_objects();
     let limits = kube::runtime::controller::Config::default().concurrency(config.concurrency);
@@ -560,6 +571,9 @@ pub async fn run_with(
 fn slim_token(token: &mut ApiToken) {
     token.managed_fields_mut().clear();
     token.annotations_mut().clear();
+    token.labels_mut().clear();
+    token.metadata.owner_references = None;
+    token.metadata.creation_timestamp = None;
     let spec = &mut token.spec;
     spec.display_name = None;
     spec.description = None;
@@ -567,8 +581,15 @@ fn slim_token(token: &mut ApiToken) {
     spec.rotation = None;
     spec.secret = None;
     if let Some(status) = token.status.as_mut() {
+        // Counting reads each condition's type and status only.
+        let mut conditions = std::mem::take(&mut status.conditions);
+        for c in &mut conditions {
+            c.message = String::new();
+            c.reason = String::new();
+            c.observed_generation = None;
+        }
         *status = ApiTokenStatus {
-            conditions: std::mem::take(&mut status.conditions),
+            conditions,
             ..Default::default()
         };
     }

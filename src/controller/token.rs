@@ -127,7 +127,14 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
         None => fetch_view(&secrets, &secret_name, &uid, &secret_key).await?,
     };
     let mut decision = token_state::decide(token, key_state, &secret, ctx.clock.now());
-    if decision.action != ValueAction::Keep && from_cache {
+    // A rotation depends on the clock, not on the Secret's content: the write's
+    // resourceVersion precondition (below) is enough, and a rotation storm
+    // saves one GET per token.
+    let rotation = matches!(
+        decision.action,
+        ValueAction::Issue(IssueKind::Rotation(_))
+    );
+    if decision.action != ValueAction::Keep && from_cache && !rotation {
         // Act only on the Secret as it is now, not as the watch cache last saw it.
         let (fresh, fresh_rv) = fetch_view(&secrets, &secret_name, &uid, &secret_key).await?;
         secret_rv = fresh_rv;
