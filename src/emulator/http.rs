@@ -626,7 +626,7 @@ impl WatchView {
             _ => return None,
         };
         if kind == c.kind && !self.table && self.version == self.def.storage_version {
-            return Some(c.line.clone());
+            return Some(c.line());
         }
         Some(self.render(kind.as_str(), &c.object))
     }

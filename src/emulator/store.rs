@@ -41,8 +41,18 @@ pub struct Change {
     pub object: Arc<Value>,
     /// The object before the change, to turn MODIFIED into ADDED/DELETED for selector watches.
     pub previous: Option<Arc<Value>>,
-    /// `{"type":..,"object":..}\n` serialized once at commit time.
-    pub line: Bytes,
+    /// `{"type":..,"object":..}\n`, serialized once, by the first watcher that
+    /// sends it (outside the store lock: writers only publish the change).
+    line: std::sync::OnceLock<Bytes>,
+}
+
+impl Change {
+    /// The event line every watcher at the storage version sends as is.
+    pub fn line(&self) -> Bytes {
+        self.line
+            .get_or_init(|| event_line(self.kind.as_str(), &self.object))
+            .clone()
+    }
 }
 
 /// What a watch stream receives.
@@ -187,14 +197,13 @@ impl State {
         object: Arc<Value>,
         previous: Option<Arc<Value>>,
     ) {
-        let line = event_line(kind.as_str(), &object);
         let change = Arc::new(Change {
             rv,
             resource: def.key(),
             kind,
             object,
             previous,
-            line,
+            line: std::sync::OnceLock::new(),
         });
         self.history.push_back(change.clone());
         while self.history.len() > self.history_limit {
