@@ -582,7 +582,7 @@ fn write_breakdown(
         })
         .filter(|(_, d)| *d > 0)
         .collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
     rows.iter()
         .map(|(k, d)| format!("{k}: {:.2}", *d as f64 / n as f64))
         .collect::<Vec<_>>()

@@ -202,14 +202,9 @@ pub(crate) async fn adopt(ctx: &Context, key: &ApiKey, token: &ApiToken) -> Resu
     refs.push(owner);
     let patch = json!({ "metadata": { "ownerReferences": refs, "resourceVersion": token.resource_version() } });
     let api: Api<ApiToken> = ctx.api(&ns);
-    match api
-        .patch(
-            &token.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
+    let name = token.name_any();
+    let params = PatchParams::default();
+    match super::write_light(&api, |r| r.patch(&name, &params, &Patch::Merge(&patch))).await {
         // The ownerReference change (or the conflicting one) wakes the token again.
         Ok(_) => {
             ctx.replaced(&object_key(token), token.resource_version());

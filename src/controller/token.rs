@@ -130,10 +130,7 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
     // A rotation depends on the clock, not on the Secret's content: the write's
     // resourceVersion precondition (below) is enough, and a rotation storm
     // saves one GET per token.
-    let rotation = matches!(
-        decision.action,
-        ValueAction::Issue(IssueKind::Rotation(_))
-    );
+    let rotation = matches!(decision.action, ValueAction::Issue(IssueKind::Rotation(_)));
     if decision.action != ValueAction::Keep && from_cache && !rotation {
         // Act only on the Secret as it is now, not as the watch cache last saw it.
         let (fresh, fresh_rv) = fetch_view(&secrets, &secret_name, &uid, &secret_key).await?;
@@ -282,35 +279,29 @@ async fn issue_value(
                 dry_run: false,
                 field_manager: Some(FIELD_MANAGER.to_owned()),
             };
-            secrets
-                .create(&params, &secret)
+            let body = serde_json::to_vec(&secret).map_err(|source| Error::Serialize {
+                what: "the token's Secret",
+                source,
+            })?;
+            super::write_light(&secrets, |r| r.create(&params, body))
                 .await
                 .map_err(kube_err("creating the token's Secret"))?;
         }
         Some(rv) => {
             secret.metadata.resource_version = Some(rv.to_owned());
-            secrets
-                .patch(
-                    secret_name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&secret),
-                )
-                .await
-                .map_err(kube_err("writing the token's Secret"))?;
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            super::write_light(&secrets, |r| {
+                r.patch(secret_name, &params, &Patch::Apply(&secret))
+            })
+            .await
+            .map_err(kube_err("writing the token's Secret"))?;
         }
     }
     drop(secret);
     ctx.handles.faults.fire(FaultPoint::AfterSecret)?;
 
     let status = token_state::promoted(&decision.status, hash.as_str(), token_id.as_str());
-    write_status(
-        ctx,
-        &tokens_api,
-        &written,
-        &status,
-        written.resource_version().as_deref(),
-    )
-    .await?;
+    write_status(ctx, &tokens_api, token, &status, written.as_deref()).await?;
     ctx.handles.metrics.issued(issue.as_str());
     info!(token = %object_key(token), reason = issue.as_str(), "value issued");
     Ok(status)
@@ -498,7 +489,7 @@ async fn write_status(
     token: &ApiToken,
     status: &ApiTokenStatus,
     rv: Option<&str>,
-) -> Result<ApiToken, Error> {
+) -> Result<Option<String>, Error> {
     let mut status = status.clone();
     // Written by the verifier under its own field manager.
     status.last_used_at = None;
@@ -508,15 +499,15 @@ async fn write_status(
         "metadata": { "name": token.name_any(), "resourceVersion": rv },
         "status": status,
     });
-    let written = api
-        .patch_status(
-            &token.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(kube_err("writing the ApiToken status"))?;
-    ctx.replaced(&object_key(token), token.resource_version());
+    let name = token.name_any();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let written = super::write_light(api, |r| {
+        r.patch_subresource("status", &name, &params, &Patch::Apply(&body))
+    })
+    .await
+    .map_err(kube_err("writing the ApiToken status"))?;
+    // The version this write replaced is the one its precondition named.
+    ctx.replaced(&object_key(token), rv.map(str::to_owned));
     Ok(written)
 }
 

@@ -77,7 +77,11 @@ impl ResourceDef {
 
     /// Why the schema of `version` cannot be used for validation, if it cannot.
     pub fn schema_problem(&self, version: &str) -> Option<&str> {
-        self.custom.as_ref()?.schema_problems.get(version).map(String::as_str)
+        self.custom
+            .as_ref()?
+            .schema_problems
+            .get(version)
+            .map(String::as_str)
     }
 }
 

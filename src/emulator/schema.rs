@@ -1727,7 +1727,16 @@ fn cel_node(
     };
     if let Some(programs) = node_programs(s) {
         for (rule, compiled) in &programs.rules {
-            eval_rule(&programs.node_type, rule, compiled, v, old, path, unchanged, out);
+            eval_rule(
+                &programs.node_type,
+                rule,
+                compiled,
+                v,
+                old,
+                path,
+                unchanged,
+                out,
+            );
         }
     }
     match v {

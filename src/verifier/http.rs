@@ -189,8 +189,7 @@ impl AppState {
             f(group);
         }
         for (i, extra) in self.extra_groups.iter().enumerate() {
-            let seen = fixed.clone().any(|g| g == extra)
-                || self.extra_groups[..i].contains(extra);
+            let seen = fixed.clone().any(|g| g == extra) || self.extra_groups[..i].contains(extra);
             if !seen {
                 f(extra);
             }

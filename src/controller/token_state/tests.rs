@@ -86,7 +86,10 @@ fn new_token_is_issued_and_the_status_is_ready_after_promotion() {
     assert_eq!(d.status.issued_at, Some(Time(t(NOW))));
     let promoted = promoted(&d.status, "sha256:x", "abcdefghijklmnop");
     assert_eq!(ready(&promoted), ("True", reason::ISSUED));
-    assert_eq!(d.note, None, "the first value of a new token publishes no Event");
+    assert_eq!(
+        d.note, None,
+        "the first value of a new token publishes no Event"
+    );
 }
 
 #[test]
