@@ -74,7 +74,7 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     };
 
     // Counting from a store that has not listed yet would report zero tokens.
-    if tokio::time::timeout(STORE_SYNC, ctx.tokens.wait_until_ready())
+    if tokio::time::timeout(STORE_SYNC, super::store_ready(&ctx.tokens))
         .await
         .is_err()
     {

@@ -213,6 +213,26 @@ where
     Ok(written.metadata.resource_version)
 }
 
+/// Whether `store` has listed (false: its writer is gone). `Store::wait_until_ready`
+/// wakes only the task that polled it last (kube-runtime keeps one waker), so
+/// with several waiters, say this readiness watch and a reconcile, one could
+/// sleep forever: the replica then never reported ready (the leader-election
+/// test's rare failure). Every waiter here looks again every 100 ms.
+pub(crate) async fn store_ready<K>(store: &reflector::Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(ready) = tokio::time::timeout(STORE_RECHECK, store.wait_until_ready()).await {
+            return ready.is_ok();
+        }
+    }
+}
+
+/// How often `store_ready` looks again.
+const STORE_RECHECK: Duration = Duration::from_millis(100);
+
 /// Bound on `Context::superseded` (entries of deleted tokens are not removed one by one).
 const SUPERSEDED_LIMIT: usize = 100_000;
 /// How soon a reconcile skipped as `behind_own_write` looks again if no watch event comes first.
@@ -479,13 +499,13 @@ pub async fn run_with(
         async move {
             let (tokens, keys, secrets, summaries, key_index) = stores;
             let (a, b, c, d, e) = futures::join!(
-                tokens.wait_until_ready(),
-                keys.wait_until_ready(),
-                secrets.wait_until_ready(),
-                summaries.wait_until_ready(),
-                key_index.wait_until_ready()
+                store_ready(&tokens),
+                store_ready(&keys),
+                store_ready(&secrets),
+                store_ready(&summaries),
+                store_ready(&key_index)
             );
-            if a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok() && e.is_ok() {
+            if a && b && c && d && e {
                 handles.synced.store(true, Ordering::SeqCst);
                 info!("controller caches synced");
             }
@@ -629,4 +649,37 @@ fn slim_token(token: &mut ApiToken) {
 fn log_controller_error<E: std::fmt::Display>(kind: &'static str, err: &E) {
     // Reconcile errors are logged by the error policies; these are queue/watch errors.
     warn!(kind, error = %err, "controller error");
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::{reflector, watcher};
+
+    use super::store_ready;
+
+    /// Two tasks wait for one store; both must see it become ready. With
+    /// `Store::wait_until_ready` alone the first waiter is never woken.
+    #[tokio::test]
+    async fn every_waiter_sees_the_store_become_ready() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store_ready(&store).await })
+            })
+            .collect();
+        // Let both tasks poll (and register their wakers) before the list ends.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for waiter in waiters {
+            let ready = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+                .await
+                .expect("a waiter was never woken")
+                .expect("waiter task");
+            assert!(ready);
+        }
+    }
 }

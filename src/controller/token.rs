@@ -88,8 +88,8 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
     if key.is_none() {
         // Right after a start the key store may not have listed yet: a key
         // not seen yet must not look deleted, which would revoke the value.
-        match tokio::time::timeout(KEY_STORE_SYNC, ctx.keys.wait_until_ready()).await {
-            Ok(Ok(())) => key = ctx.keys.get(&key_ref),
+        match tokio::time::timeout(KEY_STORE_SYNC, super::store_ready(&ctx.keys)).await {
+            Ok(true) => key = ctx.keys.get(&key_ref),
             _ => return Ok(Action::requeue(KEY_STORE_SYNC)),
         }
     }
