@@ -181,7 +181,6 @@ fn kube_err(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Kube { action, source }
 }
 
-/// Shared state of both reconcilers.
 /// A write's answer as far as the operator reads it: the new resourceVersion.
 #[derive(serde::Deserialize)]
 struct Written {
@@ -238,6 +237,7 @@ const SUPERSEDED_LIMIT: usize = 100_000;
 /// How soon a reconcile skipped as `behind_own_write` looks again if no watch event comes first.
 const BEHIND_RECHECK: Duration = Duration::from_secs(2);
 
+/// Shared state of both reconcilers.
 pub struct Context {
     pub client: Client,
     pub config: Config,

@@ -159,15 +159,11 @@ fn a_sub_second_issue_instant_needs_no_second_status_write() {
     let again = decide(&tok, READY_KEY, &ours("v1"), t("2026-06-01T12:00:01.1Z"));
     assert_eq!(again.action, ValueAction::Keep);
     assert!(
-        same_status_ignoring_order(&again.status, &stored),
+        crate::controller::token::same_status(&again.status, &stored),
         "the next reconcile would write again:\n{:#?}\nvs stored\n{:#?}",
         again.status,
         stored
     );
-}
-
-fn same_status_ignoring_order(a: &ApiTokenStatus, b: &ApiTokenStatus) -> bool {
-    serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
 }
 
 #[test]
