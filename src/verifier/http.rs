@@ -174,44 +174,18 @@ impl AppState {
         verdict
     }
 
-    /// The identity's groups in order, without duplicates: the ServiceAccount
-    /// groups, `system:authenticated`, then the configured extra groups.
-    fn each_group(&self, identity: &Identity, mut f: impl FnMut(&str)) {
-        let sa_namespace_group;
-        let mut fixed: [&str; 3] = ["", "", "system:authenticated"];
-        if identity.owner_kind == OwnerKind::ServiceAccount {
-            sa_namespace_group = format!("system:serviceaccounts:{}", identity.namespace);
-            fixed[0] = "system:serviceaccounts";
-            fixed[1] = &sa_namespace_group;
-        }
-        let fixed = fixed.into_iter().filter(|g| !g.is_empty());
-        for group in fixed.clone() {
-            f(group);
-        }
-        for (i, extra) in self.extra_groups.iter().enumerate() {
-            let seen = fixed.clone().any(|g| g == extra) || self.extra_groups[..i].contains(extra);
-            if !seen {
-                f(extra);
-            }
-        }
-    }
-
-    /// The groups joined with commas in one allocation (forward-auth sends
-    /// them with every accepted request).
-    fn groups_header(&self, identity: &Identity) -> String {
-        let mut out = String::with_capacity(96);
-        self.each_group(identity, |group| {
-            if !out.is_empty() {
-                out.push(',');
-            }
-            out.push_str(group);
-        });
-        out
-    }
-
     fn groups(&self, identity: &Identity) -> Vec<String> {
         let mut groups = Vec::with_capacity(3 + self.extra_groups.len());
-        self.each_group(identity, |group| groups.push(group.to_owned()));
+        if identity.owner_kind == OwnerKind::ServiceAccount {
+            groups.push("system:serviceaccounts".to_owned());
+            groups.push(format!("system:serviceaccounts:{}", identity.namespace));
+        }
+        groups.push("system:authenticated".to_owned());
+        for extra in &self.extra_groups {
+            if !groups.contains(extra) {
+                groups.push(extra.clone());
+            }
+        }
         groups
     }
 }
@@ -409,7 +383,7 @@ fn identity_response(state: &AppState, identity: &Identity) -> Response {
     let values = [
         (&names.user, identity.username.to_string()),
         (&names.uid, identity.uid.clone()),
-        (&names.groups, state.groups_header(identity)),
+        (&names.groups, state.groups(identity).join(",")),
         (&names.namespace, identity.namespace.to_string()),
         (&names.api_key, identity.api_key.to_string()),
         (&names.api_token, identity.api_token.clone()),
