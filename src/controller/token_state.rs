@@ -277,34 +277,25 @@ pub fn decide(
         KeyState::Ready { defaults, .. } => defaults,
     };
 
-    let policy = match Policy::resolve(&token.spec, defaults) {
-        Ok(policy) => policy,
-        Err(err) => {
-            // The current value (if any) stays: fixing the spec must not cost a rotation.
-            let message =
-                format!("{err}; the current value, if any, stays in place until the spec is fixed");
-            return keep_with_ready(
-                &current,
-                generation,
-                reason::INVALID_SPEC,
-                message,
-                Requeue::OnChange,
-                now,
-            );
-        }
-    };
-
-    if let Some(err) = secret_template_error(token) {
+    // The current value (if any) stays: fixing the spec must not cost a rotation.
+    let invalid_spec = |err: &dyn std::fmt::Display| {
         let message =
             format!("{err}; the current value, if any, stays in place until the spec is fixed");
-        return keep_with_ready(
+        keep_with_ready(
             &current,
             generation,
             reason::INVALID_SPEC,
             message,
             Requeue::OnChange,
             now,
-        );
+        )
+    };
+    let policy = match Policy::resolve(&token.spec, defaults) {
+        Ok(policy) => policy,
+        Err(err) => return invalid_spec(&err),
+    };
+    if let Some(err) = secret_template_error(token) {
+        return invalid_spec(&err);
     }
 
     if let SecretView::Foreign { controller } = secret {
