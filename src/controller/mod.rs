@@ -26,7 +26,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use rand::Rng;
 use tracing::{info, warn};
 
-use crate::api::{ApiKey, ApiToken, ApiTokenStatus};
+use crate::api::{ApiKey, ApiToken};
 use crate::clock::{Clock, SystemClock};
 
 /// Field manager of every write the controller makes.
@@ -228,6 +228,10 @@ where
         }
     }
 }
+
+/// Token events the shared ApiToken watch holds for a controller that has not
+/// taken them yet; when full, the watch waits.
+const TOKEN_EVENT_BUFFER: usize = 1024;
 
 /// How often `store_ready` looks again.
 const STORE_RECHECK: Duration = Duration::from_millis(100);
@@ -445,10 +449,17 @@ pub async fn run_with(
     .reflect(secret_writer)
     .touched_objects();
 
-    // Each controller reads the store fed by the same stream that triggers it,
-    // so a reconcile never sees an object older than the event that woke it.
-    let (tokens, token_writer) = reflector::store();
-    let token_stream = watcher::watcher(tokens_api.clone(), selected())
+    // One ApiToken watch feeds both controllers: the token controller through
+    // a subscription to the shared store (it reads the store fed by the stream
+    // that triggers it, so a reconcile never sees an object older than the
+    // event that woke it), the key controller through the events themselves,
+    // deletions included, which the subscription does not pass on. A second
+    // watch decoded every token event twice and kept a second copy of each.
+    let (tokens, token_writer) = reflector::store_shared(TOKEN_EVENT_BUFFER);
+    let token_subscription = token_writer
+        .subscribe()
+        .expect("a store made by store_shared can be subscribed to");
+    let token_events = watcher::watcher(tokens_api, selected())
         .default_backoff()
         .modify(|t: &mut ApiToken| {
             t.managed_fields_mut().clear();
@@ -457,11 +468,11 @@ pub async fn run_with(
             t.annotations_mut()
                 .retain(|k, _| k.starts_with(crate::api::GROUP_PREFIX));
         })
-        .reflect(token_writer)
-        .applied_objects();
+        .reflect_shared(token_writer)
+        .touched_objects();
     let limits = kube::runtime::controller::Config::default().concurrency(config.concurrency);
-    let token_controller =
-        Controller::for_stream(token_stream, tokens.clone()).with_config(limits.clone());
+    let token_controller = Controller::for_shared_stream(token_subscription, tokens.clone())
+        .with_config(limits.clone());
 
     // The token reconciler reads keys from this store; key changes wake their tokens.
     let (keys, key_writer) = reflector::store();
@@ -472,14 +483,6 @@ pub async fn run_with(
         .reflect(key_writer)
         .touched_objects();
 
-    // The key reconciler counts and adopts tokens from its own slim copy,
-    // fed by the token changes that wake it (deletions included).
-    let (token_summaries, summary_writer) = reflector::store();
-    let summary_stream = watcher::watcher(tokens_api, selected())
-        .default_backoff()
-        .modify(slim_token)
-        .reflect(summary_writer)
-        .touched_objects();
     // No debounce: it keeps postponing a key while its tokens change, and a
     // busy key would never adopt new tokens. Requests for a key that arrive
     // during its reconcile are coalesced into one follow-up run anyway.
@@ -492,20 +495,18 @@ pub async fn run_with(
             tokens.clone(),
             keys.clone(),
             secrets.clone(),
-            token_summaries.clone(),
             key_index.clone(),
         );
         let handles = handles.clone();
         async move {
-            let (tokens, keys, secrets, summaries, key_index) = stores;
-            let (a, b, c, d, e) = futures::join!(
+            let (tokens, keys, secrets, key_index) = stores;
+            let (a, b, c, d) = futures::join!(
                 store_ready(&tokens),
                 store_ready(&keys),
                 store_ready(&secrets),
-                store_ready(&summaries),
                 store_ready(&key_index)
             );
-            if a && b && c && d && e {
+            if a && b && c && d {
                 handles.synced.store(true, Ordering::SeqCst);
                 info!("controller caches synced");
             }
@@ -525,7 +526,7 @@ pub async fn run_with(
         clock,
         recorder,
         handles: handles.clone(),
-        tokens: token_summaries,
+        tokens: tokens.clone(),
         keys,
         secrets,
         failures: Mutex::default(),
@@ -580,7 +581,7 @@ pub async fn run_with(
 
     let keys_for_sa = key_index;
     let key_run = key_controller
-        .watches_stream(summary_stream, |token: ApiToken| {
+        .watches_stream(token_events, |token: ApiToken| {
             let ns = token.namespace()?;
             Some(ObjectRef::new(&token.spec.api_key_ref.name).within(&ns))
         })
@@ -615,35 +616,6 @@ pub async fn run_with(
     caches_synced.abort();
     handles.synced.store(false, Ordering::SeqCst);
     info!("controllers stopped");
-}
-
-/// Keeps what the key reconciler needs of a token: identity, owners, key
-/// reference and conditions.
-fn slim_token(token: &mut ApiToken) {
-    token.managed_fields_mut().clear();
-    token.annotations_mut().clear();
-    token.labels_mut().clear();
-    token.metadata.owner_references = None;
-    token.metadata.creation_timestamp = None;
-    let spec = &mut token.spec;
-    spec.display_name = None;
-    spec.description = None;
-    spec.tags.clear();
-    spec.rotation = None;
-    spec.secret = None;
-    if let Some(status) = token.status.as_mut() {
-        // Counting reads each condition's type and status only.
-        let mut conditions = std::mem::take(&mut status.conditions);
-        for c in &mut conditions {
-            c.message = String::new();
-            c.reason = String::new();
-            c.observed_generation = None;
-        }
-        *status = ApiTokenStatus {
-            conditions,
-            ..Default::default()
-        };
-    }
 }
 
 fn log_controller_error<E: std::fmt::Display>(kind: &'static str, err: &E) {
