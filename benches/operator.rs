@@ -26,6 +26,46 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The system allocator, counting the bytes live on the heap, so the verifier's
+/// memory per indexed token is measured exactly rather than read off RSS
+/// (which moves with the allocator's own caching and arena growth).
+struct CountingAlloc;
+
+static HEAP_LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counter is only bookkeeping.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            HEAP_LIVE.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        HEAP_LIVE.fetch_sub(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new) };
+        if !p.is_null() {
+            HEAP_LIVE.fetch_add(
+                new as isize - layout.size() as isize,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+fn heap_live() -> isize {
+    HEAP_LIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Concurrency of the clients that create objects (baseline and operator alike).
 const CONCURRENCY: usize = 32;
 
@@ -898,10 +938,21 @@ async fn verifier_load(n: usize, duration: Duration) -> Vec<Figure> {
     let v = verifier::bind(client, cfg).await.expect("verifier");
     let addr = v.local_addr();
     let index = v.index();
+    let readiness = v.readiness();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(v.run(async move {
         let _ = stopped.await;
     }));
+    // Fill the index only after the watches' first list: its end drops
+    // whatever the list did not contain.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !readiness.ready() {
+        assert!(
+            Instant::now() < deadline,
+            "the verifier's watches never synced"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let key: ApiKey = serde_json::from_value(json!({
         "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey",
@@ -910,17 +961,18 @@ async fn verifier_load(n: usize, duration: Duration) -> Vec<Figure> {
         "status": {"principal": "load", "conditions": [{"type": "Ready", "status": "True", "reason": "OwnerResolved", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
     }))
     .expect("key");
-    let rss_before = rss_kib(std::process::id());
-    let mut valid = Vec::new();
+    let mut valid = Vec::with_capacity(1000);
+    let heap_before = heap_live();
     {
         let mut idx = index.write().expect("index lock");
         idx.upsert_key(&key);
         for i in 0..n {
             let id = token::TokenId::generate();
             let value = token::generate(token::TokenKind::Personal, &id);
+            // Names and uids as long as real ones (a uid is 36 characters).
             let t: ApiToken = serde_json::from_value(json!({
                 "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
-                "metadata": {"name": format!("t-{i}"), "namespace": "load", "uid": format!("uid-{i}")},
+                "metadata": {"name": format!("service-token-{i:06}"), "namespace": "load", "uid": format!("{i:08}-0000-4000-8000-000000000000")},
                 "spec": {"apiKeyRef": {"name": "key"}},
                 "status": {"tokenId": id.as_str(), "hash": value.hash().as_str()}
             }))
@@ -931,8 +983,10 @@ async fn verifier_load(n: usize, duration: Duration) -> Vec<Figure> {
             }
         }
     }
-    let rss_after = rss_kib(std::process::id());
-    let per_token = (rss_after.saturating_sub(rss_before) as f64 * 1024.0) / n as f64;
+    // Everything the index allocated for the tokens (entries, hash tables,
+    // names) and still holds; the 1,000 sample values are not counted.
+    let sample: usize = valid.iter().map(String::capacity).sum();
+    let per_token = (heap_live() - heap_before - sample as isize) as f64 / n as f64;
 
     let valid = Arc::new(valid);
     let malformed = {
@@ -947,11 +1001,19 @@ async fn verifier_load(n: usize, duration: Duration) -> Vec<Figure> {
 
     // The baseline gets the same requests (same token header, same bytes),
     // so the ratio isolates the verifier's own work.
-    let trivial = load(addr, "/healthz", valid.clone(), duration, None).await;
-    let valid_r = load(addr, "/auth", valid.clone(), duration, None).await;
-    let malformed_r = load(addr, "/auth", Arc::new(vec![malformed]), duration, None).await;
-    let unknown_r = load(addr, "/auth", Arc::new(vec![unknown]), duration, None).await;
-    let paced = load(addr, "/auth", valid, duration, Some(20_000.0)).await;
+    let trivial = load(addr, "/healthz", valid.clone(), duration, None, 200).await;
+    let valid_r = load(addr, "/auth", valid.clone(), duration, None, 200).await;
+    let malformed_r = load(
+        addr,
+        "/auth",
+        Arc::new(vec![malformed]),
+        duration,
+        None,
+        401,
+    )
+    .await;
+    let unknown_r = load(addr, "/auth", Arc::new(vec![unknown]), duration, None, 401).await;
+    let paced = load(addr, "/auth", valid, duration, Some(20_000.0), 200).await;
     let _ = stop.send(());
 
     let row = |name: &str, r: &LoadResult, goal: &'static str| {
@@ -981,7 +1043,7 @@ async fn verifier_load(n: usize, duration: Duration) -> Vec<Figure> {
         ),
         figure(
             "verifier",
-            format!("memory per indexed token ({n})"),
+            format!("heap bytes per indexed token ({n})"),
             format!("{per_token:.0} B"),
             "-",
             "-",
@@ -997,13 +1059,15 @@ struct LoadResult {
 }
 
 /// Keep-alive HTTP/1.1 clients on loopback; with `pace`, an offered rate in
-/// requests per second spread over the connections.
+/// requests per second spread over the connections. Every answer must have
+/// status `expect`, or the figure would time the wrong path: the run stops.
 async fn load(
     addr: SocketAddr,
     path: &'static str,
     values: Arc<Vec<String>>,
     duration: Duration,
     pace: Option<f64>,
+    expect: u16,
 ) -> LoadResult {
     let connections = 32;
     let end = Instant::now() + duration;
@@ -1037,8 +1101,12 @@ async fn load(
                 if stream.write_all(req.as_bytes()).await.is_err() {
                     break;
                 }
-                if !read_response(&mut stream, &mut buf).await {
-                    break;
+                match read_response(&mut stream, &mut buf).await {
+                    Some(status) if status == expect => {}
+                    Some(status) => panic!(
+                        "GET {path} answered {status}, expected {expect}: the load measures the wrong path"
+                    ),
+                    None => break,
                 }
                 latencies.push(start.elapsed().as_secs_f64() * 1e6);
             }
@@ -1047,7 +1115,7 @@ async fn load(
     }
     let mut all = Vec::new();
     for t in tasks {
-        all.extend(t.await.unwrap_or_default());
+        all.extend(t.await.expect("a load connection failed"));
     }
     all.sort_by(f64::total_cmp);
     LoadResult {
@@ -1057,19 +1125,16 @@ async fn load(
     }
 }
 
-/// Reads one response (headers + Content-Length body) from a keep-alive connection.
-async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> bool {
+/// Reads one response (headers + Content-Length body) from a keep-alive
+/// connection; its status code, or `None` when the connection ended.
+async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Option<u16> {
     let mut got = Vec::new();
     loop {
-        let Ok(n) = stream.read(buf).await else {
-            return false;
-        };
-        if n == 0 {
-            return false;
-        }
+        let n = stream.read(buf).await.ok().filter(|&n| n > 0)?;
         got.extend_from_slice(&buf[..n]);
         if let Some(end) = find(&got, b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let status = head.split(' ').nth(1).and_then(|c| c.parse().ok())?;
             let len: usize = head
                 .lines()
                 .find_map(|l| {
@@ -1078,15 +1143,10 @@ async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> bool {
                 })
                 .unwrap_or(0);
             while got.len() < end + 4 + len {
-                let Ok(n) = stream.read(buf).await else {
-                    return false;
-                };
-                if n == 0 {
-                    return false;
-                }
+                let n = stream.read(buf).await.ok().filter(|&n| n > 0)?;
                 got.extend_from_slice(&buf[..n]);
             }
-            return true;
+            return Some(status);
         }
     }
 }
