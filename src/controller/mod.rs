@@ -6,6 +6,7 @@
 //! their watches; `local` mode and `apikey-operator run` call it.
 
 mod conditions;
+mod hashed_secret;
 mod key;
 mod token;
 pub mod token_state;
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Config as WatchConfig};
@@ -28,6 +29,7 @@ use tracing::{info, warn};
 
 use crate::api::{ApiKey, ApiToken};
 use crate::clock::{Clock, SystemClock};
+use hashed_secret::HashedSecret;
 
 /// Field manager of every write the controller makes.
 pub const FIELD_MANAGER: &str = "apikey-operator";
@@ -250,7 +252,7 @@ pub struct Context {
     pub handles: Arc<Handles>,
     tokens: Store<ApiToken>,
     keys: Store<ApiKey>,
-    secrets: Store<Secret>,
+    secrets: Store<HashedSecret>,
     failures: Mutex<HashMap<String, u32>>,
     /// When each key's status was last written (throttles count updates).
     written: Mutex<HashMap<String, std::time::Instant>>,
@@ -409,7 +411,7 @@ pub async fn run_with(
     let (tokens_api, keys_api, secrets_api, sa_api): (
         Api<ApiToken>,
         Api<ApiKey>,
-        Api<Secret>,
+        Api<HashedSecret>,
         Api<ServiceAccount>,
     ) = match &config.namespace {
         Some(ns) => (
@@ -437,14 +439,13 @@ pub async fn run_with(
         WatchConfig::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
     )
     .default_backoff()
-    .modify(|secret: &mut Secret| {
+    .modify(|secret: &mut HashedSecret| {
         // The reconciler reads only the controller ownerReference and the
-        // value (as its hash); the rest of a cached Secret is memory.
+        // value hashes; the rest of a cached Secret is memory.
         secret.managed_fields_mut().clear();
         secret.labels_mut().clear();
         secret.annotations_mut().clear();
         secret.metadata.creation_timestamp = None;
-        token::hash_secret_data(secret);
     })
     .reflect(secret_writer)
     .touched_objects();

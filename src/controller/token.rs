@@ -20,6 +20,7 @@ use serde_json::json;
 use tracing::{Instrument, debug, info};
 
 use super::conditions::is_true;
+use super::hashed_secret::HashedSecret;
 use super::token_state::{
     self, Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction,
 };
@@ -29,7 +30,7 @@ use super::{
 };
 use crate::api::conditions::READY;
 use crate::api::{ApiKey, ApiToken, ApiTokenStatus, OwnerKind, RestartTargetKind};
-use crate::token::{self as tokens, TokenHash, TokenId, TokenKind};
+use crate::token::{self as tokens, TokenId, TokenKind};
 
 /// Annotation prefix on restart targets' pod templates; the name part is the token's name.
 const RESTART_ANNOTATION_PREFIX: &str = "token-hash.apikeys.dev/";
@@ -37,22 +38,6 @@ const RESTART_ANNOTATION_PREFIX: &str = "token-hash.apikeys.dev/";
 const BLOCKED_RECHECK: Duration = Duration::from_secs(300);
 /// How long a reconcile waits for the ApiKey store's first list before retrying.
 const KEY_STORE_SYNC: Duration = Duration::from_secs(5);
-
-/// Replaces each value of a Secret's data by its hash, so that the watch
-/// cache never holds token values.
-pub fn hash_secret_data(secret: &mut Secret) {
-    if let Some(data) = secret.data.as_mut() {
-        for value in data.values_mut() {
-            let hash = match std::str::from_utf8(&value.0) {
-                Ok(text) => tokens::hash_value(text),
-                // Not a token value (we only write UTF-8); hash something that never matches.
-                Err(_) => tokens::hash_value("\u{0}invalid-utf8"),
-            };
-            *value = ByteString(hash.as_str().as_bytes().to_vec());
-        }
-    }
-    secret.string_data = None;
-}
 
 pub async fn reconcile(token: Arc<ApiToken>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = object_key(token.as_ref());
@@ -118,7 +103,7 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
         _ => TokenKind::Personal,
     };
     let (secret_name, secret_key) = token_state::secret_target(token);
-    let secrets: Api<Secret> = ctx.api(&ns);
+    let secrets: Api<HashedSecret> = ctx.api(&ns);
 
     let cached = ctx.secrets.get(&ObjectRef::new(&secret_name).within(&ns));
     let from_cache = cached.is_some();
@@ -409,20 +394,15 @@ fn key_state(key: Option<&ApiKey>) -> KeyState<'_> {
     }
 }
 
-/// How a Secret relates to the token `uid` (data already hashed, or raw from a GET).
-fn view(secret: &Secret, uid: &str, key: &str) -> SecretView {
+/// How a Secret relates to the token `uid`.
+fn view(secret: &HashedSecret, uid: &str, key: &str) -> SecretView {
     let controller = secret
         .owner_references()
         .iter()
         .find(|o| o.controller == Some(true));
     match controller {
         Some(OwnerReference { uid: owner, .. }) if owner == uid => {
-            let value_hash = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .and_then(|v| std::str::from_utf8(&v.0).ok())
-                .and_then(|v| TokenHash::parse(v).ok());
+            let value_hash = secret.hash_of(key).cloned();
             SecretView::Ours { value_hash }
         }
         other => SecretView::Foreign {
@@ -433,7 +413,7 @@ fn view(secret: &Secret, uid: &str, key: &str) -> SecretView {
 
 /// The Secret as it is now, and its resourceVersion (none when missing).
 async fn fetch_view(
-    api: &Api<Secret>,
+    api: &Api<HashedSecret>,
     name: &str,
     uid: &str,
     key: &str,
@@ -444,14 +424,11 @@ async fn fetch_view(
         .map_err(kube_err("reading the token's Secret"))?
     {
         None => Ok((SecretView::Missing, None)),
-        Some(mut secret) => {
-            hash_secret_data(&mut secret);
-            Ok((view(&secret, uid, key), secret.resource_version()))
-        }
+        Some(secret) => Ok((view(&secret, uid, key), secret.resource_version())),
     }
 }
 
-async fn delete_secret(api: &Api<Secret>, name: &str, uid: &str) -> Result<(), Error> {
+async fn delete_secret(api: &Api<HashedSecret>, name: &str, uid: &str) -> Result<(), Error> {
     let Some(secret) = api
         .get_opt(name)
         .await

@@ -1,0 +1,110 @@
+//! [`HashedSecret`]: a Secret as the token reconciler reads it, with every
+//! value replaced by its hash while the API's answer is decoded.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Deserializer};
+
+use crate::token::{self as tokens, TokenHash};
+
+/// A Secret's metadata and, per data key, the hash of its value. The watch
+/// cache and the reconciler's GETs decode Secrets into this type, so no token
+/// value is kept once a response is decoded. It is also far smaller than a
+/// `Secret`, whose data map alone took ~550 bytes per cached Secret (massif,
+/// BENCHMARKS.md). Read-only: writes send a `Secret`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct HashedSecret {
+    pub metadata: ObjectMeta,
+    #[serde(default, rename = "data", deserialize_with = "hash_values")]
+    hashes: Hashes,
+}
+
+/// Data key → hash of its value; a Secret has one or a few keys.
+type Hashes = Box<[(Box<str>, TokenHash)]>;
+
+impl HashedSecret {
+    /// The hash of the value under `key`, if the Secret has that key.
+    pub fn hash_of(&self, key: &str) -> Option<&TokenHash> {
+        self.hashes
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, hash)| hash)
+    }
+}
+
+fn hash_values<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Hashes, D::Error> {
+    let data = Option::<BTreeMap<String, ByteString>>::deserialize(deserializer)?;
+    Ok(data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| (key.into_boxed_str(), hash_bytes(&value.0)))
+        .collect())
+}
+
+fn hash_bytes(value: &[u8]) -> TokenHash {
+    match std::str::from_utf8(value) {
+        Ok(text) => tokens::hash_value(text),
+        // Not a token value (the operator writes UTF-8 only): a hash nothing matches.
+        Err(_) => tokens::hash_value("\u{0}invalid-utf8"),
+    }
+}
+
+impl k8s_openapi::Resource for HashedSecret {
+    const API_VERSION: &'static str = "v1";
+    const GROUP: &'static str = "";
+    const KIND: &'static str = "Secret";
+    const VERSION: &'static str = "v1";
+    const URL_PATH_SEGMENT: &'static str = "secrets";
+    type Scope = k8s_openapi::NamespaceResourceScope;
+}
+
+impl k8s_openapi::Metadata for HashedSecret {
+    type Ty = ObjectMeta;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn values_are_hashed_while_decoding() {
+        let value = "not-a-real-token";
+        let encoded = "bm90LWEtcmVhbC10b2tlbg=="; // base64 of `value`
+        let secret: HashedSecret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "ns"},
+            "data": {"token": encoded, "binary": "/w=="}
+        }))
+        .expect("decodes");
+        assert_eq!(secret.hash_of("token"), Some(&tokens::hash_value(value)));
+        assert!(secret.hash_of("binary").is_some());
+        assert!(secret.hash_of("missing").is_none());
+        assert!(!format!("{secret:?}").contains(encoded));
+    }
+
+    #[test]
+    fn a_secret_without_data_has_no_hashes() {
+        for data in [json!(null), json!({})] {
+            let secret: HashedSecret = serde_json::from_value(json!({
+                "metadata": {"name": "s"}, "data": data
+            }))
+            .expect("decodes");
+            assert!(secret.hash_of("token").is_none());
+        }
+        let secret: HashedSecret =
+            serde_json::from_value(json!({"metadata": {"name": "s"}})).expect("decodes");
+        assert!(secret.hash_of("token").is_none());
+    }
+}
