@@ -315,8 +315,9 @@ fn relist_drops_what_was_not_seen() {
 
 #[test]
 fn entry_is_compact() {
-    // The index should stay under ~256 bytes per token including the
-    // HashMap slot and the name allocation; the fixed part is checked here.
+    // The benchmark's goal is 256 heap bytes per indexed token, including the
+    // hash tables' spare capacity (up to 2x, 1.3x at 100k) and the
+    // `name/uid` allocation; the fixed part is checked here.
     let slot = std::mem::size_of::<(IdKey, TokenEntry)>() + std::mem::size_of::<(u64, IdKey)>();
-    assert!(slot <= 192, "{slot} bytes per token slot");
+    assert!(slot <= 136, "{slot} bytes per token slot");
 }
