@@ -463,7 +463,10 @@ pub async fn run_with(
     let token_events = watcher::watcher(tokens_api, selected())
         .default_backoff()
         .modify(|t: &mut ApiToken| {
+            // Neither reconciler reads a token's labels, creation time or field managers.
             t.managed_fields_mut().clear();
+            t.labels_mut().clear();
+            t.metadata.creation_timestamp = None;
             // Only our own annotations are read (`apikeys.dev/rotate`); kubectl's
             // last-applied-configuration alone can be as big as the token.
             t.annotations_mut()
