@@ -26,34 +26,40 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The system allocator, counting the bytes live on the heap, so the verifier's
-/// memory per indexed token is measured exactly rather than read off RSS
-/// (which moves with the allocator's own caching and arena growth).
+/// The system allocator, counting per thread the bytes allocated and not
+/// freed, so the verifier's memory per indexed token is measured exactly
+/// (RSS growth moved with the allocator's caching) and without what other
+/// threads free meanwhile (an earlier section's teardown made a process-wide
+/// count negative).
 struct CountingAlloc;
 
-static HEAP_LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+thread_local! {
+    static THREAD_HEAP: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
+}
+
+fn track(delta: isize) {
+    // `try_with`: a thread's last frees can run after its counter is gone.
+    let _ = THREAD_HEAP.try_with(|c| c.set(c.get() + delta));
+}
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the
-// counter is only bookkeeping.
+// counter is bookkeeping in a const-initialized thread local (no allocation).
 unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         let p = unsafe { std::alloc::System.alloc(layout) };
         if !p.is_null() {
-            HEAP_LIVE.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+            track(layout.size() as isize);
         }
         p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        HEAP_LIVE.fetch_sub(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        track(-(layout.size() as isize));
         unsafe { std::alloc::System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
         let p = unsafe { std::alloc::System.realloc(ptr, layout, new) };
         if !p.is_null() {
-            HEAP_LIVE.fetch_add(
-                new as isize - layout.size() as isize,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            track(new as isize - layout.size() as isize);
         }
         p
     }
@@ -62,8 +68,9 @@ unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
+/// Bytes this thread allocated and has not freed.
 fn heap_live() -> isize {
-    HEAP_LIVE.load(std::sync::atomic::Ordering::Relaxed)
+    THREAD_HEAP.with(|c| c.get())
 }
 
 /// Concurrency of the clients that create objects (baseline and operator alike).
