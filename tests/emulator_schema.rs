@@ -3,7 +3,7 @@
 //! CEL rules, checked against the texts kube-apiserver returns.
 
 use apikey_operator::emulator::schema::{
-    CEL_EMULATED, FieldError, FieldErrorKind, validate_and_prune,
+    CEL_EMULATED, FieldError, FieldErrorKind, rules_skeleton, validate_and_prune,
 };
 use serde_json::{Value, json};
 
@@ -407,6 +407,34 @@ fn expiration_schema() -> Value {
                 "x-kubernetes-validations": [{"rule": "!has(self.start) || !has(self.end) || self.start < self.end", "fieldPath": ".end"}]}
         }
     }))
+}
+
+#[test]
+fn the_cel_walk_visits_only_paths_to_rules() {
+    let rule = json!({"rule": "self.size() > 1", "message": "too short"});
+    let ruled = json!({"type": "string", "x-kubernetes-validations": [rule]});
+    let listed = json!({"type": "array", "items": {"type": "object",
+        "properties": {"n": ruled.clone()}}});
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "properties": {
+                "a": ruled.clone(), "b": {"type": "string"}, "list": listed.clone(),
+            }},
+            "status": {"type": "object", "properties": {"c": {"type": "string"}}},
+        }
+    });
+    let want = json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {"a": ruled, "list": listed}}}
+    });
+    assert_eq!(rules_skeleton(&schema), Some(want));
+    assert_eq!(
+        rules_skeleton(&json!({"type": "object", "properties": {
+            "status": {"type": "object", "properties": {"c": {"type": "string"}}}
+        }})),
+        None
+    );
 }
 
 #[test]

@@ -313,7 +313,7 @@ fn validate_custom(ctx: &WriteCtx, obj: &mut Value, old: Option<&Value>) -> Resu
     let before = (ctx.validation == FieldValidation::Strict).then(|| obj.clone());
     let checked = match ctx.def.schema_problem(&ctx.version) {
         Some(problem) => Err(schema::malformed(problem)),
-        None => schema::validate_and_prune_checked(schema, obj, old),
+        None => schema::validate_and_prune_checked(schema, ctx.def.rules(&ctx.version), obj, old),
     };
     checked.map_err(|errors| ApiError::invalid(&ctx.def, &name, &errors))?;
     if let Some(before) = before {

@@ -32,6 +32,8 @@ pub struct CustomInfo {
     /// Versions whose schema `schema::check` rejected, with the problem (checked once here
     /// rather than on every write).
     pub schema_problems: HashMap<String, String>,
+    /// Per version, `schema::rules_skeleton` of its schema (computed once here).
+    pub rules: HashMap<String, Option<Value>>,
     pub printer_columns: HashMap<String, Vec<Value>>,
 }
 
@@ -73,6 +75,11 @@ impl ResourceDef {
 
     pub fn schema(&self, version: &str) -> Option<&Value> {
         self.custom.as_ref()?.schemas.get(version)
+    }
+
+    /// The CEL rules of `version`'s schema (see `schema::rules_skeleton`).
+    pub fn rules(&self, version: &str) -> Option<&Value> {
+        self.custom.as_ref()?.rules.get(version)?.as_ref()
     }
 
     /// Why the schema of `version` cannot be used for validation, if it cannot.
@@ -293,6 +300,9 @@ pub fn def_from_crd(crd: &Value) -> Option<ResourceDef> {
             if let Err(problem) = super::schema::check(schema) {
                 custom.schema_problems.insert(name.to_string(), problem);
             }
+            custom
+                .rules
+                .insert(name.to_string(), super::schema::rules_skeleton(schema));
             custom.schemas.insert(name.to_string(), schema.clone());
         }
         if let Some(cols) = v["additionalPrinterColumns"].as_array() {
