@@ -1723,11 +1723,14 @@ fn cel_node(
     if v.is_null() {
         return;
     }
-    let unchanged = match old {
+    // Whether the value equals its old one (ratcheting). Compared only where it is
+    // read: comparing every node of a large object was most of this walk's cost.
+    let unchanged = || match old {
         Some(o) => o == v,
         None => parent_unchanged,
     };
     if let Some(programs) = node_programs(s) {
+        let unchanged = unchanged();
         for (rule, compiled) in &programs.rules {
             eval_rule(
                 &programs.node_type,
@@ -1744,6 +1747,8 @@ fn cel_node(
     match v {
         Value::Array(a) => {
             if let Some(it) = items(s) {
+                // Items without an old counterpart are as unchanged as the list.
+                let unchanged = unchanged();
                 let old_list = old.and_then(Value::as_array);
                 let is_map_list = sstr(s, "x-kubernetes-list-type") == Some("map");
                 for (i, x) in a.iter().enumerate() {
@@ -1760,6 +1765,8 @@ fn cel_node(
         }
         Value::Object(m) => {
             let old_map = old.and_then(Value::as_object);
+            // A field without an old value is new, unless the whole object is.
+            let unchanged = old.is_none() && parent_unchanged;
             if let Additional::Schema(a) = additional(s) {
                 for (k, cv) in m {
                     if props(s).is_some_and(|p| p.contains_key(k)) {
