@@ -285,11 +285,20 @@ pub fn validate_and_prune_checked(
 // ---------------------------------------------------------------------------
 // Paths
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Seg {
-    Field(String),
+/// A step of a validation path, borrowed from the object being validated (one
+/// `String` per visited field was a large share of the emulator's allocations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seg<'a> {
+    Field(&'a str),
     Index(usize),
-    Key(String),
+    Key(&'a str),
+}
+
+/// `path` and one more step not borrowed from the object (an absent field, for an error).
+fn child<'b>(path: &[Seg<'b>], seg: Seg<'b>) -> Vec<Seg<'b>> {
+    let mut out = path.to_vec();
+    out.push(seg);
+    out
 }
 
 /// kube-openapi's path name: `spec.items[0].name`, map keys joined with a dot.
@@ -840,10 +849,10 @@ fn root_invalid(detail: String) -> FieldError {
     FieldError::raw("<nil>", FieldErrorKind::Invalid, Some(go_quote("")), detail)
 }
 
-fn validate_node(
+fn validate_node<'a>(
     s: &Value,
-    v: &Value,
-    path: &mut Vec<Seg>,
+    v: &'a Value,
+    path: &mut Vec<Seg<'a>>,
     old: Option<&Value>,
     ratcheted: bool,
     out: &mut Vec<FieldError>,
@@ -915,9 +924,14 @@ fn validate_type(s: &Value, v: &Value, types: &[&str], path: &[Seg], out: &mut V
     }
 }
 
-fn validate_composites(s: &Value, v: &Value, path: &mut Vec<Seg>, out: &mut Vec<FieldError>) {
+fn validate_composites<'a>(
+    s: &Value,
+    v: &'a Value,
+    path: &mut Vec<Seg<'a>>,
+    out: &mut Vec<FieldError>,
+) {
     let name = openapi_name(path);
-    let run = |sub: &Value, path: &mut Vec<Seg>| {
+    let run = |sub: &Value, path: &mut Vec<Seg<'a>>| {
         let mut e = Vec::new();
         validate_node(sub, v, path, None, false, &mut e);
         e
@@ -1146,10 +1160,10 @@ fn validate_number(
     }
 }
 
-fn validate_array(
+fn validate_array<'a>(
     s: &Value,
-    a: &[Value],
-    path: &mut Vec<Seg>,
+    a: &'a [Value],
+    path: &mut Vec<Seg<'a>>,
     old: Option<&Value>,
     out: &mut Vec<FieldError>,
 ) {
@@ -1233,10 +1247,10 @@ fn validate_enum(s: &Value, v: &Value, path: &[Seg], out: &mut Vec<FieldError>) 
     ));
 }
 
-fn validate_object(
+fn validate_object<'a>(
     s: &Value,
-    m: &Map<String, Value>,
-    path: &mut Vec<Seg>,
+    m: &'a Map<String, Value>,
+    path: &mut Vec<Seg<'a>>,
     old: Option<&Value>,
     out: &mut Vec<FieldError>,
 ) {
@@ -1278,7 +1292,7 @@ fn validate_object(
                 if ps.is_some_and(|p| p.contains_key(k)) {
                     continue;
                 }
-                path.push(Seg::Key(k.clone()));
+                path.push(Seg::Key(k));
                 validate_node(a, cv, path, old_map.and_then(|o| o.get(k)), false, out);
                 path.pop();
             }
@@ -1287,8 +1301,8 @@ fn validate_object(
     }
     if let Some(p) = ps {
         for (k, sub) in p {
-            if let Some(cv) = m.get(k) {
-                path.push(Seg::Field(k.clone()));
+            if let Some((k, cv)) = m.get_key_value(k) {
+                path.push(Seg::Field(k));
                 validate_node(sub, cv, path, old_map.and_then(|o| o.get(k)), false, out);
                 path.pop();
             }
@@ -1297,9 +1311,10 @@ fn validate_object(
     if let Some(req) = sget(s, "required").and_then(Value::as_array) {
         for k in req.iter().filter_map(Value::as_str) {
             if !m.contains_key(k) {
-                path.push(Seg::Field(k.to_string()));
-                out.push(FieldError::required(openapi_field(path), ""));
-                path.pop();
+                out.push(FieldError::required(
+                    openapi_field(&child(path, Seg::Field(k))),
+                    "",
+                ));
             }
         }
     }
@@ -1540,10 +1555,10 @@ fn is_duration(s: &str) -> bool {
 // Embedded resources (schemaobjectmeta.Validate) and list types
 // (structurallisttype.ValidateListSetsAndMaps)
 
-fn validate_embedded(
+fn validate_embedded<'a>(
     s: &Value,
-    v: &Value,
-    path: &mut Vec<Seg>,
+    v: &'a Value,
+    path: &mut Vec<Seg<'a>>,
     is_root: bool,
     out: &mut Vec<FieldError>,
 ) {
@@ -1552,23 +1567,23 @@ fn validate_embedded(
             if !is_root && sbool(s, "x-kubernetes-embedded-resource") {
                 let empty = |k: &str| m.get(k).and_then(Value::as_str).is_none_or(str::is_empty);
                 if empty("kind") {
-                    path.push(Seg::Field("kind".into()));
+                    path.push(Seg::Field("kind"));
                     out.push(FieldError::required(field_path(path), "must not be empty"));
                     path.pop();
                 }
                 if empty("apiVersion") {
-                    path.push(Seg::Field("apiVersion".into()));
+                    path.push(Seg::Field("apiVersion"));
                     out.push(FieldError::required(field_path(path), "must not be empty"));
                     path.pop();
                 }
             }
             for (k, cv) in m {
                 if let Some(ps) = props(s).and_then(|p| p.get(k)) {
-                    path.push(Seg::Field(k.clone()));
+                    path.push(Seg::Field(k));
                     validate_embedded(ps, cv, path, false, out);
                     path.pop();
                 } else if let Additional::Schema(a) = additional(s) {
-                    path.push(Seg::Key(k.clone()));
+                    path.push(Seg::Key(k));
                     validate_embedded(a, cv, path, false, out);
                     path.pop();
                 }
@@ -1587,16 +1602,16 @@ fn validate_embedded(
     }
 }
 
-fn validate_lists(s: &Value, v: &Value, path: &mut Vec<Seg>, out: &mut Vec<FieldError>) {
+fn validate_lists<'a>(s: &Value, v: &'a Value, path: &mut Vec<Seg<'a>>, out: &mut Vec<FieldError>) {
     match v {
         Value::Object(m) => {
             for (k, cv) in m {
                 if let Some(ps) = props(s).and_then(|p| p.get(k)) {
-                    path.push(Seg::Field(k.clone()));
+                    path.push(Seg::Field(k));
                     validate_lists(ps, cv, path, out);
                     path.pop();
                 } else if let Additional::Schema(a) = additional(s) {
-                    path.push(Seg::Key(k.clone()));
+                    path.push(Seg::Key(k));
                     validate_lists(a, cv, path, out);
                     path.pop();
                 }
@@ -1635,9 +1650,8 @@ fn validate_lists(s: &Value, v: &Value, path: &mut Vec<Seg>, out: &mut Vec<Field
                             None if x.is_object() => {
                                 for k in &keys {
                                     if x.get(k).is_none() {
-                                        path.push(Seg::Field(k.clone()));
-                                        out.push(FieldError::required(field_path(path), ""));
-                                        path.pop();
+                                        let missing = child(path, Seg::Field(k));
+                                        out.push(FieldError::required(field_path(&missing), ""));
                                     }
                                 }
                             }
@@ -1712,11 +1726,11 @@ fn typing_schema(s: &Value) -> Value {
     }
 }
 
-fn cel_node(
+fn cel_node<'a>(
     s: &Value,
-    v: &Value,
+    v: &'a Value,
     old: Option<&Value>,
-    path: &mut Vec<Seg>,
+    path: &mut Vec<Seg<'a>>,
     parent_unchanged: bool,
     out: &mut Vec<FieldError>,
 ) {
@@ -1772,7 +1786,7 @@ fn cel_node(
                     if props(s).is_some_and(|p| p.contains_key(k)) {
                         continue;
                     }
-                    path.push(Seg::Key(k.clone()));
+                    path.push(Seg::Key(k));
                     cel_node(a, cv, old_map.and_then(|o| o.get(k)), path, unchanged, out);
                     path.pop();
                 }
@@ -1783,7 +1797,7 @@ fn cel_node(
                         let root_meta =
                             path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind");
                         let child_unchanged = unchanged && !root_meta;
-                        path.push(Seg::Field(k.clone()));
+                        path.push(Seg::Field(k));
                         cel_node(
                             ps,
                             cv,
