@@ -311,6 +311,7 @@ fn resource(
                 Some(applied) => ops::apply(&mut st, &ctx, name, applied, force)?,
                 None => ops::patch(&mut st, &ctx, name, kind, &req.body, force)?,
             };
+            drop(st); // the answer is encoded without the store lock
             Ok(json_response(if existed { 200 } else { 201 }, &patched))
         }
         (&Method::DELETE, true) => {

@@ -99,6 +99,16 @@ pub fn served(def: &ResourceDef, version: &str, obj: &Value) -> Value {
     out
 }
 
+/// A stored object as a write answers with it: the stored copy itself when the
+/// request's version is the one stored (no copy of the object), else converted.
+fn served_stored(def: &ResourceDef, version: &str, stored: &Arc<Value>) -> Arc<Value> {
+    if stored["apiVersion"].as_str() == Some(def.api_version(version).as_str()) {
+        stored.clone()
+    } else {
+        Arc::new(served(def, version, stored))
+    }
+}
+
 fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
@@ -544,7 +554,7 @@ fn namespace_gate(st: &State, ctx: &WriteCtx) -> Result<(), ApiError> {
 }
 
 /// POST: creates an object; returns it as served.
-pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Value, ApiError> {
+pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Arc<Value>, ApiError> {
     check_kind(&ctx.def, &ctx.version, &obj)?;
     let def = ctx.def.clone();
     if !obj["metadata"].is_object() {
@@ -617,7 +627,7 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Value, A
         patch::record_update(None, &mut obj, &ctx.writer(&av, &now));
     }
     if ctx.dry_run {
-        return Ok(served(&def, &ctx.version, &obj));
+        return Ok(Arc::new(served(&def, &ctx.version, &obj)));
     }
     // A whole-store collection only when an owner is absent: with every owner
     // present there is nothing to collect, and scanning per write is quadratic.
@@ -625,7 +635,7 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Value, A
         st.gc_pending = true;
     }
     let stored = st.put(&def, obj, EventType::Added);
-    Ok(served(&def, &ctx.version, &stored))
+    Ok(served_stored(&def, &ctx.version, &stored))
 }
 
 /// Loads the current object or 404s.
@@ -636,7 +646,12 @@ pub fn current(st: &State, ctx: &WriteCtx, name: &str) -> Result<Arc<Value>, Api
 }
 
 /// PUT: replaces an object (or its status); `track` records managedFields for the writer.
-pub fn update(st: &mut State, ctx: &WriteCtx, name: &str, obj: Value) -> Result<Value, ApiError> {
+pub fn update(
+    st: &mut State,
+    ctx: &WriteCtx,
+    name: &str,
+    obj: Value,
+) -> Result<Arc<Value>, ApiError> {
     check_kind(&ctx.def, &ctx.version, &obj)?;
     let old = current(st, ctx, name)?;
     if let Some(body_name) = obj["metadata"]["name"].as_str()
@@ -673,7 +688,7 @@ fn commit_update(
     old: &Arc<Value>,
     mut new: Value,
     track: bool,
-) -> Result<Value, ApiError> {
+) -> Result<Arc<Value>, ApiError> {
     let def = ctx.def.clone();
     let name = old["metadata"]["name"]
         .as_str()
@@ -765,16 +780,16 @@ fn commit_update(
         patch::record_update(Some(old), &mut new, &ctx.writer(&av, &now));
     }
     if new == **old {
-        return Ok(served(&def, &ctx.version, old));
+        return Ok(served_stored(&def, &ctx.version, old));
     }
     if ctx.dry_run {
-        return Ok(served(&def, &ctx.version, &new));
+        return Ok(Arc::new(served(&def, &ctx.version, &new)));
     }
     if deleting && finalizers(&new).is_empty() && !is_namespace(&def) {
         let ns = ctx.namespace.clone();
         st.put(&def, new, EventType::Modified);
         let gone = st.remove(&def, &ns, &name).unwrap_or_else(|| old.clone());
-        return Ok(served(&def, &ctx.version, &gone));
+        return Ok(served_stored(&def, &ctx.version, &gone));
     }
     if new["metadata"]["ownerReferences"] != old["metadata"]["ownerReferences"]
         && st.owner_missing(&new)
@@ -782,7 +797,7 @@ fn commit_update(
         st.gc_pending = true;
     }
     let stored = st.put(&def, new, EventType::Modified);
-    Ok(served(&def, &ctx.version, &stored))
+    Ok(served_stored(&def, &ctx.version, &stored))
 }
 
 fn is_namespace(def: &ResourceDef) -> bool {
@@ -797,7 +812,7 @@ pub fn patch(
     kind: PatchKind,
     body: &[u8],
     force: bool,
-) -> Result<Value, ApiError> {
+) -> Result<Arc<Value>, ApiError> {
     if kind == PatchKind::Strategic && ctx.def.custom.is_some() {
         return Err(ApiError::unsupported_media(
             "application/strategic-merge-patch+json is not supported for custom resources",
@@ -842,7 +857,7 @@ pub fn apply(
     name: &str,
     mut applied: Value,
     force: bool,
-) -> Result<Value, ApiError> {
+) -> Result<Arc<Value>, ApiError> {
     check_kind(&ctx.def, &ctx.version, &applied)?;
     if applied["apiVersion"].is_null() || applied["kind"].is_null() {
         return Err(ApiError::bad_request(
@@ -886,8 +901,13 @@ pub fn apply(
     {
         return Err(ApiError::stale(&ctx.def, name));
     }
-    let current_served = old.as_ref().map(|o| served(&ctx.def, &ctx.version, o));
-    let merged = patch::server_side_apply(current_served.as_ref(), &applied, &writer, force)
+    // The stored object itself when it is already at the request's version.
+    let converted = old
+        .as_ref()
+        .filter(|o| o["apiVersion"].as_str() != Some(av.as_str()))
+        .map(|o| served(&ctx.def, &ctx.version, o));
+    let current_served = converted.as_ref().or(old.as_deref());
+    let merged = patch::server_side_apply(current_served, &applied, &writer, force)
         .map_err(|conflicts| ApiError::apply_conflict(&ctx.def, &conflicts))?;
     match old {
         None if ctx.subresource.is_some() => Err(ApiError::not_found(&ctx.def, name)),
