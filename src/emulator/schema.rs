@@ -294,6 +294,23 @@ enum Seg<'a> {
     Key(&'a str),
 }
 
+/// `openapi_name` of a path, built only when an error message is formatted
+/// (validation visits every node; most produce no error).
+#[derive(Clone, Copy)]
+struct PathName<'p, 'a>(&'p [Seg<'a>]);
+
+impl std::fmt::Display for PathName<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&openapi_name(self.0))
+    }
+}
+
+impl PathName<'_, '_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// `path` and one more step not borrowed from the object (an absent field, for an error).
 fn child<'b>(path: &[Seg<'b>], seg: Seg<'b>) -> Vec<Seg<'b>> {
     let mut out = path.to_vec();
@@ -930,7 +947,6 @@ fn validate_composites<'a>(
     path: &mut Vec<Seg<'a>>,
     out: &mut Vec<FieldError>,
 ) {
-    let name = openapi_name(path);
     let run = |sub: &Value, path: &mut Vec<Seg<'a>>| {
         let mut e = Vec::new();
         validate_node(sub, v, path, None, false, &mut e);
@@ -954,7 +970,7 @@ fn validate_composites<'a>(
         if !ok {
             out.push(root_invalid(format!(
                 "{} must validate at least one schema (anyOf)",
-                go_quote(&name)
+                go_quote(&openapi_name(path))
             )));
         }
         out.extend(best.unwrap_or_default());
@@ -979,7 +995,7 @@ fn validate_composites<'a>(
             };
             out.push(root_invalid(format!(
                 "{} must validate one and only one schema (oneOf). {extra}",
-                go_quote(&name)
+                go_quote(&openapi_name(path))
             )));
             if valid == 0 {
                 out.extend(best.unwrap_or_default());
@@ -1001,7 +1017,7 @@ fn validate_composites<'a>(
             let extra = if valid == 0 { ". None validated" } else { "" };
             out.push(root_invalid(format!(
                 "{} must validate all the schemas (allOf){extra}",
-                go_quote(&name)
+                go_quote(&openapi_name(path))
             )));
         }
         out.extend(errs);
@@ -1011,13 +1027,13 @@ fn validate_composites<'a>(
     {
         out.push(root_invalid(format!(
             "{} must not validate the schema (not)",
-            go_quote(&name)
+            go_quote(&openapi_name(path))
         )));
     }
 }
 
 fn validate_string(s: &Value, st: &str, v: &Value, path: &[Seg], out: &mut Vec<FieldError>) {
-    let name = openapi_name(path);
+    let name = PathName(path);
     let len = st.chars().count() as i64;
     if let Some(max) = si64(s, "maxLength")
         && len > max
@@ -1064,7 +1080,7 @@ fn validate_number(
     path: &[Seg],
     out: &mut Vec<FieldError>,
 ) {
-    let name = openapi_name(path);
+    let name = PathName(path);
     let int = n.as_i64();
     let data = n.as_f64().unwrap_or(0.0);
     // For integer data kube-openapi converts the bound with int64(bound).
@@ -1176,7 +1192,7 @@ fn validate_array<'a>(
             path.pop();
         }
     }
-    let name = openapi_name(path);
+    let name = PathName(path);
     let size = a.len() as i64;
     if let Some(min) = si64(s, "minItems")
         && size < min
@@ -1254,7 +1270,7 @@ fn validate_object<'a>(
     old: Option<&Value>,
     out: &mut Vec<FieldError>,
 ) {
-    let name = openapi_name(path);
+    let name = PathName(path);
     let count = m.len() as i64;
     if let Some(min) = si64(s, "minProperties")
         && count < min
