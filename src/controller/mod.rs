@@ -58,7 +58,7 @@ pub struct Config {
 
 /// Default of `Config::concurrency`: enough to keep an API server busy. In a
 /// storm of 1,000 rotations due at once (BENCHMARKS.md) 32 gave p99 lateness
-/// 0.8–1.0 s, 16 gave 1.0–1.2 s and 64 no better than 32, for 1 MiB more
+/// 0.7–1.2 s, 16 gave 1.0–1.2 s and 64 no better than 32, for 1 MiB more
 /// memory than 16 at 10,000 tokens.
 pub const DEFAULT_CONCURRENCY: u16 = 32;
 
