@@ -42,14 +42,15 @@ pub struct Usage {
     pub at: Timestamp,
 }
 
-type TokenName = (Arc<str>, String);
-
-/// Tokens used since the last report round. Cheap to call on every request.
+/// Tokens used since the last report round. Cheap to call on every request:
+/// a token already noted for this minute costs two lookups by borrowed names.
 #[derive(Debug, Default)]
 pub struct UsageRecorder {
-    /// (namespace, name) → (uid, minute).
-    pending: Mutex<HashMap<TokenName, (String, Timestamp)>>,
+    pending: Mutex<HashMap<Arc<str>, NamespaceUsage>>,
 }
+
+/// Within a namespace: token name → (uid, minute).
+type NamespaceUsage = HashMap<String, (String, Timestamp)>;
 
 impl UsageRecorder {
     /// Notes that `identity`'s token was accepted at `now`, unless its status
@@ -60,15 +61,18 @@ impl UsageRecorder {
             return;
         }
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending
-            .entry((identity.namespace.clone(), identity.api_token.clone()))
-            .and_modify(|(uid, at)| {
+        let names = pending.entry(identity.namespace.clone()).or_default();
+        match names.get_mut(identity.api_token.as_str()) {
+            Some((uid, at)) => {
                 if minute > *at {
                     *at = minute;
                     uid.clone_from(&identity.uid);
                 }
-            })
-            .or_insert_with(|| (identity.uid.clone(), minute));
+            }
+            None => {
+                names.insert(identity.api_token.clone(), (identity.uid.clone(), minute));
+            }
+        }
     }
 
     /// Takes everything noted so far.
@@ -76,11 +80,13 @@ impl UsageRecorder {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending
             .drain()
-            .map(|((namespace, name), (uid, at))| Usage {
-                namespace,
-                name,
-                uid,
-                at,
+            .flat_map(|(namespace, names)| {
+                names.into_iter().map(move |(name, (uid, at))| Usage {
+                    namespace: namespace.clone(),
+                    name,
+                    uid,
+                    at,
+                })
             })
             .collect()
     }
