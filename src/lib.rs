@@ -13,6 +13,7 @@ pub mod controller;
 pub mod duration;
 pub mod emulator;
 pub mod leader;
+pub mod lean;
 pub mod local;
 pub mod metrics;
 pub mod schedule;

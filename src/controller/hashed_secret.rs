@@ -16,6 +16,7 @@ use crate::token::{self as tokens, TokenHash};
 /// BENCHMARKS.md). Read-only: writes send a `Secret`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct HashedSecret {
+    #[serde(deserialize_with = "crate::lean::metadata")]
     pub metadata: ObjectMeta,
     #[serde(default, rename = "data", deserialize_with = "hash_values")]
     hashes: Hashes,

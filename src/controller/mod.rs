@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -29,6 +29,7 @@ use tracing::{info, warn};
 
 use crate::api::{ApiKey, ApiToken};
 use crate::clock::{Clock, SystemClock};
+use crate::lean::Lean;
 use hashed_secret::HashedSecret;
 
 /// Field manager of every write the controller makes.
@@ -412,7 +413,7 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (tokens_api, keys_api, secrets_api, sa_api): (
-        Api<ApiToken>,
+        Api<Lean<ApiToken>>,
         Api<ApiKey>,
         Api<HashedSecret>,
         Api<ServiceAccount>,
@@ -445,7 +446,6 @@ pub async fn run_with(
     .modify(|secret: &mut HashedSecret| {
         // The reconciler reads only the controller ownerReference and the
         // value hashes; the rest of a cached Secret is memory.
-        secret.managed_fields_mut().clear();
         secret.labels_mut().clear();
         secret.annotations_mut().clear();
         secret.metadata.creation_timestamp = None;
@@ -464,10 +464,11 @@ pub async fn run_with(
         .subscribe()
         .expect("a store made by store_shared can be subscribed to");
     let token_events = watcher::watcher(tokens_api, selected())
+        .map_ok(Lean::event)
         .default_backoff()
         .modify(|t: &mut ApiToken| {
-            // Neither reconciler reads a token's labels, creation time or field managers.
-            t.managed_fields_mut().clear();
+            // Neither reconciler reads a token's labels or creation time (nor
+            // its field managers, which `Lean` never decodes).
             t.labels_mut().clear();
             t.metadata.creation_timestamp = None;
             // Only our own annotations are read (`apikeys.dev/rotate`); kubectl's
@@ -484,9 +485,13 @@ pub async fn run_with(
     // The token reconciler reads keys from this store; key changes wake their tokens.
     let (keys, key_writer) = reflector::store();
     let keys_for_tokens = keys.clone();
-    let key_stream = watcher::watcher(keys_api.clone(), selected())
+    let lean_keys: Api<Lean<ApiKey>> = match keys_api.namespace() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let key_stream = watcher::watcher(lean_keys, selected())
+        .map_ok(Lean::event)
         .default_backoff()
-        .modify(|k: &mut ApiKey| k.managed_fields_mut().clear())
         .reflect(key_writer)
         .touched_objects();
 

@@ -32,6 +32,7 @@ pub use index::{Identity, Index, Reject};
 
 use crate::api::{ApiKey, ApiToken};
 use crate::clock::{Clock, SystemClock};
+use crate::lean::Lean;
 use http::AppState;
 use last_used::UsageRecorder;
 use metrics::Metrics;
@@ -192,7 +193,7 @@ impl Verifier {
         };
 
         let mut background = JoinSet::new();
-        let (tokens, keys): (Api<ApiToken>, Api<ApiKey>) = match &namespace {
+        let (tokens, keys): (Api<Lean<ApiToken>>, Api<Lean<ApiKey>>) = match &namespace {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client.clone(), ns),

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, ResourceExt};
@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::index::{Index, Skipped};
 use super::metrics::Metrics;
 use crate::api::{ApiKey, ApiToken};
+use crate::lean::Lean;
 
 /// The index shared by the watches (writers) and the HTTP handlers (readers).
 /// Writers hold the lock for one event; readers for one verify.
@@ -152,7 +153,7 @@ pub fn apply_event<K: Indexed>(
 /// Watches one kind until the stream ends (it does not on its own: the
 /// watcher retries with backoff), applying events to the index.
 pub async fn watch<K>(
-    api: Api<K>,
+    api: Api<Lean<K>>,
     index: SharedIndex,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
@@ -166,6 +167,7 @@ pub async fn watch<K>(
     };
     let mut state = WatchState::default();
     let mut events = watcher::watcher(api, watcher::Config::default())
+        .map_ok(Lean::event)
         .default_backoff()
         .boxed();
     while let Some(event) = events.next().await {
