@@ -678,7 +678,20 @@ pub fn update(
         }
         _ => {}
     }
-    commit_update(st, ctx, &old, obj, true)
+    commit_update(st, ctx, &old, obj, Commit::Client)
+}
+
+/// How `commit_update` treats the new object.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// Sent by a client (update, patch): isolate the subresource, record the writer.
+    Client,
+    /// Merged by server-side apply (managedFields recorded already) from a
+    /// converted copy, which may differ from the stored object outside status.
+    Applied,
+    /// Merged by server-side apply from the stored object itself: a status
+    /// apply changed nothing outside status, so there is nothing to isolate.
+    AppliedToStored,
 }
 
 /// Shared tail of update and patch: isolation, validation, generation, finalizers, store.
@@ -687,14 +700,17 @@ fn commit_update(
     ctx: &WriteCtx,
     old: &Arc<Value>,
     mut new: Value,
-    track: bool,
+    how: Commit,
 ) -> Result<Arc<Value>, ApiError> {
     let def = ctx.def.clone();
     let name = old["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    if ctx.subresource.as_deref() == Some("status") {
+    let status = ctx.subresource.as_deref() == Some("status");
+    if status && how == Commit::AppliedToStored {
+        // Nothing to isolate: the merge started from `old` and touched status only.
+    } else if status {
         let mut base = (**old).clone();
         match new.get("status") {
             Some(s) => base["status"] = s.clone(),
@@ -775,7 +791,7 @@ fn commit_update(
         new["metadata"]["managedFields"] = mf.clone();
     }
     let now = now_rfc3339();
-    if track {
+    if how == Commit::Client {
         let av = def.api_version(&ctx.version);
         patch::record_update(Some(old), &mut new, &ctx.writer(&av, &now));
     }
@@ -837,7 +853,7 @@ pub fn patch(
     if target["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
         return Err(ApiError::stale(&ctx.def, name));
     }
-    commit_update(st, ctx, &old, target, true)
+    commit_update(st, ctx, &old, target, Commit::Client)
 }
 
 /// An apply body: YAML, or JSON (a subset of YAML), which clients such as kube-rs send and which
@@ -912,7 +928,8 @@ pub fn apply(
     match old {
         None if ctx.subresource.is_some() => Err(ApiError::not_found(&ctx.def, name)),
         None => create(st, ctx, merged),
-        Some(old) => commit_update(st, ctx, &old, merged, false),
+        Some(old) if converted.is_some() => commit_update(st, ctx, &old, merged, Commit::Applied),
+        Some(old) => commit_update(st, ctx, &old, merged, Commit::AppliedToStored),
     }
 }
 

@@ -416,8 +416,9 @@ pub fn server_side_apply(
     writer: &Writer,
     force: bool,
 ) -> Result<Value, Vec<(String, String)>> {
-    let base = current.cloned().unwrap_or_else(|| json!({}));
-    let mut entries = read_managers(&base);
+    let empty = json!({});
+    let base = current.unwrap_or(&empty);
+    let mut entries = read_managers(base);
     let applied_set = owned_leaves(applied);
     // An empty map in the configuration asserts no value for what lies below it.
     let asserting: Vec<&FieldPath> = applied_set
@@ -442,7 +443,7 @@ pub fn server_side_apply(
                 } else {
                     mine
                 };
-                if at(&base, deeper) != at(applied, deeper) {
+                if at(base, deeper) != at(applied, deeper) {
                     if force {
                         forced.push((i, owned.clone()));
                     } else {
