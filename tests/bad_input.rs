@@ -723,7 +723,15 @@ async fn simultaneous_claims_on_one_secret_never_take_it_over() {
             Some(token::hash_value(&value).as_str().to_owned()),
             "pair {i}: the Secret holds the winner's value"
         );
-        assert!(verifier.verify(&value).is_ok(), "pair {i}: value accepted");
+        // The verifier's index follows its own watch, a moment behind the GET above.
+        eventually(
+            &format!("pair {i}: the verifier to accept the value"),
+            || {
+                let accepted = verifier.verify(&value).is_ok();
+                async move { accepted.then_some(()) }
+            },
+        )
+        .await;
         assert_eq!(
             loser.status.as_ref().and_then(|s| s.hash.clone()),
             None,
