@@ -2,7 +2,9 @@
 //! owner must exist) and counts the key's tokens. `adopt` makes the key the
 //! controller owner of a token, so deleting a key deletes its tokens.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -18,10 +20,13 @@ use super::{Context, Error, FIELD_MANAGER, kube_err, object_key};
 use crate::api::conditions::{EXPIRED, READY, reason};
 use crate::api::{ApiKey, ApiKeyStatus, ApiToken, OwnerKind};
 
-/// At most one write of token counts per key in this interval.
-const COUNTS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// A key is looked at (owner check, token count) at most once in this interval.
+const LOOK_INTERVAL: Duration = Duration::from_secs(1);
+/// Token counts that changed are written once two looks agree, or at the
+/// latest this long after they first differed from the key's status.
+const COUNTS_MAX_DELAY: Duration = Duration::from_secs(10);
 /// How long a reconcile waits for the token store's first list before retrying.
-const STORE_SYNC: std::time::Duration = std::time::Duration::from_secs(5);
+const STORE_SYNC: Duration = Duration::from_secs(5);
 
 pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Error> {
     if key.meta().deletion_timestamp.is_some() {
@@ -58,8 +63,9 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     let owner = &key.spec.owner;
     // Token events wake the key many times a second during a burst; look at
     // most once a second (the owner check and the count scan are not free).
-    if ctx.recently_written(&object_key(key), COUNTS_INTERVAL) {
-        return Ok(Action::requeue(COUNTS_INTERVAL));
+    let object = object_key(key);
+    if let Some(wait) = ctx.key_throttle().look(&object, Instant::now()) {
+        return Ok(Action::requeue(wait));
     }
 
     let owner_found = match owner.kind {
@@ -101,14 +107,17 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
             .count() as i32
     };
     let current = key.status.clone().unwrap_or_default();
-    let desired = desired_status(
-        &current,
-        &ns,
-        key,
-        owner_found,
-        [tokens.len() as i32, count(READY), count(EXPIRED)],
-        ctx.clock.now(),
-    );
+    let counts = [tokens.len() as i32, count(READY), count(EXPIRED)];
+    let desired = desired_status(&current, &ns, key, owner_found, counts, ctx.clock.now());
+    if desired != current && only_counts_differ(&current, &desired) {
+        // During a burst of token changes the counts move every second; one
+        // write once they settle (or every 10 s) instead of one per second.
+        if let Some(wait) = ctx.key_throttle().settle(&object, counts, Instant::now()) {
+            return Ok(Action::requeue(wait));
+        }
+    } else {
+        ctx.key_throttle().settled(&object);
+    }
     if desired != current {
         let was_ready = is_true(&current.conditions, READY);
         // No resourceVersion precondition: the operator is the only writer of
@@ -120,7 +129,6 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
             "metadata": { "name": name },
             "status": desired,
         });
-        ctx.mark_written(object_key(key));
         let keys: Api<ApiKey> = ctx.api(&ns);
         keys.patch_status(
             &name,
@@ -143,6 +151,68 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
         }
     }
     Ok(ctx.requeue_at(None))
+}
+
+/// Whether `desired` differs from `current` in the token counts alone.
+fn only_counts_differ(current: &ApiKeyStatus, desired: &ApiKeyStatus) -> bool {
+    let mut without_counts = desired.clone();
+    without_counts.tokens = current.tokens;
+    without_counts.ready_tokens = current.ready_tokens;
+    without_counts.expired_tokens = current.expired_tokens;
+    without_counts == *current
+}
+
+/// Per key: when it was last looked at, and token counts not written yet.
+#[derive(Debug, Default)]
+pub(crate) struct KeyThrottle {
+    looked: HashMap<String, Instant>,
+    unsettled: HashMap<String, Unsettled>,
+}
+
+/// Counts that differ from the key's status, as the last look saw them.
+#[derive(Debug)]
+struct Unsettled {
+    since: Instant,
+    counts: [i32; 3],
+}
+
+impl KeyThrottle {
+    /// `None` when `key` may be looked at now (and records the look), else
+    /// how long until it may.
+    pub fn look(&mut self, key: &str, now: Instant) -> Option<Duration> {
+        if let Some(last) = self.looked.get(key)
+            && now.duration_since(*last) < LOOK_INTERVAL
+        {
+            return Some(LOOK_INTERVAL - now.duration_since(*last));
+        }
+        self.looked
+            .retain(|_, at| now.duration_since(*at) < Duration::from_secs(60));
+        self.looked.insert(key.to_owned(), now);
+        None
+    }
+
+    /// `None` when the new `counts` should be written now: the previous look
+    /// saw the same, or they first differed `COUNTS_MAX_DELAY` ago. Otherwise
+    /// how long until the next look.
+    pub fn settle(&mut self, key: &str, counts: [i32; 3], now: Instant) -> Option<Duration> {
+        let Some(unsettled) = self.unsettled.get_mut(key) else {
+            self.unsettled
+                .insert(key.to_owned(), Unsettled { since: now, counts });
+            return Some(LOOK_INTERVAL);
+        };
+        let waited = now.duration_since(unsettled.since);
+        if unsettled.counts == counts || waited >= COUNTS_MAX_DELAY {
+            self.unsettled.remove(key);
+            return None;
+        }
+        unsettled.counts = counts;
+        Some(LOOK_INTERVAL.min(COUNTS_MAX_DELAY - waited))
+    }
+
+    /// The key's counts are as written (or about to be, with other changes).
+    pub fn settled(&mut self, key: &str) {
+        self.unsettled.remove(key);
+    }
 }
 
 fn owner_message(ns: &str, key: &ApiKey, found: bool) -> String {
@@ -212,5 +282,96 @@ pub(crate) async fn adopt(ctx: &Context, key: &ApiKey, token: &ApiToken) -> Resu
         }
         Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(()),
         Err(e) => Err(kube_err("setting the ApiToken's owner reference")(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "ns/key";
+
+    #[test]
+    fn a_key_is_looked_at_most_once_a_second() {
+        let mut throttle = KeyThrottle::default();
+        let t0 = Instant::now();
+        assert_eq!(throttle.look(KEY, t0), None);
+        let wait = throttle.look(KEY, t0 + Duration::from_millis(300));
+        assert_eq!(wait, Some(Duration::from_millis(700)));
+        assert_eq!(throttle.look("ns/other", t0), None, "keys are independent");
+        assert_eq!(throttle.look(KEY, t0 + LOOK_INTERVAL), None);
+    }
+
+    #[test]
+    fn counts_are_written_once_two_looks_agree() {
+        let mut throttle = KeyThrottle::default();
+        let t0 = Instant::now();
+        let second = |n: u64| t0 + Duration::from_secs(n);
+        assert_eq!(throttle.settle(KEY, [1, 0, 0], t0), Some(LOOK_INTERVAL));
+        assert_eq!(
+            throttle.settle(KEY, [1, 1, 0], second(1)),
+            Some(LOOK_INTERVAL)
+        );
+        assert_eq!(throttle.settle(KEY, [1, 1, 0], second(2)), None);
+        // Written: the next difference starts a new wait.
+        assert_eq!(
+            throttle.settle(KEY, [2, 1, 0], second(3)),
+            Some(LOOK_INTERVAL)
+        );
+    }
+
+    #[test]
+    fn counts_that_keep_moving_are_written_every_ten_seconds() {
+        let mut throttle = KeyThrottle::default();
+        let t0 = Instant::now();
+        let mut writes = Vec::new();
+        for n in 0..=25 {
+            let now = t0 + Duration::from_secs(n);
+            if throttle.settle(KEY, [n as i32, 0, 0], now).is_none() {
+                writes.push(n);
+            }
+        }
+        assert_eq!(
+            writes,
+            [10, 21],
+            "at most COUNTS_MAX_DELAY after they first differed"
+        );
+        // The last wait before the deadline is cut short to meet it.
+        let mut throttle = KeyThrottle::default();
+        assert_eq!(throttle.settle(KEY, [1, 0, 0], t0), Some(LOOK_INTERVAL));
+        let near = t0 + Duration::from_millis(9_500);
+        assert_eq!(
+            throttle.settle(KEY, [2, 0, 0], near),
+            Some(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn settled_counts_forget_the_wait() {
+        let mut throttle = KeyThrottle::default();
+        let t0 = Instant::now();
+        assert!(throttle.settle(KEY, [1, 0, 0], t0).is_some());
+        throttle.settled(KEY);
+        let later = t0 + Duration::from_secs(30);
+        assert_eq!(
+            throttle.settle(KEY, [2, 0, 0], later),
+            Some(LOOK_INTERVAL),
+            "a fresh difference waits for a second look"
+        );
+    }
+
+    #[test]
+    fn only_the_counts_differ() {
+        let current = ApiKeyStatus {
+            principal: Some("alice".into()),
+            tokens: Some(1),
+            ready_tokens: Some(0),
+            ..Default::default()
+        };
+        let mut desired = current.clone();
+        desired.ready_tokens = Some(1);
+        assert!(only_counts_differ(&current, &desired));
+        desired.principal = Some("bob".into());
+        assert!(!only_counts_differ(&current, &desired));
     }
 }

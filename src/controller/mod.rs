@@ -258,8 +258,8 @@ pub struct Context {
     keys: Store<ApiKey>,
     secrets: Store<HashedSecret>,
     failures: Mutex<HashMap<String, u32>>,
-    /// When each key's status was last written (throttles count updates).
-    written: Mutex<HashMap<String, std::time::Instant>>,
+    /// When each key was last looked at, and its unwritten token counts.
+    key_throttle: Mutex<key::KeyThrottle>,
     /// Per ApiToken, the resourceVersions our own writes replaced since the
     /// cache last caught up (see `behind_own_write`).
     superseded: Mutex<HashMap<String, Vec<String>>>,
@@ -291,12 +291,8 @@ impl Context {
         jitter(base, 0.1)
     }
 
-    /// Whether `object`'s status was written by us within `interval`.
-    fn recently_written(&self, object: &str, interval: Duration) -> bool {
-        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        written
-            .get(object)
-            .is_some_and(|at| at.elapsed() < interval)
+    fn key_throttle(&self) -> std::sync::MutexGuard<'_, key::KeyThrottle> {
+        self.key_throttle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records that our write replaced version `rv` of `object`.
@@ -329,12 +325,6 @@ impl Context {
             superseded.remove(object);
         }
         behind
-    }
-
-    fn mark_written(&self, object: String) {
-        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        written.retain(|_, at| at.elapsed() < Duration::from_secs(60));
-        written.insert(object, std::time::Instant::now());
     }
 
     fn succeeded(&self, object: &str) {
@@ -542,7 +532,7 @@ pub async fn run_with(
         keys,
         secrets,
         failures: Mutex::default(),
-        written: Mutex::default(),
+        key_throttle: Mutex::default(),
         superseded: Mutex::default(),
     });
 
