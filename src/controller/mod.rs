@@ -323,6 +323,10 @@ impl Context {
         });
         if !behind {
             superseded.remove(object);
+            if superseded.is_empty() {
+                // A burst grew the table to one entry per token; give it back.
+                superseded.shrink_to_fit();
+            }
         }
         behind
     }
@@ -465,6 +469,10 @@ pub async fn run_with(
             // last-applied-configuration alone can be as big as the token.
             t.annotations_mut()
                 .retain(|k, _| k.starts_with(crate::api::GROUP_PREFIX));
+            // Decoded lists grow to four entries; a token has two or three conditions.
+            if let Some(status) = t.status.as_mut() {
+                status.conditions.shrink_to_fit();
+            }
         })
         .reflect_shared(token_writer)
         .touched_objects();
