@@ -515,13 +515,15 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
         )];
     };
     let to_ready = done - start;
+    // Writes are counted until the operator goes quiet, so the keys' token
+    // counts, written once they settle after the last token is Ready, count too.
+    quiet(&s, QUIET, Duration::from_secs(120)).await;
     let scale_stats = s.emulator.stats() - start_stats;
     // The bench's own creates are not the operator's writes.
     let operator_writes = scale_stats.writes.saturating_sub(n as u64);
     let breakdown = write_breakdown(&writes_before, &s.emulator.writes_by(), n);
 
-    // Settle, then steady state: no changes for the window.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Then steady state: no changes for the window.
     let steady_rss = rss_kib(op.pid());
     let cpu_before = cpu_time(op.pid());
     let steady_before = s.emulator.stats();
@@ -615,6 +617,24 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
 
 /// The operator's writes per token by `METHOD resource[/sub] code`, largest first, without the
 /// benchmark's own `n` ApiToken creates.
+/// How long the emulator must see no write for the operator to count as quiet.
+const QUIET: Duration = Duration::from_secs(3);
+
+/// Waits until `quiet` passes without a write to the emulator (or `limit`).
+async fn quiet(s: &Stack, quiet: Duration, limit: Duration) {
+    let end = Instant::now() + limit;
+    let mut writes = s.emulator.stats().writes;
+    let mut since = Instant::now();
+    while since.elapsed() < quiet && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = s.emulator.stats().writes;
+        if now != writes {
+            writes = now;
+            since = Instant::now();
+        }
+    }
+}
+
 fn write_breakdown(
     before: &std::collections::BTreeMap<String, u64>,
     after: &std::collections::BTreeMap<String, u64>,
