@@ -235,6 +235,27 @@ where
     }
 }
 
+/// Drops from a cached ApiToken what neither reconciler reads; every token
+/// is cached, so this is memory per token.
+fn slim_token(t: &mut ApiToken) {
+    // Labels and creation time are not read (nor field managers, which `Lean`
+    // never decodes); display name, description and tags (up to 1 KiB and
+    // 64 entries) are for people and clients only.
+    t.labels_mut().clear();
+    t.metadata.creation_timestamp = None;
+    t.spec.display_name = None;
+    t.spec.description = None;
+    t.spec.tags.clear();
+    // Only our own annotations are read (`apikeys.dev/rotate`); kubectl's
+    // last-applied-configuration alone can be as big as the token.
+    t.annotations_mut()
+        .retain(|k, _| k.starts_with(crate::api::GROUP_PREFIX));
+    // Decoded lists grow to four entries; a token has two or three conditions.
+    if let Some(status) = t.status.as_mut() {
+        status.conditions.shrink_to_fit();
+    }
+}
+
 /// Token events the shared ApiToken watch holds for a controller that has not
 /// taken them yet; when full, the watch waits.
 const TOKEN_EVENT_BUFFER: usize = 1024;
@@ -460,20 +481,7 @@ pub async fn run_with(
     let token_events = watcher::watcher(tokens_api, selected())
         .map_ok(Lean::event)
         .default_backoff()
-        .modify(|t: &mut ApiToken| {
-            // Neither reconciler reads a token's labels or creation time (nor
-            // its field managers, which `Lean` never decodes).
-            t.labels_mut().clear();
-            t.metadata.creation_timestamp = None;
-            // Only our own annotations are read (`apikeys.dev/rotate`); kubectl's
-            // last-applied-configuration alone can be as big as the token.
-            t.annotations_mut()
-                .retain(|k, _| k.starts_with(crate::api::GROUP_PREFIX));
-            // Decoded lists grow to four entries; a token has two or three conditions.
-            if let Some(status) = t.status.as_mut() {
-                status.conditions.shrink_to_fit();
-            }
-        })
+        .modify(slim_token)
         .reflect_shared(token_writer)
         .touched_objects();
     let limits = kube::runtime::controller::Config::default().concurrency(config.concurrency);
@@ -663,5 +671,60 @@ mod tests {
                 .expect("waiter task");
             assert!(ready);
         }
+    }
+}
+
+#[cfg(test)]
+mod slim_tests {
+    use serde_json::json;
+
+    use super::slim_token;
+    use crate::api::ApiToken;
+
+    #[test]
+    fn a_cached_token_keeps_what_the_reconcilers_read() {
+        let mut token: ApiToken = serde_json::from_value(json!({
+            "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
+            "metadata": {
+                "name": "t", "namespace": "ns", "uid": "u", "resourceVersion": "9",
+                "generation": 2, "creationTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {"team": "a"},
+                "annotations": {"apikeys.dev/rotate": "r1", "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "ownerReferences": [{"apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey",
+                    "name": "k", "uid": "uk", "controller": true}]
+            },
+            "spec": {
+                "apiKeyRef": {"name": "k"}, "displayName": "CI", "description": "for CI",
+                "tags": {"env": "prod"}, "disabled": true,
+                "expiration": {"lifetime": "30d"}, "rotation": {"every": "7d"},
+                "secret": {"name": "s", "key": "k"}
+            },
+            "status": {"tokenId": "id", "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Issued", "message": "m",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            ]}
+        }))
+        .expect("decodes");
+        let before = token.clone();
+        slim_token(&mut token);
+
+        let mut expected = before;
+        expected.metadata.labels = Some(Default::default());
+        expected.metadata.creation_timestamp = None;
+        expected
+            .metadata
+            .annotations
+            .as_mut()
+            .expect("annotations")
+            .remove("kubectl.kubernetes.io/last-applied-configuration");
+        expected.spec.display_name = None;
+        expected.spec.description = None;
+        expected.spec.tags.clear();
+        assert_eq!(token, expected);
+        assert_eq!(
+            token.status.as_ref().map(|s| s.conditions.capacity()),
+            Some(1),
+            "conditions shrunk to their length"
+        );
     }
 }
