@@ -470,13 +470,18 @@ async fn write_status(
     let mut status = status.clone();
     // Written by the verifier under its own field manager.
     status.last_used_at = None;
-    let body = json!({
-        "apiVersion": "apikeys.dev/v1alpha1",
-        "kind": "ApiToken",
-        "metadata": { "name": token.name_any(), "resourceVersion": rv },
-        "status": status,
-    });
     let name = token.name_any();
+    // Serialized straight into the request body: building a `serde_json::Value`
+    // first was 5% of the operator's instructions in a storm (callgrind).
+    let body = StatusApply {
+        api_version: "apikeys.dev/v1alpha1",
+        kind: "ApiToken",
+        metadata: ApplyMeta {
+            name: &name,
+            resource_version: rv,
+        },
+        status: &status,
+    };
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let written = super::write_light(api, |r| {
         r.patch_subresource("status", &name, &params, &Patch::Apply(&body))
@@ -486,6 +491,23 @@ async fn write_status(
     // The version this write replaced is the one its precondition named.
     ctx.replaced(&object_key(token), rv.map(str::to_owned));
     Ok(written)
+}
+
+/// The body of a status apply; `resourceVersion` (null when absent) is the precondition.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusApply<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: ApplyMeta<'a>,
+    status: &'a ApiTokenStatus,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplyMeta<'a> {
+    name: &'a str,
+    resource_version: Option<&'a str>,
 }
 
 async fn write_status_if_changed(
@@ -706,4 +728,38 @@ fn restart_annotation(token_name: &str) -> String {
         "{RESTART_ANNOTATION_PREFIX}{}",
         name.trim_end_matches(['-', '.'])
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{ApplyMeta, StatusApply};
+    use crate::api::ApiTokenStatus;
+
+    #[test]
+    fn a_status_apply_body_names_the_object_and_its_precondition() {
+        let status: ApiTokenStatus =
+            serde_json::from_value(json!({"tokenId": "abc", "hash": "sha256:00"})).expect("status");
+        for rv in [Some("42"), None] {
+            let body = StatusApply {
+                api_version: "apikeys.dev/v1alpha1",
+                kind: "ApiToken",
+                metadata: ApplyMeta {
+                    name: "t",
+                    resource_version: rv,
+                },
+                status: &status,
+            };
+            assert_eq!(
+                serde_json::to_value(&body).expect("serializes"),
+                json!({
+                    "apiVersion": "apikeys.dev/v1alpha1",
+                    "kind": "ApiToken",
+                    "metadata": {"name": "t", "resourceVersion": rv},
+                    "status": {"tokenId": "abc", "hash": "sha256:00"},
+                })
+            );
+        }
+    }
 }
