@@ -167,7 +167,13 @@ fn only_counts_differ(current: &ApiKeyStatus, desired: &ApiKeyStatus) -> bool {
 pub(crate) struct KeyThrottle {
     looked: HashMap<String, Instant>,
     unsettled: HashMap<String, Unsettled>,
+    /// Size of `looked` at which entries of deleted keys are dropped next
+    /// (doubles with the number of keys, so pruning costs O(1) per look).
+    prune_at: usize,
 }
+
+/// Entries older than this belong to keys deleted (or long quiet).
+const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 /// Counts that differ from the key's status, as the last look saw them.
 #[derive(Debug)]
@@ -185,8 +191,13 @@ impl KeyThrottle {
         {
             return Some(LOOK_INTERVAL - now.duration_since(*last));
         }
-        self.looked
-            .retain(|_, at| now.duration_since(*at) < Duration::from_secs(60));
+        if self.looked.len() >= self.prune_at {
+            self.looked
+                .retain(|_, at| now.duration_since(*at) < FORGET_AFTER);
+            self.unsettled
+                .retain(|_, u| now.duration_since(u.since) < FORGET_AFTER);
+            self.prune_at = (self.looked.len() * 2).max(64);
+        }
         self.looked.insert(key.to_owned(), now);
         None
     }
@@ -300,6 +311,22 @@ mod tests {
         assert_eq!(wait, Some(Duration::from_millis(700)));
         assert_eq!(throttle.look("ns/other", t0), None, "keys are independent");
         assert_eq!(throttle.look(KEY, t0 + LOOK_INTERVAL), None);
+    }
+
+    #[test]
+    fn deleted_keys_are_forgotten() {
+        let mut throttle = KeyThrottle::default();
+        let t0 = Instant::now();
+        for i in 0..100 {
+            throttle.look(&format!("ns/gone-{i}"), t0);
+            throttle.settle(&format!("ns/gone-{i}"), [1, 0, 0], t0);
+        }
+        let later = t0 + FORGET_AFTER;
+        for i in 0..200 {
+            throttle.look(&format!("ns/live-{i}"), later);
+        }
+        assert!(throttle.looked.keys().all(|k| k.contains("live")));
+        assert!(throttle.unsettled.is_empty());
     }
 
     #[test]
