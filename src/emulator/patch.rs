@@ -297,7 +297,8 @@ pub struct ManagerEntry {
     pub fields: FieldSet,
     /// The entry as stored, written back as is while nothing in it changes
     /// (encoding every manager's fields again was 7% of a write, callgrind).
-    pub raw: Option<Value>,
+    /// Whatever changes the entry in this module sets it to `None`.
+    raw: Option<Value>,
 }
 
 impl ManagerEntry {
@@ -355,7 +356,7 @@ fn decode_manager(e: &Value) -> ManagerEntry {
     }
 }
 
-pub fn write_managers(obj: &mut Value, entries: Vec<ManagerEntry>) {
+fn write_managers(obj: &mut Value, entries: Vec<ManagerEntry>) {
     let list: Vec<Value> = entries
         .into_iter()
         .filter(|e| !e.fields.is_empty())
