@@ -615,8 +615,6 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
     ]
 }
 
-/// The operator's writes per token by `METHOD resource[/sub] code`, largest first, without the
-/// benchmark's own `n` ApiToken creates.
 /// How long the emulator must see no write for the operator to count as quiet.
 const QUIET: Duration = Duration::from_secs(3);
 
@@ -635,6 +633,8 @@ async fn quiet(s: &Stack, quiet: Duration, limit: Duration) {
     }
 }
 
+/// The operator's writes per token by `METHOD resource[/sub] code`, largest first, without the
+/// benchmark's own `n` ApiToken creates.
 fn write_breakdown(
     before: &std::collections::BTreeMap<String, u64>,
     after: &std::collections::BTreeMap<String, u64>,
