@@ -353,9 +353,11 @@ pub fn token_object(new: &NewToken) -> ApiToken {
             tags: new.tags.clone(),
             expiration,
             rotation,
-            secret: new.secret_name.as_ref().map(|name| SecretTemplate {
-                name: Some(name.clone()),
-                ..Default::default()
+            secret: new.secret_name.as_ref().map(|name| {
+                Box::new(SecretTemplate {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                })
             }),
             disabled: false,
         },

@@ -18,8 +18,10 @@ use crate::token::{self as tokens, TokenHash};
 pub struct HashedSecret {
     #[serde(deserialize_with = "crate::lean::metadata")]
     pub metadata: ObjectMeta,
+    /// Behind a thin pointer: with the slice's length inline, a cached Secret
+    /// was 8 bytes past the 384-byte allocation size class (BENCHMARKS.md §16).
     #[serde(default, rename = "data", deserialize_with = "hash_values")]
-    hashes: Hashes,
+    hashes: Box<Hashes>,
 }
 
 /// Data key → hash of its value; a Secret has one or a few keys.
@@ -35,13 +37,14 @@ impl HashedSecret {
     }
 }
 
-fn hash_values<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Hashes, D::Error> {
+fn hash_values<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Box<Hashes>, D::Error> {
     let data = Option::<BTreeMap<String, ByteString>>::deserialize(deserializer)?;
-    Ok(data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(key, value)| (key.into_boxed_str(), hash_bytes(&value.0)))
-        .collect())
+    Ok(Box::new(
+        data.unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key.into_boxed_str(), hash_bytes(&value.0)))
+            .collect(),
+    ))
 }
 
 fn hash_bytes(value: &[u8]) -> TokenHash {
@@ -93,6 +96,14 @@ mod tests {
         assert!(secret.hash_of("binary").is_some());
         assert!(secret.hash_of("missing").is_none());
         assert!(!format!("{secret:?}").contains(encoded));
+    }
+
+    /// Like a cached token (controller::slim_tests), a cached Secret is an
+    /// `Arc` rounded up to an allocation size class: 384 bytes, the next is 448.
+    #[test]
+    fn a_cached_secret_fits_the_384_byte_allocation_class() {
+        let arc = 2 * size_of::<usize>() + size_of::<HashedSecret>();
+        assert!(arc <= 384, "an Arc<HashedSecret> takes {arc} bytes");
     }
 
     #[test]
