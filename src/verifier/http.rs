@@ -2,6 +2,7 @@
 //! authenticator), forward-auth for gateways, health and metrics. Handlers
 //! read the index and never block on the API server.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -174,16 +175,17 @@ impl AppState {
         verdict
     }
 
-    fn groups(&self, identity: &Identity) -> Vec<String> {
-        let mut groups = Vec::with_capacity(3 + self.extra_groups.len());
+    /// The identity's groups, without duplicates; borrowed where they can be.
+    fn groups(&self, identity: &Identity) -> Vec<Cow<'_, str>> {
+        let mut groups: Vec<Cow<'_, str>> = Vec::with_capacity(3 + self.extra_groups.len());
         if identity.owner_kind == OwnerKind::ServiceAccount {
-            groups.push("system:serviceaccounts".to_owned());
-            groups.push(format!("system:serviceaccounts:{}", identity.namespace));
+            groups.push("system:serviceaccounts".into());
+            groups.push(format!("system:serviceaccounts:{}", identity.namespace).into());
         }
-        groups.push("system:authenticated".to_owned());
+        groups.push("system:authenticated".into());
         for extra in &self.extra_groups {
-            if !groups.contains(extra) {
-                groups.push(extra.clone());
+            if !groups.iter().any(|g| g == extra) {
+                groups.push(extra.as_str().into());
             }
         }
         groups
@@ -300,7 +302,13 @@ fn authenticated(
         user: Some(UserInfo {
             username: Some(identity.username.to_string()),
             uid: Some(identity.uid.clone()),
-            groups: Some(state.groups(identity)),
+            groups: Some(
+                state
+                    .groups(identity)
+                    .into_iter()
+                    .map(Cow::into_owned)
+                    .collect(),
+            ),
             extra: Some(
                 [
                     (EXTRA_API_KEY.to_owned(), one(&identity.api_key)),
@@ -354,9 +362,10 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
     })
 }
 
-async fn forward_auth(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+// Takes the request rather than a `HeaderMap`, which axum would copy.
+async fn forward_auth(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
-    let (response, result) = match presented_token(&headers).filter(|t| !t.is_empty()) {
+    let (response, result) = match presented_token(request.headers()).filter(|t| !t.is_empty()) {
         None => (
             challenge(
                 None,
@@ -380,18 +389,19 @@ async fn forward_auth(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
 
 fn identity_response(state: &AppState, identity: &Identity) -> Response {
     let names = &state.headers;
-    let values = [
-        (&names.user, identity.username.to_string()),
-        (&names.uid, identity.uid.clone()),
-        (&names.groups, state.groups(identity).join(",")),
-        (&names.namespace, identity.namespace.to_string()),
-        (&names.api_key, identity.api_key.to_string()),
-        (&names.api_token, identity.api_token.clone()),
+    let groups = state.groups(identity).join(",");
+    let values: [(&HeaderName, &str); 6] = [
+        (&names.user, &identity.username),
+        (&names.uid, &identity.uid),
+        (&names.groups, &groups),
+        (&names.namespace, &identity.namespace),
+        (&names.api_key, &identity.api_key),
+        (&names.api_token, &identity.api_token),
     ];
     let mut headers = HeaderMap::with_capacity(values.len() + 1);
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     for (name, value) in values {
-        match HeaderValue::from_str(&value) {
+        match HeaderValue::from_str(value) {
             Ok(value) => {
                 headers.insert(name.clone(), value);
             }
