@@ -165,11 +165,17 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 impl AppState {
     fn verify(&self, presented: &str) -> Result<Identity, Reject> {
         let now = self.clock.now();
-        let verdict = {
+        let (verdict, first_use) = {
             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-            index.verify(presented, now)
+            let verdict = index.verify(presented, now);
+            let first_use = verdict
+                .as_ref()
+                .is_ok_and(|identity| index.note_use(&identity.token_id, now));
+            (verdict, first_use)
         };
-        if let Ok(identity) = &verdict {
+        if let Ok(identity) = &verdict
+            && first_use
+        {
             self.usage.record(identity, now);
         }
         verdict

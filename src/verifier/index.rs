@@ -6,11 +6,13 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use jiff::Timestamp;
 use kube::ResourceExt;
 use subtle::{Choice, ConstantTimeEq};
 
+use super::last_used::truncate_to_minute;
 use crate::api::conditions::READY;
 use crate::api::{ApiKey, ApiToken, OwnerKind};
 use crate::token::{self, ParseError, TokenHash, TokenId};
@@ -45,8 +47,9 @@ struct TokenEntry {
     previous: Box<[Previous]>,
     /// Unix seconds (Kubernetes times have whole seconds); `NEVER` without expiry.
     expires_at: i64,
-    /// Unix seconds; `NOT_USED` when not recorded.
-    last_used_at: i64,
+    /// Unix seconds of the last minute of use known here: `status.lastUsedAt`
+    /// from the watch, or a later minute `note_use` saw; `NOT_USED` when neither.
+    last_used_at: AtomicI64,
     disabled: bool,
 }
 
@@ -248,10 +251,21 @@ impl Index {
             uid: uid.to_owned(),
             token_id: parsed.token_id().to_owned(),
             previous_value: !current,
-            last_used_at: (entry.last_used_at != NOT_USED)
-                .then(|| Timestamp::from_second(entry.last_used_at).ok())
-                .flatten(),
+            last_used_at: match entry.last_used_at.load(Ordering::Relaxed) {
+                NOT_USED => None,
+                seconds => Timestamp::from_second(seconds).ok(),
+            },
         })
+    }
+
+    /// Notes that the token `token_id` was accepted at `now`. True only for
+    /// the first use in that minute, the one to report as `lastUsedAt`: later
+    /// uses in the same minute skip the usage recorder and its lock.
+    pub fn note_use(&self, token_id: &str, now: Timestamp) -> bool {
+        let minute = truncate_to_minute(now).as_second();
+        id_key(token_id)
+            .and_then(|id| self.tokens.get(&id))
+            .is_some_and(|entry| entry.last_used_at.fetch_max(minute, Ordering::Relaxed) < minute)
     }
 
     /// Adds or replaces a token (a watch Apply event). Returns what was not
@@ -316,7 +330,9 @@ impl Index {
             current,
             previous,
             expires_at: seconds(status.and_then(|s| s.expires_at.as_ref())).unwrap_or(NEVER),
-            last_used_at: seconds(status.and_then(|s| s.last_used_at.as_ref())).unwrap_or(NOT_USED),
+            last_used_at: AtomicI64::new(
+                seconds(status.and_then(|s| s.last_used_at.as_ref())).unwrap_or(NOT_USED),
+            ),
             disabled: token.spec.disabled,
         };
         if let Some(other) = self.tokens.get(&id)

@@ -154,7 +154,7 @@ async fn write_usage(client: &Client, recorder: &UsageRecorder, metrics: &Metric
                         "gone"
                     }
                     Err(err) => {
-                        warn!(token = %format!("{}/{}", usage.namespace, usage.name), error = %err, "could not write lastUsedAt; it is written again on the next use");
+                        warn!(token = %format!("{}/{}", usage.namespace, usage.name), error = %err, "could not write lastUsedAt; it is written again when the token is used in a later minute");
                         "error"
                     }
                 }

@@ -96,6 +96,30 @@ fn accepts_the_current_value_with_its_identity() {
 }
 
 #[test]
+fn only_the_first_use_in_a_minute_is_to_be_reported() {
+    let v = value(ID);
+    let index = index_with(&[token_json("tok", false, issued(&v))], &[ready_key()]);
+    let at = |s: &str| {
+        index.verify(v.expose_secret(), t(s)).expect("accepted");
+        index.note_use(ID, t(s))
+    };
+    assert!(at("2026-06-01T12:00:05Z"), "first use");
+    assert!(!at("2026-06-01T12:00:59Z"), "same minute");
+    assert!(at("2026-06-01T12:01:00Z"), "next minute");
+    assert!(!at("2026-06-01T12:00:30Z"), "a clock that stepped back");
+    let identity = index.verify(v.expose_secret(), t(NOW)).expect("accepted");
+    assert_eq!(identity.last_used_at, Some(t("2026-06-01T12:01:00Z")));
+    assert!(!index.note_use("unknownunknownun", t(NOW)), "unknown token");
+
+    // A minute the status already shows is not reported again.
+    let seen =
+        json!({ "tokenId": ID, "hash": v.hash().as_str(), "lastUsedAt": "2026-06-01T12:00:00Z" });
+    let index = index_with(&[token_json("tok", false, seen)], &[ready_key()]);
+    assert!(!index.note_use(ID, t("2026-06-01T12:00:40Z")));
+    assert!(index.note_use(ID, t("2026-06-01T12:01:40Z")));
+}
+
+#[test]
 fn verdicts_by_state_and_time() {
     let current = value(ID);
     let old = value(ID);
