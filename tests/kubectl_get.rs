@@ -131,8 +131,7 @@ async fn get_apitokens_shows_each_state_at_a_glance() {
         .await
         .expect("rotate");
 
-    let dir = std::env::temp_dir().join(format!("apikey-kubectl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = harness::temp_dir::temp_dir("kubectl");
     let kubeconfig = dir.join("kubeconfig");
     cluster
         .emulator
@@ -221,5 +220,4 @@ async fn get_apitokens_shows_each_state_at_a_glance() {
             && category.contains("apitoken.apikeys.dev/forever"),
         "{category}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

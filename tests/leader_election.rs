@@ -140,8 +140,7 @@ fn token(name: &str) -> ApiToken {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
     let cluster = Cluster::start(NS).await;
-    let dir = std::env::temp_dir().join(format!("apikey-leader-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = harness::temp_dir::temp_dir("leader");
     let kubeconfig = dir.join("kubeconfig");
     cluster
         .emulator
@@ -241,5 +240,4 @@ async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
         "one takeover"
     );
     drop(replicas);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,13 +13,14 @@
 mod harness;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apikey_operator::api::{ApiKey, ApiToken, ROTATE_ANNOTATION};
 use apikey_operator::token;
-use harness::process::{operator_binary, temp_dir};
+use harness::process::operator_binary;
+use harness::temp_dir::temp_dir;
 use harness::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
@@ -155,7 +156,7 @@ async fn killing_the_leader_mid_rotation_loses_and_doubles_nothing() {
     let count = 50;
     count_panics();
     let cluster = Cluster::start(NS).await;
-    let dir: PathBuf = temp_dir("failover");
+    let dir = temp_dir("failover");
     let kubeconfig = dir.join("kubeconfig");
     cluster
         .emulator
@@ -326,5 +327,4 @@ async fn killing_the_leader_mid_rotation_loses_and_doubles_nothing() {
     );
     assert_eq!(panics(), 0);
     drop(replicas);
-    let _ = std::fs::remove_dir_all(&dir);
 }

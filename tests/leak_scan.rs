@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use apikey_operator::api::{ApiKey, ApiToken, ROTATE_ANNOTATION};
 use apikey_operator::token::{self, TokenId, TokenKind};
-use harness::process::{OperatorProcess, listening_addr, temp_dir};
+use harness::process::{OperatorProcess, listening_addr};
+use harness::temp_dir::temp_dir;
 use harness::*;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -368,7 +369,6 @@ async fn the_operator_binary_at_debug_never_logs_or_publishes_a_value() {
         log_text.len() / 1024,
         api.iter().map(|(_, t)| t.len()).sum::<usize>() / 1024
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A `MakeWriter` that keeps everything in memory.

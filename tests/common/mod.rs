@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use apikey_operator::emulator::{Emulator, EmulatorConfig};
@@ -177,22 +176,13 @@ pub fn api_code<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> (u16, String) 
     }
 }
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A fresh directory under the system temp dir.
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "emu-{tag}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
+#[path = "../harness/temp_dir.rs"]
+mod temp_dir;
+pub use temp_dir::{TempDir, temp_dir};
 
 /// kubectl pointed at one emulator, with its own discovery cache.
 pub struct Kubectl {
-    pub dir: PathBuf,
+    pub dir: TempDir,
     pub kubeconfig: PathBuf,
 }
 
@@ -210,7 +200,7 @@ impl Kubectl {
         cmd.args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("KUBECACHEDIR", self.dir.join("cache"))
-            .env("HOME", &self.dir);
+            .env("HOME", &*self.dir);
         cmd
     }
 

@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod process;
+pub mod temp_dir;
 
 use std::fmt::Debug;
 use std::sync::Arc;

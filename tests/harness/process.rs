@@ -121,17 +121,6 @@ pub fn rss_kib_of(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// A fresh directory under the system temp dir for one test's files.
-pub fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "apikey-operator-{test}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
 /// The `addr=` of the verifier's "verifier listening" log line.
 pub fn listening_addr(line: &str) -> std::net::SocketAddr {
     let plain = strip_ansi(line);
