@@ -27,8 +27,10 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The system allocator, counting per thread the bytes allocated and not
-/// freed, so the verifier's memory per indexed token is measured exactly
+/// The allocator the operator binary ships with (jemalloc, or the system's
+/// without the `jemalloc` feature), so the verifier, which runs in this
+/// process, is measured on the same stack. It counts per thread the bytes
+/// allocated and not freed, so the verifier's memory per indexed token is measured exactly
 /// (RSS growth moved with the allocator's caching) and without what other
 /// threads free meanwhile (an earlier section's teardown made a process-wide
 /// count negative).
@@ -43,11 +45,16 @@ fn track(delta: isize) {
     let _ = THREAD_HEAP.try_with(|c| c.set(c.get() + delta));
 }
 
-// SAFETY: every call is forwarded unchanged to the system allocator; the
+#[cfg(feature = "jemalloc")]
+const INNER: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(not(feature = "jemalloc"))]
+const INNER: std::alloc::System = std::alloc::System;
+
+// SAFETY: every call is forwarded unchanged to the inner allocator; the
 // counter is bookkeeping in a const-initialized thread local (no allocation).
 unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        let p = unsafe { std::alloc::System.alloc(layout) };
+        let p = unsafe { INNER.alloc(layout) };
         if !p.is_null() {
             track(layout.size() as isize);
         }
@@ -55,10 +62,10 @@ unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
         track(-(layout.size() as isize));
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
+        unsafe { INNER.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
-        let p = unsafe { std::alloc::System.realloc(ptr, layout, new) };
+        let p = unsafe { INNER.realloc(ptr, layout, new) };
         if !p.is_null() {
             track(new as isize - layout.size() as isize);
         }
