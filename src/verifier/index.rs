@@ -95,7 +95,8 @@ pub struct Identity {
     pub token_id: String,
     /// True when a previous value inside its grace period matched.
     pub previous_value: bool,
-    /// `status.lastUsedAt` as last seen by the watch.
+    /// The last minute of use known before this answer: `status.lastUsedAt`
+    /// as seen by the watch, or a later minute noted by `Index::note_use`.
     pub last_used_at: Option<Timestamp>,
 }
 
