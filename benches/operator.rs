@@ -1189,9 +1189,21 @@ async fn load(
 ) -> LoadResult {
     let connections = 32;
     let end = Instant::now() + duration;
+    // Requests are built before the clock starts, so that the client's work
+    // per request is a write and a parse, as in wrk.
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new(if values.is_empty() {
+        vec![format!("GET {path} HTTP/1.1\r\nHost: v\r\n\r\n").into_bytes()]
+    } else {
+        values
+            .iter()
+            .map(|v| {
+                format!("GET {path} HTTP/1.1\r\nHost: v\r\nX-API-Key: {v}\r\n\r\n").into_bytes()
+            })
+            .collect()
+    });
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let values = values.clone();
+        let requests = requests.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let Ok(mut stream) = TcpStream::connect(addr).await else {
@@ -1200,7 +1212,7 @@ async fn load(
             let _ = stream.set_nodelay(true);
             let interval = pace.map(|rate| Duration::from_secs_f64(connections as f64 / rate));
             let mut next = Instant::now();
-            let mut buf = vec![0u8; 4096];
+            let mut buf = Vec::with_capacity(4096);
             let mut i = c;
             while Instant::now() < end {
                 if let Some(interval) = interval {
@@ -1209,14 +1221,10 @@ async fn load(
                         tokio::time::sleep(wait).await;
                     }
                 }
-                let mut req = format!("GET {path} HTTP/1.1\r\nHost: v\r\n");
-                if !values.is_empty() {
-                    req.push_str(&format!("X-API-Key: {}\r\n", values[i % values.len()]));
-                }
-                req.push_str("\r\n");
+                let req = &requests[i % requests.len()];
                 i += connections;
                 let start = Instant::now();
-                if stream.write_all(req.as_bytes()).await.is_err() {
+                if stream.write_all(req).await.is_err() {
                     break;
                 }
                 match read_response(&mut stream, &mut buf).await {
@@ -1238,32 +1246,31 @@ async fn load(
     LoadResult::new(all, duration)
 }
 
-/// Reads one response (headers + Content-Length body) from a keep-alive
-/// connection; its status code, or `None` when the connection ended.
-async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Option<u16> {
-    let mut got = Vec::new();
+/// Reads one response (head + Content-Length body) from a keep-alive
+/// connection into `got`; its status code, or `None` when the connection
+/// ended. The head is parsed by httparse (hyper's parser), so the client's
+/// cost hardly grows with the size of the answer it times.
+async fn read_response(stream: &mut TcpStream, got: &mut Vec<u8>) -> Option<u16> {
+    got.clear();
     loop {
-        let n = stream.read(buf).await.ok().filter(|&n| n > 0)?;
-        got.extend_from_slice(&buf[..n]);
-        if let Some(end) = find(&got, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-            let status = head.split(' ').nth(1).and_then(|c| c.parse().ok())?;
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap_or(0))
-                })
-                .unwrap_or(0);
-            while got.len() < end + 4 + len {
-                let n = stream.read(buf).await.ok().filter(|&n| n > 0)?;
-                got.extend_from_slice(&buf[..n]);
-            }
-            return Some(status);
+        stream.read_buf(got).await.ok().filter(|&n| n > 0)?;
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut response = httparse::Response::new(&mut headers);
+        let head = match response.parse(got) {
+            Ok(httparse::Status::Complete(head)) => head,
+            Ok(httparse::Status::Partial) => continue,
+            Err(_) => return None,
+        };
+        let status = response.code?;
+        let len: usize = response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+            .unwrap_or(0);
+        while got.len() < head + len {
+            stream.read_buf(got).await.ok().filter(|&n| n > 0)?;
         }
+        return Some(status);
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
