@@ -30,7 +30,13 @@ pub struct HashParseError;
 
 /// Hashes a full token value as it appears in the Secret.
 pub fn hash_value(value: &str) -> TokenHash {
-    TokenHash::from_digest(Sha256::digest(value.as_bytes()).into())
+    TokenHash::from_digest(digest_value(value))
+}
+
+/// The SHA-256 digest of `value`, without the text form `hash_value` builds
+/// for status: the verifier compares digests only.
+pub fn digest_value(value: &str) -> [u8; DIGEST_LEN] {
+    Sha256::digest(value.as_bytes()).into()
 }
 
 /// Whether `value` hashes to `expected`, compared in constant time.

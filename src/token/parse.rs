@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::hash::{TokenHash, hash_value, verify};
+use super::hash::{TokenHash, digest_value, hash_value, verify};
 use super::value::{checksum, write_redacted};
 use super::{CHECKSUM_LEN, SECRET_LEN, TOKEN_LEN, TokenKind, id};
 
@@ -77,9 +77,11 @@ pub fn parse(s: &str) -> Result<ParsedToken<'_>, ParseError> {
     if s.len() > MAX_INPUT_LEN {
         return Err(ParseError::TooLong { len: s.len() });
     }
+    // By bytes: every byte before the first bad one is ASCII, so the byte
+    // index is also the character index.
     if let Some(index) = s
-        .chars()
-        .position(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || b == b'_'))
     {
         return Err(ParseError::InvalidCharacter {
             position: index + 1,
@@ -131,6 +133,11 @@ impl<'a> ParsedToken<'a> {
         hash_value(self.value)
     }
 
+    /// SHA-256 digest of the whole value, as in [`TokenHash::digest`].
+    pub fn digest(&self) -> [u8; 32] {
+        digest_value(self.value)
+    }
+
     /// Whether this value hashes to `expected`, compared in constant time.
     pub fn verify(&self, expected: &TokenHash) -> bool {
         verify(self.value, expected)
@@ -164,6 +171,7 @@ mod tests {
         assert_eq!(parsed.kind(), TokenKind::Personal);
         assert_eq!(parsed.token_id(), ID);
         assert_eq!(parsed.hash(), hash_value(&s));
+        assert_eq!(&parsed.digest(), hash_value(&s).digest());
         assert!(parsed.verify(&hash_value(&s)));
         assert_eq!(
             format!("{parsed:?}"),
@@ -198,6 +206,10 @@ mod tests {
             (
                 format!("é{v}"),
                 ParseError::InvalidCharacter { position: 1 },
+            ),
+            (
+                format!("{}é{}", &v[..10], &v[10..]),
+                ParseError::InvalidCharacter { position: 11 },
             ),
             (v.replacen("akpat", "ghp", 1), ParseError::UnknownPrefix),
             (v.replacen("akpat", "AKPAT", 1), ParseError::UnknownPrefix),

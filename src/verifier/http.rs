@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -18,7 +18,7 @@ use k8s_openapi::api::authentication::v1::{TokenReviewStatus, UserInfo};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::index::{Identity, Reject};
+use super::index::{IdentityRef, Reject};
 use super::last_used::UsageRecorder;
 use super::metrics::{self, Metrics};
 use super::watch::{Readiness, SharedIndex};
@@ -163,26 +163,26 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 }
 
 impl AppState {
-    fn verify(&self, presented: &str) -> Result<Identity, Reject> {
+    /// Verifies `presented` now and hands the verdict to `answer`, which
+    /// builds the reply from names borrowed under the index's read lock.
+    fn verify<R>(
+        &self,
+        presented: &str,
+        answer: impl FnOnce(Result<IdentityRef<'_>, Reject>) -> R,
+    ) -> R {
         let now = self.clock.now();
-        let (verdict, first_use) = {
-            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-            let verdict = index.verify(presented, now);
-            let first_use = verdict
-                .as_ref()
-                .is_ok_and(|identity| index.note_use(&identity.token_id, now));
-            (verdict, first_use)
-        };
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let verdict = index.verify_ref(presented, now);
         if let Ok(identity) = &verdict
-            && first_use
+            && index.note_use(identity.token_id, now)
         {
-            self.usage.record(identity, now);
+            self.usage.record(*identity, now);
         }
-        verdict
+        answer(verdict)
     }
 
     /// The identity's groups, without duplicates; borrowed where they can be.
-    fn groups(&self, identity: &Identity) -> Vec<Cow<'_, str>> {
+    fn groups(&self, identity: &IdentityRef<'_>) -> Vec<Cow<'_, str>> {
         let mut groups: Vec<Cow<'_, str>> = Vec::with_capacity(3 + self.extra_groups.len());
         if identity.owner_kind == OwnerKind::ServiceAccount {
             groups.push("system:serviceaccounts".into());
@@ -268,13 +268,13 @@ async fn token_review(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
             metrics::NO_CREDENTIALS,
         )
     } else {
-        match state.verify(&request.spec.token) {
+        state.verify(&request.spec.token, |verdict| match verdict {
             Ok(identity) => (
                 authenticated(&state, &identity, request.spec.audiences),
                 metrics::OK,
             ),
             Err(reject) => (unauthenticated(&reject.to_string()), reject.as_str()),
-        }
+        })
     };
     state
         .metrics
@@ -297,7 +297,7 @@ async fn token_review(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
 /// requested list, which is echoed back (see docs/verifier.md).
 fn authenticated(
     state: &AppState,
-    identity: &Identity,
+    identity: &IdentityRef<'_>,
     audiences: Vec<String>,
 ) -> TokenReviewStatus {
     let one = |s: &str| vec![s.to_owned()];
@@ -307,7 +307,7 @@ fn authenticated(
         error: None,
         user: Some(UserInfo {
             username: Some(identity.username.to_string()),
-            uid: Some(identity.uid.clone()),
+            uid: Some(identity.uid.to_owned()),
             groups: Some(
                 state
                     .groups(identity)
@@ -317,9 +317,9 @@ fn authenticated(
             ),
             extra: Some(
                 [
-                    (EXTRA_API_KEY.to_owned(), one(&identity.api_key)),
-                    (EXTRA_API_TOKEN.to_owned(), one(&identity.api_token)),
-                    (EXTRA_NAMESPACE.to_owned(), one(&identity.namespace)),
+                    (EXTRA_API_KEY.to_owned(), one(identity.api_key)),
+                    (EXTRA_API_TOKEN.to_owned(), one(identity.api_token)),
+                    (EXTRA_NAMESPACE.to_owned(), one(identity.namespace)),
                 ]
                 .into(),
             ),
@@ -379,13 +379,13 @@ async fn forward_auth(State(state): State<Arc<AppState>>, request: Request) -> R
             ),
             metrics::NO_CREDENTIALS,
         ),
-        Some(token) => match state.verify(token) {
+        Some(token) => state.verify(token, |verdict| match verdict {
             Ok(identity) => (identity_response(&state, &identity), metrics::OK),
             Err(reject) => (
                 challenge(Some(reject.as_str()), &format!("{reject}\n")),
                 reject.as_str(),
             ),
-        },
+        }),
     };
     state
         .metrics
@@ -393,18 +393,26 @@ async fn forward_auth(State(state): State<Arc<AppState>>, request: Request) -> R
     response
 }
 
-fn identity_response(state: &AppState, identity: &Identity) -> Response {
+// Builds the response's own header map: one with the identity headers,
+// merged into the response by axum, would hash and copy every header again.
+fn identity_response(state: &AppState, identity: &IdentityRef<'_>) -> Response {
     let names = &state.headers;
     let groups = state.groups(identity).join(",");
     let values: [(&HeaderName, &str); 6] = [
-        (&names.user, &identity.username),
-        (&names.uid, &identity.uid),
+        (&names.user, identity.username),
+        (&names.uid, identity.uid),
         (&names.groups, &groups),
-        (&names.namespace, &identity.namespace),
-        (&names.api_key, &identity.api_key),
-        (&names.api_token, &identity.api_token),
+        (&names.namespace, identity.namespace),
+        (&names.api_key, identity.api_key),
+        (&names.api_token, identity.api_token),
     ];
-    let mut headers = HeaderMap::with_capacity(values.len() + 1);
+    let mut response = Response::new(Body::from("ok\n"));
+    let headers = response.headers_mut();
+    headers.reserve(values.len() + 2);
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     for (name, value) in values {
         match HeaderValue::from_str(value) {
@@ -420,7 +428,7 @@ fn identity_response(state: &AppState, identity: &Identity) -> Response {
             }
         }
     }
-    (StatusCode::OK, headers, "ok\n").into_response()
+    response
 }
 
 /// 401 with an RFC 6750 challenge. `error` is a bounded code, never the token.

@@ -100,6 +100,54 @@ pub struct Identity {
     pub last_used_at: Option<Timestamp>,
 }
 
+/// An [`Identity`] borrowed from the index (and the presented value) while
+/// its lock is held: an answer is built from it without copying the names
+/// or touching the shared reference counts of the key's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdentityRef<'a> {
+    pub username: &'a Arc<str>,
+    pub owner_kind: OwnerKind,
+    pub namespace: &'a Arc<str>,
+    pub api_key: &'a Arc<str>,
+    pub api_token: &'a str,
+    pub uid: &'a str,
+    pub token_id: &'a str,
+    pub previous_value: bool,
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl IdentityRef<'_> {
+    pub fn to_identity(&self) -> Identity {
+        Identity {
+            username: self.username.clone(),
+            owner_kind: self.owner_kind,
+            namespace: self.namespace.clone(),
+            api_key: self.api_key.clone(),
+            api_token: self.api_token.to_owned(),
+            uid: self.uid.to_owned(),
+            token_id: self.token_id.to_owned(),
+            previous_value: self.previous_value,
+            last_used_at: self.last_used_at,
+        }
+    }
+}
+
+impl<'a> From<&'a Identity> for IdentityRef<'a> {
+    fn from(identity: &'a Identity) -> Self {
+        IdentityRef {
+            username: &identity.username,
+            owner_kind: identity.owner_kind,
+            namespace: &identity.namespace,
+            api_key: &identity.api_key,
+            api_token: &identity.api_token,
+            uid: &identity.uid,
+            token_id: &identity.token_id,
+            previous_value: identity.previous_value,
+            last_used_at: identity.last_used_at,
+        }
+    }
+}
+
 /// Why a presented value is not accepted. Messages are short, fixed texts
 /// that never contain the value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -201,14 +249,23 @@ impl Index {
     /// answer depend on the token's state, so that a caller without the
     /// secret learns no more than "unknown" or "mismatch".
     pub fn verify(&self, presented: &str, now: Timestamp) -> Result<Identity, Reject> {
+        self.verify_ref(presented, now)
+            .map(|identity| identity.to_identity())
+    }
+
+    /// [`Index::verify`], answering with names borrowed from the index.
+    pub fn verify_ref<'a>(
+        &'a self,
+        presented: &'a str,
+        now: Timestamp,
+    ) -> Result<IdentityRef<'a>, Reject> {
         let parsed = token::parse(presented).map_err(Reject::Malformed)?;
         let entry = self
             .tokens
             .get(&id_key(parsed.token_id()).ok_or(Reject::Unknown)?)
             .ok_or(Reject::Unknown)?;
 
-        let hash = parsed.hash();
-        let digest = hash.digest();
+        let digest = parsed.digest();
         let mut current = Choice::from(0);
         if let Some(stored) = &entry.current {
             current = digest.ct_eq(stored);
@@ -234,7 +291,7 @@ impl Index {
             .and_then(|keys| keys.get(&entry.key.name))
             .filter(|key| key.ready)
             .ok_or(Reject::KeyNotReady)?;
-        let principal = key.principal.clone().ok_or(Reject::KeyNotReady)?;
+        let principal = key.principal.as_ref().ok_or(Reject::KeyNotReady)?;
         if now.as_second() >= entry.expires_at {
             return Err(Reject::Expired);
         }
@@ -243,14 +300,14 @@ impl Index {
         }
 
         let (name, uid) = entry.split_name_and_uid();
-        Ok(Identity {
+        Ok(IdentityRef {
             username: principal,
             owner_kind: key.owner_kind,
-            namespace: entry.key.namespace.clone(),
-            api_key: entry.key.name.clone(),
-            api_token: name.to_owned(),
-            uid: uid.to_owned(),
-            token_id: parsed.token_id().to_owned(),
+            namespace: &entry.key.namespace,
+            api_key: &entry.key.name,
+            api_token: name,
+            uid,
+            token_id: parsed.token_id(),
             previous_value: !current,
             last_used_at: match entry.last_used_at.load(Ordering::Relaxed) {
                 NOT_USED => None,

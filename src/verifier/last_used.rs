@@ -19,7 +19,7 @@ use kube::{Api, Client};
 use serde_json::json;
 use tracing::{debug, warn};
 
-use super::index::Identity;
+use super::index::IdentityRef;
 use super::metrics::Metrics;
 use crate::api::ApiToken;
 
@@ -55,22 +55,25 @@ type NamespaceUsage = HashMap<String, (String, Timestamp)>;
 impl UsageRecorder {
     /// Notes that `identity`'s token was accepted at `now`, unless its status
     /// already shows this minute.
-    pub fn record(&self, identity: &Identity, now: Timestamp) {
+    pub fn record(&self, identity: IdentityRef<'_>, now: Timestamp) {
         let minute = truncate_to_minute(now);
         if identity.last_used_at.is_some_and(|seen| seen >= minute) {
             return;
         }
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let names = pending.entry(identity.namespace.clone()).or_default();
-        match names.get_mut(identity.api_token.as_str()) {
+        match names.get_mut(identity.api_token) {
             Some((uid, at)) => {
                 if minute > *at {
                     *at = minute;
-                    uid.clone_from(&identity.uid);
+                    identity.uid.clone_into(uid);
                 }
             }
             None => {
-                names.insert(identity.api_token.clone(), (identity.uid.clone(), minute));
+                names.insert(
+                    identity.api_token.to_owned(),
+                    (identity.uid.to_owned(), minute),
+                );
             }
         }
     }
@@ -175,6 +178,7 @@ async fn write_usage(client: &Client, recorder: &UsageRecorder, metrics: &Metric
 mod tests {
     use super::*;
     use crate::api::OwnerKind;
+    use crate::verifier::index::Identity;
 
     fn t(s: &str) -> Timestamp {
         s.parse().expect("timestamp")
@@ -209,11 +213,11 @@ mod tests {
     fn one_entry_per_token_per_round_with_the_latest_minute() {
         let recorder = UsageRecorder::default();
         for _ in 0..100 {
-            recorder.record(&identity("a", None), t("2026-06-01T12:00:10Z"));
+            recorder.record((&identity("a", None)).into(), t("2026-06-01T12:00:10Z"));
         }
-        recorder.record(&identity("a", None), t("2026-06-01T12:01:10Z"));
-        recorder.record(&identity("a", None), t("2026-06-01T12:00:50Z"));
-        recorder.record(&identity("b", None), t("2026-06-01T12:00:59Z"));
+        recorder.record((&identity("a", None)).into(), t("2026-06-01T12:01:10Z"));
+        recorder.record((&identity("a", None)).into(), t("2026-06-01T12:00:50Z"));
+        recorder.record((&identity("b", None)).into(), t("2026-06-01T12:00:59Z"));
         let mut batch = recorder.take();
         batch.sort_by(|x, y| x.name.cmp(&y.name));
         assert_eq!(
@@ -233,12 +237,12 @@ mod tests {
     fn skips_a_minute_the_status_already_shows() {
         let recorder = UsageRecorder::default();
         recorder.record(
-            &identity("a", Some("2026-06-01T12:00:00Z")),
+            (&identity("a", Some("2026-06-01T12:00:00Z"))).into(),
             t("2026-06-01T12:00:40Z"),
         );
         assert!(recorder.take().is_empty());
         recorder.record(
-            &identity("a", Some("2026-06-01T12:00:00Z")),
+            (&identity("a", Some("2026-06-01T12:00:00Z"))).into(),
             t("2026-06-01T12:01:00Z"),
         );
         assert_eq!(recorder.take().len(), 1);

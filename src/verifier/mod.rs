@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 pub use http::HeaderNames;
-pub use index::{Identity, Index, Reject};
+pub use index::{Identity, IdentityRef, Index, Reject};
 
 use crate::api::{ApiKey, ApiToken};
 use crate::clock::{Clock, SystemClock};
