@@ -576,13 +576,15 @@ pub async fn run_with(
             if !changed {
                 return Vec::new();
             }
-            let ns = key.namespace();
+            // Filtered by reference inside the store, not over a clone of it.
+            let ns = key.metadata.namespace.as_deref();
             let name = key.name_any();
             tokens_for_keys
-                .state()
-                .into_iter()
-                .filter(|t| t.namespace() == ns && t.spec.api_key_ref.name == name)
-                .map(|t| ObjectRef::from_obj(&*t))
+                .state_filter(|t| {
+                    t.metadata.namespace.as_deref() == ns && t.spec.api_key_ref.name == name
+                })
+                .iter()
+                .map(|t| ObjectRef::from_obj(&**t))
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown.clone())
@@ -604,17 +606,16 @@ pub async fn run_with(
             Some(ObjectRef::new(&token.spec.api_key_ref.name).within(&ns))
         })
         .watches(sa_api, WatchConfig::default(), move |sa: ServiceAccount| {
-            let ns = sa.namespace();
+            let ns = sa.metadata.namespace.as_deref();
             let name = sa.name_any();
             keys_for_sa
-                .state()
-                .into_iter()
-                .filter(|k| {
-                    k.namespace() == ns
+                .state_filter(|k| {
+                    k.metadata.namespace.as_deref() == ns
                         && k.spec.owner.kind == crate::api::OwnerKind::ServiceAccount
                         && k.spec.owner.name == name
                 })
-                .map(|k| ObjectRef::from_obj(&*k))
+                .iter()
+                .map(|k| ObjectRef::from_obj(&**k))
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
