@@ -22,6 +22,10 @@ use apikey_operator::verifier::metrics::Metrics;
 use apikey_operator::verifier::watch::Readiness;
 use serde_json::json;
 
+#[path = "harness/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::temp_dir;
+
 const ID: &str = "nginxnginxnginx0";
 
 fn free_port() -> u16 {
@@ -162,16 +166,15 @@ async fn nginx_auth_request_passes_identity_and_rejects_bad_tokens() {
     let verifier = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
 
-    let dir = std::env::temp_dir().join(format!("apikey-nginx-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    // Declared before the nginx guard, so nginx stops before it is removed.
+    let dir = temp_dir("nginx");
     let (port, upstream) = (free_port(), free_port());
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, nginx_conf(&dir, port, upstream, verifier)).expect("conf");
     let _nginx = Nginx(
         Command::new("nginx")
             .arg("-p")
-            .arg(&dir)
+            .arg(&*dir)
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())

@@ -14,12 +14,9 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("apikey-verifier-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
+#[path = "harness/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::temp_dir;
 
 /// A self-signed certificate for `localhost` with common name `cn`.
 fn make_cert(dir: &Path, cn: &str) -> Option<(PathBuf, PathBuf)> {
