@@ -575,6 +575,32 @@ fn ratcheting_keeps_unchanged_invalid_values() {
 }
 
 #[test]
+fn list_duplicates_ratchet_on_the_whole_old_object() {
+    let schema = root(json!({
+        "type": "object",
+        "properties": {
+            "s": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            "n": {"type": "integer"}
+        }
+    }));
+    let duplicate = vec!["spec.s[1]: Duplicate value: \"a\""];
+    // An old object that already had duplicates lets an update keep them.
+    let old_dup = obj(json!({"s": ["a", "a"], "n": 1}));
+    let mut keeps = obj(json!({"s": ["a", "a"], "n": 2}));
+    assert_eq!(
+        run(&schema, &mut keeps, Some(&old_dup)),
+        Vec::<String>::new()
+    );
+    // A valid old object does not.
+    let old_ok = obj(json!({"s": ["a"], "n": 1}));
+    let mut adds = obj(json!({"s": ["a", "a"], "n": 1}));
+    assert_eq!(run(&schema, &mut adds, Some(&old_ok)), duplicate);
+    // Nor does a create.
+    let mut created = obj(json!({"s": ["a", "a"]}));
+    assert_eq!(run(&schema, &mut created, None), duplicate);
+}
+
+#[test]
 fn odd_strings_in_formats_do_not_panic() {
     let schema = root(
         json!({"type": "object", "properties": {"t": {"type": "string", "format": "date-time"}}}),

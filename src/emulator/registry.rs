@@ -32,8 +32,8 @@ pub struct CustomInfo {
     /// Versions whose schema `schema::check` rejected, with the problem (checked once here
     /// rather than on every write).
     pub schema_problems: HashMap<String, String>,
-    /// Per version, `schema::rules_skeleton` of its schema (computed once here).
-    pub rules: HashMap<String, Option<Value>>,
+    /// Per version, what validation can skip (computed once here).
+    pub prepared: HashMap<String, super::schema::Prepared>,
     pub printer_columns: HashMap<String, Vec<Value>>,
 }
 
@@ -77,9 +77,9 @@ impl ResourceDef {
         self.custom.as_ref()?.schemas.get(version)
     }
 
-    /// The CEL rules of `version`'s schema (see `schema::rules_skeleton`).
-    pub fn rules(&self, version: &str) -> Option<&Value> {
-        self.custom.as_ref()?.rules.get(version)?.as_ref()
+    /// What validating against `version`'s schema can skip (see `schema::Prepared`).
+    pub fn prepared(&self, version: &str) -> Option<&super::schema::Prepared> {
+        self.custom.as_ref()?.prepared.get(version)
     }
 
     /// Why the schema of `version` cannot be used for validation, if it cannot.
@@ -301,8 +301,8 @@ pub fn def_from_crd(crd: &Value) -> Option<ResourceDef> {
                 custom.schema_problems.insert(name.to_string(), problem);
             }
             custom
-                .rules
-                .insert(name.to_string(), super::schema::rules_skeleton(schema));
+                .prepared
+                .insert(name.to_string(), super::schema::Prepared::new(schema));
             custom.schemas.insert(name.to_string(), schema.clone());
         }
         if let Some(cols) = v["additionalPrinterColumns"].as_array() {

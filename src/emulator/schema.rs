@@ -211,7 +211,39 @@ pub fn validate_and_prune(
     if let Err(problem) = check(schema) {
         return Err(malformed(&problem));
     }
-    validate_and_prune_checked(schema, rules_skeleton(schema).as_ref(), obj, old)
+    validate_and_prune_checked(schema, &Prepared::new(schema), obj, old)
+}
+
+/// What validating against one schema can skip, worked out once per CRD
+/// version (see `ResourceDef::prepared`) instead of on every write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// `rules_skeleton` of the schema.
+    pub rules: Option<Value>,
+    /// Whether any node has a `default` (else the defaulting walk is skipped).
+    pub defaults: bool,
+    /// Whether any node is an `x-kubernetes-embedded-resource`.
+    pub embedded: bool,
+}
+
+impl Prepared {
+    pub fn new(schema: &Value) -> Prepared {
+        Prepared {
+            rules: rules_skeleton(schema),
+            defaults: mentions(schema, "default"),
+            embedded: mentions(schema, "x-kubernetes-embedded-resource"),
+        }
+    }
+}
+
+/// Whether `keyword` is a key anywhere in `schema`. A property of that name
+/// also counts: a false "yes" only costs a walk that finds nothing.
+fn mentions(schema: &Value, keyword: &str) -> bool {
+    match schema {
+        Value::Object(m) => m.iter().any(|(k, v)| k == keyword || mentions(v, keyword)),
+        Value::Array(a) => a.iter().any(|v| mentions(v, keyword)),
+        _ => false,
+    }
 }
 
 /// Whether a schema has the shape validation relies on; `Err` names the first problem.
@@ -235,29 +267,37 @@ pub fn malformed(problem: &str) -> Vec<FieldError> {
 /// `rules` is `rules_skeleton(schema)`, which callers compute once per schema.
 pub fn validate_and_prune_checked(
     schema: &Value,
-    rules: Option<&Value>,
+    prepared: &Prepared,
     obj: &mut Value,
     old: Option<&Value>,
 ) -> Result<(), Vec<FieldError>> {
     prune(obj, Some(schema), true);
     prune_nulls(obj, schema);
-    apply_defaults(obj, schema);
+    if prepared.defaults {
+        apply_defaults(obj, schema);
+    }
 
     let mut errs = Vec::new();
     let mut path = Vec::new();
     validate_node(schema, obj, &mut path, old, false, &mut errs);
-    validate_embedded(schema, obj, &mut path, true, &mut errs);
+    if prepared.embedded {
+        validate_embedded(schema, obj, &mut path, true, &mut errs);
+    }
     let list_errs = {
         let mut e = Vec::new();
         validate_lists(schema, obj, &mut path, &mut e);
         e
     };
-    let old_lists_valid = old.is_none_or(|o| {
-        let mut e = Vec::new();
-        validate_lists(schema, o, &mut Vec::new(), &mut e);
-        e.is_empty()
-    });
-    if old_lists_valid {
+    // The old object is walked only when the new one has list errors: they
+    // are dropped (ratcheting) when the old object had some too.
+    let old_lists_valid = || {
+        old.is_none_or(|o| {
+            let mut e = Vec::new();
+            validate_lists(schema, o, &mut Vec::new(), &mut e);
+            e.is_empty()
+        })
+    };
+    if !list_errs.is_empty() && old_lists_valid() {
         errs.extend(list_errs);
     }
     if errs.iter().any(|e| {
@@ -276,7 +316,7 @@ pub fn validate_and_prune_checked(
             Some("null".to_string()),
             NOT_CHECKED,
         ));
-    } else if let Some(rules) = rules {
+    } else if let Some(rules) = &prepared.rules {
         cel_node(rules, obj, old, &mut path, false, &mut errs);
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
@@ -2033,5 +2073,24 @@ fn lower_first(s: &str) -> String {
     match c.next() {
         Some(f) => f.to_lowercase().chain(c).collect(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn prepared_notes_defaults_and_embedded_resources_at_any_depth() {
+        let plain = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+        let nested = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"items": {"type": "array", "items": {"type": "object",
+                "properties": {"n": {"type": "integer", "default": 1}},
+                "x-kubernetes-embedded-resource": true}}}}}});
+        let p = Prepared::new(&plain);
+        assert_eq!((p.defaults, p.embedded), (false, false));
+        let p = Prepared::new(&nested);
+        assert_eq!((p.defaults, p.embedded), (true, true));
     }
 }
