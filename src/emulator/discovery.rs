@@ -167,9 +167,12 @@ pub fn openapi_gv(reg: &Registry, group: &str, version: &str) -> Value {
     {
         let gvk = json!([{"group": d.group, "version": version, "kind": d.kind}]);
         let name = schema_name(d, version);
-        let mut schema = d.schema(version).cloned().unwrap_or_else(
-            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
-        );
+        let mut schema = d
+            .schema(version)
+            .map(|(schema, _)| schema.clone())
+            .unwrap_or_else(
+                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+            );
         if d.custom.is_some() {
             let props = &mut schema["properties"];
             props["apiVersion"] = json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."});

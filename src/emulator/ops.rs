@@ -313,7 +313,7 @@ fn check_kind(def: &ResourceDef, version: &str, obj: &Value) -> Result<(), ApiEr
 
 /// Validates a custom resource against its CRD schema (defaults, pruning, CEL in `schema`).
 fn validate_custom(ctx: &WriteCtx, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let Some(schema) = ctx.def.schema(&ctx.version) else {
+    let Some((schema, prepared)) = ctx.def.schema(&ctx.version) else {
         return Ok(());
     };
     let name = obj["metadata"]["name"]
@@ -321,14 +321,9 @@ fn validate_custom(ctx: &WriteCtx, obj: &mut Value, old: Option<&Value>) -> Resu
         .unwrap_or_default()
         .to_string();
     let before = (ctx.validation == FieldValidation::Strict).then(|| obj.clone());
-    let checked = match (
-        ctx.def.schema_problem(&ctx.version),
-        ctx.def.prepared(&ctx.version),
-    ) {
-        (Some(problem), _) => Err(schema::malformed(problem)),
-        (None, Some(prepared)) => schema::validate_and_prune_checked(schema, prepared, obj, old),
-        // Every version with a schema is prepared with it (registry.rs).
-        (None, None) => schema::validate_and_prune(schema, obj, old),
+    let checked = match ctx.def.schema_problem(&ctx.version) {
+        Some(problem) => Err(schema::malformed(problem)),
+        None => schema::validate_and_prune_checked(schema, prepared, obj, old),
     };
     checked.map_err(|errors| ApiError::invalid(&ctx.def, &name, &errors))?;
     if let Some(before) = before {

@@ -28,12 +28,12 @@ pub struct ResourceDef {
 /// What a CRD adds to a resource type.
 #[derive(Debug, Clone, Default)]
 pub struct CustomInfo {
-    pub schemas: HashMap<String, Value>,
+    /// Per version, its schema and what validating against it can skip
+    /// (`schema::Prepared`, worked out once here rather than on every write).
+    pub schemas: HashMap<String, (Value, super::schema::Prepared)>,
     /// Versions whose schema `schema::check` rejected, with the problem (checked once here
     /// rather than on every write).
     pub schema_problems: HashMap<String, String>,
-    /// Per version, what validation can skip (computed once here).
-    pub prepared: HashMap<String, super::schema::Prepared>,
     pub printer_columns: HashMap<String, Vec<Value>>,
 }
 
@@ -73,13 +73,10 @@ impl ResourceDef {
         self.versions.iter().any(|v| v == version)
     }
 
-    pub fn schema(&self, version: &str) -> Option<&Value> {
-        self.custom.as_ref()?.schemas.get(version)
-    }
-
-    /// What validating against `version`'s schema can skip (see `schema::Prepared`).
-    pub fn prepared(&self, version: &str) -> Option<&super::schema::Prepared> {
-        self.custom.as_ref()?.prepared.get(version)
+    /// `version`'s schema, with what validating against it can skip.
+    pub fn schema(&self, version: &str) -> Option<(&Value, &super::schema::Prepared)> {
+        let (schema, prepared) = self.custom.as_ref()?.schemas.get(version)?;
+        Some((schema, prepared))
     }
 
     /// Why the schema of `version` cannot be used for validation, if it cannot.
@@ -300,10 +297,10 @@ pub fn def_from_crd(crd: &Value) -> Option<ResourceDef> {
             if let Err(problem) = super::schema::check(schema) {
                 custom.schema_problems.insert(name.to_string(), problem);
             }
-            custom
-                .prepared
-                .insert(name.to_string(), super::schema::Prepared::new(schema));
-            custom.schemas.insert(name.to_string(), schema.clone());
+            custom.schemas.insert(
+                name.to_string(),
+                (schema.clone(), super::schema::Prepared::new(schema)),
+            );
         }
         if let Some(cols) = v["additionalPrinterColumns"].as_array() {
             custom

@@ -215,7 +215,7 @@ pub fn validate_and_prune(
 }
 
 /// What validating against one schema can skip, worked out once per CRD
-/// version (see `ResourceDef::prepared`) instead of on every write.
+/// version (see `ResourceDef::schema`) instead of on every write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
     /// `rules_skeleton` of the schema.
@@ -264,7 +264,7 @@ pub fn malformed(problem: &str) -> Vec<FieldError> {
 }
 
 /// `validate_and_prune` for a schema `check` has already accepted.
-/// `rules` is `rules_skeleton(schema)`, which callers compute once per schema.
+/// `prepared` is `Prepared::new(schema)`, which callers compute once per schema.
 pub fn validate_and_prune_checked(
     schema: &Value,
     prepared: &Prepared,
