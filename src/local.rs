@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures::FutureExt;
+use futures::{FutureExt, TryFutureExt};
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, Scope};
@@ -60,6 +60,8 @@ pub enum LocalError {
     Verifier(#[from] verifier::VerifierError),
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
+    #[error(transparent)]
+    Run(#[from] cli::run::RunError),
 }
 
 /// What `apikey-operator local` runs with.
@@ -132,22 +134,31 @@ pub async fn run_local(
         opts.kubeconfig.display()
     );
     let shutdown = shutdown.shared();
-    let controllers = controller::run_with(
-        client,
-        controller::Config::default(),
-        std::sync::Arc::new(crate::clock::SystemClock),
-        handles,
-        shutdown.clone(),
-    );
+    let controllers = cli::run::spawn_controllers(emulator.config()?, move |client, stop| {
+        controller::run_with(
+            client,
+            controller::Config::default(),
+            std::sync::Arc::new(crate::clock::SystemClock),
+            handles,
+            stop,
+        )
+    })?;
     let admin_run = async {
         if let Some(admin) = admin {
             admin.run(shutdown.clone()).await;
         }
     };
-    let (_, served, _) = tokio::join!(controllers, verifier.run(shutdown.clone()), admin_run);
+    // The first failure stops everything; the emulator goes down either way.
+    let ran = tokio::try_join!(
+        controllers
+            .run_until(shutdown.clone())
+            .err_into::<LocalError>(),
+        verifier.run(shutdown.clone()).err_into::<LocalError>(),
+        admin_run.map(Ok),
+    );
     emulator.shutdown().await?;
     info!("local mode stopped");
-    served.map_err(LocalError::from)
+    ran.map(drop)
 }
 
 /// Applies every manifest under `path` (a file, or a directory's YAML/JSON

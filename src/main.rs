@@ -357,8 +357,8 @@ async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             leader,
         } => {
             let verifier = verify.config(namespace.clone())?;
-            let client =
-                cli::client(cluster.kubeconfig.as_deref(), cluster.context.as_deref()).await?;
+            let config =
+                cli::config(cluster.kubeconfig.as_deref(), cluster.context.as_deref()).await?;
             let opts = run::RunOptions {
                 controller: controller::Config {
                     namespace,
@@ -370,7 +370,7 @@ async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 admin_addr: admin.admin_addr,
                 leader: leader.config(),
             };
-            run::run_operator(client, opts, shutdown_signal()).await?;
+            run::run_operator(config, opts, shutdown_signal()).await?;
         }
         Command::Local {
             kubeconfig,

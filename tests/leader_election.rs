@@ -2,7 +2,8 @@
 //! --leader-elect` twice against one emulator. Only the leader reconciles,
 //! both serve the verifier and the admin port, and when the leader is killed
 //! (no chance to release the Lease) the other takes over within the lease
-//! duration and issues the next token.
+//! duration and issues the next token. Stopped by SIGTERM, a leader releases
+//! the Lease and exits cleanly.
 
 mod harness;
 
@@ -239,5 +240,26 @@ async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
         Some(1),
         "one takeover"
     );
-    drop(replicas);
+
+    // SIGTERM: the leader stops its controllers (on their own thread),
+    // releases the Lease and exits cleanly.
+    let mut last = replicas.remove(0);
+    let sent = Command::new("kill")
+        .args(["-TERM", &last.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "SIGTERM sent");
+    let deadline = Instant::now() + harness::DEADLINE;
+    let status = loop {
+        if let Some(status) = last.child.try_wait().expect("the replica's status") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "the leader exited with {status}");
+    assert_eq!(holder(&leases).await, None, "the Lease was released");
 }

@@ -57,11 +57,18 @@ pub enum CliError {
 
 /// A client for `kubeconfig` (or the usual KUBECONFIG / in-cluster discovery).
 pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Client, CliError> {
+    let config = config(kubeconfig, context).await?;
+    Client::try_from(config).map_err(|e| CliError::Config(e.to_string()))
+}
+
+/// The connection settings from `kubeconfig` (or the usual KUBECONFIG /
+/// in-cluster discovery).
+pub async fn config(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Config, CliError> {
     let options = KubeConfigOptions {
         context: context.map(str::to_owned),
         ..Default::default()
     };
-    let config = match kubeconfig {
+    Ok(match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|source| CliError::Kubeconfig {
                 path: path.display().to_string(),
@@ -77,8 +84,7 @@ pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<
         None => Config::infer()
             .await
             .map_err(|e| CliError::Config(e.to_string()))?,
-    };
-    Client::try_from(config).map_err(|e| CliError::Config(e.to_string()))
+    })
 }
 
 /// Requests a rotation by setting the rotate annotation to `request`; with

@@ -588,8 +588,10 @@ pub async fn run_with(
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown.clone())
+        // Boxed: the runtime moves a spawned future by value, and a
+        // reconcile's state machine is kilobytes.
         .run(
-            token::reconcile,
+            |t, c| Box::pin(token::reconcile(t, c)),
             |t, e, c| retry_after_error(crate::metrics::API_TOKEN, t, e, c),
             ctx.clone(),
         )
@@ -620,7 +622,7 @@ pub async fn run_with(
         })
         .graceful_shutdown_on(shutdown)
         .run(
-            key::reconcile,
+            |k, c| Box::pin(key::reconcile(k, c)),
             |k, e, c| retry_after_error(crate::metrics::API_KEY, k, e, c),
             ctx,
         )

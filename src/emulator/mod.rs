@@ -257,12 +257,16 @@ impl Emulator {
 
     /// A kube client for this emulator (default namespace `default`).
     pub async fn client(&self) -> Result<kube::Client, EmulatorError> {
+        Ok(kube::Client::try_from(self.config()?)?)
+    }
+
+    /// Connection settings for a client of this emulator.
+    pub fn config(&self) -> Result<kube::Config, EmulatorError> {
         let url = self
             .url()
             .parse()
             .map_err(|e: axum::http::uri::InvalidUri| EmulatorError::Url(e.to_string()))?;
-        let config = kube::Config::new(url);
-        Ok(kube::Client::try_from(config)?)
+        Ok(kube::Config::new(url))
     }
 
     /// Requests to resources so far, by verb; those refused with 503 while
