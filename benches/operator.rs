@@ -490,7 +490,7 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
             .expect("key create");
     }
     let start_stats = s.emulator.stats();
-    let writes_before = s.emulator.writes_by();
+    let requests_before = s.emulator.requests_by();
     let start = Instant::now();
     let client = s.client.clone();
     let watch = tokio::spawn({
@@ -528,7 +528,7 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
     let scale_stats = s.emulator.stats() - start_stats;
     // The bench's own creates are not the operator's writes.
     let operator_writes = scale_stats.writes.saturating_sub(n as u64);
-    let breakdown = write_breakdown(&writes_before, &s.emulator.writes_by(), n);
+    let breakdown = request_breakdown(&requests_before, &s.emulator.requests_by(), n);
 
     // Then steady state: no changes for the window.
     let steady_rss = rss_kib(op.pid());
@@ -578,7 +578,7 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
         ),
         figure(
             "scale",
-            label("operator writes per issued token, by request"),
+            label("operator requests per issued token, by request (writes and GETs)"),
             breakdown,
             "-",
             "-",
@@ -642,7 +642,7 @@ async fn quiet(s: &Stack, quiet: Duration, limit: Duration) {
 
 /// The operator's writes per token by `METHOD resource[/sub] code`, largest first, without the
 /// benchmark's own `n` ApiToken creates.
-fn write_breakdown(
+fn request_breakdown(
     before: &std::collections::BTreeMap<String, u64>,
     after: &std::collections::BTreeMap<String, u64>,
     n: usize,

@@ -140,6 +140,45 @@ async fn personal_key_token_gets_a_value_in_its_secret() {
 }
 
 #[tokio::test]
+async fn a_new_token_costs_four_writes_and_no_read_of_its_secret() {
+    let cluster = Cluster::start(NS).await;
+    let op = cluster.controller();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !op.handles.synced.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the controller caches never synced"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    create_key(&cluster, "alice", "User", "alice").await;
+    wait_for(
+        &cluster.api::<ApiKey>(NS),
+        "alice",
+        "a Ready key",
+        |k: Option<&ApiKey>| k.and_then(|k| k.status.as_ref()).is_some(),
+    )
+    .await;
+    let before = cluster.emulator.requests_by();
+    create_token(&cluster, "fresh", "  apiKeyRef: {name: alice}\n").await;
+    ready_token(&cluster, "fresh").await;
+
+    let after = cluster.emulator.requests_by();
+    let made = |request: &str| {
+        after.get(request).copied().unwrap_or(0) - before.get(request).copied().unwrap_or(0)
+    };
+    // ownerReference, pending hash, Secret, promotion (DESIGN.md rules 1, 6).
+    assert_eq!(made("PATCH apitokens 200"), 1, "{after:?}");
+    assert_eq!(made("PATCH apitokens/status 200"), 2, "{after:?}");
+    assert_eq!(made("POST secrets 201"), 1, "{after:?}");
+    assert_eq!(
+        made("GET secrets 404"),
+        0,
+        "a never-issued token's missing Secret was read: {after:?}"
+    );
+}
+
+#[tokio::test]
 async fn service_account_key_waits_for_its_owner() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();

@@ -84,16 +84,18 @@ pub async fn serve(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
         Ok(resp) => resp,
         Err(e) => error_response(&e),
     };
-    tally_write(&shared, &req.method, &segs, resp.status().as_u16());
+    tally_request(&shared, &req.method, &segs, resp.status().as_u16());
     resp
 }
 
-/// Counts a write under `METHOD resource[/subresource] code` (see `Emulator::writes_by`).
-fn tally_write(shared: &Shared, method: &Method, segs: &[&str], code: u16) {
-    if !matches!(
+/// Counts a write, or a GET of one object, under `METHOD resource[/subresource]
+/// code` (see `Emulator::requests_by`).
+fn tally_request(shared: &Shared, method: &Method, segs: &[&str], code: u16) {
+    let write = matches!(
         *method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    ) {
+    );
+    if !write && *method != Method::GET {
         return;
     }
     let rest = match segs {
@@ -105,11 +107,14 @@ fn tally_write(shared: &Shared, method: &Method, segs: &[&str], code: u16) {
         _ => rest,
     };
     let Some(resource) = rest.first() else { return };
+    if !write && rest.len() < 2 {
+        return; // a list or a watch
+    }
     let target = match rest.get(2) {
         Some(sub) => format!("{method} {resource}/{sub} {code}"),
         None => format!("{method} {resource} {code}"),
     };
-    let mut by = shared.writes_by.lock().unwrap_or_else(|e| e.into_inner());
+    let mut by = shared.requests_by.lock().unwrap_or_else(|e| e.into_inner());
     *by.entry(target).or_default() += 1;
 }
 

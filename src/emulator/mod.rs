@@ -123,8 +123,9 @@ impl Counters {
 struct Shared {
     state: Mutex<State>,
     stats: Counters,
-    /// Writes by `METHOD resource[/subresource] status-code`, for benchmarks to break down.
-    writes_by: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Writes and single-object reads by `METHOD resource[/subresource]
+    /// status-code`, for benchmarks and tests to break down.
+    requests_by: Mutex<std::collections::BTreeMap<String, u64>>,
     available: AtomicBool,
 }
 
@@ -171,7 +172,7 @@ impl Emulator {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             stats: Counters::default(),
-            writes_by: Mutex::default(),
+            requests_by: Mutex::default(),
             available: AtomicBool::new(true),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port))
@@ -275,11 +276,12 @@ impl Emulator {
         self.shared.stats.snapshot()
     }
 
-    /// Write requests so far by `METHOD resource[/subresource] status-code`
-    /// (e.g. `PATCH apitokens/status 409`), including refused ones.
-    pub fn writes_by(&self) -> std::collections::BTreeMap<String, u64> {
+    /// Writes and GETs of single objects so far, by `METHOD
+    /// resource[/subresource] status-code` (e.g. `PATCH apitokens/status 409`,
+    /// `GET secrets 404`); lists and watches are not counted here.
+    pub fn requests_by(&self) -> std::collections::BTreeMap<String, u64> {
         self.shared
-            .writes_by
+            .requests_by
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
