@@ -75,7 +75,11 @@ where
         let ended = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("could not start their runtime: {e}"))
+            .map_err(|e| {
+                format!(
+                    "could not start their runtime: {e}; check the limits on threads and open files"
+                )
+            })
             .and_then(|runtime| {
                 runtime.block_on(async move {
                     let client = Client::try_from(config)
@@ -92,7 +96,11 @@ where
     std::thread::Builder::new()
         .name("controllers".to_owned())
         .spawn(thread)
-        .map_err(|e| RunError::Controllers(format!("could not start their thread: {e}")))?;
+        .map_err(|e| {
+            RunError::Controllers(format!(
+                "could not start their thread: {e}; check the limits on threads and memory"
+            ))
+        })?;
     Ok(ControllerThread {
         stop: stop_tx,
         done: done_rx,
@@ -177,4 +185,47 @@ pub async fn run_operator(
         admin.run(shutdown.clone()).map(Ok),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> kube::Config {
+        // Never connected to: these controllers make no requests.
+        kube::Config::new("http://127.0.0.1:9".parse().expect("url"))
+    }
+
+    #[tokio::test]
+    async fn the_controllers_run_on_their_own_thread_and_stop_on_shutdown() {
+        let (ran_tx, ran_rx) = std::sync::mpsc::channel();
+        let thread = spawn_controllers(config(), move |_client, stop| async move {
+            let name = std::thread::current().name().map(str::to_owned);
+            stop.await;
+            let _ = ran_tx.send(name);
+        })
+        .expect("thread started");
+        thread
+            .run_until(futures::future::ready(()))
+            .await
+            .expect("a clean stop");
+        let name = ran_rx.try_recv().expect("the controllers saw the stop");
+        assert_eq!(name.as_deref(), Some("controllers"));
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_the_controller_thread_ends_run_with_an_error() {
+        let thread = spawn_controllers(config(), |_client, _stop| async {
+            panic!("injected: a controller bug");
+        })
+        .expect("thread started");
+        let ended = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            thread.run_until(futures::future::pending()),
+        )
+        .await
+        .expect("run_until returns without waiting for shutdown");
+        let err = ended.expect_err("a panic is an error").to_string();
+        assert!(err.contains("panicked"), "{err}");
+    }
 }
