@@ -540,6 +540,17 @@ async fn a_secret_the_operator_does_not_own_is_never_overwritten() {
     )
     .await;
     assert_eq!(token.status.as_ref().and_then(|s| s.hash.clone()), None);
+    let token = wait_for(
+        &cluster.api::<ApiToken>(NS),
+        "claimer",
+        "no pending value for a Secret it cannot write",
+        |t: Option<&ApiToken>| {
+            t.and_then(|t| t.status.as_ref())
+                .is_some_and(|s| s.pending.is_none())
+        },
+    )
+    .await;
+    assert_eq!(token.status.as_ref().and_then(|s| s.hash.clone()), None);
     let after = secrets.get("taken").await.expect("still there");
     assert_eq!(secret_value(&after, "token"), "precious");
     assert!(after.owner_references().is_empty());

@@ -110,12 +110,13 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
     let from_cache = cached.is_some();
     let (mut secret, mut secret_rv) = match cached {
         Some(s) => (view(&s, &uid, &secret_key), s.resource_version()),
-        // A token never issued has no Secret of ours, and the synced cache
-        // shows none by that name: no GET (a burst of new tokens saves one
-        // request each). If a Secret exists after all (someone else's, or
-        // ours not seen yet), the create fails; the next reconcile finds
-        // the pending hash recorded and reads the Secret.
-        None if never_issued(token) && ctx.handles.synced.load(Ordering::SeqCst) => {
+        // A token without any status yet (new, adopted, never decided on)
+        // has no Secret of ours, and the synced cache shows none by that
+        // name: no GET (a burst of new tokens saves one request each). If a
+        // Secret exists after all (someone else's, or ours not seen yet),
+        // the create fails, and the token, which now has a status, has its
+        // Secret read by every later reconcile.
+        None if token.status.is_none() && ctx.handles.synced.load(Ordering::SeqCst) => {
             (SecretView::Missing, None)
         }
         None => fetch_view(&secrets, &secret_name, &uid, &secret_key).await?,
@@ -418,14 +419,6 @@ fn view(secret: &HashedSecret, uid: &str, key: &str) -> SecretView {
             controller: other.map(|o| format!("{} {}", o.kind, o.name)),
         },
     }
-}
-
-/// Whether no value was ever recorded for the token, current or pending.
-fn never_issued(token: &ApiToken) -> bool {
-    token
-        .status
-        .as_ref()
-        .is_none_or(|s| s.hash.is_none() && s.pending.is_none())
 }
 
 /// The Secret as it is now, and its resourceVersion (none when missing).

@@ -307,6 +307,12 @@ pub fn decide(
             "Secret {secret_name:?} exists and is not owned by this ApiToken{owner}; it is never \
              overwritten: delete it or set spec.secret.name to another name"
         );
+        // A pending value can only be bound for this Secret, which is never
+        // written: it was dropped, and nothing may record it as coming.
+        let current = ApiTokenStatus {
+            pending: None,
+            ..current
+        };
         return keep_with_ready(
             &current,
             generation,

@@ -402,6 +402,25 @@ fn foreign_secret_is_never_touched() {
         t(NOW),
     );
     assert_eq!(again.note, None);
+
+    // A value recorded as pending before the Secret turned out to be someone
+    // else's was never written: the conflict drops it from status.
+    let mut status = again.status;
+    status.pending = Some(PendingValue {
+        hash: h("v1").as_str().to_owned(),
+        reason: "Issue".into(),
+        started_at: Time(t(NOW)),
+        rotation_request: None,
+    });
+    let tok = token(|_| {}, Some(status));
+    let cleared = decide(
+        &tok,
+        READY_KEY,
+        &SecretView::Foreign { controller: None },
+        t(NOW),
+    );
+    assert_eq!(cleared.action, ValueAction::Keep);
+    assert_eq!(cleared.status.pending, None);
 }
 
 #[test]
