@@ -378,6 +378,25 @@ async fn create_namespaces(client: &Client, names: impl Iterator<Item = String>)
     }
 }
 
+/// Creates an ApiKey `key` in each namespace `<prefix>-<i>`; returns their uids.
+async fn create_keys(client: &Client, prefix: &str, namespaces: usize) -> Vec<String> {
+    let mut uids = Vec::with_capacity(namespaces);
+    for i in 0..namespaces {
+        let api: Api<ApiKey> = Api::namespaced(client.clone(), &format!("{prefix}-{i}"));
+        let key: ApiKey = serde_json::from_value(json!({
+            "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey",
+            "metadata": {"name": "key"}, "spec": {"owner": {"kind": "User", "name": format!("user-{i}")}}
+        }))
+        .expect("key");
+        let key = api
+            .create(&PostParams::default(), &key)
+            .await
+            .expect("key create");
+        uids.push(key.uid().expect("key uid"));
+    }
+    uids
+}
+
 /// Runs `make(i)` for i in 0..n with `CONCURRENCY` in flight; returns the elapsed time.
 async fn concurrently<F, Fut>(n: usize, make: F) -> Duration
 where
@@ -394,11 +413,21 @@ where
 }
 
 /// Waits until `target` tokens are Ready (by watching), returns when.
-async fn all_ready(client: &Client, target: usize, deadline: Duration) -> Option<Instant> {
+/// `selector`: a label selector the tokens match.
+async fn all_ready(
+    client: &Client,
+    selector: Option<&str>,
+    target: usize,
+    deadline: Duration,
+) -> Option<Instant> {
     // Decoded without managedFields, so the observer takes less of the CPU it measures.
     let api: Api<Lean<ApiToken>> = Api::all(client.clone());
     let mut ready: HashSet<String> = HashSet::new();
-    let stream = watcher::watcher(api, watcher::Config::default()).map_ok(Lean::event);
+    let config = watcher::Config {
+        label_selector: selector.map(str::to_owned),
+        ..watcher::Config::default()
+    };
+    let stream = watcher::watcher(api, config).map_ok(Lean::event);
     let mut stream = std::pin::pin!(stream);
     let end = Instant::now() + deadline;
     while let Ok(Some(event)) = tokio::time::timeout(
@@ -481,17 +510,7 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
 
     // The operator: keys first, then all tokens at once.
     let op = Operator::start(&s);
-    for i in 0..namespaces {
-        let keys: Api<ApiKey> = Api::namespaced(s.client.clone(), &format!("bench-{i}"));
-        let key: ApiKey = serde_json::from_value(json!({
-            "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey",
-            "metadata": {"name": "key"}, "spec": {"owner": {"kind": "User", "name": format!("user-{i}")}}
-        }))
-        .expect("key");
-        keys.create(&PostParams::default(), &key)
-            .await
-            .expect("key create");
-    }
+    create_keys(&s.client, "bench", namespaces).await;
     let start_stats = s.emulator.stats();
     let requests_before = s.emulator.requests_by();
     let cpu_at_start = (cpu_time(op.pid()), cpu_time(here));
@@ -499,7 +518,7 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
     let client = s.client.clone();
     let watch = tokio::spawn({
         let client = client.clone();
-        async move { all_ready(&client, n, Duration::from_secs(900)).await }
+        async move { all_ready(&client, None, n, Duration::from_secs(900)).await }
     });
     let create_time = concurrently(n, |i| {
         let api: Api<ApiToken> = Api::namespaced(client.clone(), &format!("bench-{}", i % namespaces));
@@ -552,6 +571,9 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
     let peak = relist_peak(&s, op.pid()).await;
     op.stop();
 
+    // With the operator stopped: the same tokens written by a script.
+    let floor = design_floor(&s, n, namespaces).await;
+
     let label = |what: &str| format!("{what} ({n} tokens)");
     vec![
         figure(
@@ -570,6 +592,27 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
             ratio(to_ready.as_secs_f64(), baseline.as_secs_f64()),
             "≤ 1.5",
         ),
+        match floor {
+            Some((time, _, _)) => figure(
+                "scale",
+                label("time until all Ready, against the design's floor"),
+                ms(to_ready),
+                format!(
+                    "{} (a script sending the same five requests per token)",
+                    ms(time)
+                ),
+                ratio(to_ready.as_secs_f64(), time.as_secs_f64()),
+                "-",
+            ),
+            None => figure(
+                "scale",
+                label("the design's floor"),
+                "timed out",
+                "-",
+                "-",
+                "-",
+            ),
+        },
         figure(
             "scale",
             label("CPU time until all Ready: operator / this process (emulator, clients)"),
@@ -579,6 +622,22 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
                 (burst_cpu.0 + burst_cpu.1).as_secs_f64(),
                 baseline_cpu.as_secs_f64(),
             ),
+            "-",
+        ),
+        figure(
+            "scale",
+            label("CPU time until all Ready, against the design's floor"),
+            ms(burst_cpu.0 + burst_cpu.1),
+            floor.map_or("-".to_owned(), |(_, cpu, writes)| {
+                format!(
+                    "{} (this process, the script: {:.2} writes per token)",
+                    ms(cpu),
+                    writes as f64 / n as f64
+                )
+            }),
+            floor.map_or("-".to_owned(), |(_, cpu, _)| {
+                ratio((burst_cpu.0 + burst_cpu.1).as_secs_f64(), cpu.as_secs_f64())
+            }),
             "-",
         ),
         figure(
@@ -649,6 +708,153 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
             "-",
         ),
     ]
+}
+
+/// The design's floor: what any operator keeping DESIGN.md's rules must ask
+/// of the API server for a new token, sent by a scripted client with no
+/// controller, no watch of its own and no decisions. Per token, with the same
+/// concurrency as the other runs: the ApiToken create (the user's), then the
+/// four writes of rules 1 and 6 (the ApiKey's ownerReference, the pending
+/// hash, the Secret, the promoted status), each on the resourceVersion the
+/// previous one returned. An observer waits for Ready as in the operator's run.
+/// Returns the time until all were Ready, this process's CPU time and the writes.
+async fn design_floor(s: &Stack, n: usize, namespaces: usize) -> Option<(Duration, Duration, u64)> {
+    create_namespaces(&s.client, (0..namespaces).map(|i| format!("floor-{i}"))).await;
+    let keys = create_keys(&s.client, "floor", namespaces).await;
+    let keys = Arc::new(keys);
+    let before = s.emulator.stats();
+    let here = std::process::id();
+    let cpu_before = cpu_time(here);
+    let start = Instant::now();
+    let watch = tokio::spawn({
+        let client = s.client.clone();
+        async move { all_ready(&client, FLOOR_SELECTOR, n, Duration::from_secs(900)).await }
+    });
+    concurrently(n, |i| {
+        let ns = format!("floor-{}", i % namespaces);
+        let tokens: Api<ApiToken> = Api::namespaced(s.client.clone(), &ns);
+        let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &ns);
+        let key_uid = keys[i % namespaces].clone();
+        async move { scripted_token(&tokens, &secrets, &format!("t-{i}"), &key_uid).await }
+    })
+    .await;
+    let done = watch.await.ok().flatten()?;
+    let cpu = cpu_time(here).saturating_sub(cpu_before);
+    Some((done - start, cpu, (s.emulator.stats() - before).writes))
+}
+
+/// The label that tells the floor's tokens from the operator's.
+const FLOOR_SELECTOR: Option<&str> = Some("bench=floor");
+
+/// One token of the design's floor (see `design_floor`). Like the operator,
+/// it decodes only the metadata it needs from each answer.
+async fn scripted_token(tokens: &Api<ApiToken>, secrets: &Api<Secret>, name: &str, key_uid: &str) {
+    let body = serde_json::to_vec(&json!({
+        "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
+        "metadata": {"name": name, "labels": {"bench": "floor"}},
+        "spec": {"apiKeyRef": {"name": "key"}, "expiration": {"lifetime": "90d"}, "rotation": {"every": "30d"}}
+    }))
+    .expect("token");
+    let created = send(tokens, |r| r.create(&PostParams::default(), body)).await;
+    let owned = json!({"metadata": {
+        "resourceVersion": created.resource_version,
+        "ownerReferences": [{"apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey", "name": "key",
+            "uid": key_uid, "controller": true, "blockOwnerDeletion": true}],
+    }});
+    let owned = send(tokens, |r| {
+        r.patch(name, &PatchParams::default(), &Patch::Merge(&owned))
+    })
+    .await;
+
+    let id = token::TokenId::generate();
+    let value = token::generate(token::TokenKind::Personal, &id);
+    let hash = value.hash();
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .expect("now");
+    let ready = |status: bool, reason: &str, message: String| {
+        json!([{"type": "Ready", "status": if status { "True" } else { "False" }, "reason": reason,
+            "message": message, "lastTransitionTime": now, "observedGeneration": 1}])
+    };
+    let apply = PatchParams::apply("bench-floor").force();
+    let pending = json!({
+        "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
+        "metadata": {"name": name, "resourceVersion": owned.resource_version},
+        "status": {
+            "conditions": ready(false, "Issuing", format!("writing a new value to Secret {name:?}")),
+            "tokenId": id.as_str(), "secretName": name,
+            "pending": {"hash": hash.as_str(), "reason": "Issue", "startedAt": now},
+        }
+    });
+    let pending = send(tokens, |r| {
+        r.patch_subresource("status", name, &apply, &Patch::Apply(&pending))
+    })
+    .await;
+
+    let secret = serde_json::to_vec(&json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "labels": {"app.kubernetes.io/managed-by": "apikey-operator", "apikeys.dev/token": name},
+            "annotations": {"apikeys.dev/token": name},
+            "ownerReferences": [{"apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken", "name": name,
+                "uid": created.uid, "controller": true, "blockOwnerDeletion": true}],
+        },
+        "type": "Opaque",
+        "data": {"token": k8s_openapi::ByteString(value.expose_secret().as_bytes().to_vec())},
+    }))
+    .expect("secret");
+    send(secrets, |r| r.create(&PostParams::default(), secret)).await;
+
+    let expires = now + jiff::SignedDuration::from_hours(90 * 24);
+    let rotates = now + jiff::SignedDuration::from_hours(30 * 24);
+    let promoted = json!({
+        "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
+        "metadata": {"name": name, "resourceVersion": pending.resource_version},
+        "status": {
+            "conditions": ready(true, "Issued", format!("value in Secret {name:?}")),
+            "tokenId": id.as_str(), "secretName": name, "hash": hash.as_str(),
+            "issuedAt": now, "expiresAt": expires, "nextRotationAt": rotates,
+            "observedGeneration": 1,
+        }
+    });
+    send(tokens, |r| {
+        r.patch_subresource("status", name, &apply, &Patch::Apply(&promoted))
+    })
+    .await;
+}
+
+/// The metadata the floor's script reads from an answer.
+#[derive(serde::Deserialize)]
+struct Answer {
+    metadata: AnswerMeta,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnswerMeta {
+    resource_version: Option<String>,
+    uid: Option<String>,
+}
+
+/// Sends a request built for `api`'s URL; panics on an error (a broken benchmark).
+async fn send<K>(
+    api: &Api<K>,
+    build: impl FnOnce(
+        kube::core::Request,
+    ) -> Result<axum::http::Request<Vec<u8>>, kube::core::request::Error>,
+) -> AnswerMeta
+where
+    K: kube::Resource<DynamicType = ()> + Clone,
+{
+    let request = build(kube::core::Request::new(api.resource_url())).expect("request");
+    let answer: Answer = api
+        .clone()
+        .into_client()
+        .request(request)
+        .await
+        .expect("the floor's write");
+    answer.metadata
 }
 
 /// How long the emulator must see no write for the operator to count as quiet.
@@ -733,7 +939,7 @@ async fn storm(n: usize) -> Vec<Figure> {
     let tokens: Api<ApiToken> = Api::namespaced(s.client.clone(), "storm");
     let watch = tokio::spawn({
         let client = s.client.clone();
-        async move { all_ready(&client, n, Duration::from_secs(600)).await }
+        async move { all_ready(&client, None, n, Duration::from_secs(600)).await }
     });
     concurrently(n, |i| {
         let tokens = tokens.clone();
