@@ -1985,18 +1985,20 @@ fn eval_rule(
     unchanged: bool,
     out: &mut Vec<FieldError>,
 ) {
-    let rule_text = sstr(rule, "rule").unwrap_or_default().trim().to_string();
+    let rule_text = sstr(rule, "rule").unwrap_or_default().trim();
+    // The immutability rule cannot fail, nor err, on a value equal to its old one.
+    if unchanged && old.is_some() && rule_text == "self == oldSelf" && !optional_old_self(rule) {
+        return;
+    }
+    let result = CEL.with(|validator| validator.validate_compiled(compiled, v, old));
+    // What only errors need is built only for them.
+    let Err(errors) = result else { return };
     let message = sstr(rule, "message")
         .map(str::trim)
         .filter(|m| !m.is_empty());
-    let rule_error_string = message
-        .map(str::to_string)
-        .unwrap_or_else(|| rule_text.clone());
+    let rule_error_string = message.unwrap_or(rule_text);
     let node_path = field_path(path);
     let type_value = Some(go_quote(node_type));
-
-    let result = CEL.with(|validator| validator.validate_compiled(compiled, v, old));
-    let Err(errors) = result else { return };
     for e in errors.iter() {
         match e.kind {
             kcel::ErrorKind::ValidationFailure => {
@@ -2056,6 +2058,11 @@ fn eval_rule(
             }
         }
     }
+}
+
+/// Whether the rule sees `oldSelf` as an optional (`optionalOldSelf: true`).
+fn optional_old_self(rule: &Value) -> bool {
+    rule.get("optionalOldSelf").and_then(Value::as_bool) == Some(true)
 }
 
 /// kube-cel prefixes parse errors with `failed to compile rule "<rule>": `;
