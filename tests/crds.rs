@@ -80,3 +80,108 @@ fn crds_are_namespaced_with_status_and_immutability_rules() {
     );
     assert!(yaml.contains("rule: has(self.expiresAt) != has(self.lifetime)"));
 }
+
+/// Every time in either status, conditions included, refuses the year 9999
+/// (Go accepts it; the Rust clients cannot decode it, and one such value
+/// froze its token for the operator and the verifier), and still takes 9998.
+#[tokio::test]
+async fn status_times_refuse_the_year_9999() {
+    use apikey_operator::api::{ApiKey, ApiToken};
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use serde_json::{Value, json};
+
+    let emulator = apikey_operator::emulator::Emulator::start(Default::default())
+        .await
+        .expect("emulator starts");
+    let client = emulator.client().await.expect("client");
+    apikey_operator::cli::install_crds(client.clone(), std::time::Duration::from_secs(30))
+        .await
+        .expect("CRDs installed");
+    let keys: Api<ApiKey> = Api::namespaced(client.clone(), "default");
+    let tokens: Api<ApiToken> = Api::namespaced(client.clone(), "default");
+    let key: ApiKey = serde_json::from_value(json!({
+        "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey", "metadata": {"name": "alice"},
+        "spec": {"owner": {"kind": "User", "name": "alice"}}
+    }))
+    .expect("key");
+    keys.create(&PostParams::default(), &key)
+        .await
+        .expect("key");
+    let token: ApiToken = serde_json::from_value(json!({
+        "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken", "metadata": {"name": "t"},
+        "spec": {"apiKeyRef": {"name": "alice"}}
+    }))
+    .expect("token");
+    tokens
+        .create(&PostParams::default(), &token)
+        .await
+        .expect("token");
+
+    // (resource, field, the status with `AT` where the time goes)
+    const CONDITION: &str = r#"{"conditions": [{"type": "Ready", "status": "True",
+        "reason": "Issued", "message": "", "lastTransitionTime": "AT"}]}"#;
+    let cases = [
+        (
+            "apikeys",
+            "status.conditions[0].lastTransitionTime",
+            CONDITION,
+        ),
+        (
+            "apitokens",
+            "status.conditions[0].lastTransitionTime",
+            CONDITION,
+        ),
+        ("apitokens", "status.issuedAt", r#"{"issuedAt": "AT"}"#),
+        ("apitokens", "status.expiresAt", r#"{"expiresAt": "AT"}"#),
+        (
+            "apitokens",
+            "status.nextRotationAt",
+            r#"{"nextRotationAt": "AT"}"#,
+        ),
+        (
+            "apitokens",
+            "status.lastRotatedAt",
+            r#"{"lastRotatedAt": "AT"}"#,
+        ),
+        ("apitokens", "status.lastUsedAt", r#"{"lastUsedAt": "AT"}"#),
+        (
+            "apitokens",
+            "status.pending.startedAt",
+            r#"{"pending": {"hash": "sha256:00", "reason": "Issue", "startedAt": "AT"}}"#,
+        ),
+        (
+            "apitokens",
+            "status.previous[0].validUntil",
+            r#"{"previous": [{"hash": "sha256:00", "validUntil": "AT"}]}"#,
+        ),
+    ];
+    for (resource, field, status) in &cases {
+        let write = |at: &str| {
+            let status: Value = serde_json::from_str(&status.replace("AT", at)).expect("case");
+            let patch = Patch::Merge(json!({ "status": status }));
+            let (keys, tokens) = (keys.clone(), tokens.clone());
+            async move {
+                let params = PatchParams::default();
+                if *resource == "apikeys" {
+                    keys.patch_status("alice", &params, &patch).await.map(drop)
+                } else {
+                    tokens.patch_status("t", &params, &patch).await.map(drop)
+                }
+            }
+        };
+        match write("9999-12-31T23:59:59Z").await {
+            Err(kube::Error::Api(e)) => assert!(
+                e.code == 422 && e.message.contains(field),
+                "{resource} {field}: refused, but not as invalid at that field: {e:?}"
+            ),
+            other => panic!("{resource} {field}: the year 9999 was not refused: {other:?}"),
+        }
+        if let Err(e) = write("9998-12-31T23:59:59Z").await {
+            panic!("{resource} {field}: the year 9998 was refused: {e}");
+        }
+        // Back to an ordinary time, so the next case's write is about its field only.
+        write("2026-01-01T00:00:00Z")
+            .await
+            .expect("an ordinary time");
+    }
+}

@@ -1749,4 +1749,18 @@ async fn operator_status_apply_and_rotation_request_work_upstream() {
     let status = token.status.expect("status");
     assert!(status.pending.is_none(), "pending cleared by the apply");
     assert_eq!(status.hash.as_deref(), Some(hash.as_str()));
+
+    // A status time in the year 9999, which Go takes and the Rust clients
+    // cannot decode, is refused upstream too (tests/crds.rs checks every field).
+    let far = Patch::Merge(json!({"status": {"lastUsedAt": "9999-12-31T23:59:59Z"}}));
+    match tokens
+        .patch_status("t1", &PatchParams::default(), &far)
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert!(
+            e.code == 422 && e.message.contains("status.lastUsedAt"),
+            "{e:?}"
+        ),
+        other => panic!("the year 9999 was not refused upstream: {other:?}"),
+    }
 }

@@ -13,9 +13,12 @@ pub use apitoken::{
     ApiKeyRef, ApiToken, ApiTokenSpec, ApiTokenStatus, PendingValue, PreviousValue, RestartTarget,
     RestartTargetKind, SecretTemplate, TokenRotation,
 };
+use common::TIME_PATTERN;
 pub use common::{Expiration, Rotation};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResourceExt;
 
 /// The API group of both resources.
@@ -29,7 +32,42 @@ pub const ROTATE_ANNOTATION: &str = "apikeys.dev/rotate";
 
 /// Both CRDs, in the order they should be applied.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![ApiKey::crd(), ApiToken::crd()]
+    let mut crds = vec![ApiKey::crd(), ApiToken::crd()];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                bound_times(schema);
+            }
+        }
+    }
+    crds
+}
+
+/// Gives every `date-time` field, status and conditions included, the
+/// pattern that refuses the year 9999. Go accepts instants to its end, the
+/// Rust clients (jiff) only to 9999-12-30T22:00Z: one such value in a
+/// token's status made every later watch event of that token undecodable,
+/// so the operator never saw it change again (a rotation request was
+/// ignored) and the watches restarted on each of its events.
+fn bound_times(schema: &mut JSONSchemaProps) {
+    if schema.format.as_deref() == Some("date-time") && schema.pattern.is_none() {
+        schema.pattern = Some(TIME_PATTERN.to_owned());
+    }
+    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        bound_times(child);
+    }
+    match &mut schema.items {
+        Some(JSONSchemaPropsOrArray::Schema(item)) => bound_times(item),
+        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(bound_times),
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(extra)) = &mut schema.additional_properties {
+        bound_times(extra);
+    }
 }
 
 /// Both CRDs as one multi-document YAML stream, as `apikey-operator crds` prints it.
