@@ -630,7 +630,7 @@ async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figure> {
             ms(burst_cpu.0 + burst_cpu.1),
             floor.map_or("-".to_owned(), |(_, cpu, writes)| {
                 format!(
-                    "{} (this process, the script: {:.2} writes per token)",
+                    "{} (this process, the script: {:.2} writes per token, its create included)",
                     ms(cpu),
                     writes as f64 / n as f64
                 )
