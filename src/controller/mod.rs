@@ -639,9 +639,11 @@ pub async fn run_with(
     info!("controllers stopped");
 }
 
-fn log_controller_error<E: std::fmt::Display>(kind: &'static str, err: &E) {
+fn log_controller_error<E: std::fmt::Display>(controller: &'static str, err: &E) {
     // Reconcile errors are logged by the error policies; these are queue/watch errors.
-    warn!(kind, error = %err, "controller error");
+    // Named by controller, not kind: the ApiKey controller also carries the
+    // shared ApiToken watch, so a failed ApiToken watch is reported by it.
+    warn!(controller, error = %err, "controller error");
 }
 
 #[cfg(test)]
