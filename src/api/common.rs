@@ -4,10 +4,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
-/// Years 0000–9998, then the rest of an RFC 3339 timestamp (checked by
-/// `format: date-time`). Every time field of both CRDs has it (`api::crds`).
-pub const TIME_PATTERN: &str = "^([0-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-";
-
 /// When the token's value stops being accepted.
 ///
 /// Set exactly one of `expiresAt` (an absolute instant) or `lifetime`
@@ -23,9 +19,9 @@ pub struct Expiration {
     /// At most year 9998.
     // Later instants cannot be represented by the clients that read these
     // objects: a year-9999 value made every watch of ApiTokens fail to decode,
-    // for all tokens, so it is refused at admission.
+    // for all tokens, so it is refused at admission (`api::crds` gives every
+    // time field that pattern).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("pattern" = TIME_PATTERN))]
     pub expires_at: Option<Time>,
 
     /// How long each issued value stays valid, counted from its issue, e.g.

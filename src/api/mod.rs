@@ -13,7 +13,6 @@ pub use apitoken::{
     ApiKeyRef, ApiToken, ApiTokenSpec, ApiTokenStatus, PendingValue, PreviousValue, RestartTarget,
     RestartTargetKind, SecretTemplate, TokenRotation,
 };
-use common::TIME_PATTERN;
 pub use common::{Expiration, Rotation};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -46,6 +45,10 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     }
     crds
 }
+
+/// Years 0000–9998, then the rest of an RFC 3339 timestamp (checked by
+/// `format: date-time`).
+const TIME_PATTERN: &str = "^([0-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-";
 
 /// Gives every `date-time` field, status and conditions included, the
 /// pattern that refuses the year 9999. Go accepts instants to its end, the
