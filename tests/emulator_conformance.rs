@@ -184,10 +184,13 @@ async fn crud_with_status_codes_and_reasons() {
         other => panic!("expected 422, got {other:?}"),
     }
     let deleted = api.delete("w1", &DeleteParams::default()).await.unwrap();
-    assert!(
-        deleted.is_left(),
-        "custom resources return the deleted object"
+    // Gone at once (no finalizers): a Success Status naming it, as upstream.
+    let status = deleted.right().expect("a Status, not the object");
+    assert_eq!(
+        status.status,
+        Some(kube::core::response::StatusSummary::Success)
     );
+    assert_eq!(status.details.expect("details").name, "w1");
     assert_eq!(api_code(api.get("w1").await).0, 404);
     assert_eq!(
         api_code(api.delete("w1", &DeleteParams::default()).await).0,

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::Shared;
 use super::discovery;
 use super::error::ApiError;
-use super::ops::{self, DeleteOpts, Deleted, FieldValidation, WriteCtx};
+use super::ops::{self, DeleteOpts, FieldValidation, WriteCtx};
 use super::patch::PatchKind;
 use super::registry::ResourceDef;
 use super::selector::{FieldSelector, Filter, LabelSelector, extra_fields};
@@ -325,9 +325,8 @@ fn resource(
             let mut ctx = write_ctx(&target, req)?;
             ctx.dry_run |= opts.dry_run;
             let name = target.name.as_deref().unwrap_or_default();
-            match ops::delete(&mut shared.lock(), &ctx, name, &opts)? {
-                Deleted::Object(o) | Deleted::Status(o) => Ok(json_response(200, &o)),
-            }
+            let deleted = ops::delete(&mut shared.lock(), &ctx, name, &opts)?;
+            Ok(json_response(200, &deleted.answer(&target.def)))
         }
         (&Method::DELETE, false) => {
             verb_counter(shared, "deletecollection");
@@ -573,8 +572,8 @@ fn delete_collection(
             namespace: ns,
             ..ctx.clone()
         };
-        if let Ok(Deleted::Object(o)) = ops::delete(&mut st, &ctx, &name, &opts) {
-            items.push(o);
+        if let Ok(deleted) = ops::delete(&mut st, &ctx, &name, &opts) {
+            items.push(deleted.into_object());
         } else if let Some(o) = st.get(&t.def.key(), &ctx.namespace, &name) {
             items.push((**o).clone());
         }

@@ -943,11 +943,39 @@ pub struct DeleteOpts {
     pub dry_run: bool,
 }
 
-/// What a delete produced: the object (still terminating, or a custom resource gone now), or a
-/// Success `Status` for built-ins deleted at once.
+/// What a delete produced.
 pub enum Deleted {
-    Object(Value),
-    Status(Value),
+    /// The object is still there, terminating until its finalizers are gone;
+    /// a delete answers with it.
+    Terminating(Value),
+    /// The object is gone (or would be, in a dry run), as it was last stored.
+    /// A delete answers with a Success `Status` naming it; a deletecollection
+    /// lists the object.
+    Gone(Value),
+}
+
+impl Deleted {
+    /// The object, for a deletecollection's list.
+    pub fn into_object(self) -> Value {
+        match self {
+            Deleted::Terminating(o) | Deleted::Gone(o) => o,
+        }
+    }
+
+    /// The answer to a delete of one object.
+    pub fn answer(self, def: &ResourceDef) -> Value {
+        match self {
+            Deleted::Terminating(o) => o,
+            Deleted::Gone(o) => json!({
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": o["metadata"]["name"], "group": def.group,
+                            "kind": def.plural, "uid": o["metadata"]["uid"]},
+            }),
+        }
+    }
 }
 
 pub fn delete(
@@ -1011,27 +1039,18 @@ pub fn delete(
             obj["status"]["phase"] = json!("Terminating");
         }
         if obj == *old || ctx.dry_run {
-            return Ok(Deleted::Object(served(&def, &ctx.version, &obj)));
+            return Ok(Deleted::Terminating(served(&def, &ctx.version, &obj)));
         }
         st.gc_pending = true;
         let stored = st.put(&def, obj, EventType::Modified);
-        return Ok(Deleted::Object(served(&def, &ctx.version, &stored)));
+        return Ok(Deleted::Terminating(served(&def, &ctx.version, &stored)));
     }
     let gone = if ctx.dry_run {
         old.clone()
     } else {
         st.remove(&def, &ctx.namespace, name).unwrap_or(old)
     };
-    if def.custom.is_some() {
-        return Ok(Deleted::Object(served(&def, &ctx.version, &gone)));
-    }
-    Ok(Deleted::Status(json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": {"name": name, "group": def.group, "kind": def.plural, "uid": gone["metadata"]["uid"]},
-    })))
+    Ok(Deleted::Gone(served(&def, &ctx.version, &gone)))
 }
 
 /// Removes one finalizer (server-side, for GC and namespace/CRD cleanup).

@@ -1529,46 +1529,30 @@ fn is_date(s: &str) -> bool {
     (1..=days).contains(&d)
 }
 
-/// strfmt.ParseDateTime: RFC 3339 and the ISO 8601 variants it also accepts.
+/// kube-openapi's strfmt.IsDateTime, the API server's check of
+/// `format: date-time`. It is laxer than RFC 3339, and the emulator keeps its
+/// quirks: the text is split at each `t` (any case) and only the first two
+/// parts are looked at (`2030-01-01T00:00:00Zt…` passes), the fraction's
+/// separator may be any character, and the fraction has any length.
 fn is_datetime(s: &str) -> bool {
-    if !s.is_ascii() || s.len() < 16 || !is_date(&s[..10]) || s.as_bytes()[10] != b'T' {
+    if s.len() < 4 {
         return false;
     }
-    let rest = &s[11..];
-    let (time, zone) = match rest.find(['Z', '+', '-']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
+    let lower = s.to_lowercase();
+    let mut parts = lower.split('t');
+    let (Some(date), Some(time)) = (parts.next(), parts.next()) else {
+        return false;
     };
-    let zone_ok = zone.is_empty() || zone == "Z" || {
-        let z = &zone[1..];
-        let (h, m) = match z.split_once(':') {
-            Some((h, m)) => (h, m),
-            None if z.len() == 4 => (&z[..2], &z[2..]),
-            None => ("x", "x"),
-        };
-        h.len() == 2
-            && m.len() == 2
-            && digits(h).is_some_and(|h| h < 24)
-            && digits(m).is_some_and(|m| m < 60)
+    if !is_date(date) {
+        return false;
+    }
+    let Ok(re) =
+        cached_regex(r"^([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))$")
+    else {
+        return false;
     };
-    let (hms, frac) = match time.split_once('.') {
-        Some((a, f)) => (a, Some(f)),
-        None => (time, None),
-    };
-    let parts: Vec<&str> = hms.split(':').collect();
-    let time_ok = match parts.as_slice() {
-        [h, m] => frac.is_none() && two(h, 24) && two(m, 60),
-        [h, m, sec] => two(h, 24) && two(m, 60) && two(sec, 60),
-        _ => false,
-    };
-    let frac_ok = frac.is_none_or(|f| {
-        digits(f).is_some() || (f.len() > 9 && f.bytes().all(|b| b.is_ascii_digit()))
-    });
-    zone_ok && time_ok && frac_ok
-}
-
-fn two(s: &str, lt: u32) -> bool {
-    s.len() == 2 && digits(s).is_some_and(|v| v < lt)
+    re.captures(time)
+        .is_some_and(|c| &c[1] <= "23" && &c[2] <= "59" && &c[3] <= "59")
 }
 
 fn is_mac(s: &str) -> bool {
