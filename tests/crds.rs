@@ -82,8 +82,9 @@ fn crds_are_namespaced_with_status_and_immutability_rules() {
 }
 
 /// Every time in either status, conditions included, refuses the year 9999
-/// (Go accepts it; the Rust clients cannot decode it, and one such value
-/// froze its token for the operator and the verifier), and still takes 9998.
+/// and text after the time (Go accepts both; the Rust clients cannot decode
+/// them, and one such value froze its token for the operator and the
+/// verifier), and still takes 9998.
 #[tokio::test]
 async fn status_times_refuse_the_year_9999() {
     use apikey_operator::api::{ApiKey, ApiToken};
@@ -169,12 +170,15 @@ async fn status_times_refuse_the_year_9999() {
                 }
             }
         };
-        match write("9999-12-31T23:59:59Z").await {
-            Err(kube::Error::Api(e)) => assert!(
-                e.code == 422 && e.message.contains(field),
-                "{resource} {field}: refused, but not as invalid at that field: {e:?}"
-            ),
-            other => panic!("{resource} {field}: the year 9999 was not refused: {other:?}"),
+        // The year 9999, and a form the date-time format alone takes.
+        for bad in ["9999-12-31T23:59:59Z", "2026-01-01T00:00:00Zt"] {
+            match write(bad).await {
+                Err(kube::Error::Api(e)) => assert!(
+                    e.code == 422 && e.message.contains(field),
+                    "{resource} {field}: {bad} refused, but not as invalid at that field: {e:?}"
+                ),
+                other => panic!("{resource} {field}: {bad} was not refused: {other:?}"),
+            }
         }
         if let Err(e) = write("9998-12-31T23:59:59Z").await {
             panic!("{resource} {field}: the year 9998 was refused: {e}");

@@ -46,16 +46,26 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     crds
 }
 
-/// Years 0000–9998, then the rest of an RFC 3339 timestamp (checked by
-/// `format: date-time`).
-const TIME_PATTERN: &str = "^([0-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-";
+/// An RFC 3339 timestamp in the years 0000–9998. `format: date-time` alone
+/// (kube-openapi's IsDateTime) checks that the date and the time of day are
+/// real, but also takes what no RFC 3339 parser reads: text after a second
+/// `t` (`2030-01-01T00:00:00Zt`), any character before the fraction, any
+/// number of fraction digits, a zone offset of `+99:99`.
+const TIME_PATTERN: &str = concat!(
+    "^([0-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2}",
+    "[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?",
+    "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+);
 
-/// Gives every `date-time` field, status and conditions included, the
-/// pattern that refuses the year 9999. Go accepts instants to its end, the
-/// Rust clients (jiff) only to 9999-12-30T22:00Z: one such value in a
-/// token's status made every later watch event of that token undecodable,
-/// so the operator never saw it change again (a rotation request was
-/// ignored) and the watches restarted on each of its events.
+/// Gives every `date-time` field, spec, status and conditions, the pattern
+/// above: only what the Rust clients (jiff) can read gets stored. Go accepts
+/// instants to the end of 9999, jiff only to 9999-12-30T22:00Z, and it
+/// refuses the odd forms IsDateTime lets through. One such value in a
+/// token's status made every later watch event of that token undecodable
+/// (a rotation request was ignored); in any token's spec, which every user
+/// who may create ApiTokens writes, it made every list of ApiTokens
+/// undecodable, so no operator or verifier could start. (An object stored
+/// before this bound is dropped alone: see `crate::lean`.)
 fn bound_times(schema: &mut JSONSchemaProps) {
     if schema.format.as_deref() == Some("date-time") && schema.pattern.is_none() {
         schema.pattern = Some(TIME_PATTERN.to_owned());
