@@ -427,7 +427,7 @@ async fn all_ready(
         label_selector: selector.map(str::to_owned),
         ..watcher::Config::default()
     };
-    let stream = watcher::watcher(api, config).map_ok(Lean::event);
+    let stream = apikey_operator::lean::watcher(api, config);
     let mut stream = std::pin::pin!(stream);
     let end = Instant::now() + deadline;
     while let Ok(Some(event)) = tokio::time::timeout(
@@ -1016,7 +1016,7 @@ async fn storm(n: usize) -> Vec<Figure> {
         )
     });
     let lean: Api<Lean<ApiToken>> = Api::namespaced(s.client.clone(), "storm");
-    let stream = watcher::watcher(lean, watcher::Config::default()).map_ok(Lean::event);
+    let stream = apikey_operator::lean::watcher(lean, watcher::Config::default());
     let mut stream = std::pin::pin!(stream);
     let end = Instant::now() + Duration::from_secs(period as u64 + 120);
     while seen.len() < n && Instant::now() < end {

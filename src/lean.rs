@@ -1,37 +1,155 @@
-//! [`Lean`]: decodes an API object without its `metadata.managedFields`.
+//! [`Lean`]: decodes an API object without its `metadata.managedFields`,
+//! and an object that is not a valid `K` as a stand-in rather than an error.
 //!
 //! Every object the API server sends carries its field managers (one entry
 //! per writer, each with a nested `fieldsV1` tree). The operator never reads
 //! them, yet decoding and dropping them was 13% of its CPU in a rotation storm
 //! (callgrind, BENCHMARKS.md). Watches decode `Lean<K>`, whose decoder skips
 //! that key without building anything, and hand on the plain `K`.
+//!
+//! A list decodes all of its items or fails as a whole, so one stored object
+//! the types cannot read (a status time stored before the CRDs bounded it, a
+//! field an older schema allowed) would keep every watch from ever syncing.
+//! `Lean` decodes each object on its own: one that fails becomes a stand-in
+//! with its metadata and the reason, which [`Lean::event`] hands on as a
+//! deletion (and logs), so the caches and the verifier's index drop it (fail
+//! closed) and every other object goes on.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
+use futures::{Stream, TryStreamExt, future};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::watcher::Event;
+use kube::runtime::watcher::{self, Event};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, forward_to_deserialize_any};
+use serde_json::value::RawValue;
+use tracing::error;
+
+use crate::api::{ApiKey, ApiKeyRef, ApiKeySpec, ApiToken, ApiTokenSpec, Owner, OwnerKind};
+
+/// `kube::runtime::watcher` over `Lean<K>`, handing on events of plain `K`
+/// (see [`Lean::event`]).
+pub fn watcher<K>(
+    api: kube::Api<Lean<K>>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
+where
+    K: kube::Resource<DynamicType = ()>
+        + Stub
+        + de::DeserializeOwned
+        + Clone
+        + fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher::watcher(api, config).try_filter_map(|event| future::ready(Ok(Lean::event(event))))
+}
 
 /// Keys of `metadata` that are never decoded.
 const SKIPPED: &[&str] = &["managedFields"];
 
-/// A `K` decoded without `metadata.managedFields` (left empty).
+/// A `K` decoded without `metadata.managedFields` (left empty); or, for an
+/// object that is not a valid `K`, a stand-in with its metadata and why.
 #[derive(Clone, Debug)]
-pub struct Lean<K>(pub K);
+pub struct Lean<K> {
+    object: K,
+    undecodable: Option<Arc<str>>,
+}
+
+/// A kind that has a stand-in for an object that cannot be decoded: its
+/// metadata and an empty spec, used only to remove it from caches.
+pub trait Stub {
+    fn stub(metadata: ObjectMeta) -> Self;
+}
+
+impl Stub for ApiToken {
+    fn stub(metadata: ObjectMeta) -> Self {
+        let spec = ApiTokenSpec {
+            api_key_ref: ApiKeyRef {
+                name: String::new(),
+            },
+            display_name: None,
+            description: None,
+            tags: Default::default(),
+            expiration: None,
+            rotation: None,
+            secret: None,
+            disabled: false,
+        };
+        ApiToken {
+            metadata,
+            spec,
+            status: None,
+        }
+    }
+}
+
+impl Stub for ApiKey {
+    fn stub(metadata: ObjectMeta) -> Self {
+        let owner = Owner {
+            kind: OwnerKind::User,
+            name: String::new(),
+        };
+        ApiKey {
+            metadata,
+            spec: ApiKeySpec {
+                owner,
+                display_name: None,
+                description: None,
+                tags: Default::default(),
+                token_defaults: None,
+            },
+            status: None,
+        }
+    }
+}
 
 impl<K> Lean<K> {
-    /// The watch event with the plain object in it.
-    pub fn event(event: Event<Lean<K>>) -> Event<K> {
-        match event {
-            Event::Apply(Lean(k)) => Event::Apply(k),
-            Event::Delete(Lean(k)) => Event::Delete(k),
-            Event::InitApply(Lean(k)) => Event::InitApply(k),
+    /// The decoded object, or `Err` with why it could not be decoded.
+    pub fn into_result(self) -> Result<K, (K, Arc<str>)> {
+        match self.undecodable {
+            None => Ok(self.object),
+            Some(why) => Err((self.object, why)),
+        }
+    }
+}
+
+impl<K: kube::Resource<DynamicType = ()>> Lean<K> {
+    /// The watch event with the plain object in it. An object that could not
+    /// be decoded is logged and handed on as deleted (left out of a relist),
+    /// so no cache or index keeps acting on an older version of it.
+    pub fn event(event: Event<Lean<K>>) -> Option<Event<K>> {
+        let undecodable = |lean: Lean<K>| match lean.into_result() {
+            Ok(object) => Ok(object),
+            Err((stub, why)) => {
+                error!(
+                    kind = %K::kind(&()),
+                    object = %format_args!(
+                        "{}/{}",
+                        stub.meta().namespace.as_deref().unwrap_or_default(),
+                        stub.meta().name.as_deref().unwrap_or_default()
+                    ),
+                    error = %why,
+                    "stored object cannot be decoded; it is treated as deleted until it is \
+                     corrected (kubectl edit; add --subresource=status for a status field)"
+                );
+                Err(stub)
+            }
+        };
+        Some(match event {
+            Event::Apply(lean) => match undecodable(lean) {
+                Ok(object) => Event::Apply(object),
+                Err(stub) => Event::Delete(stub),
+            },
+            Event::Delete(lean) => Event::Delete(lean.object),
+            Event::InitApply(lean) => Event::InitApply(undecodable(lean).ok()?),
             Event::Init => Event::Init,
             Event::InitDone => Event::InitDone,
-        }
+        })
     }
 }
 
@@ -56,21 +174,57 @@ impl<K: kube::Resource> kube::Resource for Lean<K> {
     }
 
     fn meta(&self) -> &ObjectMeta {
-        self.0.meta()
+        self.object.meta()
     }
 
     fn meta_mut(&mut self) -> &mut ObjectMeta {
-        self.0.meta_mut()
+        self.object.meta_mut()
     }
 }
 
-impl<'de, K: Deserialize<'de>> Deserialize<'de> for Lean<K> {
+impl<'de, K: de::DeserializeOwned + Stub> Deserialize<'de> for Lean<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        K::deserialize(Filter {
-            inner: deserializer,
+        // Kept as text, so that a failure leaves the rest of a list readable.
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        let text = raw.get();
+        let mut json = serde_json::Deserializer::from_str(text);
+        let decoded = K::deserialize(Filter {
+            inner: &mut json,
             level: Level::Object,
         })
-        .map(Lean)
+        .and_then(|object| json.end().map(|()| object));
+        match decoded {
+            Ok(object) => Ok(Lean {
+                object,
+                undecodable: None,
+            }),
+            Err(why) => {
+                #[derive(Deserialize)]
+                struct Named {
+                    #[serde(deserialize_with = "metadata")]
+                    metadata: ObjectMeta,
+                }
+                // Without readable metadata there is nothing to name: an error.
+                match serde_json::from_str::<Named>(text) {
+                    Ok(Named { metadata }) if metadata.name.is_some() => Ok(Lean {
+                        object: K::stub(metadata),
+                        undecodable: Some(why.to_string().into()),
+                    }),
+                    _ => Err(de::Error::custom(without_position(&why))),
+                }
+            }
+        }
+    }
+}
+
+/// A decoding error's message without the position inside the object (the
+/// outer decoder adds its own).
+fn without_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let suffix = format!(" at line {} column {}", err.line(), err.column());
+    match text.strip_suffix(&suffix) {
+        Some(message) => message.to_owned(),
+        None => text,
     }
 }
 
@@ -280,7 +434,8 @@ mod tests {
     #[test]
     fn decodes_everything_but_the_field_managers() {
         let text = token_json().to_string();
-        let Lean(lean): Lean<ApiToken> = serde_json::from_str(&text).expect("decodes");
+        let lean: Lean<ApiToken> = serde_json::from_str(&text).expect("decodes");
+        let lean = lean.into_result().expect("a valid token");
         let full: ApiToken = serde_json::from_str(&text).expect("decodes");
         assert_eq!(full.managed_fields().len(), 1, "the fixture has a manager");
         assert!(lean.managed_fields().is_empty());
@@ -290,25 +445,77 @@ mod tests {
     }
 
     #[test]
-    fn escaped_keys_and_bad_input_decode_as_without_the_filter() {
+    fn escaped_keys_decode_and_unreadable_metadata_is_an_error() {
         // An escaped key cannot be borrowed; it still matches its field.
         let text = r#"{"metadata":{"na\u006de":"t","managedFields":[]},"spec":{"apiKeyRef":{"name":"k"}}}"#;
-        let Lean(token): Lean<ApiToken> = serde_json::from_str(text).expect("decodes");
-        assert_eq!(token.name_any(), "t");
+        let lean: Lean<ApiToken> = serde_json::from_str(text).expect("decodes");
+        assert_eq!(lean.into_result().expect("valid").name_any(), "t");
+        // Nothing to name the object by: the plain decoder's error.
         for bad in [
-            r#"{"metadata":{"name":"t"}}"#,
             r#"{"metadata":[],"spec":{"apiKeyRef":{"name":"k"}}}"#,
             r#"{"metadata":{"name":7},"spec":{"apiKeyRef":{"name":"k"}}}"#,
+            r#"{"metadata":{},"spec":{}}"#,
         ] {
             let filtered = serde_json::from_str::<Lean<ApiToken>>(bad).map(|_| ());
+            let filtered = filtered.expect_err("must not decode").to_string();
             let plain = serde_json::from_str::<ApiToken>(bad).map(|_| ());
-            assert!(filtered.is_err(), "{bad} must not decode");
-            assert_eq!(
-                filtered.unwrap_err().to_string(),
-                plain.unwrap_err().to_string(),
-                "same error as the plain decoder for {bad}"
+            let plain = without_position(&plain.expect_err("must not decode"));
+            assert!(
+                filtered.starts_with(&plain),
+                "{bad}: {filtered:?} is not the plain decoder's {plain:?}"
             );
         }
+    }
+
+    /// One object the types cannot read is a stand-in with its name and the
+    /// reason, and the rest of its list decodes.
+    #[test]
+    fn an_undecodable_object_leaves_its_list_readable() {
+        let mut far = token_json();
+        far["metadata"]["name"] = json!("far");
+        far["status"]["lastUsedAt"] = json!("9999-12-31T23:59:59Z");
+        let mut odd = token_json();
+        odd["metadata"]["name"] = json!("odd");
+        odd["spec"]["expiration"] = json!({"expiresAt": "2030-01-01T00:00:00Zt"});
+        let list = json!({"items": [token_json(), far, odd]}).to_string();
+        #[derive(Deserialize)]
+        struct List {
+            items: Vec<Lean<ApiToken>>,
+        }
+        let List { items } = serde_json::from_str(&list).expect("the list decodes");
+        let mut items = items.into_iter().map(Lean::into_result);
+        assert_eq!(items.next().unwrap().expect("valid").name_any(), "t");
+        for (name, reason) in [("far", "timestamp"), ("odd", "unparsed input")] {
+            let (stub, why) = items.next().unwrap().expect_err("cannot be decoded");
+            assert_eq!(stub.name_any(), name);
+            assert_eq!(stub.namespace().as_deref(), Some("ns"));
+            assert_eq!(stub.uid().as_deref(), Some("u-1"));
+            assert!(why.contains(reason), "{name}: {why}");
+        }
+    }
+
+    /// A watch hands such an object on as deleted, and a relist leaves it out.
+    #[test]
+    fn an_undecodable_object_is_handed_on_as_deleted() {
+        let mut far = token_json();
+        far["status"]["lastUsedAt"] = json!("9999-12-31T23:59:59Z");
+        let good = || serde_json::from_value::<Lean<ApiToken>>(token_json()).expect("decodes");
+        let bad = || serde_json::from_value::<Lean<ApiToken>>(far.clone()).expect("decodes");
+        assert!(
+            matches!(Lean::event(Event::Apply(good())), Some(Event::Apply(t)) if t.name_any() == "t")
+        );
+        assert!(matches!(
+            Lean::event(Event::InitApply(good())),
+            Some(Event::InitApply(_))
+        ));
+        assert!(
+            matches!(Lean::event(Event::Apply(bad())), Some(Event::Delete(t)) if t.name_any() == "t")
+        );
+        assert!(matches!(
+            Lean::event(Event::Delete(bad())),
+            Some(Event::Delete(_))
+        ));
+        assert!(Lean::event(Event::InitApply(bad())).is_none());
     }
 
     #[test]

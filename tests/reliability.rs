@@ -491,3 +491,118 @@ async fn concurrent_writers_lose_no_update_and_cause_no_loops() {
     );
     operator.stop().await;
 }
+
+/// An ApiToken stored before the CRDs refused the year 9999 in status (an
+/// upgrade from an older release) keeps such a time: the API server ratchets
+/// unchanged values, and the Rust types cannot decode it. That one token is
+/// treated as deleted (its value rejected, never an older version of it
+/// kept), every other token goes on, an operator and a verifier started
+/// afterwards still sync, and clearing the field restores the token. (The
+/// index is asked directly: a use through HTTP would have the verifier write
+/// `lastUsedAt` itself, over the time under test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_time_the_types_cannot_read_blocks_only_its_token() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, DynamicObject};
+
+    const NS: &str = "upgrade";
+    let cluster = Cluster::start(NS).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    let current = apikey_operator::api::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "ApiToken")
+        .expect("the ApiToken CRD");
+    // The CRD as it was before: no pattern on any time.
+    let mut old = serde_json::to_value(&current).expect("CRD as JSON");
+    fn unbound(v: &mut serde_json::Value) {
+        if let Some(map) = v.as_object_mut() {
+            if map.get("format").and_then(|f| f.as_str()) == Some("date-time") {
+                map.remove("pattern");
+            }
+            map.values_mut().for_each(unbound);
+        } else if let Some(list) = v.as_array_mut() {
+            list.iter_mut().for_each(unbound);
+        }
+    }
+    unbound(&mut old);
+    let apply = |crd: serde_json::Value| {
+        let crds = crds.clone();
+        async move {
+            let name = crd["metadata"]["name"].as_str().expect("name").to_owned();
+            crds.patch(
+                &name,
+                &PatchParams::apply("upgrade-test").force(),
+                &Patch::Apply(crd),
+            )
+            .await
+            .expect("CRD applied");
+        }
+    };
+    apply(old).await;
+
+    let operator = cluster.controller();
+    let verifier = InProcessVerifier::start(cluster.client.clone()).await;
+    create_key(&cluster, NS).await;
+    create_token(&cluster, NS, "far", "{apiKeyRef: {name: k}}").await;
+    create_token(&cluster, NS, "near", "{apiKeyRef: {name: k}}").await;
+    let (_, far) = settled(&cluster, NS, "far", DEADLINE).await;
+    let (_, near) = settled(&cluster, NS, "near", DEADLINE).await;
+    for value in [&near, &far] {
+        eventually("the verifier to accept both values", || async {
+            verifier.verify(value).is_ok().then_some(())
+        })
+        .await;
+    }
+
+    // Untyped: the answers carry the time, which ApiToken cannot decode.
+    let untyped: Api<DynamicObject> = Api::namespaced_with(
+        cluster.client.clone(),
+        NS,
+        &kube::discovery::ApiResource::erase::<ApiToken>(&()),
+    );
+    let last_used = |at: serde_json::Value| {
+        let untyped = untyped.clone();
+        async move {
+            untyped
+                .patch_status(
+                    "far",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"lastUsedAt": at}})),
+                )
+                .await
+                .expect("lastUsedAt written")
+        }
+    };
+    last_used(json!("9999-12-31T23:59:59Z")).await;
+    eventually("the verifier to drop the token it cannot read", || async {
+        verifier.verify(&far).is_err().then_some(())
+    })
+    .await;
+    assert!(verifier.verify(&near).is_ok());
+
+    // The bound CRD again; the stored time stays. A restarted operator and
+    // verifier sync and serve every other token.
+    apply(serde_json::to_value(&current).expect("CRD as JSON")).await;
+    operator.stop().await;
+    drop(verifier);
+    let _operator = cluster.controller();
+    let verifier = InProcessVerifier::start(cluster.client.clone()).await;
+    create_token(&cluster, NS, "new", "{apiKeyRef: {name: k}}").await;
+    let (_, new) = settled(&cluster, NS, "new", DEADLINE).await;
+    for value in [&near, &new] {
+        eventually("the restarted verifier to accept the others", || async {
+            verifier.verify(value).is_ok().then_some(())
+        })
+        .await;
+    }
+    assert!(verifier.verify(&far).is_err());
+
+    // Cleared as the log says: the token is back, with its value.
+    last_used(serde_json::Value::Null).await;
+    let (_, again) = settled(&cluster, NS, "far", DEADLINE).await;
+    assert_eq!(again, far, "the value is kept");
+    eventually("the verifier to accept the token again", || async {
+        verifier.verify(&far).is_ok().then_some(())
+    })
+    .await;
+}

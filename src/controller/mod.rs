@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -260,6 +260,9 @@ fn slim_token(t: &mut ApiToken) {
 /// taken them yet; when full, the watch waits.
 const TOKEN_EVENT_BUFFER: usize = 1024;
 
+/// The same for ApiKey events.
+const KEY_EVENT_BUFFER: usize = 256;
+
 /// How often `store_ready` looks again.
 const STORE_RECHECK: Duration = Duration::from_millis(100);
 
@@ -419,6 +422,17 @@ pub async fn run(
     .await
 }
 
+/// The objects of kind `K` in `namespace`, or in all namespaces.
+pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Runs both controllers with an injected clock and handles (tests, metrics).
 pub async fn run_with(
     client: Client,
@@ -427,25 +441,11 @@ pub async fn run_with(
     handles: Arc<Handles>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (tokens_api, keys_api, secrets_api, sa_api): (
-        Api<Lean<ApiToken>>,
-        Api<ApiKey>,
-        Api<HashedSecret>,
-        Api<ServiceAccount>,
-    ) = match &config.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
+    let namespace = config.namespace.as_deref();
+    let tokens_api: Api<Lean<ApiToken>> = scoped(&client, namespace);
+    let keys_api: Api<Lean<ApiKey>> = scoped(&client, namespace);
+    let secrets_api: Api<HashedSecret> = scoped(&client, namespace);
+    let sa_api: Api<ServiceAccount> = scoped(&client, namespace);
     let selected = || match &config.selector {
         Some(selector) => WatchConfig::default().labels(selector),
         None => WatchConfig::default(),
@@ -478,8 +478,7 @@ pub async fn run_with(
     let token_subscription = token_writer
         .subscribe()
         .expect("a store made by store_shared can be subscribed to");
-    let token_events = watcher::watcher(tokens_api, selected())
-        .map_ok(Lean::event)
+    let token_events = crate::lean::watcher(tokens_api, selected())
         .default_backoff()
         .modify(slim_token)
         .reflect_shared(token_writer)
@@ -488,24 +487,25 @@ pub async fn run_with(
     let token_controller = Controller::for_shared_stream(token_subscription, tokens.clone())
         .with_config(limits.clone());
 
-    // The token reconciler reads keys from this store; key changes wake their tokens.
-    let (keys, key_writer) = reflector::store();
+    // One ApiKey watch, likewise: its store is read by the token reconciler,
+    // its events wake a key's tokens, and its subscription triggers the key
+    // controller.
+    let (keys, key_writer) = reflector::store_shared(KEY_EVENT_BUFFER);
+    let key_subscription = key_writer
+        .subscribe()
+        .expect("a store made by store_shared can be subscribed to");
     let keys_for_tokens = keys.clone();
-    let lean_keys: Api<Lean<ApiKey>> = match keys_api.namespace() {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let key_stream = watcher::watcher(lean_keys, selected())
-        .map_ok(Lean::event)
+    let key_stream = crate::lean::watcher(keys_api, selected())
         .default_backoff()
-        .reflect(key_writer)
+        .reflect_shared(key_writer)
         .touched_objects();
 
     // No debounce: it keeps postponing a key while its tokens change, and a
     // busy key would never adopt new tokens. Requests for a key that arrive
     // during its reconcile are coalesced into one follow-up run anyway.
-    let key_controller = Controller::new(keys_api, selected()).with_config(limits);
-    let key_index = key_controller.store();
+    let key_controller =
+        Controller::for_shared_stream(key_subscription, keys.clone()).with_config(limits);
+    let key_index = keys.clone();
 
     handles.synced.store(false, Ordering::SeqCst);
     let caches_synced = tokio::spawn({
@@ -605,7 +605,9 @@ pub async fn run_with(
     let key_run = key_controller
         .watches_stream(token_events, |token: ApiToken| {
             let ns = token.namespace()?;
-            Some(ObjectRef::new(&token.spec.api_key_ref.name).within(&ns))
+            // Empty for the stand-in of a token that cannot be decoded.
+            let key = Some(&token.spec.api_key_ref.name).filter(|k| !k.is_empty())?;
+            Some(ObjectRef::new(key).within(&ns))
         })
         .watches(sa_api, WatchConfig::default(), move |sa: ServiceAccount| {
             let ns = sa.metadata.namespace.as_deref();

@@ -193,13 +193,8 @@ impl Verifier {
         };
 
         let mut background = JoinSet::new();
-        let (tokens, keys): (Api<Lean<ApiToken>>, Api<Lean<ApiKey>>) = match &namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
+        let tokens: Api<Lean<ApiToken>> = crate::controller::scoped(&client, namespace.as_deref());
+        let keys: Api<Lean<ApiKey>> = crate::controller::scoped(&client, namespace.as_deref());
         background.spawn(watch::watch(
             tokens,
             state.index.clone(),

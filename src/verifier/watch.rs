@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, ResourceExt};
@@ -158,7 +158,12 @@ pub async fn watch<K>(
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
 ) where
-    K: Indexed + kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Indexed
+        + crate::lean::Stub
+        + kube::Resource<DynamicType = ()>
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Sync,
 {
     let kind = K::watched_kind();
     let label = match kind {
@@ -166,8 +171,7 @@ pub async fn watch<K>(
         Kind::Key => "ApiKey",
     };
     let mut state = WatchState::default();
-    let mut events = watcher::watcher(api, watcher::Config::default())
-        .map_ok(Lean::event)
+    let mut events = crate::lean::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
     while let Some(event) = events.next().await {
