@@ -46,7 +46,28 @@ where
         + Sync
         + 'static,
 {
-    watcher::watcher(api, config).try_filter_map(|event| future::ready(Ok(Lean::event(event))))
+    watcher_reporting(api, config, |_: &K, _: &str| {})
+}
+
+/// [`watcher`], also telling `report` of each object it could not decode
+/// (its stand-in and why), e.g. to publish an Event about it.
+pub fn watcher_reporting<K>(
+    api: kube::Api<Lean<K>>,
+    config: watcher::Config,
+    report: impl Fn(&K, &str) + Send + Sync + 'static,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
+where
+    K: kube::Resource<DynamicType = ()>
+        + Stub
+        + de::DeserializeOwned
+        + Clone
+        + fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher::watcher(api, config)
+        .try_filter_map(move |event| future::ready(Ok(Lean::event(event, &report))))
 }
 
 /// Keys of `metadata` that are never decoded.
@@ -122,10 +143,12 @@ impl<K: kube::Resource<DynamicType = ()>> Lean<K> {
     /// The watch event with the plain object in it. An object that could not
     /// be decoded is logged and handed on as deleted (left out of a relist),
     /// so no cache or index keeps acting on an older version of it.
-    pub fn event(event: Event<Lean<K>>) -> Option<Event<K>> {
+    /// `report` is told of each such object.
+    pub fn event(event: Event<Lean<K>>, report: &dyn Fn(&K, &str)) -> Option<Event<K>> {
         let undecodable = |lean: Lean<K>| match lean.into_result() {
             Ok(object) => Ok(object),
             Err((stub, why)) => {
+                report(&stub, &why);
                 error!(
                     kind = %K::kind(&()),
                     object = %format_args!(
@@ -208,12 +231,24 @@ impl<'de, K: de::DeserializeOwned + Stub> Deserialize<'de> for Lean<K> {
                 match serde_json::from_str::<Named>(text) {
                     Ok(Named { metadata }) if metadata.name.is_some() => Ok(Lean {
                         object: K::stub(metadata),
-                        undecodable: Some(why.to_string().into()),
+                        undecodable: Some(reason::<K>(text, &why).into()),
                     }),
                     _ => Err(de::Error::custom(without_position(&why))),
                 }
             }
         }
+    }
+}
+
+/// Why `text` is not a `K`, led by the field at fault (decoded once more,
+/// tracking the path: only objects that failed pay for it).
+fn reason<K: de::DeserializeOwned>(text: &str, why: &serde_json::Error) -> String {
+    let mut json = serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, K>(&mut json) {
+        Err(err) if err.path().to_string() != "." => {
+            format!("{}: {}", err.path(), without_position(err.inner()))
+        }
+        _ => without_position(why),
     }
 }
 
@@ -485,37 +520,55 @@ mod tests {
         let List { items } = serde_json::from_str(&list).expect("the list decodes");
         let mut items = items.into_iter().map(Lean::into_result);
         assert_eq!(items.next().unwrap().expect("valid").name_any(), "t");
-        for (name, reason) in [("far", "timestamp"), ("odd", "unparsed input")] {
+        for (name, reason) in [
+            ("far", "status.lastUsedAt: failed to convert"),
+            ("odd", "spec.expiration.expiresAt: parsed value"),
+        ] {
             let (stub, why) = items.next().unwrap().expect_err("cannot be decoded");
             assert_eq!(stub.name_any(), name);
             assert_eq!(stub.namespace().as_deref(), Some("ns"));
             assert_eq!(stub.uid().as_deref(), Some("u-1"));
-            assert!(why.contains(reason), "{name}: {why}");
+            assert!(why.starts_with(reason), "{name}: {why}");
         }
     }
 
-    /// A watch hands such an object on as deleted, and a relist leaves it out.
+    /// A watch hands such an object on as deleted, and a relist leaves it
+    /// out; each time, the report names it.
     #[test]
     fn an_undecodable_object_is_handed_on_as_deleted() {
         let mut far = token_json();
         far["status"]["lastUsedAt"] = json!("9999-12-31T23:59:59Z");
         let good = || serde_json::from_value::<Lean<ApiToken>>(token_json()).expect("decodes");
         let bad = || serde_json::from_value::<Lean<ApiToken>>(far.clone()).expect("decodes");
-        assert!(
-            matches!(Lean::event(Event::Apply(good())), Some(Event::Apply(t)) if t.name_any() == "t")
+        let reported = std::cell::RefCell::new(Vec::new());
+        let report = |stub: &ApiToken, why: &str| {
+            reported
+                .borrow_mut()
+                .push((stub.name_any(), why.to_owned()));
+        };
+        let name = |event: Option<Event<ApiToken>>| match event {
+            Some(Event::Apply(t)) => format!("apply {}", t.name_any()),
+            Some(Event::InitApply(t)) => format!("init {}", t.name_any()),
+            Some(Event::Delete(t)) => format!("delete {}", t.name_any()),
+            Some(_) => "other".to_owned(),
+            None => "none".to_owned(),
+        };
+        assert_eq!(name(Lean::event(Event::Apply(good()), &report)), "apply t");
+        assert_eq!(
+            name(Lean::event(Event::InitApply(good()), &report)),
+            "init t"
         );
-        assert!(matches!(
-            Lean::event(Event::InitApply(good())),
-            Some(Event::InitApply(_))
-        ));
+        assert!(reported.borrow().is_empty());
+        assert_eq!(name(Lean::event(Event::Apply(bad()), &report)), "delete t");
+        assert_eq!(name(Lean::event(Event::InitApply(bad()), &report)), "none");
+        assert_eq!(name(Lean::event(Event::Delete(bad()), &report)), "delete t");
+        let reported = reported.into_inner();
+        assert_eq!(reported.len(), 2, "{reported:?}");
         assert!(
-            matches!(Lean::event(Event::Apply(bad())), Some(Event::Delete(t)) if t.name_any() == "t")
+            reported
+                .iter()
+                .all(|(n, why)| n == "t" && why.contains("timestamp"))
         );
-        assert!(matches!(
-            Lean::event(Event::Delete(bad())),
-            Some(Event::Delete(_))
-        ));
-        assert!(Lean::event(Event::InitApply(bad())).is_none());
     }
 
     #[test]

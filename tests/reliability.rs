@@ -579,6 +579,17 @@ async fn a_status_time_the_types_cannot_read_blocks_only_its_token() {
     })
     .await;
     assert!(verifier.verify(&near).is_ok());
+    // `kubectl describe` says why, naming the field.
+    eventually("an Undecodable event naming the field", || async {
+        events_for(&cluster.client, NS, "far")
+            .await
+            .into_iter()
+            .any(|(kind, reason, note)| {
+                kind == "Warning" && reason == "Undecodable" && note.contains("status.lastUsedAt")
+            })
+            .then_some(())
+    })
+    .await;
 
     // The bound CRD again; the stored time stays. A restarted operator and
     // verifier sync and serve every other token.

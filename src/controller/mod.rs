@@ -433,6 +433,40 @@ where
     }
 }
 
+/// Reason of the Warning Event about an object the controller cannot decode.
+pub const UNDECODABLE: &str = "Undecodable";
+
+/// Publishes a Warning Event about each object the watch could not decode
+/// (in the background; best effort): `kubectl describe` then says why the
+/// object is ignored, where its status may still say Ready.
+fn report_undecodable<K>(recorder: Recorder) -> impl Fn(&K, &str) + Send + Sync + 'static
+where
+    K: Resource<DynamicType = ()>,
+{
+    move |stub, why| {
+        // An Event's note holds at most 1 KiB.
+        let why: String = why.chars().take(600).collect();
+        let event = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Warning,
+            reason: UNDECODABLE.to_owned(),
+            note: Some(format!(
+                "The operator cannot read this object ({why}). It is treated as deleted, \
+                 and its values are rejected, until the field is corrected \
+                 (kubectl edit; add --subresource=status for a status field)."
+            )),
+            action: "Decode".to_owned(),
+            secondary: None,
+        };
+        let reference = stub.object_ref(&());
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            if let Err(err) = recorder.publish(&event, &reference).await {
+                warn!(error = %err, "could not publish the Undecodable event");
+            }
+        });
+    }
+}
+
 /// Runs both controllers with an injected clock and handles (tests, metrics).
 pub async fn run_with(
     client: Client,
@@ -450,6 +484,14 @@ pub async fn run_with(
         Some(selector) => WatchConfig::default().labels(selector),
         None => WatchConfig::default(),
     };
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: config.reporter.clone(),
+            instance: None,
+        },
+    );
 
     // Managed Secrets only, and only the hash of their values kept in memory.
     let (secrets, secret_writer) = reflector::store();
@@ -478,11 +520,15 @@ pub async fn run_with(
     let token_subscription = token_writer
         .subscribe()
         .expect("a store made by store_shared can be subscribed to");
-    let token_events = crate::lean::watcher(tokens_api, selected())
-        .default_backoff()
-        .modify(slim_token)
-        .reflect_shared(token_writer)
-        .touched_objects();
+    let token_events = crate::lean::watcher_reporting(
+        tokens_api,
+        selected(),
+        report_undecodable(recorder.clone()),
+    )
+    .default_backoff()
+    .modify(slim_token)
+    .reflect_shared(token_writer)
+    .touched_objects();
     let limits = kube::runtime::controller::Config::default().concurrency(config.concurrency);
     let token_controller = Controller::for_shared_stream(token_subscription, tokens.clone())
         .with_config(limits.clone());
@@ -495,49 +541,37 @@ pub async fn run_with(
         .subscribe()
         .expect("a store made by store_shared can be subscribed to");
     let keys_for_tokens = keys.clone();
-    let key_stream = crate::lean::watcher(keys_api, selected())
-        .default_backoff()
-        .reflect_shared(key_writer)
-        .touched_objects();
+    let keys_for_sa = keys.clone();
+    let key_stream =
+        crate::lean::watcher_reporting(keys_api, selected(), report_undecodable(recorder.clone()))
+            .default_backoff()
+            .reflect_shared(key_writer)
+            .touched_objects();
 
     // No debounce: it keeps postponing a key while its tokens change, and a
     // busy key would never adopt new tokens. Requests for a key that arrive
     // during its reconcile are coalesced into one follow-up run anyway.
     let key_controller =
         Controller::for_shared_stream(key_subscription, keys.clone()).with_config(limits);
-    let key_index = keys.clone();
 
     handles.synced.store(false, Ordering::SeqCst);
     let caches_synced = tokio::spawn({
-        let stores = (
-            tokens.clone(),
-            keys.clone(),
-            secrets.clone(),
-            key_index.clone(),
-        );
+        let stores = (tokens.clone(), keys.clone(), secrets.clone());
         let handles = handles.clone();
         async move {
-            let (tokens, keys, secrets, key_index) = stores;
-            let (a, b, c, d) = futures::join!(
+            let (tokens, keys, secrets) = stores;
+            let (a, b, c) = futures::join!(
                 store_ready(&tokens),
                 store_ready(&keys),
-                store_ready(&secrets),
-                store_ready(&key_index)
+                store_ready(&secrets)
             );
-            if a && b && c && d {
+            if a && b && c {
                 handles.synced.store(true, Ordering::SeqCst);
                 info!("controller caches synced");
             }
         }
     });
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: config.reporter.clone(),
-            instance: None,
-        },
-    );
     let ctx = Arc::new(Context {
         client,
         config: config.clone(),
@@ -601,7 +635,6 @@ pub async fn run_with(
             }
         });
 
-    let keys_for_sa = key_index;
     let key_run = key_controller
         .watches_stream(token_events, |token: ApiToken| {
             let ns = token.namespace()?;
