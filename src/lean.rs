@@ -37,14 +37,7 @@ pub fn watcher<K>(
     config: watcher::Config,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
 where
-    K: kube::Resource<DynamicType = ()>
-        + Stub
-        + de::DeserializeOwned
-        + Clone
-        + fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Stub,
 {
     watcher_reporting(api, config, |_: &K, _: &str| {})
 }
@@ -57,14 +50,7 @@ pub fn watcher_reporting<K>(
     report: impl Fn(&K, &str) + Send + Sync + 'static,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
 where
-    K: kube::Resource<DynamicType = ()>
-        + Stub
-        + de::DeserializeOwned
-        + Clone
-        + fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Stub,
 {
     watcher::watcher(api, config)
         .try_filter_map(move |event| future::ready(Ok(Lean::event(event, &report))))
@@ -81,9 +67,12 @@ pub struct Lean<K> {
     undecodable: Option<Arc<str>>,
 }
 
-/// A kind that has a stand-in for an object that cannot be decoded: its
-/// metadata and an empty spec, used only to remove it from caches.
-pub trait Stub {
+/// A kind a [`watcher`] can watch: it has a stand-in for an object that
+/// cannot be decoded (its metadata and an empty spec, used only to remove it
+/// from caches).
+pub trait Stub:
+    kube::Resource<DynamicType = ()> + de::DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static
+{
     fn stub(metadata: ObjectMeta) -> Self;
 }
 
@@ -205,7 +194,7 @@ impl<K: kube::Resource> kube::Resource for Lean<K> {
     }
 }
 
-impl<'de, K: de::DeserializeOwned + Stub> Deserialize<'de> for Lean<K> {
+impl<'de, K: Stub> Deserialize<'de> for Lean<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // Kept as text, so that a failure leaves the rest of a list readable.
         let raw = Box::<RawValue>::deserialize(deserializer)?;

@@ -158,12 +158,7 @@ pub async fn watch<K>(
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
 ) where
-    K: Indexed
-        + crate::lean::Stub
-        + kube::Resource<DynamicType = ()>
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Sync,
+    K: Indexed + crate::lean::Stub,
 {
     let kind = K::watched_kind();
     let label = match kind {
