@@ -1312,15 +1312,22 @@ async fn verifier_load(n: usize, duration: Duration) -> Vec<Figure> {
         ("/auth", Arc::new(vec![malformed]), 401),
         ("/auth", Arc::new(vec![unknown]), 401),
     ];
+    // The paced load (valid tokens at 20k req/s) takes its turn in each round
+    // too: one slow spell of the machine then moves one round's p99, which
+    // the spread shows, not the whole figure.
     let mut rounds: [Vec<LoadResult>; 4] = Default::default();
+    let mut paced = Vec::new();
+    let round = duration / LOAD_ROUNDS as u32;
     for _ in 0..LOAD_ROUNDS {
         for ((path, values, expect), results) in kinds.iter().zip(&mut rounds) {
-            let round = duration / LOAD_ROUNDS as u32;
             results.push(load(addr, path, values.clone(), round, None, *expect).await);
         }
+        paced.push(load(addr, "/auth", valid.clone(), round, Some(20_000.0), 200).await);
     }
     let [trivial, valid_r, malformed_r, unknown_r] = rounds.map(LoadRounds::new);
-    let paced = load(addr, "/auth", valid, duration, Some(20_000.0), 200).await;
+    let paced = LoadRounds::new(paced);
+    let mut paced_p99: Vec<f64> = paced.rounds.iter().map(|r| r.p99_us).collect();
+    paced_p99.sort_by(f64::total_cmp);
     let _ = stop.send(());
 
     let row = |name: &str, r: &LoadRounds, goal: &'static str| {
@@ -1346,7 +1353,13 @@ async fn verifier_load(n: usize, duration: Duration) -> Vec<Figure> {
         figure(
             "verifier",
             format!("p99 at 20k req/s offered ({n} indexed)"),
-            format!("{:.0} µs at {:.0} req/s achieved", paced.p99_us, paced.rate),
+            format!(
+                "{:.0} µs, median of {LOAD_ROUNDS} rounds ({:.0}–{:.0}), at {:.0} req/s achieved",
+                percentile(&paced_p99, 0.5),
+                paced_p99[0],
+                paced_p99[paced_p99.len() - 1],
+                paced.all.rate
+            ),
             format!("p99 {:.0} µs unpaced 200-OK", trivial.all.p99_us),
             "-",
             "≤ 1000 µs",
