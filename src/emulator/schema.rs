@@ -1092,8 +1092,8 @@ fn validate_string(s: &Value, st: &str, v: &Value, path: &[Seg], out: &mut Vec<F
         return;
     }
     if let Some(p) = sstr(s, "pattern").filter(|p| !p.is_empty()) {
-        let matched = match cached_regex(p) {
-            Ok(re) => re.is_match(st),
+        let matched = match with_regex(p, |re| re.is_match(st)) {
+            Ok(matched) => matched,
             Err(e) => {
                 out.push(invalid_at(
                     path,
@@ -1478,7 +1478,7 @@ fn format_ok(format: &str, s: &str) -> bool {
 }
 
 fn re_match(pattern: &str, s: &str) -> bool {
-    cached_regex(pattern).is_ok_and(|re| re.is_match(s))
+    with_regex(pattern, |re| re.is_match(s)).unwrap_or(false)
 }
 
 thread_local! {
@@ -1486,20 +1486,24 @@ thread_local! {
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
-/// A schema `pattern` compiled once per thread: compiling costs far more than matching
-/// (the profile in BENCHMARKS.md showed it as 61% of the emulator's CPU time).
-fn cached_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+/// Runs `f` on `pattern` compiled once per thread: compiling costs far more
+/// than matching (the profile in BENCHMARKS.md showed it as 61% of the
+/// emulator's CPU time). The regex is lent, not cloned: a clone starts with
+/// an empty match cache, so every search on it would build its automaton's
+/// states again.
+fn with_regex<R>(pattern: &str, f: impl FnOnce(&regex::Regex) -> R) -> Result<R, regex::Error> {
     REGEXES.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if let Some(compiled) = cache.get(pattern) {
-            return compiled.clone();
+        if !cache.contains_key(pattern) {
+            if cache.len() > 4096 {
+                cache.clear();
+            }
+            cache.insert(pattern.to_owned(), regex::Regex::new(pattern));
         }
-        if cache.len() > 4096 {
-            cache.clear();
+        match &cache[pattern] {
+            Ok(re) => Ok(f(re)),
+            Err(e) => Err(e.clone()),
         }
-        let compiled = regex::Regex::new(pattern);
-        cache.insert(pattern.to_owned(), compiled.clone());
-        compiled
     })
 }
 
@@ -1546,13 +1550,14 @@ fn is_datetime(s: &str) -> bool {
     if !is_date(date) {
         return false;
     }
-    let Ok(re) =
-        cached_regex(r"^([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))$")
-    else {
-        return false;
-    };
-    re.captures(time)
-        .is_some_and(|c| &c[1] <= "23" && &c[2] <= "59" && &c[3] <= "59")
+    with_regex(
+        r"^([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))$",
+        |re| {
+            re.captures(time)
+                .is_some_and(|c| &c[1] <= "23" && &c[2] <= "59" && &c[3] <= "59")
+        },
+    )
+    .unwrap_or(false)
 }
 
 fn is_mac(s: &str) -> bool {
