@@ -1425,8 +1425,9 @@ impl LoadResult {
 }
 
 /// Keep-alive HTTP/1.1 clients on loopback; with `pace`, an offered rate in
-/// requests per second spread over the connections. Every answer must have
-/// status `expect`, or the figure would time the wrong path: the run stops.
+/// requests per second spread evenly over the connections (see
+/// `paced_connection`). Every answer must have status `expect`, or the
+/// figure would time the wrong path: the run stops.
 async fn load(
     addr: SocketAddr,
     path: &'static str,
@@ -1436,7 +1437,6 @@ async fn load(
     expect: u16,
 ) -> LoadResult {
     let connections = 32;
-    let end = Instant::now() + duration;
     // Requests are built before the clock starts, so that the client's work
     // per request is a write and a parse, as in wrk.
     let requests: Arc<Vec<Vec<u8>>> = Arc::new(if values.is_empty() {
@@ -1449,6 +1449,33 @@ async fn load(
             })
             .collect()
     });
+    let start = Instant::now();
+    let end = start + duration;
+    if let Some(rate) = pace {
+        let interval = Duration::from_secs_f64(connections as f64 / rate);
+        // Joined off the runtime: its worker threads serve the verifier.
+        let paced = tokio::task::spawn_blocking(move || {
+            let threads: Vec<_> = (0..connections)
+                .map(|c| {
+                    let requests = requests.clone();
+                    // Connection c sends at start + (c / connections + n) × interval.
+                    let first = start + interval.mul_f64(c as f64 / connections as f64);
+                    let lane = Lane {
+                        first: c,
+                        stride: connections,
+                    };
+                    std::thread::spawn(move || {
+                        paced_connection(addr, path, &requests, lane, first, interval, end, expect)
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().expect("a paced load connection failed"))
+                .collect()
+        });
+        return LoadResult::new(paced.await.expect("the paced load"), duration);
+    }
     let mut tasks = Vec::new();
     for c in 0..connections {
         let requests = requests.clone();
@@ -1458,17 +1485,9 @@ async fn load(
                 return latencies;
             };
             let _ = stream.set_nodelay(true);
-            let interval = pace.map(|rate| Duration::from_secs_f64(connections as f64 / rate));
-            let mut next = Instant::now();
             let mut buf = Vec::with_capacity(4096);
             let mut i = c;
             while Instant::now() < end {
-                if let Some(interval) = interval {
-                    next += interval;
-                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                        tokio::time::sleep(wait).await;
-                    }
-                }
                 let req = &requests[i % requests.len()];
                 i += connections;
                 let start = Instant::now();
@@ -1476,10 +1495,7 @@ async fn load(
                     break;
                 }
                 match read_response(&mut stream, &mut buf).await {
-                    Some(status) if status == expect => {}
-                    Some(status) => panic!(
-                        "GET {path} answered {status}, expected {expect}: the load measures the wrong path"
-                    ),
+                    Some(status) => check_status(path, status, expect),
                     None => break,
                 }
                 latencies.push(start.elapsed().as_secs_f64() * 1e6);
@@ -1494,31 +1510,119 @@ async fn load(
     LoadResult::new(all, duration)
 }
 
-/// Reads one response (head + Content-Length body) from a keep-alive
-/// connection into `got`; its status code, or `None` when the connection
-/// ended. The head is parsed by httparse (hyper's parser), so the client's
-/// cost hardly grows with the size of the answer it times.
+fn check_status(path: &str, status: u16, expect: u16) {
+    assert_eq!(
+        status, expect,
+        "GET {path} answered {status}, expected {expect}: the load measures the wrong path"
+    );
+}
+
+/// Which of the prebuilt requests a connection sends: `first`, then every
+/// `stride`-th.
+struct Lane {
+    first: usize,
+    stride: usize,
+}
+
+/// One paced connection on an OS thread of its own. tokio's timer ticks
+/// every millisecond, so paced tasks woke on the same tick and sent in
+/// bursts of 20–32 requests each millisecond, whatever their schedule; a
+/// thread's sleep ends within tens of microseconds of its instant, so the
+/// connections' staggered schedules give evenly spaced requests (as wrk2
+/// paces). A late request is sent at once, and timed from when it was sent.
+#[allow(clippy::too_many_arguments)]
+fn paced_connection(
+    addr: SocketAddr,
+    path: &str,
+    requests: &[Vec<u8>],
+    lane: Lane,
+    first: Instant,
+    interval: Duration,
+    end: Instant,
+    expect: u16,
+) -> Vec<f64> {
+    use std::io::Write;
+    let mut latencies = Vec::new();
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return latencies;
+    };
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::with_capacity(4096);
+    let mut next = first;
+    let mut i = lane.first;
+    while next < end {
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        next += interval;
+        let req = &requests[i % requests.len()];
+        i += lane.stride;
+        let start = Instant::now();
+        if stream.write_all(req).is_err() {
+            break;
+        }
+        let read = |got: &mut Vec<u8>| {
+            let mut chunk = [0u8; 4096];
+            let n = std::io::Read::read(&mut stream, &mut chunk)
+                .ok()
+                .filter(|&n| n > 0)?;
+            got.extend_from_slice(&chunk[..n]);
+            Some(())
+        };
+        match blocking_response(&mut buf, read) {
+            Some(status) => check_status(path, status, expect),
+            None => break,
+        }
+        latencies.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    latencies
+}
+
+/// A response's status once `got` holds all of it (head + Content-Length
+/// body); `Ok(None)` while more is needed, `Err` when it is not HTTP.
+fn parsed_response(got: &[u8]) -> Result<Option<u16>, ()> {
+    let mut headers = [httparse::EMPTY_HEADER; 16];
+    let mut response = httparse::Response::new(&mut headers);
+    let head = match response.parse(got) {
+        Ok(httparse::Status::Complete(head)) => head,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(()),
+    };
+    let status = response.code.ok_or(())?;
+    let len: usize = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+        .unwrap_or(0);
+    Ok((got.len() >= head + len).then_some(status))
+}
+
+/// Reads one response with `read` (which appends to `got`); its status, or
+/// `None` when the connection ended.
+fn blocking_response(
+    got: &mut Vec<u8>,
+    mut read: impl FnMut(&mut Vec<u8>) -> Option<()>,
+) -> Option<u16> {
+    got.clear();
+    loop {
+        read(got)?;
+        if let Some(status) = parsed_response(got).ok()? {
+            return Some(status);
+        }
+    }
+}
+
+/// Reads one response from a keep-alive connection into `got`; its status
+/// code, or `None` when the connection ended. The head is parsed by
+/// httparse (hyper's parser), so the client's cost hardly grows with the
+/// size of the answer it times.
 async fn read_response(stream: &mut TcpStream, got: &mut Vec<u8>) -> Option<u16> {
     got.clear();
     loop {
         stream.read_buf(got).await.ok().filter(|&n| n > 0)?;
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let mut response = httparse::Response::new(&mut headers);
-        let head = match response.parse(got) {
-            Ok(httparse::Status::Complete(head)) => head,
-            Ok(httparse::Status::Partial) => continue,
-            Err(_) => return None,
-        };
-        let status = response.code?;
-        let len: usize = response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-            .unwrap_or(0);
-        while got.len() < head + len {
-            stream.read_buf(got).await.ok().filter(|&n| n > 0)?;
+        if let Some(status) = parsed_response(got).ok()? {
+            return Some(status);
         }
-        return Some(status);
     }
 }
