@@ -937,12 +937,23 @@ async fn delete_collection_with_selector() {
             .await
             .unwrap();
     }
-    cms.delete_collection(
-        &DeleteParams::default(),
-        &ListParams::default().labels("g=x"),
-    )
-    .await
-    .unwrap();
+    let deleted = cms
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("g=x"),
+        )
+        .await
+        .unwrap()
+        .left()
+        .expect("the deleted objects");
+    // The answer lists what was deleted (it listed nothing for built-ins).
+    let mut names: Vec<_> = deleted
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "b"]);
     let left: Vec<_> = cms
         .list(&ListParams::default())
         .await

@@ -445,7 +445,11 @@ where
 {
     move |stub, why| {
         // An Event's note holds at most 1 KiB.
-        let why: String = why.chars().take(600).collect();
+        let mut cut = why.len().min(600);
+        while !why.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let why = &why[..cut];
         let event = kube::runtime::events::Event {
             type_: kube::runtime::events::EventType::Warning,
             reason: UNDECODABLE.to_owned(),
