@@ -492,28 +492,10 @@ async fn concurrent_writers_lose_no_update_and_cause_no_loops() {
     operator.stop().await;
 }
 
-/// An ApiToken stored before the CRDs refused the year 9999 in status (an
-/// upgrade from an older release) keeps such a time: the API server ratchets
-/// unchanged values, and the Rust types cannot decode it. That one token is
-/// treated as deleted (its value rejected, never an older version of it
-/// kept), every other token goes on, an operator and a verifier started
-/// afterwards still sync, and clearing the field restores the token. (The
-/// index is asked directly: a use through HTTP would have the verifier write
-/// `lastUsedAt` itself, over the time under test.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_status_time_the_types_cannot_read_blocks_only_its_token() {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::api::{Api, DynamicObject};
-
-    const NS: &str = "upgrade";
-    let cluster = Cluster::start(NS).await;
-    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
-    let current = apikey_operator::api::crds()
-        .into_iter()
-        .find(|c| c.spec.names.kind == "ApiToken")
-        .expect("the ApiToken CRD");
-    // The CRD as it was before: no pattern on any time.
-    let mut old = serde_json::to_value(&current).expect("CRD as JSON");
+/// The CRD of `kind` as generated, and as an older release had it: without
+/// the pattern on its times (stored values then stay when the pattern
+/// comes: the API server ratchets unchanged values).
+fn crd_now_and_before(kind: &str) -> (serde_json::Value, serde_json::Value) {
     fn unbound(v: &mut serde_json::Value) {
         if let Some(map) = v.as_object_mut() {
             if map.get("format").and_then(|f| f.as_str()) == Some("date-time") {
@@ -524,21 +506,140 @@ async fn a_status_time_the_types_cannot_read_blocks_only_its_token() {
             list.iter_mut().for_each(unbound);
         }
     }
+    let current = apikey_operator::api::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .expect("the CRD");
+    let current = serde_json::to_value(&current).expect("CRD as JSON");
+    let mut old = current.clone();
     unbound(&mut old);
-    let apply = |crd: serde_json::Value| {
-        let crds = crds.clone();
-        async move {
-            let name = crd["metadata"]["name"].as_str().expect("name").to_owned();
-            crds.patch(
-                &name,
-                &PatchParams::apply("upgrade-test").force(),
-                &Patch::Apply(crd),
-            )
-            .await
-            .expect("CRD applied");
-        }
+    (current, old)
+}
+
+async fn apply_crd(cluster: &Cluster, crd: serde_json::Value) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(cluster.client.clone());
+    let name = crd["metadata"]["name"].as_str().expect("name").to_owned();
+    crds.patch(
+        &name,
+        &PatchParams::apply("upgrade-test").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .expect("CRD applied");
+}
+
+/// The same for an ApiKey: while it cannot be read its tokens' values are
+/// rejected by the verifier, but not removed or replaced (it is not
+/// deleted); once corrected, every token has its old value back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apikey_the_types_cannot_read_keeps_its_tokens_values() {
+    use kube::api::{Api, DynamicObject};
+
+    const NS: &str = "upgrade-key";
+    let cluster = Cluster::start(NS).await;
+    let (current, old) = crd_now_and_before("ApiKey");
+    apply_crd(&cluster, old).await;
+    let operator = cluster.controller();
+    let verifier = InProcessVerifier::start(cluster.client.clone()).await;
+    create_key(&cluster, NS).await;
+    create_token(&cluster, NS, "t", "{apiKeyRef: {name: k}}").await;
+    let (_, value) = settled(&cluster, NS, "t", DEADLINE).await;
+    eventually("the verifier to accept the value", || async {
+        verifier.verify(&value).is_ok().then_some(())
+    })
+    .await;
+
+    let keys: Api<DynamicObject> = Api::namespaced_with(
+        cluster.client.clone(),
+        NS,
+        &kube::discovery::ApiResource::erase::<ApiKey>(&()),
+    );
+    let ready_since = |at: &str| {
+        json!({"status": {"conditions": [{"type": "Ready", "status": "True",
+            "reason": "OwnerResolved", "message": "", "lastTransitionTime": at}]}})
     };
-    apply(old).await;
+    keys.patch_status(
+        "k",
+        &PatchParams::default(),
+        &Patch::Merge(ready_since("9999-12-31T23:59:59Z")),
+    )
+    .await
+    .expect("the old CRD took the year 9999");
+    apply_crd(&cluster, current).await;
+    eventually("an Undecodable event naming the key's field", || async {
+        events_for(&cluster.client, NS, "k")
+            .await
+            .into_iter()
+            .any(|(kind, reason, note)| {
+                kind == "Warning"
+                    && reason == "Undecodable"
+                    && note.contains("status.conditions[0].lastTransitionTime")
+            })
+            .then_some(())
+    })
+    .await;
+    eventually("the verifier to reject the key's tokens", || async {
+        verifier.verify(&value).is_err().then_some(())
+    })
+    .await;
+
+    // A change to the token while its key cannot be read: reconciled,
+    // and its value stays.
+    let reconciles = || operator.handles.metrics.reconciles("ApiToken", true);
+    let before = reconciles();
+    cluster
+        .api::<ApiToken>(NS)
+        .patch(
+            "t",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"displayName": "while unreadable"}})),
+        )
+        .await
+        .expect("token edited");
+    eventually("the token to be reconciled", || async {
+        (reconciles() > before).then_some(())
+    })
+    .await;
+    let secret = cluster
+        .api::<k8s_openapi::api::core::v1::Secret>(NS)
+        .get("t")
+        .await
+        .expect("the Secret is still there");
+    assert_eq!(secret_value(&secret, "token"), value, "the value is kept");
+
+    // Corrected: the same value works again.
+    keys.patch_status(
+        "k",
+        &PatchParams::default(),
+        &Patch::Merge(ready_since("2026-01-01T00:00:00Z")),
+    )
+    .await
+    .expect("corrected");
+    let (_, again) = settled(&cluster, NS, "t", DEADLINE).await;
+    assert_eq!(again, value, "no new value was issued");
+    eventually("the verifier to accept the value again", || async {
+        verifier.verify(&value).is_ok().then_some(())
+    })
+    .await;
+}
+
+/// An ApiToken stored before the CRDs refused the year 9999 in status (an
+/// upgrade from an older release) keeps such a time: the API server ratchets
+/// unchanged values, and the Rust types cannot decode it. That one token is
+/// treated as deleted (its value rejected, never an older version of it
+/// kept), every other token goes on, an operator and a verifier started
+/// afterwards still sync, and clearing the field restores the token. (The
+/// index is asked directly: a use through HTTP would have the verifier write
+/// `lastUsedAt` itself, over the time under test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_time_the_types_cannot_read_blocks_only_its_token() {
+    use kube::api::{Api, DynamicObject};
+
+    const NS: &str = "upgrade";
+    let cluster = Cluster::start(NS).await;
+    let (current, old) = crd_now_and_before("ApiToken");
+    apply_crd(&cluster, old).await;
 
     let operator = cluster.controller();
     let verifier = InProcessVerifier::start(cluster.client.clone()).await;
@@ -593,7 +694,7 @@ async fn a_status_time_the_types_cannot_read_blocks_only_its_token() {
 
     // The bound CRD again; the stored time stays. A restarted operator and
     // verifier sync and serve every other token.
-    apply(serde_json::to_value(&current).expect("CRD as JSON")).await;
+    apply_crd(&cluster, current).await;
     operator.stop().await;
     drop(verifier);
     let _operator = cluster.controller();

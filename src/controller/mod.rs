@@ -287,9 +287,24 @@ pub struct Context {
     /// Per ApiToken, the resourceVersions our own writes replaced since the
     /// cache last caught up (see `behind_own_write`).
     superseded: Mutex<HashMap<String, Vec<String>>>,
+    /// ApiKeys stored in a form the types cannot read (see `crate::lean`):
+    /// gone from the key store, but not deleted, so their tokens wait
+    /// rather than lose their values as a missing key's would.
+    unreadable_keys: UnreadableKeys,
 }
 
+/// The ApiKeys last seen undecodable, until seen readable again.
+type UnreadableKeys = Arc<Mutex<std::collections::HashSet<ObjectRef<ApiKey>>>>;
+
 impl Context {
+    /// Whether the key is stored but cannot be read.
+    fn key_unreadable(&self, key: &ObjectRef<ApiKey>) -> bool {
+        self.unreadable_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
+    }
+
     fn api<K>(&self, namespace: &str) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -546,11 +561,19 @@ pub async fn run_with(
         .expect("a store made by store_shared can be subscribed to");
     let keys_for_tokens = keys.clone();
     let keys_for_sa = keys.clone();
-    let key_stream =
-        crate::lean::watcher_reporting(keys_api, selected(), report_undecodable(recorder.clone()))
-            .default_backoff()
-            .reflect_shared(key_writer)
-            .touched_objects();
+    let unreadable_keys = UnreadableKeys::default();
+    let report_key = {
+        let report = report_undecodable(recorder.clone());
+        let unreadable = unreadable_keys.clone();
+        move |key: &ApiKey, why: &str| {
+            report(key, why);
+            (unreadable.lock().unwrap_or_else(|e| e.into_inner())).insert(ObjectRef::from_obj(key));
+        }
+    };
+    let key_stream = crate::lean::watcher_reporting(keys_api, selected(), report_key)
+        .default_backoff()
+        .reflect_shared(key_writer)
+        .touched_objects();
 
     // No debounce: it keeps postponing a key while its tokens change, and a
     // busy key would never adopt new tokens. Requests for a key that arrive
@@ -588,6 +611,7 @@ pub async fn run_with(
         failures: Mutex::default(),
         key_throttle: Mutex::default(),
         superseded: Mutex::default(),
+        unreadable_keys: unreadable_keys.clone(),
     });
 
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
@@ -604,6 +628,8 @@ pub async fn run_with(
             let changed = {
                 let mut seen = key_seen.lock().unwrap_or_else(|e| e.into_inner());
                 if keys_for_tokens.get(&key_ref).is_some() {
+                    // Readable (again).
+                    (unreadable_keys.lock().unwrap_or_else(|e| e.into_inner())).remove(&key_ref);
                     let fingerprint = token::key_fingerprint(&key);
                     seen.insert(key_ref, fingerprint) != Some(fingerprint)
                 } else {

@@ -79,6 +79,12 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
             _ => return Ok(Action::requeue(KEY_STORE_SYNC)),
         }
     }
+    if key.is_none() && ctx.key_unreadable(&key_ref) {
+        // Stored but undecodable (an Event on the key says why): not deleted,
+        // so the value stays; the verifier rejects it meanwhile. The key's
+        // correction wakes this token.
+        return Ok(Action::await_change());
+    }
     let unchecked = key.as_deref().is_some_and(|k| {
         !k.status
             .as_ref()
