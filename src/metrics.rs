@@ -38,6 +38,11 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -48,6 +53,7 @@ pub struct ControllerMetrics {
     reconciles: Family<ReconcileLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     issued: Family<ReasonLabels, Counter>,
+    undecodable: Family<KindLabels, Counter>,
 }
 
 impl ControllerMetrics {
@@ -70,6 +76,17 @@ impl ControllerMetrics {
     /// `status.pending.reason` (Issue, Rotate, Renew, Request, Reissue).
     pub fn issued(&self, reason: &'static str) {
         self.issued.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// One watch event of an object of `kind` that could not be decoded
+    /// (see `crate::lean`).
+    pub fn undecodable(&self, kind: &'static str) {
+        self.undecodable.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// Undecodable objects of `kind` counted so far (tests).
+    pub fn undecodable_seen(&self, kind: &'static str) -> u64 {
+        self.undecodable.get_or_create(&KindLabels { kind }).get()
     }
 
     /// Reconciles counted so far for `kind` and result (tests).
@@ -95,6 +112,11 @@ impl ControllerMetrics {
             "values_issued",
             "Token values written into Secrets by reason: Issue (first value), Rotate (scheduled), Renew (before expiry), Request (annotation or CLI), Reissue (Secret lost or altered)",
             self.issued.clone(),
+        );
+        registry.register(
+            "undecodable_objects",
+            "Watch events of ApiTokens and ApiKeys the operator cannot decode, by kind: each is treated as deleted until corrected, and a Warning Event Undecodable names the field",
+            self.undecodable.clone(),
         );
     }
 }

@@ -579,6 +579,7 @@ async fn an_apikey_the_types_cannot_read_keeps_its_tokens_values() {
             .then_some(())
     })
     .await;
+    assert!(operator.handles.metrics.undecodable_seen("ApiKey") >= 1);
     eventually("the verifier to reject the key's tokens", || async {
         verifier.verify(&value).is_err().then_some(())
     })
@@ -691,6 +692,8 @@ async fn a_status_time_the_types_cannot_read_blocks_only_its_token() {
             .then_some(())
     })
     .await;
+
+    assert!(operator.handles.metrics.undecodable_seen("ApiToken") >= 1);
 
     // The bound CRD again; the stored time stays. A restarted operator and
     // verifier sync and serve every other token.

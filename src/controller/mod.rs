@@ -454,11 +454,16 @@ pub const UNDECODABLE: &str = "Undecodable";
 /// Publishes a Warning Event about each object the watch could not decode
 /// (in the background; best effort): `kubectl describe` then says why the
 /// object is ignored, where its status may still say Ready.
-fn report_undecodable<K>(recorder: Recorder) -> impl Fn(&K, &str) + Send + Sync + 'static
+fn report_undecodable<K>(
+    recorder: Recorder,
+    handles: Arc<Handles>,
+    kind: &'static str,
+) -> impl Fn(&K, &str) + Send + Sync + 'static
 where
     K: Resource<DynamicType = ()>,
 {
     move |stub, why| {
+        handles.metrics.undecodable(kind);
         // An Event's note holds at most 1 KiB.
         let mut cut = why.len().min(600);
         while !why.is_char_boundary(cut) {
@@ -542,7 +547,7 @@ pub async fn run_with(
     let token_events = crate::lean::watcher_reporting(
         tokens_api,
         selected(),
-        report_undecodable(recorder.clone()),
+        report_undecodable(recorder.clone(), handles.clone(), crate::metrics::API_TOKEN),
     )
     .default_backoff()
     .modify(slim_token)
@@ -563,7 +568,7 @@ pub async fn run_with(
     let keys_for_sa = keys.clone();
     let unreadable_keys = UnreadableKeys::default();
     let report_key = {
-        let report = report_undecodable(recorder.clone());
+        let report = report_undecodable(recorder.clone(), handles.clone(), crate::metrics::API_KEY);
         let unreadable = unreadable_keys.clone();
         move |key: &ApiKey, why: &str| {
             report(key, why);
