@@ -1542,8 +1542,9 @@ fn is_datetime(s: &str) -> bool {
     if s.len() < 4 {
         return false;
     }
-    let lower = s.to_lowercase();
-    let mut parts = lower.split('t');
+    // Go lowercases the text first; splitting at either case and matching
+    // either `z` is the same, without a copy of the text per check.
+    let mut parts = s.split(['t', 'T']);
     let (Some(date), Some(time)) = (parts.next(), parts.next()) else {
         return false;
     };
@@ -1551,7 +1552,7 @@ fn is_datetime(s: &str) -> bool {
         return false;
     }
     with_regex(
-        r"^([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))$",
+        r"^([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?([zZ]|([+-][0-9]{2}:[0-9]{2}))$",
         |re| {
             re.captures(time)
                 .is_some_and(|c| &c[1] <= "23" && &c[2] <= "59" && &c[3] <= "59")
