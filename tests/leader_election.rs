@@ -7,13 +7,13 @@
 
 mod harness;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apikey_operator::api::ApiToken;
 use apikey_operator::api::conditions::READY;
+use harness::ports::free_ports;
 use harness::{Cluster, apply_yaml, token_condition, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
@@ -21,13 +21,6 @@ use kube::api::{Api, PostParams};
 const NS: &str = "leader";
 /// Short timings so that the test takes seconds: lease 3s, renew 2s, retry 250ms.
 const LEASE: Duration = Duration::from_secs(3);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 struct Replica {
     identity: &'static str,
@@ -37,8 +30,7 @@ struct Replica {
 
 impl Replica {
     fn start(identity: &'static str, kubeconfig: &Path) -> Replica {
-        let admin = free_port();
-        let verify = free_port();
+        let [admin, verify] = free_ports();
         let child = Command::new(env!("CARGO_BIN_EXE_apikey-operator"))
             .args(["run", "--kubeconfig"])
             .arg(kubeconfig)

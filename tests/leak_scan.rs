@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use apikey_operator::api::{ApiKey, ApiToken, ROTATE_ANNOTATION};
 use apikey_operator::token::{self, TokenId, TokenKind};
+use harness::ports::free_ports;
 use harness::process::{OperatorProcess, listening_addr};
 use harness::temp_dir::temp_dir;
 use harness::*;
@@ -304,13 +305,6 @@ async fn metrics(addr: SocketAddr) -> String {
     body
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_binary_at_debug_never_logs_or_publishes_a_value() {
     let _ = capture();
@@ -321,7 +315,8 @@ async fn the_operator_binary_at_debug_never_logs_or_publishes_a_value() {
         .emulator
         .write_kubeconfig(&kubeconfig)
         .expect("kubeconfig");
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let [admin_port] = free_ports();
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
     let log = dir.join("operator.log");
     let mut operator = OperatorProcess::spawn(
         &kubeconfig,

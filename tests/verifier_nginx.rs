@@ -5,7 +5,7 @@
 //! documented in docs/verifier.md.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, RwLock};
@@ -22,18 +22,14 @@ use apikey_operator::verifier::metrics::Metrics;
 use apikey_operator::verifier::watch::Readiness;
 use serde_json::json;
 
+#[path = "harness/ports.rs"]
+mod ports;
 #[path = "harness/temp_dir.rs"]
 mod temp_dir;
+use ports::free_ports;
 use temp_dir::temp_dir;
 
 const ID: &str = "nginxnginxnginx0";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// The server blocks of docs/verifier.md, with test ports and paths.
 fn nginx_conf(dir: &Path, port: u16, upstream: u16, verifier: SocketAddr) -> String {
@@ -168,7 +164,7 @@ async fn nginx_auth_request_passes_identity_and_rejects_bad_tokens() {
 
     // Declared before the nginx guard, so nginx stops before it is removed.
     let dir = temp_dir("nginx");
-    let (port, upstream) = (free_port(), free_port());
+    let [port, upstream] = free_ports();
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, nginx_conf(&dir, port, upstream, verifier)).expect("conf");
     let _nginx = Nginx(

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod http;
+pub mod ports;
 pub mod process;
 pub mod temp_dir;
 

@@ -5,7 +5,9 @@
 //! setup) a missing build is a failure instead.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::net::TcpListener;
+#[path = "../harness/ports.rs"]
+mod ports;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -64,43 +66,28 @@ impl Upstream {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temporary directory");
-        let [etcd_port, peer_port, server_port] = free_ports();
-        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let etcd = Command::new(etcd_bin)
-            .args(["--name", "fidelity", "--data-dir"])
-            .arg(dir.join("etcd"))
-            .args(["--listen-client-urls", &etcd_url])
-            .args(["--advertise-client-urls", &etcd_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("fidelity={peer_url}")])
-            .args(["--log-level", "warn", "--unsafe-no-fsync"])
-            .stdin(Stdio::null())
-            .stdout(log_file(&dir, "etcd.log"))
-            .stderr(log_file(&dir, "etcd.log"))
-            .spawn()
-            .expect("etcd starts");
-        let server = Command::new(server_bin)
-            .args(["--etcd-servers", &etcd_url])
-            .args(["--secure-port", &server_port.to_string()])
-            .arg("--cert-dir")
-            .arg(dir.join("pki"))
-            .stdin(Stdio::null())
-            .stdout(log_file(&dir, "server.log"))
-            .stderr(log_file(&dir, "server.log"))
-            .spawn()
-            .expect("apiextensions-wrapper starts");
-        let mut processes = Processes { etcd, server, dir };
-        let kubeconfig = processes.dir.join("pki/kubeconfig");
-        let client = processes.wait_ready(&kubeconfig).await;
-        Some(Upstream {
-            processes,
-            kubeconfig,
-            client,
-        })
+        // A port picked free can be taken before etcd or the server binds it (by another test's
+        // process); such a start is retried on fresh ports.
+        let mut attempt = 1;
+        loop {
+            let mut processes = Processes::spawn(&server_bin, &etcd_bin, &dir);
+            let kubeconfig = processes.dir.join("pki/kubeconfig");
+            match processes.wait_ready(&kubeconfig).await {
+                Ok(client) => {
+                    return Some(Upstream {
+                        processes,
+                        kubeconfig,
+                        client,
+                    });
+                }
+                Err(failure) if failure.contains("address already in use") && attempt < 3 => {
+                    eprintln!("note: {test}: a port was taken meanwhile; starting again");
+                    attempt += 1;
+                    drop(processes);
+                }
+                Err(failure) => panic!("{failure}"),
+            }
+        }
     }
 
     /// The server's log so far (for failure messages).
@@ -118,7 +105,54 @@ struct Processes {
 }
 
 impl Processes {
-    async fn wait_ready(&mut self, kubeconfig: &Path) -> Client {
+    /// Starts etcd and the server on fresh ports, their data and logs under `dir` (emptied first).
+    fn spawn(server_bin: &Path, etcd_bin: &Path, dir: &Path) -> Processes {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).expect("temporary directory");
+        let [etcd_port, peer_port, server_port] = ports::free_ports();
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let etcd = Command::new(etcd_bin)
+            .args(["--name", "fidelity", "--data-dir"])
+            .arg(dir.join("etcd"))
+            .args(["--listen-client-urls", &etcd_url])
+            .args(["--advertise-client-urls", &etcd_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("fidelity={peer_url}")])
+            .args(["--log-level", "warn", "--unsafe-no-fsync"])
+            .stdin(Stdio::null())
+            .stdout(log_file(dir, "etcd.log"))
+            .stderr(log_file(dir, "etcd.log"))
+            .spawn()
+            .expect("etcd starts");
+        let server = Command::new(server_bin)
+            .args(["--etcd-servers", &etcd_url])
+            .args(["--secure-port", &server_port.to_string()])
+            .arg("--cert-dir")
+            .arg(dir.join("pki"))
+            .stdin(Stdio::null())
+            .stdout(log_file(dir, "server.log"))
+            .stderr(log_file(dir, "server.log"))
+            .spawn()
+            .expect("apiextensions-wrapper starts");
+        Processes {
+            etcd,
+            server,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = self.etcd.kill();
+        let _ = self.etcd.wait();
+    }
+
+    /// A client once `/readyz` answers ok; else why not (a process exited, or the deadline
+    /// passed), with the logs' tails.
+    async fn wait_ready(&mut self, kubeconfig: &Path) -> Result<Client, String> {
         let start = Instant::now();
         let mut last = String::from("no kubeconfig yet");
         while start.elapsed() < READY_DEADLINE {
@@ -128,21 +162,21 @@ impl Processes {
             ];
             for (name, status) in exited {
                 if let Ok(Some(status)) = status {
-                    panic!("{name} exited with {status}\n{}", self.logs());
+                    return Err(format!("{name} exited with {status}\n{}", self.logs()));
                 }
             }
             if kubeconfig.is_file() {
                 match ready_client(kubeconfig).await {
-                    Ok(client) => return client,
+                    Ok(client) => return Ok(client),
                     Err(e) => last = e,
                 }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        panic!(
+        Err(format!(
             "upstream not ready after {READY_DEADLINE:?}: {last}\n{}",
             self.logs()
-        );
+        ))
     }
 
     fn logs(&self) -> String {
@@ -161,10 +195,7 @@ impl Processes {
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-        let _ = self.etcd.kill();
-        let _ = self.etcd.wait();
+        self.stop();
         if std::env::var_os("APIKEY_UPSTREAM_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -197,13 +228,4 @@ fn log_file(dir: &Path, name: &str) -> std::fs::File {
         .append(true)
         .open(dir.join(name))
         .expect("log file")
-}
-
-/// Three distinct free loopback ports (held together so they differ).
-fn free_ports() -> [u16; 3] {
-    let listeners: Vec<TcpListener> = (0..3)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    let port = |i: usize| listeners[i].local_addr().expect("local address").port();
-    [port(0), port(1), port(2)]
 }
