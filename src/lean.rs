@@ -16,13 +16,17 @@
 //! closed) and every other object goes on.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::{Stream, TryStreamExt, future};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
+use prometheus_client::metrics::gauge::Gauge;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, forward_to_deserialize_any};
 use serde_json::value::RawValue;
@@ -39,21 +43,117 @@ pub fn watcher<K>(
 where
     K: Stub,
 {
-    watcher_reporting(api, config, |_: &K, _: &str| {})
+    let undecodables = Arc::new(Undecodables::new(|_: &K, _: &str| {}, Gauge::default()));
+    watcher_tracking(api, config, undecodables.clone()).inspect_ok(move |e| undecodables.settle(e))
 }
 
-/// [`watcher`], also telling `report` of each object it could not decode
-/// (its stand-in and why), e.g. to publish an Event about it.
-pub fn watcher_reporting<K>(
+/// [`watcher`], keeping `undecodables` up to date with the objects it could
+/// not decode (which also reports each). Call [`Undecodables::settle`] with
+/// each event once a store has taken it.
+pub fn watcher_tracking<K>(
     api: kube::Api<Lean<K>>,
     config: watcher::Config,
-    report: impl Fn(&K, &str) + Send + Sync + 'static,
+    undecodables: Arc<Undecodables<K>>,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
 where
     K: Stub,
 {
     watcher::watcher(api, config)
-        .try_filter_map(move |event| future::ready(Ok(Lean::event(event, &report))))
+        .try_filter_map(move |event| future::ready(Ok(Lean::event(event, &undecodables))))
+}
+
+/// The objects of one watch that are stored in a form the types cannot read.
+///
+/// One is added as soon as it is seen so (before a store drops it), and
+/// removed when it is deleted, or, through [`settle`](Self::settle) after the
+/// store took the event, when the store holds it readable again or a relist
+/// no longer finds it. So an object missing from the store and absent here
+/// too is deleted, not merely unreadable.
+pub struct Undecodables<K: Resource<DynamicType = ()>> {
+    state: Mutex<Seen<K>>,
+    /// Told of each undecodable object as it is seen: its stand-in and why.
+    report: Box<Report<K>>,
+    /// How many there are now.
+    count: Gauge,
+}
+
+/// What [`Undecodables`] tells of an undecodable object: its stand-in and why.
+type Report<K> = dyn Fn(&K, &str) + Send + Sync;
+
+struct Seen<K: Resource<DynamicType = ()>> {
+    now: HashSet<ObjectRef<K>>,
+    /// Those listed undecodable by the relist under way.
+    relisted: Option<HashSet<ObjectRef<K>>>,
+}
+
+impl<K: Resource<DynamicType = ()>> Undecodables<K> {
+    pub fn new(report: impl Fn(&K, &str) + Send + Sync + 'static, count: Gauge) -> Self {
+        Undecodables {
+            state: Mutex::new(Seen {
+                now: HashSet::new(),
+                relisted: None,
+            }),
+            report: Box::new(report),
+            count,
+        }
+    }
+
+    /// Whether the object is stored but cannot be read.
+    pub fn contains(&self, object: &ObjectRef<K>) -> bool {
+        self.count.get() > 0 && self.seen().now.contains(object)
+    }
+
+    /// Takes in an event a store has applied: an object the store now holds
+    /// is readable, and at the end of a relist only what it found unreadable
+    /// remains.
+    pub fn settle(&self, event: &Event<K>) {
+        match event {
+            Event::Apply(object) if self.count.get() > 0 => {
+                self.update(|seen| seen.now.remove(&ObjectRef::from_obj(object)));
+            }
+            Event::InitDone => self.update(|seen| {
+                if let Some(relisted) = seen.relisted.take() {
+                    seen.now = relisted;
+                }
+            }),
+            _ => {}
+        }
+    }
+
+    /// Takes in a watch event before it is decoded and handed on.
+    fn observe(&self, event: &Event<Lean<K>>) {
+        match event {
+            Event::Init => self.update(|seen| seen.relisted = Some(HashSet::new())),
+            Event::Apply(lean) | Event::InitApply(lean) => {
+                if let Some(why) = &lean.undecodable {
+                    (self.report)(&lean.object, why);
+                    let object = ObjectRef::from_obj(&lean.object);
+                    let init = matches!(event, Event::InitApply(_));
+                    self.update(|seen| {
+                        if let Some(relisted) = seen.relisted.as_mut().filter(|_| init) {
+                            relisted.insert(object.clone());
+                        }
+                        seen.now.insert(object);
+                    });
+                }
+            }
+            Event::Delete(lean) if self.count.get() > 0 => {
+                self.update(|seen| seen.now.remove(&ObjectRef::from_obj(&lean.object)));
+            }
+            Event::Delete(_) | Event::InitDone => {}
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen<K>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update<T>(&self, change: impl FnOnce(&mut Seen<K>) -> T) {
+        let mut seen = self.seen();
+        change(&mut seen);
+        self.count
+            .set(i64::try_from(seen.now.len()).unwrap_or(i64::MAX));
+    }
 }
 
 /// Keys of `metadata` that are never decoded.
@@ -131,13 +231,13 @@ impl<K> Lean<K> {
 impl<K: kube::Resource<DynamicType = ()>> Lean<K> {
     /// The watch event with the plain object in it. An object that could not
     /// be decoded is logged and handed on as deleted (left out of a relist),
-    /// so no cache or index keeps acting on an older version of it.
-    /// `report` is told of each such object.
-    pub fn event(event: Event<Lean<K>>, report: &dyn Fn(&K, &str)) -> Option<Event<K>> {
+    /// so no cache or index keeps acting on an older version of it;
+    /// `undecodables` takes in the event first.
+    pub fn event(event: Event<Lean<K>>, undecodables: &Undecodables<K>) -> Option<Event<K>> {
+        undecodables.observe(&event);
         let undecodable = |lean: Lean<K>| match lean.into_result() {
             Ok(object) => Ok(object),
             Err((stub, why)) => {
-                report(&stub, &why);
                 error!(
                     kind = %K::kind(&()),
                     object = %format_args!(
@@ -521,43 +621,102 @@ mod tests {
         }
     }
 
+    /// A token named `name`, decodable or not.
+    fn lean(name: &str, decodable: bool) -> Lean<ApiToken> {
+        let mut object = token_json();
+        object["metadata"]["name"] = json!(name);
+        if !decodable {
+            object["status"]["lastUsedAt"] = json!("9999-12-31T23:59:59Z");
+        }
+        serde_json::from_value(object).expect("decodes as Lean")
+    }
+
+    /// Each object reported: its name and why.
+    type Reported = Arc<Mutex<Vec<(String, String)>>>;
+
+    /// An [`Undecodables`] whose reports are kept in the returned list.
+    fn tracker() -> (Undecodables<ApiToken>, Reported) {
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        let list = reported.clone();
+        let report = move |stub: &ApiToken, why: &str| {
+            let mut list = list.lock().unwrap();
+            list.push((stub.name_any(), why.to_owned()));
+        };
+        (Undecodables::new(report, Gauge::default()), reported)
+    }
+
     /// A watch hands such an object on as deleted, and a relist leaves it
     /// out; each time, the report names it.
     #[test]
     fn an_undecodable_object_is_handed_on_as_deleted() {
-        let mut far = token_json();
-        far["status"]["lastUsedAt"] = json!("9999-12-31T23:59:59Z");
-        let good = || serde_json::from_value::<Lean<ApiToken>>(token_json()).expect("decodes");
-        let bad = || serde_json::from_value::<Lean<ApiToken>>(far.clone()).expect("decodes");
-        let reported = std::cell::RefCell::new(Vec::new());
-        let report = |stub: &ApiToken, why: &str| {
-            reported
-                .borrow_mut()
-                .push((stub.name_any(), why.to_owned()));
-        };
-        let name = |event: Option<Event<ApiToken>>| match event {
+        let (undecodables, reported) = tracker();
+        let name = |event: Event<Lean<ApiToken>>| match Lean::event(event, &undecodables) {
             Some(Event::Apply(t)) => format!("apply {}", t.name_any()),
             Some(Event::InitApply(t)) => format!("init {}", t.name_any()),
             Some(Event::Delete(t)) => format!("delete {}", t.name_any()),
             Some(_) => "other".to_owned(),
             None => "none".to_owned(),
         };
-        assert_eq!(name(Lean::event(Event::Apply(good()), &report)), "apply t");
-        assert_eq!(
-            name(Lean::event(Event::InitApply(good()), &report)),
-            "init t"
-        );
-        assert!(reported.borrow().is_empty());
-        assert_eq!(name(Lean::event(Event::Apply(bad()), &report)), "delete t");
-        assert_eq!(name(Lean::event(Event::InitApply(bad()), &report)), "none");
-        assert_eq!(name(Lean::event(Event::Delete(bad()), &report)), "delete t");
-        let reported = reported.into_inner();
+        assert_eq!(name(Event::Apply(lean("t", true))), "apply t");
+        assert_eq!(name(Event::InitApply(lean("t", true))), "init t");
+        assert!(reported.lock().unwrap().is_empty());
+        assert_eq!(name(Event::Apply(lean("t", false))), "delete t");
+        assert_eq!(name(Event::InitApply(lean("t", false))), "none");
+        assert_eq!(name(Event::Delete(lean("t", false))), "delete t");
+        let reported = reported.lock().unwrap();
         assert_eq!(reported.len(), 2, "{reported:?}");
         assert!(
             reported
                 .iter()
                 .all(|(n, why)| n == "t" && why.contains("timestamp"))
         );
+    }
+
+    /// The set of undecodable objects: an object leaves it when deleted, or
+    /// only once its readable version is in the store (settled), or when a
+    /// finished relist no longer finds it unreadable.
+    #[test]
+    fn undecodable_objects_are_tracked_until_readable_or_deleted() {
+        let (undecodables, _) = tracker();
+        let tracked = |names: &[&str]| {
+            let count = undecodables.count.get();
+            assert_eq!(count, names.len() as i64, "count, expecting {names:?}");
+            for name in ["a", "b", "c"] {
+                let object = ObjectRef::new(name).within("ns");
+                let expected = names.contains(&name);
+                assert_eq!(undecodables.contains(&object), expected, "{name}");
+            }
+        };
+        // Seen and passed through a store: each event as a watch would.
+        let pass = |event: Event<Lean<ApiToken>>| {
+            if let Some(event) = Lean::event(event, &undecodables) {
+                undecodables.settle(&event);
+            }
+        };
+        pass(Event::Apply(lean("a", false)));
+        pass(Event::Apply(lean("b", false)));
+        tracked(&["a", "b"]);
+
+        // Readable again: still tracked until the store has it.
+        let readable = Lean::event(Event::Apply(lean("a", true)), &undecodables).expect("event");
+        tracked(&["a", "b"]);
+        undecodables.settle(&readable);
+        tracked(&["b"]);
+
+        // Deleted while unreadable.
+        pass(Event::Delete(lean("b", false)));
+        tracked(&[]);
+
+        // A relist: a stays unreadable, b turns readable, c is gone. Until it
+        // is done, the store still holds what it held before.
+        pass(Event::Apply(lean("b", false)));
+        pass(Event::Apply(lean("c", false)));
+        pass(Event::Init);
+        pass(Event::InitApply(lean("a", false)));
+        pass(Event::InitApply(lean("b", true)));
+        tracked(&["a", "b", "c"]);
+        pass(Event::InitDone);
+        tracked(&["a"]);
     }
 
     #[test]

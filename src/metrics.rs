@@ -15,7 +15,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
 use crate::verifier::watch::SharedIndex;
@@ -53,7 +53,7 @@ pub struct ControllerMetrics {
     reconciles: Family<ReconcileLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     issued: Family<ReasonLabels, Counter>,
-    undecodable: Family<KindLabels, Counter>,
+    undecodable: Family<KindLabels, Gauge>,
 }
 
 impl ControllerMetrics {
@@ -78,15 +78,10 @@ impl ControllerMetrics {
         self.issued.get_or_create(&ReasonLabels { reason }).inc();
     }
 
-    /// One watch event of an object of `kind` that could not be decoded
-    /// (see `crate::lean`).
-    pub fn undecodable(&self, kind: &'static str) {
-        self.undecodable.get_or_create(&KindLabels { kind }).inc();
-    }
-
-    /// Undecodable objects of `kind` counted so far (tests).
-    pub fn undecodable_seen(&self, kind: &'static str) -> u64 {
-        self.undecodable.get_or_create(&KindLabels { kind }).get()
+    /// The gauge of the objects of `kind` stored in a form the controller
+    /// cannot decode (kept by `crate::lean::Undecodables`).
+    pub fn undecodable(&self, kind: &'static str) -> Gauge {
+        self.undecodable.get_or_create(&KindLabels { kind }).clone()
     }
 
     /// Reconciles counted so far for `kind` and result (tests).
@@ -115,7 +110,7 @@ impl ControllerMetrics {
         );
         registry.register(
             "undecodable_objects",
-            "Watch events of ApiTokens and ApiKeys the operator cannot decode, by kind: each is treated as deleted until corrected, and a Warning Event Undecodable names the field",
+            "ApiTokens and ApiKeys stored in a form the operator cannot decode, by kind: each is treated as deleted until corrected, and a Warning Event Undecodable names the field",
             self.undecodable.clone(),
         );
     }
@@ -222,5 +217,69 @@ impl Collector for StateCollector {
             synced.metric_type(),
         )?)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric the chart's alert rules and dashboard query is one the
+    /// admin port's /metrics serves (a renamed metric would leave an alert
+    /// that can never fire).
+    #[test]
+    fn the_charts_alerts_and_dashboard_query_served_metrics() {
+        // A family is served once it has a series.
+        let controller = Arc::new(crate::controller::Handles::default());
+        controller.metrics.reconciled(API_TOKEN, true);
+        controller.metrics.errored(API_TOKEN, "api");
+        controller.metrics.issued("Issue");
+        controller.metrics.undecodable(API_KEY);
+        let sources = Sources {
+            controller,
+            index: SharedIndex::default(),
+            leading: Arc::default(),
+        };
+        let mut served = OperatorMetrics::new(sources).render_open();
+        served.push_str(&crate::verifier::metrics::Metrics::new().render());
+        // Family name → type.
+        let families: std::collections::BTreeMap<&str, &str> = served
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' '))
+            .collect();
+        let name = regex::Regex::new(r"\bapikey_[a-z0-9_]+").expect("regex");
+        let files = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/apikey-operator/files");
+        let mut queried = 0;
+        for file in ["alerts.yaml", "grafana-dashboard.json"] {
+            let text = std::fs::read_to_string(format!("{files}/{file}")).expect("chart file");
+            for metric in name.find_iter(&text).map(|m| m.as_str()) {
+                // Alert names and label values are not metrics.
+                let prefixes = ["apikey_operator_", "apikey_verifier_", "apikey_token_"];
+                if !prefixes.iter().any(|prefix| metric.starts_with(prefix)) {
+                    continue;
+                }
+                // The sample names each type exposes.
+                let (family, types) = [
+                    ("_total", &["counter"][..]),
+                    ("_bucket", &["histogram"][..]),
+                    ("_sum", &["histogram", "summary"][..]),
+                    ("_count", &["histogram", "summary"][..]),
+                ]
+                .iter()
+                .find_map(|(suffix, types)| Some((metric.strip_suffix(suffix)?, *types)))
+                .unwrap_or((metric, &["gauge", "unknown"][..]));
+                let served_as = families.get(family).copied();
+                assert!(
+                    served_as.is_some_and(|t| types.contains(&t)),
+                    "{file} queries {metric}, which /metrics does not serve (as a {types:?}); \
+                     served: {families:?}"
+                );
+                queried += 1;
+            }
+        }
+        assert!(
+            queried >= 5,
+            "only {queried} metrics found in the chart's files"
+        );
     }
 }

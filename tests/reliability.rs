@@ -539,6 +539,7 @@ async fn an_apikey_the_types_cannot_read_keeps_its_tokens_values() {
     const NS: &str = "upgrade-key";
     let cluster = Cluster::start(NS).await;
     let (current, old) = crd_now_and_before("ApiKey");
+    let old_crd = old.clone();
     apply_crd(&cluster, old).await;
     let operator = cluster.controller();
     let verifier = InProcessVerifier::start(cluster.client.clone()).await;
@@ -555,17 +556,18 @@ async fn an_apikey_the_types_cannot_read_keeps_its_tokens_values() {
         NS,
         &kube::discovery::ApiResource::erase::<ApiKey>(&()),
     );
-    let ready_since = |at: &str| {
-        json!({"status": {"conditions": [{"type": "Ready", "status": "True",
-            "reason": "OwnerResolved", "message": "", "lastTransitionTime": at}]}})
+    // The key's Ready condition, written since `at`.
+    let ready_since = |at: &'static str| {
+        let keys = keys.clone();
+        async move {
+            let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True",
+                "reason": "OwnerResolved", "message": "", "lastTransitionTime": at}]}});
+            keys.patch_status("k", &PatchParams::default(), &Patch::Merge(status))
+                .await
+                .expect("the key's status written");
+        }
     };
-    keys.patch_status(
-        "k",
-        &PatchParams::default(),
-        &Patch::Merge(ready_since("9999-12-31T23:59:59Z")),
-    )
-    .await
-    .expect("the old CRD took the year 9999");
+    ready_since("9999-12-31T23:59:59Z").await;
     apply_crd(&cluster, current).await;
     eventually("an Undecodable event naming the key's field", || async {
         events_for(&cluster.client, NS, "k")
@@ -579,7 +581,8 @@ async fn an_apikey_the_types_cannot_read_keeps_its_tokens_values() {
             .then_some(())
     })
     .await;
-    assert!(operator.handles.metrics.undecodable_seen("ApiKey") >= 1);
+    let unreadable_keys = operator.handles.metrics.undecodable("ApiKey");
+    assert_eq!(unreadable_keys.get(), 1, "one ApiKey counted unreadable");
     eventually("the verifier to reject the key's tokens", || async {
         verifier.verify(&value).is_err().then_some(())
     })
@@ -610,17 +613,30 @@ async fn an_apikey_the_types_cannot_read_keeps_its_tokens_values() {
     assert_eq!(secret_value(&secret, "token"), value, "the value is kept");
 
     // Corrected: the same value works again.
-    keys.patch_status(
-        "k",
-        &PatchParams::default(),
-        &Patch::Merge(ready_since("2026-01-01T00:00:00Z")),
-    )
-    .await
-    .expect("corrected");
+    ready_since("2026-01-01T00:00:00Z").await;
     let (_, again) = settled(&cluster, NS, "t", DEADLINE).await;
     assert_eq!(again, value, "no new value was issued");
     eventually("the verifier to accept the value again", || async {
         verifier.verify(&value).is_ok().then_some(())
+    })
+    .await;
+    eventually("no longer counted unreadable", || async {
+        (unreadable_keys.get() == 0).then_some(())
+    })
+    .await;
+
+    // Unreadable once more, then deleted: no longer counted.
+    apply_crd(&cluster, old_crd).await;
+    ready_since("9999-12-31T23:59:59Z").await;
+    eventually("the key to be counted unreadable again", || async {
+        (unreadable_keys.get() == 1).then_some(())
+    })
+    .await;
+    keys.delete("k", &Default::default())
+        .await
+        .expect("deleted");
+    eventually("the deleted key to be no longer counted", || async {
+        (unreadable_keys.get() == 0).then_some(())
     })
     .await;
 }
@@ -693,15 +709,21 @@ async fn a_status_time_the_types_cannot_read_blocks_only_its_token() {
     })
     .await;
 
-    assert!(operator.handles.metrics.undecodable_seen("ApiToken") >= 1);
+    let unreadable_tokens = operator.handles.metrics.undecodable("ApiToken");
+    assert_eq!(
+        unreadable_tokens.get(),
+        1,
+        "one ApiToken counted unreadable"
+    );
 
     // The bound CRD again; the stored time stays. A restarted operator and
     // verifier sync and serve every other token.
     apply_crd(&cluster, current).await;
     operator.stop().await;
     drop(verifier);
-    let _operator = cluster.controller();
+    let operator = cluster.controller();
     let verifier = InProcessVerifier::start(cluster.client.clone()).await;
+    let unreadable_tokens = operator.handles.metrics.undecodable("ApiToken");
     create_token(&cluster, NS, "new", "{apiKeyRef: {name: k}}").await;
     let (_, new) = settled(&cluster, NS, "new", DEADLINE).await;
     for value in [&near, &new] {
@@ -711,6 +733,11 @@ async fn a_status_time_the_types_cannot_read_blocks_only_its_token() {
         .await;
     }
     assert!(verifier.verify(&far).is_err());
+    assert_eq!(
+        unreadable_tokens.get(),
+        1,
+        "counted by the restarted operator"
+    );
 
     // Cleared as the log says: the token is back, with its value.
     last_used(serde_json::Value::Null).await;
@@ -718,6 +745,10 @@ async fn a_status_time_the_types_cannot_read_blocks_only_its_token() {
     assert_eq!(again, far, "the value is kept");
     eventually("the verifier to accept the token again", || async {
         verifier.verify(&far).is_ok().then_some(())
+    })
+    .await;
+    eventually("no longer counted unreadable", || async {
+        (unreadable_tokens.get() == 0).then_some(())
     })
     .await;
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::api::{ApiKey, ApiToken};
 use crate::clock::{Clock, SystemClock};
-use crate::lean::Lean;
+use crate::lean::{Lean, Undecodables};
 use hashed_secret::HashedSecret;
 
 /// Field manager of every write the controller makes.
@@ -290,19 +290,13 @@ pub struct Context {
     /// ApiKeys stored in a form the types cannot read (see `crate::lean`):
     /// gone from the key store, but not deleted, so their tokens wait
     /// rather than lose their values as a missing key's would.
-    unreadable_keys: UnreadableKeys,
+    unreadable_keys: Arc<Undecodables<ApiKey>>,
 }
-
-/// The ApiKeys last seen undecodable, until seen readable again.
-type UnreadableKeys = Arc<Mutex<std::collections::HashSet<ObjectRef<ApiKey>>>>;
 
 impl Context {
     /// Whether the key is stored but cannot be read.
     fn key_unreadable(&self, key: &ObjectRef<ApiKey>) -> bool {
-        self.unreadable_keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(key)
+        self.unreadable_keys.contains(key)
     }
 
     fn api<K>(&self, namespace: &str) -> Api<K>
@@ -451,19 +445,20 @@ where
 /// Reason of the Warning Event about an object the controller cannot decode.
 pub const UNDECODABLE: &str = "Undecodable";
 
-/// Publishes a Warning Event about each object the watch could not decode
-/// (in the background; best effort): `kubectl describe` then says why the
-/// object is ignored, where its status may still say Ready.
-fn report_undecodable<K>(
-    recorder: Recorder,
-    handles: Arc<Handles>,
+/// The objects of `kind` its watch cannot decode, counted in the metrics;
+/// a Warning Event is published about each as it is seen (in the background;
+/// best effort): `kubectl describe` then says why the object is ignored,
+/// where its status may still say Ready.
+fn undecodables<K>(
+    recorder: &Recorder,
+    handles: &Handles,
     kind: &'static str,
-) -> impl Fn(&K, &str) + Send + Sync + 'static
+) -> Arc<Undecodables<K>>
 where
     K: Resource<DynamicType = ()>,
 {
-    move |stub, why| {
-        handles.metrics.undecodable(kind);
+    let recorder = recorder.clone();
+    let report = move |stub: &K, why: &str| {
         // An Event's note holds at most 1 KiB.
         let mut cut = why.len().min(600);
         while !why.is_char_boundary(cut) {
@@ -488,7 +483,8 @@ where
                 warn!(error = %err, "could not publish the Undecodable event");
             }
         });
-    }
+    };
+    Arc::new(Undecodables::new(report, handles.metrics.undecodable(kind)))
 }
 
 /// Runs both controllers with an injected clock and handles (tests, metrics).
@@ -544,15 +540,14 @@ pub async fn run_with(
     let token_subscription = token_writer
         .subscribe()
         .expect("a store made by store_shared can be subscribed to");
-    let token_events = crate::lean::watcher_reporting(
-        tokens_api,
-        selected(),
-        report_undecodable(recorder.clone(), handles.clone(), crate::metrics::API_TOKEN),
-    )
-    .default_backoff()
-    .modify(slim_token)
-    .reflect_shared(token_writer)
-    .touched_objects();
+    let unreadable_tokens = undecodables(&recorder, &handles, crate::metrics::API_TOKEN);
+    let token_events =
+        crate::lean::watcher_tracking(tokens_api, selected(), unreadable_tokens.clone())
+            .default_backoff()
+            .modify(slim_token)
+            .reflect_shared(token_writer)
+            .inspect_ok(move |event| unreadable_tokens.settle(event))
+            .touched_objects();
     let limits = kube::runtime::controller::Config::default().concurrency(config.concurrency);
     let token_controller = Controller::for_shared_stream(token_subscription, tokens.clone())
         .with_config(limits.clone());
@@ -566,18 +561,14 @@ pub async fn run_with(
         .expect("a store made by store_shared can be subscribed to");
     let keys_for_tokens = keys.clone();
     let keys_for_sa = keys.clone();
-    let unreadable_keys = UnreadableKeys::default();
-    let report_key = {
-        let report = report_undecodable(recorder.clone(), handles.clone(), crate::metrics::API_KEY);
-        let unreadable = unreadable_keys.clone();
-        move |key: &ApiKey, why: &str| {
-            report(key, why);
-            (unreadable.lock().unwrap_or_else(|e| e.into_inner())).insert(ObjectRef::from_obj(key));
-        }
-    };
-    let key_stream = crate::lean::watcher_reporting(keys_api, selected(), report_key)
+    let unreadable_keys = undecodables(&recorder, &handles, crate::metrics::API_KEY);
+    let key_stream = crate::lean::watcher_tracking(keys_api, selected(), unreadable_keys.clone())
         .default_backoff()
         .reflect_shared(key_writer)
+        .inspect_ok({
+            let unreadable_keys = unreadable_keys.clone();
+            move |event| unreadable_keys.settle(event)
+        })
         .touched_objects();
 
     // No debounce: it keeps postponing a key while its tokens change, and a
@@ -633,8 +624,6 @@ pub async fn run_with(
             let changed = {
                 let mut seen = key_seen.lock().unwrap_or_else(|e| e.into_inner());
                 if keys_for_tokens.get(&key_ref).is_some() {
-                    // Readable (again).
-                    (unreadable_keys.lock().unwrap_or_else(|e| e.into_inner())).remove(&key_ref);
                     let fingerprint = token::key_fingerprint(&key);
                     seen.insert(key_ref, fingerprint) != Some(fingerprint)
                 } else {
