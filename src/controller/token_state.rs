@@ -277,18 +277,29 @@ pub fn decide(
         KeyState::Ready { defaults, .. } => defaults,
     };
 
-    // The current value (if any) stays: fixing the spec must not cost a rotation.
+    // The current value (if any) stays: fixing the spec must not cost a
+    // rotation. Its recorded expiry still holds (rule 5): it is removed then.
     let invalid_spec = |err: &dyn std::fmt::Display| {
-        let message =
-            format!("{err}; the current value, if any, stays in place until the spec is fixed");
-        keep_with_ready(
-            &current,
-            generation,
-            reason::INVALID_SPEC,
-            message,
-            Requeue::OnChange,
-            now,
-        )
+        let expires_at = current.expires_at.as_ref().map(|t| t.0);
+        match expires_at.filter(|_| current.hash.is_some()) {
+            Some(at) if at <= now => expired_under_invalid_spec(
+                &current,
+                generation,
+                secret,
+                &secret_name,
+                &err.to_string(),
+                at,
+                now,
+            ),
+            until => keep_with_ready(
+                &current,
+                generation,
+                reason::INVALID_SPEC,
+                format!("{err}; the current value, if any, stays in place until the spec is fixed"),
+                until.map_or(Requeue::OnChange, Requeue::At),
+                now,
+            ),
+        }
     };
     let policy = match Policy::resolve(&token.spec, defaults) {
         Ok(policy) => policy,
@@ -819,6 +830,72 @@ fn blocked(
         action,
         status,
         note,
+        requeue: Requeue::OnChange,
+    }
+}
+
+/// A value past its recorded expiry while the spec is invalid: removed as
+/// any expired value is, the status saying both why nothing new is issued and
+/// that the value expired.
+fn expired_under_invalid_spec(
+    current: &ApiTokenStatus,
+    generation: Option<i64>,
+    secret: &SecretView,
+    secret_name: &str,
+    err: &str,
+    expired_at: Timestamp,
+    now: Timestamp,
+) -> Decision {
+    let mut status = current.clone();
+    status.observed_generation = generation;
+    status.hash = None;
+    status.secret_name = None;
+    status.next_rotation_at = None;
+    status.previous.retain(|p| p.valid_until.0 > now);
+    let ready = Cond::new(
+        READY,
+        false,
+        reason::INVALID_SPEC,
+        format!(
+            "{err}; the value expired at {expired_at} and was removed; a fresh one is issued once \
+             the spec is fixed"
+        ),
+    );
+    let expired = Cond::new(
+        EXPIRED,
+        true,
+        reason::EXPIRED,
+        format!("expired at {expired_at}"),
+    );
+    let soon = Cond::new(
+        EXPIRING_SOON,
+        false,
+        reason::EXPIRED,
+        format!("expired at {expired_at}"),
+    );
+    status.conditions = conditions::merge(
+        &current.conditions,
+        &[ready, expired, soon],
+        generation,
+        now,
+    );
+    let action = if matches!(secret, SecretView::Ours { .. }) {
+        ValueAction::Remove
+    } else {
+        ValueAction::Keep
+    };
+    Decision {
+        action,
+        status,
+        note: Some(Note {
+            warning: true,
+            reason: "Expired",
+            action: "Expire",
+            message: format!(
+                "the value expired; Secret {secret_name:?} was deleted and the verifier rejects \
+                 it. No new value is issued until the spec is fixed: {err}"
+            ),
+        }),
         requeue: Requeue::OnChange,
     }
 }

@@ -455,6 +455,62 @@ fn invalid_spec_keeps_the_current_value() {
     );
 }
 
+/// An invalid spec keeps the value, but not beyond its recorded expiry
+/// (rule 5): the reconcile comes back at that instant and removes it then.
+#[test]
+fn invalid_spec_still_lets_the_current_value_expire() {
+    let invalid = |status: ApiTokenStatus| {
+        token(
+            |s| {
+                s.expiration = Some(Expiration {
+                    expires_at: None,
+                    lifetime: Some("1h".into()),
+                });
+                s.rotation = Some(TokenRotation {
+                    schedule: Rotation {
+                        every: None,
+                        renew_before: Some("2h".into()),
+                        grace_period: None,
+                    },
+                    restart_targets: vec![],
+                });
+            },
+            Some(status),
+        )
+    };
+    let expires = t("2026-06-01T18:00:00Z");
+    let status = ApiTokenStatus {
+        expires_at: Some(Time(expires)),
+        ..issued_status("v1", "2026-06-01T00:00:00Z")
+    };
+    let before = decide(&invalid(status.clone()), READY_KEY, &ours("v1"), t(NOW));
+    assert_eq!(before.action, ValueAction::Keep);
+    assert_eq!(before.status.hash, status.hash);
+    assert_eq!(before.requeue, Requeue::At(expires), "back at the expiry");
+
+    let after = decide(&invalid(before.status), READY_KEY, &ours("v1"), expires);
+    assert_eq!(after.action, ValueAction::Remove);
+    assert_eq!(after.status.hash, None);
+    assert_eq!(ready(&after.status), ("False", reason::INVALID_SPEC));
+    assert!(after.status.conditions[0].message.contains("renewBefore"));
+    assert!(after.status.conditions[0].message.contains("expired"));
+    let expired = after.status.conditions.iter().find(|c| c.type_ == EXPIRED);
+    assert_eq!(expired.map(|c| c.status.as_str()), Some("True"));
+    assert_eq!(after.note.as_ref().map(|n| n.reason), Some("Expired"));
+    assert_eq!(after.requeue, Requeue::OnChange);
+
+    // Removed once: the next reconcile keeps things as they are.
+    let again = decide(
+        &invalid(after.status.clone()),
+        READY_KEY,
+        &SecretView::Missing,
+        expires,
+    );
+    assert_eq!(again.action, ValueAction::Keep);
+    assert_eq!(again.note, None);
+    assert_eq!(again.status.hash, None);
+}
+
 #[test]
 fn stray_value_in_our_secret_without_a_recorded_hash_is_removed() {
     let tok = token(|s| s.disabled = true, None);
