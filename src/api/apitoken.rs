@@ -123,7 +123,7 @@ pub struct TokenRotation {
 
     /// Deployments, StatefulSets or DaemonSets in this namespace whose pods
     /// read the Secret: their pod template gets the annotation
-    /// `apikeys.dev/token-hash` updated when (and only when) the value changes,
+    /// `token-hash.apikeys.dev/<token name>` updated when (and only when) the value changes,
     /// which rolls the pods onto the new value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
