@@ -656,6 +656,103 @@ async fn deleting_a_key_deletes_its_tokens_and_their_secrets() {
     }
 }
 
+/// Rule 6 holds for a key that never became Ready too: its tokens are
+/// adopted while blocked, so deleting the key takes them with it.
+#[tokio::test]
+async fn deleting_a_key_that_never_became_ready_deletes_its_tokens() {
+    let cluster = Cluster::start(NS).await;
+    let _op = cluster.controller();
+    create_key(&cluster, "stalled", "ServiceAccount", "nobody").await;
+    create_token(&cluster, "waiting", "  apiKeyRef: {name: stalled}\n").await;
+    let tokens = cluster.api::<ApiToken>(NS);
+    wait_for(
+        &tokens,
+        "waiting",
+        "ApiKeyNotReady",
+        token_reason("ApiKeyNotReady"),
+    )
+    .await;
+    wait_for(
+        &tokens,
+        "waiting",
+        "owner reference",
+        |t: Option<&ApiToken>| {
+            t.is_some_and(|t| t.owner_references().iter().any(|o| o.kind == "ApiKey"))
+        },
+    )
+    .await;
+    cluster
+        .api::<ApiKey>(NS)
+        .delete("stalled", &DeleteParams::default())
+        .await
+        .expect("delete key");
+    wait_gone(&tokens, "waiting").await;
+}
+
+/// A token still controlled by an earlier ApiKey of the same name (deleted
+/// and created again before the garbage collector took the token, e.g.
+/// `kubectl replace --force` with another owner) does not carry its value
+/// over to the new key: the value is removed, and a fresh one is issued
+/// once the new key has adopted the token.
+#[tokio::test]
+async fn a_value_issued_under_an_earlier_key_of_the_same_name_is_not_kept() {
+    let cluster = Cluster::start(NS).await;
+    let _op = cluster.controller();
+    create_key(&cluster, "shared", "User", "bob@example.com").await;
+    create_token(&cluster, "inherited", "  apiKeyRef: {name: shared}\n").await;
+    let tokens = cluster.api::<ApiToken>(NS);
+    let token = ready_token(&cluster, "inherited").await;
+    let earlier = assert_secret_matches(&cluster, &token).await;
+
+    // As the garbage collector leaves it for a while: controlled by a key of
+    // this name that no longer exists (another uid).
+    let mut refs = token.owner_references().to_vec();
+    let controller = refs
+        .iter_mut()
+        .find(|r| r.controller == Some(true))
+        .expect("adopted by the key");
+    controller.uid = "00000000-0000-0000-0000-0000000earlier".to_owned();
+    tokens
+        .patch(
+            "inherited",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"ownerReferences": refs}})),
+        )
+        .await
+        .expect("owner reference rewritten");
+
+    wait_for(
+        &tokens,
+        "inherited",
+        "the earlier value removed and a fresh one issued",
+        |t: Option<&ApiToken>| {
+            t.and_then(|t| t.status.as_ref())
+                .and_then(|s| s.hash.as_deref())
+                .is_some_and(|h| h != token::hash_value(&earlier).as_str())
+        },
+    )
+    .await;
+    let fresh = ready_token(&cluster, "inherited").await;
+    let value = assert_secret_matches(&cluster, &fresh).await;
+    assert_ne!(value, earlier, "a fresh value");
+    let key = cluster.api::<ApiKey>(NS).get("shared").await.expect("key");
+    assert!(
+        fresh
+            .owner_references()
+            .iter()
+            .any(|r| r.controller == Some(true) && Some(&r.uid) == key.metadata.uid.as_ref()),
+        "adopted by the key that exists"
+    );
+    eventually("a Warning Event ApiKeyReplaced", || async {
+        events_for(&cluster.client, NS, "inherited")
+            .await
+            .iter()
+            .any(|(kind, reason, _)| kind == "Warning" && reason == "ApiKeyReplaced")
+            .then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_ready_token_reconciled_again_makes_no_writes() {
     let cluster = Cluster::start(NS).await;

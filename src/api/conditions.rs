@@ -22,6 +22,9 @@ pub mod reason {
     pub const KEY_NOT_FOUND: &str = "ApiKeyNotFound";
     /// Token: the referenced ApiKey is not Ready.
     pub const KEY_NOT_READY: &str = "ApiKeyNotReady";
+    /// Token: the ApiKey its value was issued under was deleted and one of the
+    /// same name created (another uid): that value is removed.
+    pub const KEY_REPLACED: &str = "ApiKeyReplaced";
     /// Token: a Secret of the wanted name exists and is not owned by this token.
     pub const SECRET_CONFLICT: &str = "SecretConflict";
     /// Token: the spec cannot be acted on (for example renewBefore >= lifetime).

@@ -95,15 +95,25 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
         // not a problem worth a Warning. Its status write wakes us.
         return Ok(ctx.requeue_at(None));
     }
-    let key_state = key_state(key.as_deref());
-    if let (KeyState::Ready { .. }, Some(key)) = (key_state, key.as_deref())
+    let mut key_state = key_state(key.as_deref());
+    if let Some(key) = key.as_deref()
         && !adopted_by(token, Some(key))
     {
-        // The key becomes the token's controller owner before any value
-        // exists, so deleting the key always takes the value with it. The
-        // ownerReference change wakes this token again.
-        super::key::adopt(ctx, key, token).await?;
-        return Ok(ctx.requeue_at(None));
+        if controlled_by_an_apikey(token) && holds_a_value(token) {
+            // The key it was issued under was deleted and one of the same
+            // name created (kubectl replace --force, or a re-sync) before the
+            // garbage collector took this token: that value was issued for
+            // the earlier key's owner and must not pass to the new one's.
+            // Removed first; adopted and issued afresh after.
+            key_state = KeyState::Replaced;
+        } else {
+            // The key becomes the token's controller owner before any value
+            // exists (whether or not the key is Ready), so deleting the key
+            // always takes the token and its value with it. The
+            // ownerReference change wakes this token again.
+            super::key::adopt(ctx, key, token).await?;
+            return Ok(ctx.requeue_at(None));
+        }
     }
     let kind = match key.as_deref().map(|k| k.spec.owner.kind) {
         Some(OwnerKind::ServiceAccount) => TokenKind::ServiceAccount,
@@ -355,6 +365,24 @@ pub fn token_label_value(name: &str) -> String {
 }
 
 /// The token carries its key's controller ownerReference.
+/// Whether some ApiKey is the token's controller owner.
+fn controlled_by_an_apikey(token: &ApiToken) -> bool {
+    let group = format!("{}/", ApiKey::group(&()));
+    token.owner_references().iter().any(|r| {
+        r.controller == Some(true)
+            && r.kind == ApiKey::kind(&())
+            && r.api_version.starts_with(&group)
+    })
+}
+
+/// Whether the token's status records a value (current, pending or in grace).
+fn holds_a_value(token: &ApiToken) -> bool {
+    token
+        .status
+        .as_ref()
+        .is_some_and(|s| s.hash.is_some() || s.pending.is_some() || !s.previous.is_empty())
+}
+
 fn adopted_by(token: &ApiToken, key: Option<&ApiKey>) -> bool {
     let Some(key_uid) = key.and_then(|k| k.metadata.uid.as_deref()) else {
         return false;

@@ -23,6 +23,9 @@ pub const DEFAULT_SECRET_KEY: &str = "token";
 #[derive(Clone, Copy, Debug)]
 pub enum KeyState<'a> {
     Missing,
+    /// The token holds a value issued under an earlier ApiKey of this name
+    /// (it is still the token's controller owner), since deleted.
+    Replaced,
     NotReady {
         message: &'a str,
     },
@@ -259,6 +262,20 @@ pub fn decide(
                 generation,
                 secret,
                 reason::KEY_NOT_FOUND,
+                message,
+                now,
+            );
+        }
+        KeyState::Replaced => {
+            let message = format!(
+                "ApiKey {key_name:?} was deleted and created again; the value issued under the \
+                 earlier key was removed, and a fresh one is issued under the new key"
+            );
+            return blocked(
+                &current,
+                generation,
+                secret,
+                reason::KEY_REPLACED,
                 message,
                 now,
             );
@@ -948,6 +965,7 @@ fn ready_reason(status: &ApiTokenStatus) -> Option<&'static str> {
     let ready = status.conditions.iter().find(|c| c.type_ == READY)?;
     [
         reason::KEY_NOT_FOUND,
+        reason::KEY_REPLACED,
         reason::KEY_NOT_READY,
         reason::INVALID_SPEC,
         reason::SECRET_CONFLICT,
