@@ -178,7 +178,7 @@ impl Collector for ExpiryCollector {
         let gauge = ConstGauge::new(0.0f64);
         let mut family = encoder.encode_descriptor(
             "apikey_token_expiration_timestamp_seconds",
-            "When the current value of an ApiToken expires (Unix seconds); absent for values that never expire",
+            "When the current value of an ApiToken expires, or its last value expired (Unix seconds); absent for tokens that never expire, are disabled or blocked",
             None,
             gauge.metric_type(),
         )?;

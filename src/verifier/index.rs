@@ -228,12 +228,15 @@ impl Index {
         self.key_count
     }
 
-    /// `(namespace, name, expiresAt)` of every indexed token whose current
-    /// value expires, for the expiry gauge on /metrics.
+    /// `(namespace, name, expiresAt)` of every indexed token whose value
+    /// expires or has expired (`status.expiresAt` stays after the controller
+    /// removed an expired value), for the expiry gauge on /metrics: an expired
+    /// token keeps its series, in the past, until it is given a fresh value,
+    /// disabled or deleted.
     pub fn expirations(&self) -> Vec<(Arc<str>, String, Timestamp)> {
         self.tokens
             .values()
-            .filter(|entry| entry.current.is_some() && !entry.disabled)
+            .filter(|entry| !entry.disabled)
             .filter(|entry| entry.expires_at != NEVER)
             .filter_map(|entry| {
                 let expires_at = Timestamp::from_second(entry.expires_at).ok()?;

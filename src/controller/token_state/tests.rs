@@ -320,6 +320,11 @@ fn expiry_removes_the_value_and_reports_expired() {
     let d = decide(&tok, READY_KEY, &ours("v1"), t(NOW));
     assert_eq!(d.action, ValueAction::Remove);
     assert_eq!(d.status.hash, None);
+    assert_eq!(
+        d.status.expires_at,
+        Some(Time(t("2026-05-08T00:00:00Z"))),
+        "the expiry stays recorded (the expiry gauge and its alert read it)"
+    );
     assert_eq!(ready(&d.status), ("False", reason::EXPIRED));
     assert!(
         d.status

@@ -337,6 +337,46 @@ fn relist_drops_what_was_not_seen() {
     );
 }
 
+/// The expiry gauge's series: a token whose value expires, and one whose
+/// value expired and was removed (so the expired alert can fire); none for
+/// a token that never expires, is disabled, or has no value yet or any more
+/// for another reason (its status then records no expiry).
+#[test]
+fn expirations_include_expired_tokens() {
+    let v = value(ID);
+    let other = value("bcdefghijklmnopq");
+    let gone = value("cdefghijklmnopqr");
+    let mut valid = issued(&v);
+    valid["expiresAt"] = json!("2026-07-01T00:00:00Z");
+    let expired = json!({"tokenId": "bcdefghijklmnopq", "expiresAt": "2026-05-01T00:00:00Z"});
+    let mut disabled = issued(&gone);
+    disabled["tokenId"] = json!("cdefghijklmnopqr");
+    disabled["expiresAt"] = json!("2026-07-01T00:00:00Z");
+    let forever = json!({"tokenId": "defghijklmnopqrs", "hash": other.hash().as_str()});
+    let index = index_with(
+        &[
+            token_json("valid", false, valid),
+            token_json("expired", false, expired),
+            token_json("disabled", true, disabled),
+            token_json("forever", false, forever),
+        ],
+        &[ready_key()],
+    );
+    let mut series: Vec<(String, Timestamp)> = index
+        .expirations()
+        .into_iter()
+        .map(|(ns, name, at)| (format!("{ns}/{name}"), at))
+        .collect();
+    series.sort();
+    assert_eq!(
+        series,
+        [
+            ("ns/expired".to_owned(), t("2026-05-01T00:00:00Z")),
+            ("ns/valid".to_owned(), t("2026-07-01T00:00:00Z")),
+        ]
+    );
+}
+
 #[test]
 fn entry_is_compact() {
     // The benchmark's goal is 256 heap bytes per indexed token, including the
