@@ -50,6 +50,9 @@ struct TokenEntry {
     /// Unix seconds of the last minute of use known here: `status.lastUsedAt`
     /// from the watch, or a later minute `note_use` saw; `NOT_USED` when neither.
     last_used_at: AtomicI64,
+    /// [`uid_fingerprint`] of the ApiKey that controls the token (its
+    /// controller ownerReference), `NO_OWNER` without one.
+    owner_key: u32,
     disabled: bool,
 }
 
@@ -57,6 +60,19 @@ struct TokenEntry {
 const NEVER: i64 = i64::MAX;
 /// `TokenEntry::last_used_at` when `status.lastUsedAt` is absent.
 const NOT_USED: i64 = i64::MIN;
+/// `TokenEntry::owner_key` of a token no ApiKey controls (yet).
+const NO_OWNER: u32 = 0;
+
+/// A 32-bit fingerprint of an object's uid (FNV-1a), never `NO_OWNER`: four
+/// bytes per token tell a value issued under an earlier ApiKey of the same
+/// name from one of the current key (a false match is a 1 in 4 billion
+/// chance, and the controller removes such a value anyway).
+fn uid_fingerprint(uid: &str) -> u32 {
+    let hash = uid.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    hash.max(1)
+}
 
 /// A namespace and an ApiKey name.
 struct KeyName {
@@ -75,6 +91,8 @@ struct KeyEntry {
     principal: Option<Arc<str>>,
     owner_kind: OwnerKind,
     ready: bool,
+    /// [`uid_fingerprint`] of the key's uid.
+    uid: u32,
 }
 
 /// Who a verified token belongs to.
@@ -166,6 +184,11 @@ pub enum Reject {
     Disabled,
     #[error("the token's ApiKey is missing or not Ready")]
     KeyNotReady,
+    #[error(
+        "the value was issued under an earlier ApiKey of this name, since deleted; a fresh value \
+         is issued under the current key"
+    )]
+    KeyReplaced,
 }
 
 impl Reject {
@@ -178,17 +201,19 @@ impl Reject {
             Reject::Expired => "expired",
             Reject::Disabled => "disabled",
             Reject::KeyNotReady => "key_not_ready",
+            Reject::KeyReplaced => "key_replaced",
         }
     }
 
     /// Every label [`Reject::as_str`] can return.
-    pub const LABELS: [&'static str; 6] = [
+    pub const LABELS: [&'static str; 7] = [
         "malformed",
         "unknown",
         "mismatch",
         "expired",
         "disabled",
         "key_not_ready",
+        "key_replaced",
     ];
 }
 
@@ -295,6 +320,10 @@ impl Index {
             .filter(|key| key.ready)
             .ok_or(Reject::KeyNotReady)?;
         let principal = key.principal.as_ref().ok_or(Reject::KeyNotReady)?;
+        if entry.owner_key != NO_OWNER && entry.owner_key != key.uid {
+            // Issued for the earlier key's owner, who may not be this one's.
+            return Err(Reject::KeyReplaced);
+        }
         if now.as_second() >= entry.expires_at {
             return Err(Reject::Expired);
         }
@@ -394,6 +423,16 @@ impl Index {
             last_used_at: AtomicI64::new(
                 seconds(status.and_then(|s| s.last_used_at.as_ref())).unwrap_or(NOT_USED),
             ),
+            owner_key: token
+                .owner_references()
+                .iter()
+                .find(|r| {
+                    r.controller == Some(true)
+                        && r.kind == <ApiKey as kube::Resource>::kind(&())
+                        && r.api_version
+                            .starts_with(&*<ApiKey as kube::Resource>::group(&()))
+                })
+                .map_or(NO_OWNER, |r| uid_fingerprint(&r.uid)),
             disabled: token.spec.disabled,
         };
         if let Some(other) = self.tokens.get(&id)
@@ -437,6 +476,7 @@ impl Index {
                 .map(Arc::from),
             owner_kind: key.spec.owner.kind,
             ready,
+            uid: uid_fingerprint(key.uid().as_deref().unwrap_or_default()),
         };
         let keys = self.keys.entry(id.namespace.clone()).or_default();
         if keys.insert(id.name.clone(), entry).is_none() {

@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
 use super::*;
 use crate::token::{TokenKind, TokenValue, generate};
 
@@ -374,6 +376,37 @@ fn expirations_include_expired_tokens() {
             ("ns/expired".to_owned(), t("2026-05-01T00:00:00Z")),
             ("ns/valid".to_owned(), t("2026-07-01T00:00:00Z")),
         ]
+    );
+}
+
+/// A value issued while an earlier ApiKey of the same name controlled the
+/// token is rejected (until the controller replaces it): the key was deleted
+/// and created again, perhaps for another owner.
+#[test]
+fn a_value_issued_under_an_earlier_key_is_rejected() {
+    let v = value(ID);
+    let controlled_by = |uid: Option<&str>| {
+        let mut token = token_json("tok", false, issued(&v));
+        if let Some(uid) = uid {
+            token.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "apikeys.dev/v1alpha1".into(),
+                kind: "ApiKey".into(),
+                name: "key".into(),
+                uid: uid.into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]);
+        }
+        index_with(&[token], &[ready_key()]).verify(v.expose_secret(), t(NOW))
+    };
+    assert!(
+        controlled_by(Some("uid-key-key")).is_ok(),
+        "the current key"
+    );
+    assert!(controlled_by(None).is_ok(), "not adopted (yet)");
+    assert_eq!(
+        controlled_by(Some("uid-key-earlier")).map(|_| ()),
+        Err(Reject::KeyReplaced)
     );
 }
 
