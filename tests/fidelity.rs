@@ -1782,9 +1782,41 @@ async fn operator_status_apply_and_rotation_request_work_upstream() {
     .await
     .expect("rotate --wait sees the request recorded");
     let token = tokens.get("t1").await.expect("token");
-    let status = token.status.expect("status");
+    let status = token.status.clone().expect("status");
     assert!(status.pending.is_none(), "pending cleared by the apply");
     assert_eq!(status.hash.as_deref(), Some(hash.as_str()));
+
+    // The verifier's lastUsedAt write: applied for this token's uid, refused
+    // (422) for another's, as for a token deleted and created again.
+    let usage = |uid: &str| apikey_operator::verifier::last_used::Usage {
+        namespace: NS.into(),
+        name: "t1".into(),
+        uid: uid.to_owned(),
+        at: "2026-06-01T12:00:00Z".parse().expect("time"),
+    };
+    let params = PatchParams {
+        field_manager: Some(apikey_operator::verifier::last_used::FIELD_MANAGER.to_owned()),
+        ..Default::default()
+    };
+    let own = apikey_operator::verifier::last_used::usage_patch(&usage(
+        token.uid().as_deref().expect("uid"),
+    ));
+    let used = tokens
+        .patch_status("t1", &params, &Patch::<()>::Json(own))
+        .await
+        .expect("lastUsedAt for this token");
+    assert_eq!(
+        used.status.and_then(|s| s.last_used_at).map(|t| t.0),
+        Some("2026-06-01T12:00:00Z".parse().expect("time"))
+    );
+    let other = apikey_operator::verifier::last_used::usage_patch(&usage("another-uid"));
+    match tokens
+        .patch_status("t1", &params, &Patch::<()>::Json(other))
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 422, "{e:?}"),
+        other => panic!("a patch for another uid must be refused: {other:?}"),
+    }
 
     // A status time in the year 9999, or with text after it, which Go takes
     // and the Rust clients cannot decode, is refused upstream too

@@ -355,9 +355,6 @@ async fn usage_not_yet_reported_is_written_on_shutdown() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the uid in the verifier's merge patch of status is no precondition; the API \
-            server (emulator and kube-apiserver alike) keeps the stored uid for a status patch \
-            of a custom resource, so the re-created token gets the old token's lastUsedAt"]
 async fn a_token_created_again_under_the_same_name_is_not_written_with_the_old_use() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();

@@ -3,7 +3,7 @@
 //! ([`report_usage`]) patches the tokens used since its last round, about
 //! once a minute, so each token gets at most one write per minute.
 //!
-//! The patch is a JSON merge patch on the status subresource under the field
+//! The patch is a JSON patch on the status subresource (see [`usage_patch`]) under the field
 //! manager [`FIELD_MANAGER`]; the controller's server-side applies never
 //! include `lastUsedAt`, so they leave it alone.
 
@@ -101,13 +101,23 @@ pub fn truncate_to_minute(ts: Timestamp) -> Timestamp {
     Timestamp::from_second(seconds - seconds.rem_euclid(60)).unwrap_or(ts)
 }
 
-/// The merge patch for one usage. The uid makes the API server refuse the
-/// patch if the token was deleted and created again under the same name.
-pub fn usage_patch(usage: &Usage) -> serde_json::Value {
-    json!({
-        "metadata": { "uid": usage.uid },
-        "status": { "lastUsedAt": Time(usage.at) },
-    })
+/// The JSON patch (RFC 6902) for one usage. Its `test` of the uid makes the
+/// API server refuse it (422) if the token was deleted and created again
+/// under the same name: a uid in a merge patch of the status subresource is
+/// no precondition, as the server takes only the status from it.
+pub fn usage_patch(usage: &Usage) -> json_patch::Patch {
+    use json_patch::jsonptr::PointerBuf;
+    use json_patch::{AddOperation, PatchOperation, TestOperation};
+    json_patch::Patch(vec![
+        PatchOperation::Test(TestOperation {
+            path: PointerBuf::from_tokens(["metadata", "uid"]),
+            value: json!(usage.uid),
+        }),
+        PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(["status", "lastUsedAt"]),
+            value: json!(Time(usage.at)),
+        }),
+    ])
 }
 
 /// Reports recorded usage every `interval` until `shutdown`, then once more.
@@ -147,7 +157,7 @@ async fn write_usage(client: &Client, recorder: &UsageRecorder, metrics: &Metric
             async move {
                 let patch = usage_patch(&usage);
                 match api
-                    .patch_status(&usage.name, params, &Patch::Merge(&patch))
+                    .patch_status(&usage.name, params, &Patch::<()>::Json(patch))
                     .await
                 {
                     Ok(_) => "ok",
@@ -257,11 +267,11 @@ mod tests {
             at: t("2026-06-01T12:00:00Z"),
         };
         assert_eq!(
-            usage_patch(&usage),
-            json!({
-                "metadata": { "uid": "uid-a" },
-                "status": { "lastUsedAt": "2026-06-01T12:00:00Z" },
-            })
+            serde_json::to_value(usage_patch(&usage)).expect("JSON"),
+            json!([
+                { "op": "test", "path": "/metadata/uid", "value": "uid-a" },
+                { "op": "add", "path": "/status/lastUsedAt", "value": "2026-06-01T12:00:00Z" },
+            ])
         );
     }
 }
