@@ -278,9 +278,6 @@ async fn renaming_the_secret_issues_a_fresh_value_there_and_deletes_the_old_secr
 }
 
 #[tokio::test]
-#[ignore = "bug: renaming spec.secret.name to a Secret the token does not own deletes the old \
-            Secret although the new one never gets the value; status still records the value as \
-            current (the verifier accepts it) and names the deleted Secret"]
 async fn renaming_onto_a_foreign_secret_keeps_the_value_where_it_was() {
     let (cluster, _op) = start().await;
     let tokens = cluster.api::<ApiToken>(NS);

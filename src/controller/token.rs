@@ -155,7 +155,9 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
     let tokens_api: Api<ApiToken> = ctx.api(&ns);
     let current = token.status.clone().unwrap_or_default();
     let rv = token.resource_version();
-    let mut hash_now = current.hash.clone();
+    // The value and the Secret holding it, as recorded once this reconcile's writes are done.
+    let mut hash_now = decision.status.hash.clone();
+    let mut recorded_secret = decision.status.secret_name.clone();
     match &decision.action {
         ValueAction::Keep => {
             write_status_if_changed(
@@ -194,6 +196,7 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
             let status = token_state::promoted(&decision.status, &pending.hash, &token_id);
             write_status(ctx, &tokens_api, token, &status, rv.as_deref()).await?;
             hash_now = status.hash;
+            recorded_secret = status.secret_name;
         }
         ValueAction::Issue(issue) => {
             let status = issue_value(
@@ -209,14 +212,19 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
             )
             .await?;
             hash_now = status.hash;
+            recorded_secret = status.secret_name;
         }
     }
+    // spec.secret.name changed: the old Secret must not keep a value once the
+    // value lives in the new one, or once no value is recorded at all. While
+    // the new name is blocked (a Secret we do not own), the value stays where
+    // the status says it is.
+    let moved = hash_now.is_some() && recorded_secret.as_deref() == Some(secret_name.as_str());
     if let Some(old) = current
         .secret_name
         .as_deref()
-        .filter(|old| *old != secret_name && hash_now.is_some())
+        .filter(|old| *old != secret_name && (moved || hash_now.is_none()))
     {
-        // spec.secret.name changed: the old Secret must not keep a value.
         delete_secret(&secrets, old, &uid).await?;
     }
     if let Some(note) = &decision.note {
