@@ -215,6 +215,15 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
             recorded_secret = status.secret_name;
         }
     }
+    // A spec edit may have changed spec.secret's labels or annotations; a new
+    // value carries them anyway.
+    if decision.action == ValueAction::Keep
+        && hash_now.is_some()
+        && current.observed_generation != token.metadata.generation
+        && matches!(secret, SecretView::Ours { .. })
+    {
+        sync_secret_metadata(&secrets, token, &secret_name).await?;
+    }
     // spec.secret.name changed: the old Secret must not keep a value once the
     // value lives in the new one, or once no value is recorded at all. While
     // the new name is blocked (a Secret we do not own), the value stays where
@@ -326,14 +335,108 @@ async fn issue_value(
     Ok(status)
 }
 
-fn desired_secret(token: &ApiToken, name: &str, key: &str, value: &str) -> Result<Secret, Error> {
+/// Annotation on a token's Secret naming the label and annotation keys that
+/// came from `spec.secret`, so that a key later dropped from the spec can be
+/// removed without touching what others put on the Secret.
+pub const TEMPLATE_ANNOTATION: &str = "apikeys.dev/secret-template";
+
+/// The keys recorded in [`TEMPLATE_ANNOTATION`].
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct TemplateKeys {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    annotations: Vec<String>,
+}
+
+type Metadata = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+/// The labels and annotations a token's Secret carries: `spec.secret`'s, the
+/// operator's own over them, and the record of the spec's keys.
+fn desired_metadata(token: &ApiToken) -> Metadata {
     let template = token.spec.secret.clone().unwrap_or_default();
+    let keys = TemplateKeys {
+        labels: template.labels.keys().cloned().collect(),
+        annotations: template.annotations.keys().cloned().collect(),
+    };
     let mut labels: BTreeMap<String, String> = template.labels;
     labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
     labels.insert(TOKEN_LABEL.to_owned(), token_label_value(&token.name_any()));
     let mut annotations = template.annotations;
     // The label value is cut to 63 characters; the annotation names the token in full.
     annotations.insert(TOKEN_LABEL.to_owned(), token.name_any());
+    if keys != TemplateKeys::default() {
+        annotations.insert(TEMPLATE_ANNOTATION.to_owned(), json!(keys).to_string());
+    }
+    (labels, annotations)
+}
+
+/// After a spec edit, brings the Secret's labels and annotations in line
+/// with `spec.secret` without a new value: the spec's are set, those an
+/// earlier spec set and this one does not are removed, and anything else on
+/// the Secret is left alone. No write when they already match.
+async fn sync_secret_metadata(
+    api: &Api<HashedSecret>,
+    token: &ApiToken,
+    name: &str,
+) -> Result<(), Error> {
+    let Some(secret) = api
+        .get_opt(name)
+        .await
+        .map_err(kube_err("reading the token's Secret"))?
+    else {
+        return Ok(());
+    };
+    let (labels, annotations) = desired_metadata(token);
+    let recorded: TemplateKeys = secret
+        .annotations()
+        .get(TEMPLATE_ANNOTATION)
+        .and_then(|keys| serde_json::from_str(keys).ok())
+        .unwrap_or_default();
+    let mut dropped_annotations = recorded.annotations;
+    if !annotations.contains_key(TEMPLATE_ANNOTATION) {
+        dropped_annotations.push(TEMPLATE_ANNOTATION.to_owned());
+    }
+    let changes = |current: &BTreeMap<String, String>,
+                   desired: &BTreeMap<String, String>,
+                   dropped: &[String]| {
+        let mut changes = serde_json::Map::new();
+        for (key, value) in desired {
+            if current.get(key) != Some(value) {
+                changes.insert(key.clone(), json!(value));
+            }
+        }
+        for key in dropped {
+            if !desired.contains_key(key) && current.contains_key(key) {
+                changes.insert(key.clone(), serde_json::Value::Null);
+            }
+        }
+        changes
+    };
+    let labels = changes(secret.labels(), &labels, &recorded.labels);
+    let annotations = changes(secret.annotations(), &annotations, &dropped_annotations);
+    if labels.is_empty() && annotations.is_empty() {
+        return Ok(());
+    }
+    let patch = json!({"metadata": {
+        "resourceVersion": secret.resource_version(),
+        "labels": labels,
+        "annotations": annotations,
+    }});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..Default::default()
+    };
+    super::write_light(api, |r| r.patch(name, &params, &Patch::Merge(&patch)))
+        .await
+        .map_err(kube_err(
+            "updating the labels and annotations of the token's Secret",
+        ))?;
+    Ok(())
+}
+
+fn desired_secret(token: &ApiToken, name: &str, key: &str, value: &str) -> Result<Secret, Error> {
+    let (labels, annotations) = desired_metadata(token);
     let owner = token
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
