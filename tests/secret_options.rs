@@ -313,13 +313,19 @@ async fn renaming_the_secret_issues_a_fresh_value_there_and_deletes_the_old_secr
         "{:?}",
         status.conditions
     );
-    let events = events_for(&cluster.client, NS, "mover").await;
-    assert!(
-        events.iter().any(|(ty, reason, note)| ty == "Warning"
-            && reason == "Reissued"
-            && note.contains("mover-v2")),
-        "{events:?}"
-    );
+    eventually("a Normal Event saying the Secret moved", || async {
+        events_for(&cluster.client, NS, "mover")
+            .await
+            .iter()
+            .any(|(ty, reason, note)| {
+                ty == "Normal"
+                    && reason == "Reissued"
+                    && note.contains("spec.secret.name changed from \"mover\"")
+                    && note.contains("mover-v2")
+            })
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -586,7 +586,15 @@ fn issue_decision(
     Decision {
         action,
         status,
-        note: issue_note(kind, &secret_name, request),
+        note: issue_note(
+            kind,
+            &secret_name,
+            current
+                .secret_name
+                .as_deref()
+                .filter(|old| *old != secret_name),
+            request,
+        ),
         requeue: next_due.map_or(Requeue::OnChange, Requeue::At),
     }
 }
@@ -644,9 +652,25 @@ pub fn promoted(decided: &ApiTokenStatus, hash: &str, token_id: &str) -> ApiToke
 /// is what the user asked for, the Ready condition (reason `Issued`) and the
 /// `issued` metric record it, and an Event per token would add a fifth API
 /// write to every token created. Events are for what changes a value later.
-fn issue_note(kind: IssueKind, secret_name: &str, request: Option<&str>) -> Option<Note> {
+/// `moved_from`: the Secret the value was in, when `spec.secret.name` changed.
+fn issue_note(
+    kind: IssueKind,
+    secret_name: &str,
+    moved_from: Option<&str>,
+    request: Option<&str>,
+) -> Option<Note> {
     Some(match kind {
         IssueKind::Initial => return None,
+        IssueKind::Reissue { .. } if moved_from.is_some() => Note {
+            warning: false,
+            reason: "Reissued",
+            action: "Reissue",
+            message: format!(
+                "spec.secret.name changed from {:?}; issued a fresh value in Secret \
+                 {secret_name:?} and deleted the old Secret",
+                moved_from.unwrap_or_default()
+            ),
+        },
         IssueKind::Rotation(RotateReason::Scheduled) => Note {
             warning: false,
             reason: "Rotated",
@@ -684,7 +708,7 @@ fn issue_note(kind: IssueKind, secret_name: &str, request: Option<&str>) -> Opti
             action: "Reissue",
             message: format!(
                 "the value in Secret {secret_name:?} did not match the recorded hash (edited or \
-                 tampered); replaced it with a fresh value"
+                 tampered, or spec.secret.key changed); replaced it with a fresh value"
             ),
         },
     })
