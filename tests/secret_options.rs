@@ -249,6 +249,55 @@ async fn editing_spec_labels_updates_the_secret_without_a_new_value() {
     );
 }
 
+/// A label the API server would refuse blocks the spec (InvalidSpec) and
+/// is never sent: the Secret and its value stay, and no reconcile fails.
+#[tokio::test]
+async fn an_invalid_label_edit_is_reported_not_retried() {
+    let (cluster, op) = start().await;
+    let tokens = cluster.api::<ApiToken>(NS);
+    create_token(&cluster, "strict", "{apiKeyRef: {name: k}}").await;
+    let before = settled(&tokens, "strict").await;
+    merge(
+        &tokens,
+        "strict",
+        json!({"spec": {"secret": {"labels": {"not a key": "x"}}}}),
+        "an invalid label",
+    )
+    .await;
+    wait_for(
+        &tokens,
+        "strict",
+        "InvalidSpec",
+        token_reason("InvalidSpec"),
+    )
+    .await;
+    merge(
+        &tokens,
+        "strict",
+        json!({"spec": {"description": "later"}}),
+        "another edit",
+    )
+    .await;
+    let after = wait_for(
+        &tokens,
+        "strict",
+        "generation 3 observed",
+        |t: Option<&ApiToken>| {
+            t.and_then(|t| t.status.as_ref())
+                .is_some_and(|s| s.observed_generation == Some(3))
+        },
+    )
+    .await;
+    assert_eq!(status_hash(&after), status_hash(&before), "the value stays");
+    let secret = cluster
+        .api::<Secret>(NS)
+        .get("strict")
+        .await
+        .expect("Secret");
+    assert!(!secret.labels().contains_key("not a key"));
+    assert_eq!(op.handles.stats.errors(), 0, "no reconcile failed");
+}
+
 #[tokio::test]
 async fn renaming_the_secret_issues_a_fresh_value_there_and_deletes_the_old_secret() {
     let (cluster, _op) = start().await;

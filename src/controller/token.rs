@@ -160,6 +160,16 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
     let mut recorded_secret = decision.status.secret_name.clone();
     match &decision.action {
         ValueAction::Keep => {
+            // A spec edit may have changed spec.secret's labels or
+            // annotations (a new value carries them anyway). Before the
+            // status records the new generation: a failed sync is retried.
+            if hash_now.is_some()
+                && current.observed_generation != token.metadata.generation
+                && matches!(secret, SecretView::Ours { .. })
+                && token_state::secret_template_error(token).is_none()
+            {
+                sync_secret_metadata(&secrets, token, &secret_name).await?;
+            }
             write_status_if_changed(
                 ctx,
                 &tokens_api,
@@ -214,15 +224,6 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
             hash_now = status.hash;
             recorded_secret = status.secret_name;
         }
-    }
-    // A spec edit may have changed spec.secret's labels or annotations; a new
-    // value carries them anyway.
-    if decision.action == ValueAction::Keep
-        && hash_now.is_some()
-        && current.observed_generation != token.metadata.generation
-        && matches!(secret, SecretView::Ours { .. })
-    {
-        sync_secret_metadata(&secrets, token, &secret_name).await?;
     }
     // spec.secret.name changed: the old Secret must not keep a value once the
     // value lives in the new one, or once no value is recorded at all. While
