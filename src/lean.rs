@@ -86,6 +86,14 @@ struct Seen<K: Resource<DynamicType = ()>> {
     relisted: Option<HashSet<ObjectRef<K>>>,
 }
 
+/// Its objects are no longer watched: the gauge must not keep counting them
+/// (a replica that lost the lease would alert on the leader's behalf).
+impl<K: Resource<DynamicType = ()>> Drop for Undecodables<K> {
+    fn drop(&mut self) {
+        self.count.set(0);
+    }
+}
+
 impl<K: Resource<DynamicType = ()>> Undecodables<K> {
     pub fn new(report: impl Fn(&K, &str) + Send + Sync + 'static, count: Gauge) -> Self {
         Undecodables {

@@ -106,6 +106,10 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
             // the earlier key's owner and must not pass to the new one's.
             // Removed first; adopted and issued afresh after.
             key_state = KeyState::Replaced;
+        } else if key.metadata.deletion_timestamp.is_some() {
+            // Being deleted (perhaps orphaning its tokens): adopting now would
+            // hand the token to the garbage collector after all. Blocked as a
+            // key that is not Ready (see `key_state`).
         } else {
             // The key becomes the token's controller owner before any value
             // exists (whether or not the key is Ready), so deleting the key
@@ -155,6 +159,13 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
     let tokens_api: Api<ApiToken> = ctx.api(&ns);
     let current = token.status.clone().unwrap_or_default();
     let rv = token.resource_version();
+    // spec.secret.name changed: the Secret the status names until a value is
+    // promoted into the new one, deleted just before that (a failed delete is
+    // retried: the status still names it).
+    let moved_from = current
+        .secret_name
+        .as_deref()
+        .filter(|old| *old != secret_name);
     // The value and the Secret holding it, as recorded once this reconcile's writes are done.
     let mut hash_now = decision.status.hash.clone();
     let mut recorded_secret = decision.status.secret_name.clone();
@@ -204,6 +215,16 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
                 .clone()
                 .ok_or(Error::MissingField("status.tokenId"))?;
             let status = token_state::promoted(&decision.status, &pending.hash, &token_id);
+            // The pending value's Secret was written before a spec edit
+            // perhaps: its labels and annotations follow the spec.
+            if current.observed_generation != token.metadata.generation
+                && token_state::secret_template_error(token).is_none()
+            {
+                sync_secret_metadata(&secrets, token, &secret_name).await?;
+            }
+            if let Some(old) = moved_from {
+                delete_secret(&secrets, old, &uid).await?;
+            }
             write_status(ctx, &tokens_api, token, &status, rv.as_deref()).await?;
             hash_now = status.hash;
             recorded_secret = status.secret_name;
@@ -219,6 +240,7 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
                 &secret_name,
                 &secret_key,
                 secret_rv.as_deref(),
+                moved_from,
             )
             .await?;
             hash_now = status.hash;
@@ -264,6 +286,7 @@ async fn issue_value(
     secret_name: &str,
     secret_key: &str,
     secret_rv: Option<&str>,
+    moved_from: Option<&str>,
 ) -> Result<ApiTokenStatus, Error> {
     let ns = token
         .namespace()
@@ -328,6 +351,10 @@ async fn issue_value(
     }
     drop(secret);
     ctx.handles.faults.fire(FaultPoint::AfterSecret)?;
+    if let Some(old) = moved_from {
+        let uid = token.uid().ok_or(Error::MissingField("metadata.uid"))?;
+        delete_secret(&ctx.api(&ns), old, &uid).await?;
+    }
 
     let status = token_state::promoted(&decision.status, hash.as_str(), token_id.as_str());
     write_status(ctx, &tokens_api, token, &status, written.as_deref()).await?;
@@ -520,12 +547,16 @@ pub(crate) fn key_fingerprint(key: &ApiKey) -> u64 {
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
     ready.map(|c| (&c.status, &c.message)).hash(&mut h);
+    key.metadata.deletion_timestamp.is_some().hash(&mut h);
     h.finish()
 }
 
-fn key_state(key: Option<&ApiKey>) -> KeyState<'_> {
+pub(super) fn key_state(key: Option<&ApiKey>) -> KeyState<'_> {
     match key {
         None => KeyState::Missing,
+        Some(key) if key.metadata.deletion_timestamp.is_some() => KeyState::NotReady {
+            message: "it is being deleted",
+        },
         Some(key) => {
             let status = key.status.as_ref();
             let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();

@@ -166,7 +166,16 @@ pub fn secret_template_error(token: &ApiToken) -> Option<String> {
             ));
         }
     }
-    let mut total = 0;
+    // The operator records the template's keys in one more annotation (a
+    // JSON object of two lists of quoted keys).
+    let record = 32
+        + template
+            .labels
+            .keys()
+            .chain(template.annotations.keys())
+            .map(|k| k.len() + 3)
+            .sum::<usize>();
+    let mut total = record;
     for (key, value) in &template.annotations {
         total += key.len() + value.len();
         if let Some(why) = qualified_name_error(&key.to_lowercase()) {
@@ -179,7 +188,8 @@ pub fn secret_template_error(token: &ApiToken) -> Option<String> {
     const ANNOTATIONS_MAX: usize = 256 * 1024 - 512;
     if total > ANNOTATIONS_MAX {
         return Some(format!(
-            "spec.secret.annotations are {total} bytes, at most {ANNOTATIONS_MAX} are allowed"
+            "spec.secret.annotations are {total} bytes with the record of the labels' and \
+             annotations' keys the operator adds, at most {ANNOTATIONS_MAX} are allowed"
         ));
     }
     None
@@ -297,6 +307,16 @@ pub fn decide(
     // The current value (if any) stays: fixing the spec must not cost a
     // rotation. Its recorded expiry still holds (rule 5): it is removed then.
     let invalid_spec = |err: &dyn std::fmt::Display| {
+        if token.spec.disabled {
+            return disabled_under_invalid_spec(
+                &current,
+                generation,
+                secret,
+                &secret_name,
+                err,
+                now,
+            );
+        }
         let expires_at = current.expires_at.as_ref().map(|t| t.0);
         match expires_at.filter(|_| current.hash.is_some()) {
             Some(at) if at <= now => expired_under_invalid_spec(
@@ -308,14 +328,23 @@ pub fn decide(
                 at,
                 now,
             ),
-            until => keep_with_ready(
-                &current,
-                generation,
-                reason::INVALID_SPEC,
-                format!("{err}; the current value, if any, stays in place until the spec is fixed"),
-                until.map_or(Requeue::OnChange, Requeue::At),
-                now,
-            ),
+            until => {
+                let mut decision = keep_with_ready(
+                    &current,
+                    generation,
+                    reason::INVALID_SPEC,
+                    format!(
+                        "{err}; the current value, if any, stays in place until the spec is fixed"
+                    ),
+                    until.map_or(Requeue::OnChange, Requeue::At),
+                    now,
+                );
+                // A Secret of ours with no recorded value holds something nobody may use.
+                if current.hash.is_none() && matches!(secret, SecretView::Ours { .. }) {
+                    decision.action = ValueAction::Remove;
+                }
+                decision
+            }
         }
     };
     let policy = match Policy::resolve(&token.spec, defaults) {
@@ -939,6 +968,47 @@ fn expired_under_invalid_spec(
         }),
         requeue: Requeue::OnChange,
     }
+}
+
+/// `spec.disabled` with a spec that is otherwise invalid: disabling needs no
+/// policy, and the value goes as it would with a valid spec.
+fn disabled_under_invalid_spec(
+    current: &ApiTokenStatus,
+    generation: Option<i64>,
+    secret: &SecretView,
+    secret_name: &str,
+    err: &dyn std::fmt::Display,
+    now: Timestamp,
+) -> Decision {
+    let mut decision = keep_with_ready(
+        current,
+        generation,
+        reason::INVALID_SPEC,
+        format!("{err}; spec.disabled is true, so no value is kept"),
+        Requeue::OnChange,
+        now,
+    );
+    let had_value =
+        current.hash.is_some() || current.pending.is_some() || !current.previous.is_empty();
+    let status = &mut decision.status;
+    status.hash = None;
+    status.pending = None;
+    status.previous.clear();
+    status.issued_at = None;
+    status.next_rotation_at = None;
+    status.secret_name = None;
+    if had_value {
+        decision.note = Some(Note {
+            warning: false,
+            reason: "Disabled",
+            action: "Disable",
+            message: format!("spec.disabled is true; Secret {secret_name:?} was deleted"),
+        });
+    }
+    if matches!(secret, SecretView::Ours { .. }) {
+        decision.action = ValueAction::Remove;
+    }
+    decision
 }
 
 /// Keep the value as it is and only report why nothing else happens.

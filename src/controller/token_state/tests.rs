@@ -428,11 +428,11 @@ fn foreign_secret_is_never_touched() {
     assert_eq!(cleared.status.pending, None);
 }
 
-#[test]
-fn invalid_spec_keeps_the_current_value() {
-    let status = issued_status("v1", "2026-06-01T00:00:00Z");
-    let tok = token(
+/// A token whose policy cannot be resolved (renewBefore longer than its lifetime).
+fn invalid_policy(disabled: bool, status: ApiTokenStatus) -> ApiToken {
+    token(
         |s| {
+            s.disabled = disabled;
             s.expiration = Some(Expiration {
                 expires_at: None,
                 lifetime: Some("1h".into()),
@@ -446,8 +446,14 @@ fn invalid_spec_keeps_the_current_value() {
                 restart_targets: vec![],
             });
         },
-        Some(status.clone()),
-    );
+        Some(status),
+    )
+}
+
+#[test]
+fn invalid_spec_keeps_the_current_value() {
+    let status = issued_status("v1", "2026-06-01T00:00:00Z");
+    let tok = invalid_policy(false, status.clone());
     let d = decide(&tok, READY_KEY, &ours("v1"), t(NOW));
     assert_eq!(d.action, ValueAction::Keep);
     assert_eq!(d.status.hash, status.hash);
@@ -464,25 +470,7 @@ fn invalid_spec_keeps_the_current_value() {
 /// (rule 5): the reconcile comes back at that instant and removes it then.
 #[test]
 fn invalid_spec_still_lets_the_current_value_expire() {
-    let invalid = |status: ApiTokenStatus| {
-        token(
-            |s| {
-                s.expiration = Some(Expiration {
-                    expires_at: None,
-                    lifetime: Some("1h".into()),
-                });
-                s.rotation = Some(TokenRotation {
-                    schedule: Rotation {
-                        every: None,
-                        renew_before: Some("2h".into()),
-                        grace_period: None,
-                    },
-                    restart_targets: vec![],
-                });
-            },
-            Some(status),
-        )
-    };
+    let invalid = |status: ApiTokenStatus| invalid_policy(false, status);
     let expires = t("2026-06-01T18:00:00Z");
     let status = ApiTokenStatus {
         expires_at: Some(Time(expires)),
@@ -514,6 +502,64 @@ fn invalid_spec_still_lets_the_current_value_expire() {
     assert_eq!(again.action, ValueAction::Keep);
     assert_eq!(again.note, None);
     assert_eq!(again.status.hash, None);
+}
+
+/// Disabling needs no valid policy: with an invalid spec the value still
+/// goes; and a Secret of ours holding a value the status does not record is
+/// removed whatever the spec.
+#[test]
+fn an_invalid_spec_still_disables_and_clears_stray_values() {
+    let invalid = invalid_policy;
+    let issued = issued_status("v1", "2026-06-01T00:00:00Z");
+    let d = decide(
+        &invalid(true, issued.clone()),
+        READY_KEY,
+        &ours("v1"),
+        t(NOW),
+    );
+    assert_eq!(d.action, ValueAction::Remove);
+    assert_eq!(d.status.hash, None);
+    assert_eq!(d.status.secret_name, None);
+    assert_eq!(ready(&d.status), ("False", reason::INVALID_SPEC));
+    assert!(d.status.conditions[0].message.contains("spec.disabled"));
+    assert_eq!(d.note.as_ref().map(|n| n.reason), Some("Disabled"));
+
+    let cleared = ApiTokenStatus {
+        hash: None,
+        ..issued
+    };
+    let d = decide(&invalid(false, cleared), READY_KEY, &ours("v1"), t(NOW));
+    assert_eq!(d.action, ValueAction::Remove, "a stray value goes");
+    let d = decide(
+        &invalid(false, d.status.clone()),
+        READY_KEY,
+        &SecretView::Missing,
+        t(NOW),
+    );
+    assert_eq!(d.action, ValueAction::Keep);
+}
+
+/// A key being deleted blocks its tokens like a key that is not Ready.
+#[test]
+fn a_key_being_deleted_is_not_ready() {
+    let mut key: crate::api::ApiKey = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey",
+        "metadata": {"name": "key", "namespace": "ns", "uid": "k-1",
+                     "deletionTimestamp": "2026-06-01T00:00:00Z"},
+        "spec": {"owner": {"kind": "User", "name": "alice"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "OwnerResolved",
+                   "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+    }))
+    .expect("ApiKey");
+    assert!(matches!(
+        super::super::token::key_state(Some(&key)),
+        KeyState::NotReady { message } if message.contains("being deleted")
+    ));
+    key.metadata.deletion_timestamp = None;
+    assert!(matches!(
+        super::super::token::key_state(Some(&key)),
+        KeyState::Ready { .. }
+    ));
 }
 
 #[test]
