@@ -188,6 +188,14 @@ pub struct ApiTokenStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
 
+    /// `metadata.uid` of the ApiKey the values were issued under: they pass
+    /// to no other key of the same name (one deleted and created again).
+    // Boxed: a cached token must fit the 1 KiB allocation class (see
+    // `a_cached_token_fits_the_1_kib_allocation_class`).
+    #[serde(default, rename = "apiKeyUID", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub api_key_uid: Option<Box<String>>,
+
     /// The Secret holding the current value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,

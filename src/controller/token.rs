@@ -519,7 +519,7 @@ fn holds_a_value(token: &ApiToken) -> bool {
     token
         .status
         .as_ref()
-        .is_some_and(|s| s.hash.is_some() || s.pending.is_some() || !s.previous.is_empty())
+        .is_some_and(token_state::holds_a_value)
 }
 
 fn adopted_by(token: &ApiToken, key: Option<&ApiKey>) -> bool {
@@ -568,6 +568,7 @@ pub(super) fn key_state(key: Option<&ApiKey>) -> KeyState<'_> {
                 KeyState::Ready {
                     kind,
                     defaults: key.spec.token_defaults.as_ref(),
+                    uid: key.metadata.uid.as_deref().unwrap_or_default(),
                 }
             } else {
                 let message = conditions

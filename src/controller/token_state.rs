@@ -32,6 +32,8 @@ pub enum KeyState<'a> {
     Ready {
         kind: TokenKind,
         defaults: Option<&'a TokenDefaults>,
+        /// The key's `metadata.uid`.
+        uid: &'a str,
     },
 }
 
@@ -262,7 +264,7 @@ pub fn decide(
     let (secret_name, _) = secret_target(token);
     let key_name = &token.spec.api_key_ref.name;
 
-    let defaults = match key {
+    let (defaults, key_uid) = match key {
         KeyState::Missing => {
             let message = format!(
                 "ApiKey {key_name:?} does not exist in this namespace; create it or fix spec.apiKeyRef.name"
@@ -276,20 +278,7 @@ pub fn decide(
                 now,
             );
         }
-        KeyState::Replaced => {
-            let message = format!(
-                "ApiKey {key_name:?} was deleted and created again; the value issued under the \
-                 earlier key was removed, and a fresh one is issued under the new key"
-            );
-            return blocked(
-                &current,
-                generation,
-                secret,
-                reason::KEY_REPLACED,
-                message,
-                now,
-            );
-        }
+        KeyState::Replaced => return replaced(&current, generation, secret, key_name, now),
         KeyState::NotReady { message } => {
             let message = format!("ApiKey {key_name:?} is not Ready: {message}");
             return blocked(
@@ -301,7 +290,16 @@ pub fn decide(
                 now,
             );
         }
-        KeyState::Ready { defaults, .. } => defaults,
+        KeyState::Ready { uid, .. }
+            if holds_a_value(&current)
+                && current
+                    .api_key_uid
+                    .as_deref()
+                    .is_some_and(|issued| issued != uid) =>
+        {
+            return replaced(&current, generation, secret, key_name, now);
+        }
+        KeyState::Ready { defaults, uid, .. } => (defaults, uid),
     };
 
     // The current value (if any) stays: fixing the spec must not cost a
@@ -389,7 +387,9 @@ pub fn decide(
         } else {
             ValueAction::Issue(kind)
         };
-        return issue_decision(token, &current, &policy, action, kind, request, now);
+        return issue_decision(
+            token, &current, &policy, key_uid, action, kind, request, now,
+        );
     }
 
     let observed = Observed {
@@ -427,6 +427,7 @@ pub fn decide(
             token,
             &current,
             &policy,
+            key_uid,
             ValueAction::Issue(kind),
             kind,
             request,
@@ -527,10 +528,12 @@ pub fn decide(
 
 /// The decision to write a value (or promote the pending one): the status to
 /// write once the new value is in the Secret.
+#[allow(clippy::too_many_arguments)]
 fn issue_decision(
     token: &ApiToken,
     current: &ApiTokenStatus,
     policy: &Policy,
+    key_uid: &str,
     action: ValueAction,
     kind: IssueKind,
     request: Option<&str>,
@@ -542,6 +545,7 @@ fn issue_decision(
     status.observed_generation = generation;
     status.pending = None;
     status.secret_name = Some(secret_name.clone());
+    status.api_key_uid = Some(Box::new(key_uid.to_owned()));
     status.previous.retain(|p| p.valid_until.0 > now);
 
     match kind {
@@ -878,6 +882,7 @@ fn blocked(
     status.expires_at = None;
     status.next_rotation_at = None;
     status.secret_name = None;
+    status.api_key_uid = None;
     let was = ready_reason(current);
     status.conditions = conditions::merge(
         &current.conditions,
@@ -1009,6 +1014,34 @@ fn disabled_under_invalid_spec(
         decision.action = ValueAction::Remove;
     }
     decision
+}
+
+/// Whether the status records a value (current, pending or in grace).
+pub fn holds_a_value(status: &ApiTokenStatus) -> bool {
+    status.hash.is_some() || status.pending.is_some() || !status.previous.is_empty()
+}
+
+/// The values were issued under an earlier key of this name: removed, so
+/// that a fresh one is issued under the current key.
+fn replaced(
+    current: &ApiTokenStatus,
+    generation: Option<i64>,
+    secret: &SecretView,
+    key_name: &str,
+    now: Timestamp,
+) -> Decision {
+    let message = format!(
+        "ApiKey {key_name:?} was deleted and created again; the value issued under the earlier \
+         key was removed, and a fresh one is issued under the new key"
+    );
+    blocked(
+        current,
+        generation,
+        secret,
+        reason::KEY_REPLACED,
+        message,
+        now,
+    )
 }
 
 /// Keep the value as it is and only report why nothing else happens.

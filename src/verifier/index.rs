@@ -50,8 +50,9 @@ struct TokenEntry {
     /// Unix seconds of the last minute of use known here: `status.lastUsedAt`
     /// from the watch, or a later minute `note_use` saw; `NOT_USED` when neither.
     last_used_at: AtomicI64,
-    /// [`uid_fingerprint`] of the ApiKey that controls the token (its
-    /// controller ownerReference), `NO_OWNER` without one.
+    /// [`uid_fingerprint`] of the ApiKey the values were issued under
+    /// (`status.apiKeyUID`, else the token's controller ownerReference),
+    /// `NO_OWNER` without either.
     owner_key: u32,
     disabled: bool,
 }
@@ -423,16 +424,22 @@ impl Index {
             last_used_at: AtomicI64::new(
                 seconds(status.and_then(|s| s.last_used_at.as_ref())).unwrap_or(NOT_USED),
             ),
-            owner_key: token
-                .owner_references()
-                .iter()
-                .find(|r| {
-                    r.controller == Some(true)
-                        && r.kind == <ApiKey as kube::Resource>::kind(&())
-                        && r.api_version
-                            .starts_with(&*<ApiKey as kube::Resource>::group(&()))
-                })
-                .map_or(NO_OWNER, |r| uid_fingerprint(&r.uid)),
+            // The key the values were issued under, as the status records it
+            // (else, for a status from before that record, the key that controls
+            // the token).
+            owner_key: match status.and_then(|s| s.api_key_uid.as_deref()) {
+                Some(uid) => uid_fingerprint(uid),
+                None => token
+                    .owner_references()
+                    .iter()
+                    .find(|r| {
+                        r.controller == Some(true)
+                            && r.kind == <ApiKey as kube::Resource>::kind(&())
+                            && r.api_version
+                                .starts_with(&*<ApiKey as kube::Resource>::group(&()))
+                    })
+                    .map_or(NO_OWNER, |r| uid_fingerprint(&r.uid)),
+            },
             disabled: token.spec.disabled,
         };
         if let Some(other) = self.tokens.get(&id)

@@ -46,6 +46,7 @@ fn token(spec_edit: impl FnOnce(&mut ApiTokenSpec), status: Option<ApiTokenStatu
 const READY_KEY: KeyState<'static> = KeyState::Ready {
     kind: TokenKind::Personal,
     defaults: None,
+    uid: "key-uid",
 };
 
 fn h(value: &str) -> TokenHash {
@@ -560,6 +561,61 @@ fn a_key_being_deleted_is_not_ready() {
         super::super::token::key_state(Some(&key)),
         KeyState::Ready { .. }
     ));
+}
+
+/// A value records the uid of the key it was issued under; under a key of
+/// the same name and another uid it is removed, then issued afresh.
+#[test]
+fn a_value_issued_under_another_key_uid_is_removed() {
+    let fresh = decide(
+        &token(|_| {}, None),
+        READY_KEY,
+        &SecretView::Missing,
+        t(NOW),
+    );
+    assert_eq!(
+        fresh.status.api_key_uid.as_deref().map(String::as_str),
+        Some("key-uid")
+    );
+
+    let earlier = ApiTokenStatus {
+        api_key_uid: Some(Box::new("earlier-uid".into())),
+        ..issued_status("v1", "2026-06-01T00:00:00Z")
+    };
+    let d = decide(
+        &token(|_| {}, Some(earlier)),
+        READY_KEY,
+        &ours("v1"),
+        t(NOW),
+    );
+    assert_eq!(d.action, ValueAction::Remove);
+    assert_eq!(d.status.hash, None);
+    assert_eq!(d.status.api_key_uid, None);
+    assert_eq!(ready(&d.status), ("False", reason::KEY_REPLACED));
+    let again = decide(
+        &token(|_| {}, Some(d.status)),
+        READY_KEY,
+        &SecretView::Missing,
+        t(NOW),
+    );
+    assert!(matches!(
+        again.action,
+        ValueAction::Issue(IssueKind::Initial)
+    ));
+    assert_eq!(
+        again.status.api_key_uid.as_deref().map(String::as_str),
+        Some("key-uid")
+    );
+
+    // A value from before the uid was recorded is judged by the owner reference.
+    let unrecorded = issued_status("v1", "2026-06-01T00:00:00Z");
+    let d = decide(
+        &token(|_| {}, Some(unrecorded)),
+        READY_KEY,
+        &ours("v1"),
+        t(NOW),
+    );
+    assert_eq!(d.action, ValueAction::Keep);
 }
 
 #[test]

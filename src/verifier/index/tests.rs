@@ -408,6 +408,18 @@ fn a_value_issued_under_an_earlier_key_is_rejected() {
         controlled_by(Some("uid-key-earlier")).map(|_| ()),
         Err(Reject::KeyReplaced)
     );
+
+    // The uid the status records wins over the owner reference (which an
+    // orphaning delete removes).
+    let recorded = |uid: &str| {
+        let mut status = issued(&v);
+        status["apiKeyUID"] = json!(uid);
+        index_with(&[token_json("tok", false, status)], &[ready_key()])
+            .verify(v.expose_secret(), t(NOW))
+            .map(|_| ())
+    };
+    assert_eq!(recorded("uid-key-key"), Ok(()));
+    assert_eq!(recorded("uid-key-earlier"), Err(Reject::KeyReplaced));
 }
 
 #[test]
