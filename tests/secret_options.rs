@@ -377,6 +377,29 @@ async fn renaming_the_secret_issues_a_fresh_value_there_and_deletes_the_old_secr
     .await;
 }
 
+/// Renamed and disabled in one edit: neither Secret keeps the value.
+#[tokio::test]
+async fn renaming_and_disabling_at_once_leaves_no_value() {
+    let (cluster, _op) = start().await;
+    let tokens = cluster.api::<ApiToken>(NS);
+    let secrets = cluster.api::<Secret>(NS);
+    create_token(&cluster, "gone", "{apiKeyRef: {name: k}}").await;
+    settled(&tokens, "gone").await;
+    merge(
+        &tokens,
+        "gone",
+        json!({"spec": {"disabled": true, "secret": {"name": "gone-v2"}}}),
+        "rename and disable",
+    )
+    .await;
+    wait_for(&tokens, "gone", "Disabled", token_reason("Disabled")).await;
+    wait_gone(&secrets, "gone").await;
+    assert!(
+        secrets.get_opt("gone-v2").await.expect("get").is_none(),
+        "no Secret under the new name either"
+    );
+}
+
 #[tokio::test]
 async fn renaming_onto_a_foreign_secret_keeps_the_value_where_it_was() {
     let (cluster, _op) = start().await;

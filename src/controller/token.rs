@@ -192,6 +192,11 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
             .await?;
         }
         ValueAction::Remove => {
+            // A Secret the status names and the spec no longer does goes
+            // while the status still names it (a failed delete is retried).
+            if let Some(old) = moved_from {
+                delete_secret(&secrets, old, &uid).await?;
+            }
             // Status first: once it records no value, the verifier rejects every old one.
             write_status_if_changed(
                 ctx,
