@@ -16,7 +16,6 @@ use harness::process::operator_binary;
 use harness::temp_dir::{TempDir, temp_dir};
 use harness::*;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::PostParams;
 
 const NS: &str = "cli";
 
@@ -65,13 +64,12 @@ struct Setup {
 async fn setup() -> Setup {
     let cluster = Cluster::start(NS).await;
     let op = cluster.controller();
-    let key: ApiKey =
-        apply_yaml("metadata: {name: ci-bot}\nspec: {owner: {kind: User, name: ci@example.com}}");
-    cluster
-        .api::<ApiKey>(NS)
-        .create(&PostParams::default(), &key)
-        .await
-        .expect("key");
+    let keys = cluster.api::<ApiKey>(NS);
+    create(
+        &keys,
+        "metadata: {name: ci-bot}\nspec: {owner: {kind: User, name: ci@example.com}}",
+    )
+    .await;
     let dir = temp_dir("cli");
     let kubeconfig = dir.join("kubeconfig");
     cluster
@@ -96,12 +94,11 @@ async fn setup() -> Setup {
 }
 
 async fn create_token(cluster: &Cluster, name: &str, spec: &str) -> ApiToken {
-    let token: ApiToken = apply_yaml(&format!("metadata: {{name: {name}}}\nspec: {spec}"));
-    cluster
-        .api::<ApiToken>(NS)
-        .create(&PostParams::default(), &token)
-        .await
-        .expect("token");
+    create(
+        &cluster.api::<ApiToken>(NS),
+        &format!("metadata: {{name: {name}}}\nspec: {spec}"),
+    )
+    .await;
     wait_for(
         &cluster.api::<ApiToken>(NS),
         name,
@@ -244,13 +241,12 @@ async fn rotate_list_and_status_show_what_the_status_says() {
         "{apiKeyRef: {name: ci-bot}, expiration: {lifetime: 90d}}",
     )
     .await;
-    let orphan: ApiToken =
-        apply_yaml("metadata: {name: orphan}\nspec: {apiKeyRef: {name: nobody}}");
-    s.cluster
-        .api::<ApiToken>(NS)
-        .create(&PostParams::default(), &orphan)
-        .await
-        .expect("orphan");
+    let tokens = s.cluster.api::<ApiToken>(NS);
+    create(
+        &tokens,
+        "metadata: {name: orphan}\nspec: {apiKeyRef: {name: nobody}}",
+    )
+    .await;
     wait_for(
         &s.cluster.api::<ApiToken>(NS),
         "orphan",

@@ -8,72 +8,17 @@
 
 mod harness;
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use apikey_operator::api::conditions::{EXPIRED, EXPIRING_SOON, READY, reason};
 use apikey_operator::api::{ApiKey, ApiToken};
-use apikey_operator::clock::Clock;
-use apikey_operator::controller::{self, Handles};
 use apikey_operator::token;
 use harness::*;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::json;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const NS: &str = "soon";
-
-/// A clock that stands still until the test moves it.
-#[derive(Debug)]
-struct ManualClock(Mutex<Timestamp>);
-
-impl ManualClock {
-    fn set(&self, at: Timestamp) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The controller on `clock`, until dropped.
-struct ClockedController {
-    _stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl ClockedController {
-    fn start(client: kube::Client, clock: Arc<ManualClock>) -> ClockedController {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let config = controller::Config {
-            resync: Duration::from_secs(600),
-            ..Default::default()
-        };
-        let task = tokio::spawn(controller::run_with(
-            client,
-            config,
-            clock,
-            Arc::new(Handles::default()),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        ClockedController { _stop: stop, task }
-    }
-}
-
-impl Drop for ClockedController {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 fn at(t: Timestamp, d: SignedDuration) -> Timestamp {
     t.checked_add(d).expect("time in range")
@@ -88,63 +33,44 @@ fn whole_second_now() -> Timestamp {
     Timestamp::from_second(Timestamp::now().as_second()).expect("now")
 }
 
-async fn setup(cluster: &Cluster, tokens: &[(&str, &str)]) {
-    let key: ApiKey = apply_yaml("metadata: {name: k}\nspec: {owner: {kind: User, name: u}}");
-    cluster
-        .api::<ApiKey>(NS)
-        .create(&PostParams::default(), &key)
-        .await
-        .expect("key");
-    for (name, spec) in tokens {
-        let token: ApiToken = apply_yaml(&format!("metadata: {{name: {name}}}\nspec: {spec}"));
-        cluster
-            .api::<ApiToken>(NS)
-            .create(&PostParams::default(), &token)
-            .await
-            .expect("token");
+/// A cluster whose controller reads a clock that stands at `t0` (now, in whole
+/// seconds) until the test moves it, with the key `k` and `tokens` created.
+struct Clocked {
+    cluster: Cluster,
+    clock: Arc<ManualClock>,
+    t0: Timestamp,
+    api: kube::Api<ApiToken>,
+    _controller: Operator,
+}
+
+impl Clocked {
+    async fn start(tokens: &[(&str, &str)]) -> Clocked {
+        let cluster = Cluster::start(NS).await;
+        let t0 = whole_second_now();
+        let clock = ManualClock::new(t0);
+        let controller = cluster.controller_on(clock.clone());
+        setup(&cluster, tokens).await;
+        Clocked {
+            api: cluster.api::<ApiToken>(NS),
+            cluster,
+            clock,
+            t0,
+            _controller: controller,
+        }
     }
 }
 
-async fn ready(api: &Api<ApiToken>, name: &str) -> ApiToken {
-    wait_for(
-        api,
-        name,
-        "Ready=True, nothing pending",
-        |t: Option<&ApiToken>| {
-            t.and_then(|t| t.status.as_ref()).is_some_and(|s| {
-                s.pending.is_none()
-                    && s.conditions
-                        .iter()
-                        .any(|c| c.type_ == READY && c.status == "True")
-            })
-        },
+async fn setup(cluster: &Cluster, tokens: &[(&str, &str)]) {
+    let keys = cluster.api::<ApiKey>(NS);
+    create(
+        &keys,
+        "metadata: {name: k}\nspec: {owner: {kind: User, name: u}}",
     )
-    .await
-}
-
-/// Makes the controller look at `name` again (a spec edit bumps the
-/// generation) and waits until it recorded that generation, so the status
-/// read back was decided at the clock's current time.
-async fn reconcile_now(api: &Api<ApiToken>, name: &str, edit: &str) -> ApiToken {
-    let patched = api
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"description": edit}})),
-        )
-        .await
-        .expect("edit the description");
-    let generation = patched.metadata.generation.expect("generation");
-    wait_for(
-        api,
-        name,
-        "the edit observed",
-        move |t: Option<&ApiToken>| {
-            t.and_then(|t| t.status.as_ref())
-                .is_some_and(|s| s.observed_generation == Some(generation))
-        },
-    )
-    .await
+    .await;
+    let api = cluster.api::<ApiToken>(NS);
+    for (name, spec) in tokens {
+        create(&api, &format!("metadata: {{name: {name}}}\nspec: {spec}")).await;
+    }
 }
 
 fn condition(token: &ApiToken, type_: &str) -> Condition {
@@ -189,21 +115,19 @@ fn assert_not_yet(token: &ApiToken, when: &str) {
 
 #[tokio::test]
 async fn a_thirty_day_value_warns_for_its_last_seven_days() {
-    let cluster = Cluster::start(NS).await;
-    let t0 = whole_second_now();
-    let clock = Arc::new(ManualClock(Mutex::new(t0)));
-    let _controller = ClockedController::start(cluster.client.clone(), clock.clone());
-    setup(
-        &cluster,
-        &[(
-            "month",
-            "{apiKeyRef: {name: k}, expiration: {lifetime: 30d}}",
-        )],
-    )
+    let Clocked {
+        cluster,
+        clock,
+        t0,
+        api,
+        _controller,
+    } = Clocked::start(&[(
+        "month",
+        "{apiKeyRef: {name: k}, expiration: {lifetime: 30d}}",
+    )])
     .await;
-    let api = cluster.api::<ApiToken>(NS);
 
-    let issued = ready(&api, "month").await;
+    let issued = settled_token(&api, "month").await;
     let expiry = at(t0, days(30));
     assert_eq!(
         issued
@@ -269,20 +193,18 @@ async fn a_thirty_day_value_warns_for_its_last_seven_days() {
 
 #[tokio::test]
 async fn a_three_hour_value_warns_for_its_last_hour() {
-    let cluster = Cluster::start(NS).await;
-    let t0 = whole_second_now();
-    let clock = Arc::new(ManualClock(Mutex::new(t0)));
-    let _controller = ClockedController::start(cluster.client.clone(), clock.clone());
-    setup(
-        &cluster,
-        &[(
-            "short",
-            "{apiKeyRef: {name: k}, expiration: {lifetime: 3h}}",
-        )],
-    )
+    let Clocked {
+        cluster: _cluster,
+        clock,
+        t0,
+        api,
+        _controller,
+    } = Clocked::start(&[(
+        "short",
+        "{apiKeyRef: {name: k}, expiration: {lifetime: 3h}}",
+    )])
     .await;
-    let api = cluster.api::<ApiToken>(NS);
-    let issued = ready(&api, "short").await;
+    let issued = settled_token(&api, "short").await;
     assert_not_yet(&issued, "at issue");
 
     let opens = at(t0, SignedDuration::from_hours(2));
@@ -308,24 +230,22 @@ async fn a_three_hour_value_warns_for_its_last_hour() {
 
 #[tokio::test]
 async fn a_scheduled_renewal_or_no_expiry_is_never_expiring_soon() {
-    let cluster = Cluster::start(NS).await;
-    let t0 = whole_second_now();
-    let clock = Arc::new(ManualClock(Mutex::new(t0)));
-    let _controller = ClockedController::start(cluster.client.clone(), clock.clone());
-    setup(
-        &cluster,
-        &[
-            (
-                "renewing",
-                "{apiKeyRef: {name: k}, expiration: {lifetime: 30d}, rotation: {renewBefore: 1d}}",
-            ),
-            ("forever", "{apiKeyRef: {name: k}}"),
-        ],
-    )
+    let Clocked {
+        cluster: _cluster,
+        clock,
+        t0,
+        api,
+        _controller,
+    } = Clocked::start(&[
+        (
+            "renewing",
+            "{apiKeyRef: {name: k}, expiration: {lifetime: 30d}, rotation: {renewBefore: 1d}}",
+        ),
+        ("forever", "{apiKeyRef: {name: k}}"),
+    ])
     .await;
-    let api = cluster.api::<ApiToken>(NS);
-    let renewing = ready(&api, "renewing").await;
-    let forever = ready(&api, "forever").await;
+    let renewing = settled_token(&api, "renewing").await;
+    let forever = settled_token(&api, "forever").await;
 
     let renewal = at(t0, days(29));
     assert_eq!(
@@ -382,7 +302,7 @@ async fn on_the_real_clock_the_flip_comes_by_itself() {
     )
     .await;
     let api = cluster.api::<ApiToken>(NS);
-    let issued = ready(&api, "brief").await;
+    let issued = settled_token(&api, "brief").await;
     let generation = issued.metadata.generation;
 
     let warned = wait_for(

@@ -9,7 +9,7 @@
 mod harness;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use apikey_operator::api::{ApiKey, ApiToken};
@@ -24,28 +24,12 @@ use apikey_operator::verifier::watch::{self, Readiness, SharedIndex};
 use harness::*;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const NS: &str = "usage";
-
-/// A clock that stands still until the test moves it.
-#[derive(Debug)]
-struct ManualClock(Mutex<Timestamp>);
-
-impl ManualClock {
-    fn set(&self, at: Timestamp) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// The verifier's endpoints and index on `clock`, with its usage recorder
 /// reachable so the test decides when report rounds run.
@@ -175,45 +159,29 @@ impl Drop for UsageVerifier {
 }
 
 async fn create_key_and_tokens(cluster: &Cluster, tokens: &[&str]) {
-    let key: ApiKey =
-        apply_yaml("metadata: {name: alice}\nspec: {owner: {kind: User, name: alice@example.com}}");
-    cluster
-        .api::<ApiKey>(NS)
-        .create(&PostParams::default(), &key)
-        .await
-        .expect("key");
+    let keys = cluster.api::<ApiKey>(NS);
+    create(
+        &keys,
+        "metadata: {name: alice}\nspec: {owner: {kind: User, name: alice@example.com}}",
+    )
+    .await;
     for name in tokens {
         create_token(cluster, name).await;
     }
 }
 
 async fn create_token(cluster: &Cluster, name: &str) {
-    let token: ApiToken = apply_yaml(&format!(
-        "metadata: {{name: {name}}}\nspec: {{apiKeyRef: {{name: alice}}}}"
-    ));
-    cluster
-        .api::<ApiToken>(NS)
-        .create(&PostParams::default(), &token)
-        .await
-        .expect("token");
+    let tokens = cluster.api::<ApiToken>(NS);
+    create(
+        &tokens,
+        &format!("metadata: {{name: {name}}}\nspec: {{apiKeyRef: {{name: alice}}}}"),
+    )
+    .await;
 }
 
 /// Waits until `name` is Ready with nothing pending; returns it and its value.
 async fn ready_value(cluster: &Cluster, name: &str) -> (ApiToken, String) {
-    let token = wait_for(
-        &cluster.api::<ApiToken>(NS),
-        name,
-        "Ready=True, nothing pending",
-        |t: Option<&ApiToken>| {
-            t.and_then(|t| t.status.as_ref()).is_some_and(|s| {
-                s.pending.is_none()
-                    && s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
-        },
-    )
-    .await;
+    let token = settled_token(&cluster.api::<ApiToken>(NS), name).await;
     let secret = cluster.api::<Secret>(NS).get(name).await.expect("Secret");
     (token, secret_value(&secret, "token"))
 }
@@ -259,7 +227,7 @@ async fn one_write_per_token_and_minute_of_use() {
     op.stop().await;
 
     let minute = truncate_to_minute(Timestamp::now());
-    let clock = Arc::new(ManualClock(Mutex::new(plus(minute, 10))));
+    let clock = ManualClock::new(plus(minute, 10));
     let verifier = UsageVerifier::start(cluster.client.clone(), clock.clone()).await;
     verifier.knows(&used).await;
     verifier.knows(&sentinel).await;
@@ -332,7 +300,7 @@ async fn usage_not_yet_reported_is_written_on_shutdown() {
     let (_, value) = ready_value(&cluster, "flushed").await;
 
     let minute = truncate_to_minute(Timestamp::now());
-    let clock = Arc::new(ManualClock(Mutex::new(plus(minute, 30))));
+    let clock = ManualClock::new(plus(minute, 30));
     let verifier = UsageVerifier::start(cluster.client.clone(), clock).await;
     verifier.knows(&value).await;
     // A round an hour away: only the shutdown can write this use.
@@ -362,7 +330,7 @@ async fn a_token_created_again_under_the_same_name_is_not_written_with_the_old_u
     let (first, value) = ready_value(&cluster, "reborn").await;
 
     let minute = truncate_to_minute(Timestamp::now());
-    let clock = Arc::new(ManualClock(Mutex::new(plus(minute, 10))));
+    let clock = ManualClock::new(plus(minute, 10));
     let verifier = UsageVerifier::start(cluster.client.clone(), clock).await;
     verifier.knows(&value).await;
     // Used, not reported yet: no report round is running.

@@ -13,7 +13,7 @@ use apikey_operator::token;
 use harness::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 const NS: &str = "secrets";
@@ -31,40 +31,22 @@ where
 async fn start() -> (Cluster, Operator) {
     let cluster = Cluster::start(NS).await;
     let op = cluster.controller();
-    let key: ApiKey = apply_yaml("metadata: {name: k}\nspec: {owner: {kind: User, name: u}}");
-    cluster
-        .api::<ApiKey>(NS)
-        .create(&PostParams::default(), &key)
-        .await
-        .expect("key created");
+    let keys = cluster.api::<ApiKey>(NS);
+    create(
+        &keys,
+        "metadata: {name: k}\nspec: {owner: {kind: User, name: u}}",
+    )
+    .await;
     (cluster, op)
 }
 
 async fn create_token(cluster: &Cluster, name: &str, spec_yaml: &str) {
-    let token: ApiToken = apply_yaml(&format!("metadata: {{name: {name}}}\nspec: {spec_yaml}"));
-    cluster
-        .api::<ApiToken>(NS)
-        .create(&PostParams::default(), &token)
-        .await
-        .expect("token created");
-}
-
-/// Ready, with no value half-issued.
-async fn settled(tokens: &Api<ApiToken>, name: &str) -> ApiToken {
-    wait_for(
-        tokens,
-        name,
-        "Ready=True and nothing pending",
-        |t: Option<&ApiToken>| {
-            t.and_then(|t| t.status.as_ref()).is_some_and(|s| {
-                s.pending.is_none()
-                    && s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
-        },
+    let tokens = cluster.api::<ApiToken>(NS);
+    create(
+        &tokens,
+        &format!("metadata: {{name: {name}}}\nspec: {spec_yaml}"),
     )
-    .await
+    .await;
 }
 
 fn status_hash(token: &ApiToken) -> String {
@@ -91,7 +73,7 @@ async fn a_custom_key_holds_the_value_under_that_key_only() {
         "{apiKeyRef: {name: k}, secret: {key: API_KEY}}",
     )
     .await;
-    let token = settled(&cluster.api::<ApiToken>(NS), "keyed").await;
+    let token = settled_token(&cluster.api::<ApiToken>(NS), "keyed").await;
 
     let secret = cluster
         .api::<Secret>(NS)
@@ -122,7 +104,7 @@ async fn spec_labels_and_annotations_are_added_next_to_the_operators_own() {
           annotations: {owner: platform, example.com/ticket: OPS-1}}}",
     )
     .await;
-    let token = settled(&cluster.api::<ApiToken>(NS), "labelled").await;
+    let token = settled_token(&cluster.api::<ApiToken>(NS), "labelled").await;
     assert_eq!(
         token.status.as_ref().and_then(|s| s.secret_name.as_deref()),
         Some("labelled-secret")
@@ -172,7 +154,7 @@ async fn editing_spec_labels_updates_the_secret_without_a_new_value() {
         "{apiKeyRef: {name: k}, secret: {labels: {team: a}}}",
     )
     .await;
-    let before = settled(&tokens, "relabel").await;
+    let before = settled_token(&tokens, "relabel").await;
 
     merge(
         &tokens,
@@ -256,7 +238,7 @@ async fn an_invalid_label_edit_is_reported_not_retried() {
     let (cluster, op) = start().await;
     let tokens = cluster.api::<ApiToken>(NS);
     create_token(&cluster, "strict", "{apiKeyRef: {name: k}}").await;
-    let before = settled(&tokens, "strict").await;
+    let before = settled_token(&tokens, "strict").await;
     merge(
         &tokens,
         "strict",
@@ -271,23 +253,7 @@ async fn an_invalid_label_edit_is_reported_not_retried() {
         token_reason("InvalidSpec"),
     )
     .await;
-    merge(
-        &tokens,
-        "strict",
-        json!({"spec": {"description": "later"}}),
-        "another edit",
-    )
-    .await;
-    let after = wait_for(
-        &tokens,
-        "strict",
-        "generation 3 observed",
-        |t: Option<&ApiToken>| {
-            t.and_then(|t| t.status.as_ref())
-                .is_some_and(|s| s.observed_generation == Some(3))
-        },
-    )
-    .await;
+    let after = reconcile_now(&tokens, "strict", "later").await;
     assert_eq!(status_hash(&after), status_hash(&before), "the value stays");
     let secret = cluster
         .api::<Secret>(NS)
@@ -304,7 +270,7 @@ async fn renaming_the_secret_issues_a_fresh_value_there_and_deletes_the_old_secr
     let tokens = cluster.api::<ApiToken>(NS);
     let secrets = cluster.api::<Secret>(NS);
     create_token(&cluster, "mover", "{apiKeyRef: {name: k}}").await;
-    let before = settled(&tokens, "mover").await;
+    let before = settled_token(&tokens, "mover").await;
     let before_status = before.status.clone().expect("status");
     assert_eq!(before_status.secret_name.as_deref(), Some("mover"));
     let old_value = secret_value(&secrets.get("mover").await.expect("Secret"), "token");
@@ -384,7 +350,7 @@ async fn renaming_and_disabling_at_once_leaves_no_value() {
     let tokens = cluster.api::<ApiToken>(NS);
     let secrets = cluster.api::<Secret>(NS);
     create_token(&cluster, "gone", "{apiKeyRef: {name: k}}").await;
-    settled(&tokens, "gone").await;
+    settled_token(&tokens, "gone").await;
     merge(
         &tokens,
         "gone",
@@ -405,13 +371,13 @@ async fn renaming_onto_a_foreign_secret_keeps_the_value_where_it_was() {
     let (cluster, _op) = start().await;
     let tokens = cluster.api::<ApiToken>(NS);
     let secrets = cluster.api::<Secret>(NS);
-    let theirs: Secret = apply_yaml("metadata: {name: theirs}\ndata: {token: cHJlY2lvdXM=}");
-    secrets
-        .create(&PostParams::default(), &theirs)
-        .await
-        .expect("foreign Secret");
+    create(
+        &secrets,
+        "metadata: {name: theirs}\ndata: {token: cHJlY2lvdXM=}",
+    )
+    .await;
     create_token(&cluster, "stay", "{apiKeyRef: {name: k}}").await;
-    let before = settled(&tokens, "stay").await;
+    let before = settled_token(&tokens, "stay").await;
 
     merge(
         &tokens,
@@ -429,23 +395,7 @@ async fn renaming_onto_a_foreign_secret_keeps_the_value_where_it_was() {
     .await;
     // One more spec edit: once its generation is observed, the reconcile
     // that saw the conflict has finished all of its writes and deletes.
-    merge(
-        &tokens,
-        "stay",
-        json!({"spec": {"description": "after the conflict"}}),
-        "edit",
-    )
-    .await;
-    let blocked = wait_for(
-        &tokens,
-        "stay",
-        "generation 3 observed",
-        |t: Option<&ApiToken>| {
-            t.and_then(|t| t.status.as_ref())
-                .is_some_and(|s| s.observed_generation == Some(3))
-        },
-    )
-    .await;
+    let blocked = reconcile_now(&tokens, "stay", "after the conflict").await;
     // The foreign Secret is never overwritten.
     let foreign = secrets.get("theirs").await.expect("foreign Secret");
     assert_eq!(secret_value(&foreign, "token"), "precious");

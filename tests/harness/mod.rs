@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apikey_operator::api::{ApiKey, ApiToken};
-use apikey_operator::clock::SystemClock;
+use apikey_operator::clock::{Clock, SystemClock};
 use apikey_operator::controller::{self, Handles};
 use apikey_operator::emulator::{Emulator, EmulatorConfig};
 use k8s_openapi::NamespaceResourceScope;
@@ -70,6 +70,31 @@ impl Cluster {
     pub fn controller(&self) -> Operator {
         Operator::start(self.client.clone())
     }
+
+    /// Starts a controller on this cluster that reads `clock`.
+    pub fn controller_on(&self, clock: Arc<dyn Clock>) -> Operator {
+        Operator::start_on(self.client.clone(), clock)
+    }
+}
+
+/// A clock that stands still until the test moves it.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<jiff::Timestamp>);
+
+impl ManualClock {
+    pub fn new(at: jiff::Timestamp) -> Arc<ManualClock> {
+        Arc::new(ManualClock(std::sync::Mutex::new(at)))
+    }
+
+    pub fn set(&self, at: jiff::Timestamp) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> jiff::Timestamp {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A controller running in the background until dropped or stopped.
@@ -81,6 +106,10 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(client: Client) -> Operator {
+        Operator::start_on(client, Arc::new(SystemClock))
+    }
+
+    pub fn start_on(client: Client, clock: Arc<dyn Clock>) -> Operator {
         let handles = Arc::new(Handles::default());
         let (stop, stopped) = oneshot::channel::<()>();
         let config = controller::Config {
@@ -90,7 +119,7 @@ impl Operator {
         let task = tokio::spawn(controller::run_with(
             client,
             config,
-            Arc::new(SystemClock),
+            clock,
             handles.clone(),
             async move {
                 let _ = stopped.await;
@@ -184,6 +213,46 @@ pub fn token_condition(type_: &'static str, status: &'static str) -> impl Condit
     }
 }
 
+/// Waits until the token is Ready with no value half-issued (`status.pending` empty).
+pub async fn settled_token(api: &Api<ApiToken>, name: &str) -> ApiToken {
+    wait_for(
+        api,
+        name,
+        "Ready=True, nothing pending",
+        |t: Option<&ApiToken>| {
+            token_condition("Ready", "True").matches_object(t)
+                && t.and_then(|t| t.status.as_ref())
+                    .is_some_and(|s| s.pending.is_none())
+        },
+    )
+    .await
+}
+
+/// Makes the controller look at `name` again (a spec edit bumps the
+/// generation) and waits until it recorded that generation, so the status
+/// read back was decided at the clock's current time.
+pub async fn reconcile_now(api: &Api<ApiToken>, name: &str, edit: &str) -> ApiToken {
+    let patched = api
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&serde_json::json!({"spec": {"description": edit}})),
+        )
+        .await
+        .expect("edit the description");
+    let generation = patched.metadata.generation.expect("generation");
+    wait_for(
+        api,
+        name,
+        "the edit observed",
+        move |t: Option<&ApiToken>| {
+            t.and_then(|t| t.status.as_ref())
+                .is_some_and(|s| s.observed_generation == Some(generation))
+        },
+    )
+    .await
+}
+
 /// The Ready reason of a token is `reason`.
 pub fn token_reason(reason: &'static str) -> impl Condition<ApiToken> {
     move |t: Option<&ApiToken>| {
@@ -217,6 +286,16 @@ pub fn secret_value(secret: &Secret, key: &str) -> String {
 
 pub fn apply_yaml<K: DeserializeOwned>(yaml: &str) -> K {
     serde_yaml::from_str(yaml).expect("test manifest parses")
+}
+
+/// Creates the object `yaml` describes through `api`, which must succeed.
+pub async fn create<K>(api: &Api<K>, yaml: &str) -> K
+where
+    K: Clone + DeserializeOwned + serde::Serialize + Debug,
+{
+    api.create(&PostParams::default(), &apply_yaml(yaml))
+        .await
+        .unwrap_or_else(|e| panic!("created from {yaml:?}: {e}"))
 }
 
 /// Events (events.k8s.io/v1) about the object `name` in `ns`, as (type, reason, note).
