@@ -159,27 +159,29 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
     let tokens_api: Api<ApiToken> = ctx.api(&ns);
     let current = token.status.clone().unwrap_or_default();
     let rv = token.resource_version();
-    // spec.secret.name changed: the Secret the status names until a value is
-    // promoted into the new one, deleted just before that (a failed delete is
-    // retried: the status still names it).
+    // spec.secret.name changed: the Secret the status still names. It goes
+    // once the value is in the new one (just before the promote) or no value
+    // is kept at all, and always before the status stops naming it, so that a
+    // failed delete is retried. While the new name is blocked (a Secret we do
+    // not own) the value stays where the status says it is.
     let moved_from = current
         .secret_name
         .as_deref()
         .filter(|old| *old != secret_name);
-    // The value and the Secret holding it, as recorded once this reconcile's writes are done.
+    // A spec edit may have changed spec.secret's labels or annotations, which
+    // a Secret keeping its value must follow; synced before the status records
+    // the new generation, so that a failed sync is retried.
+    let spec_edited = current.observed_generation != token.metadata.generation
+        && token_state::secret_template_error(token).is_none();
+    // The value as recorded once this reconcile's writes are done.
     let mut hash_now = decision.status.hash.clone();
-    let mut recorded_secret = decision.status.secret_name.clone();
     match &decision.action {
         ValueAction::Keep => {
-            // A spec edit may have changed spec.secret's labels or
-            // annotations (a new value carries them anyway). Before the
-            // status records the new generation: a failed sync is retried.
-            if hash_now.is_some()
-                && current.observed_generation != token.metadata.generation
-                && matches!(secret, SecretView::Ours { .. })
-                && token_state::secret_template_error(token).is_none()
-            {
+            if spec_edited && hash_now.is_some() && matches!(secret, SecretView::Ours { .. }) {
                 sync_secret_metadata(&secrets, token, &secret_name).await?;
+            }
+            if let Some(old) = moved_from.filter(|_| hash_now.is_none()) {
+                delete_secret(&secrets, old, &uid).await?;
             }
             write_status_if_changed(
                 ctx,
@@ -192,8 +194,6 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
             .await?;
         }
         ValueAction::Remove => {
-            // A Secret the status names and the spec no longer does goes
-            // while the status still names it (a failed delete is retried).
             if let Some(old) = moved_from {
                 delete_secret(&secrets, old, &uid).await?;
             }
@@ -220,11 +220,8 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
                 .clone()
                 .ok_or(Error::MissingField("status.tokenId"))?;
             let status = token_state::promoted(&decision.status, &pending.hash, &token_id);
-            // The pending value's Secret was written before a spec edit
-            // perhaps: its labels and annotations follow the spec.
-            if current.observed_generation != token.metadata.generation
-                && token_state::secret_template_error(token).is_none()
-            {
+            // The pending value's Secret may have been written before a spec edit.
+            if spec_edited {
                 sync_secret_metadata(&secrets, token, &secret_name).await?;
             }
             if let Some(old) = moved_from {
@@ -232,7 +229,6 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
             }
             write_status(ctx, &tokens_api, token, &status, rv.as_deref()).await?;
             hash_now = status.hash;
-            recorded_secret = status.secret_name;
         }
         ValueAction::Issue(issue) => {
             let status = issue_value(
@@ -249,20 +245,7 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
             )
             .await?;
             hash_now = status.hash;
-            recorded_secret = status.secret_name;
         }
-    }
-    // spec.secret.name changed: the old Secret must not keep a value once the
-    // value lives in the new one, or once no value is recorded at all. While
-    // the new name is blocked (a Secret we do not own), the value stays where
-    // the status says it is.
-    let moved = hash_now.is_some() && recorded_secret.as_deref() == Some(secret_name.as_str());
-    if let Some(old) = current
-        .secret_name
-        .as_deref()
-        .filter(|old| *old != secret_name && (moved || hash_now.is_none()))
-    {
-        delete_secret(&secrets, old, &uid).await?;
     }
     if let Some(note) = &decision.note {
         publish(ctx, token, note).await;

@@ -890,11 +890,7 @@ fn blocked(
         generation,
         now,
     );
-    let action = if matches!(secret, SecretView::Ours { .. }) {
-        ValueAction::Remove
-    } else {
-        ValueAction::Keep
-    };
+    let action = remove_if_ours(secret);
     let note = (was != Some(why)).then_some(Note {
         warning: true,
         reason: why,
@@ -954,11 +950,7 @@ fn expired_under_invalid_spec(
         generation,
         now,
     );
-    let action = if matches!(secret, SecretView::Ours { .. }) {
-        ValueAction::Remove
-    } else {
-        ValueAction::Keep
-    };
+    let action = remove_if_ours(secret);
     Decision {
         action,
         status,
@@ -1010,10 +1002,18 @@ fn disabled_under_invalid_spec(
             message: format!("spec.disabled is true; Secret {secret_name:?} was deleted"),
         });
     }
-    if matches!(secret, SecretView::Ours { .. }) {
-        decision.action = ValueAction::Remove;
-    }
+    decision.action = remove_if_ours(secret);
     decision
+}
+
+/// Delete the Secret if it is ours: no value may remain, and one that is not
+/// ours is never touched.
+fn remove_if_ours(secret: &SecretView) -> ValueAction {
+    if matches!(secret, SecretView::Ours { .. }) {
+        ValueAction::Remove
+    } else {
+        ValueAction::Keep
+    }
 }
 
 /// Whether the status records a value (current, pending or in grace).
