@@ -271,3 +271,19 @@ pub struct PreviousValue {
     /// End of its grace period.
     pub valid_until: Time,
 }
+
+impl ApiToken {
+    /// `metadata.uid` of the ApiKey that is the token's controller owner, if one is.
+    pub fn controlling_key_uid(&self) -> Option<&str> {
+        use kube::{Resource, ResourceExt};
+        let group = super::ApiKey::group(&());
+        self.owner_references()
+            .iter()
+            .find(|r| {
+                r.controller == Some(true)
+                    && r.kind == super::ApiKey::kind(&())
+                    && r.api_version.split('/').next() == Some(&*group)
+            })
+            .map(|r| r.uid.as_str())
+    }
+}

@@ -99,7 +99,7 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
     if let Some(key) = key.as_deref()
         && !adopted_by(token, Some(key))
     {
-        if controlled_by_an_apikey(token) && holds_a_value(token) {
+        if token.controlling_key_uid().is_some() && holds_a_value(token) {
             // The key it was issued under was deleted and one of the same
             // name created (kubectl replace --force, or a re-sync) before the
             // garbage collector took this token: that value was issued for
@@ -491,17 +491,6 @@ pub fn token_label_value(name: &str) -> String {
     format!("{head}-{hex}")
 }
 
-/// The token carries its key's controller ownerReference.
-/// Whether some ApiKey is the token's controller owner.
-fn controlled_by_an_apikey(token: &ApiToken) -> bool {
-    let group = format!("{}/", ApiKey::group(&()));
-    token.owner_references().iter().any(|r| {
-        r.controller == Some(true)
-            && r.kind == ApiKey::kind(&())
-            && r.api_version.starts_with(&group)
-    })
-}
-
 /// Whether the token's status records a value (current, pending or in grace).
 fn holds_a_value(token: &ApiToken) -> bool {
     token
@@ -510,14 +499,10 @@ fn holds_a_value(token: &ApiToken) -> bool {
         .is_some_and(token_state::holds_a_value)
 }
 
+/// The token carries its key's controller ownerReference.
 fn adopted_by(token: &ApiToken, key: Option<&ApiKey>) -> bool {
-    let Some(key_uid) = key.and_then(|k| k.metadata.uid.as_deref()) else {
-        return false;
-    };
-    token
-        .owner_references()
-        .iter()
-        .any(|r| r.controller == Some(true) && r.uid == key_uid)
+    key.and_then(|k| k.metadata.uid.as_deref())
+        .is_some_and(|uid| token.controlling_key_uid() == Some(uid))
 }
 
 /// A digest of what a token's reconcile reads from its key (`key_state`,

@@ -427,19 +427,10 @@ impl Index {
             // The key the values were issued under, as the status records it
             // (else, for a status from before that record, the key that controls
             // the token).
-            owner_key: match status.and_then(|s| s.api_key_uid.as_deref()) {
-                Some(uid) => uid_fingerprint(uid),
-                None => token
-                    .owner_references()
-                    .iter()
-                    .find(|r| {
-                        r.controller == Some(true)
-                            && r.kind == <ApiKey as kube::Resource>::kind(&())
-                            && r.api_version
-                                .starts_with(&*<ApiKey as kube::Resource>::group(&()))
-                    })
-                    .map_or(NO_OWNER, |r| uid_fingerprint(&r.uid)),
-            },
+            owner_key: status
+                .and_then(|s| s.api_key_uid.as_deref().map(String::as_str))
+                .or_else(|| token.controlling_key_uid())
+                .map_or(NO_OWNER, uid_fingerprint),
             disabled: token.spec.disabled,
         };
         if let Some(other) = self.tokens.get(&id)
