@@ -1,8 +1,9 @@
 //! apikey-operator: manage API keys and API tokens as Kubernetes resources.
 //!
 //! `api` holds the custom resource types, `token` and `schedule` the pure
-//! decisions, `controller` and `verifier` the I/O shells around them, and
-//! `emulator` the embedded Kubernetes API server used by `local` mode and tests.
+//! decisions, `controller` and `verifier` the I/O shells around them; `local`
+//! (feature `local`) runs them beside the embedded Kubernetes API server of the
+//! `kube-emulator` crate.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -11,9 +12,9 @@ pub mod cli;
 pub mod clock;
 pub mod controller;
 pub mod duration;
-pub mod emulator;
 pub mod leader;
 pub mod lean;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod metrics;
 pub mod schedule;

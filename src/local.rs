@@ -15,8 +15,8 @@ use kube::{Api, Client};
 use serde::Deserialize;
 use tracing::info;
 
-use crate::emulator::{Emulator, EmulatorConfig};
 use crate::{cli, controller, verifier};
+use kube_emulator::{Emulator, EmulatorConfig};
 
 /// Field manager of manifests applied by `local --apply`.
 pub const APPLY_MANAGER: &str = "apikey-operator-local";
@@ -53,7 +53,7 @@ pub enum LocalError {
         source: kube::Error,
     },
     #[error("the embedded API server failed: {0}")]
-    Emulator(#[from] crate::emulator::EmulatorError),
+    Emulator(#[from] kube_emulator::EmulatorError),
     #[error(transparent)]
     Cli(#[from] cli::CliError),
     #[error(transparent)]

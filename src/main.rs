@@ -169,6 +169,7 @@ enum Command {
     /// Run everything on this machine: an embedded Kubernetes API server,
     /// the controller and the verifier, until Ctrl-C. Writes a kubeconfig so
     /// that kubectl works against it.
+    #[cfg(feature = "local")]
     Local {
         /// Where to write the kubeconfig for kubectl.
         #[arg(long, default_value = "apikey-operator.kubeconfig")]
@@ -372,6 +373,7 @@ async fn execute(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             };
             run::run_operator(config, opts, shutdown_signal()).await?;
         }
+        #[cfg(feature = "local")]
         Command::Local {
             kubeconfig,
             apply,

@@ -91,7 +91,7 @@ async fn status_times_refuse_the_year_9999() {
     use kube::api::{Api, Patch, PatchParams, PostParams};
     use serde_json::{Value, json};
 
-    let emulator = apikey_operator::emulator::Emulator::start(Default::default())
+    let emulator = kube_emulator::Emulator::start(Default::default())
         .await
         .expect("emulator starts");
     let client = emulator.client().await.expect("client");

@@ -14,13 +14,13 @@ use std::time::Duration;
 use apikey_operator::api::{ApiKey, ApiKeyStatus, ApiToken, ROTATE_ANNOTATION};
 use apikey_operator::controller::FIELD_MANAGER;
 use apikey_operator::controller::token_state::{self, IssueKind};
-use apikey_operator::emulator::{Emulator, EmulatorConfig};
 use apikey_operator::token::hash_value;
 use axum::http::{self, Method};
 use jiff::Timestamp;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
+use kube_emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 use upstream::Upstream;
 

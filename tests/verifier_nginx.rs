@@ -24,7 +24,7 @@ use serde_json::json;
 
 #[path = "harness/ports.rs"]
 mod ports;
-#[path = "harness/temp_dir.rs"]
+#[path = "../crates/kube-emulator/tests/emulator/temp_dir.rs"]
 mod temp_dir;
 use ports::free_ports;
 use temp_dir::temp_dir;

@@ -14,7 +14,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
 
-#[path = "harness/temp_dir.rs"]
+#[path = "../crates/kube-emulator/tests/emulator/temp_dir.rs"]
 mod temp_dir;
 use temp_dir::temp_dir;
 

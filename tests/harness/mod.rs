@@ -6,6 +6,7 @@
 pub mod http;
 pub mod ports;
 pub mod process;
+#[path = "../../crates/kube-emulator/tests/emulator/temp_dir.rs"]
 pub mod temp_dir;
 
 use std::fmt::Debug;
@@ -15,12 +16,12 @@ use std::time::Duration;
 use apikey_operator::api::{ApiKey, ApiToken};
 use apikey_operator::clock::{Clock, SystemClock};
 use apikey_operator::controller::{self, Handles};
-use apikey_operator::emulator::{Emulator, EmulatorConfig};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, PostParams};
 use kube::runtime::wait::{Condition, await_condition};
 use kube::{Client, Resource};
+use kube_emulator::{Emulator, EmulatorConfig};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

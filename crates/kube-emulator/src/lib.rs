@@ -1,6 +1,8 @@
-//! The embedded Kubernetes API emulator: a loopback HTTP server speaking enough of the Kubernetes
-//! REST API for kube-rs, kubectl and this operator (see README.md in this folder for the scope).
-//! `Emulator` is the handle local mode, integration tests and benchmarks start and stop.
+//! An in-memory Kubernetes API server on loopback for kube-rs and kubectl tests: the REST API,
+//! CRDs with schema and CEL validation, watches, server-side apply and garbage collection (the
+//! crate's README.md lists what is and is not emulated). `Emulator` is the handle tests start and
+//! stop; apikey-operator's `local` mode, integration tests and benchmarks run on it.
+#![forbid(unsafe_code)]
 
 mod discovery;
 mod error;

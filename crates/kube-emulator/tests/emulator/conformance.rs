@@ -1,13 +1,10 @@
 //! kube::Client conformance of the emulator: each test checks one API server behaviour that
 //! kube-rs, kube-runtime or the operator rely on, as a real cluster would answer it.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use apikey_operator::emulator::{Emulator, EmulatorConfig};
-use common::*;
+use crate::support::*;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -16,6 +13,7 @@ use kube::api::{
     PropagationPolicy, WatchEvent, WatchParams,
 };
 use kube::runtime::{WatchStreamExt, watcher};
+use kube_emulator::{Emulator, EmulatorConfig};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(10);

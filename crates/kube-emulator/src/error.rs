@@ -244,8 +244,8 @@ pub fn field_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::registry::Registry;
-    use crate::emulator::schema::FieldErrorKind;
+    use crate::registry::Registry;
+    use crate::schema::FieldErrorKind;
 
     #[test]
     fn invalid_reads_like_the_real_server() {

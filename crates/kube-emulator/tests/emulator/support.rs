@@ -1,15 +1,14 @@
 //! Shared helpers for the emulator integration tests: start an emulator, install the inline test
 //! CRD (`Widget`), poll with a deadline, and run the machine's kubectl against it.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use apikey_operator::emulator::{Emulator, EmulatorConfig};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube_emulator::{Emulator, EmulatorConfig};
 
 /// A namespaced test kind with a status subresource, printer columns, short name and category.
 pub const WIDGET_CRD: &str = r#"
@@ -176,9 +175,7 @@ pub fn api_code<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> (u16, String) 
     }
 }
 
-#[path = "../harness/temp_dir.rs"]
-mod temp_dir;
-pub use temp_dir::{TempDir, temp_dir};
+pub use crate::temp_dir::{TempDir, temp_dir};
 
 /// kubectl pointed at one emulator, with its own discovery cache.
 pub struct Kubectl {

@@ -1,12 +1,10 @@
 //! Throughput probe for the benchmark document (ignored by default; not a timed assertion):
 //! concurrent small creates through kube::Client while 10 watchers follow every event.
-//! Run: cargo test --release --test emulator_perf -- --ignored --nocapture
-
-mod common;
+//! Run: cargo test --release -p kube-emulator --test emulator perf -- --ignored --nocapture
 
 use std::time::Instant;
 
-use common::*;
+use crate::support::*;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};

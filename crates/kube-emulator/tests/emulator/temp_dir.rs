@@ -1,6 +1,6 @@
 //! A test's own directory under the system temp dir, removed when the test
 //! is done with it (also when it fails: the guard drops during unwinding).
-//! Used by `harness` and, through `#[path]`, by `common`.
+//! Used by `support` here and, through `#[path]`, by the operator's test support.
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};

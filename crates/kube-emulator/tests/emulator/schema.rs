@@ -2,7 +2,7 @@
 //! defaulting, OpenAPI keyword validation, list types, embedded resources and
 //! CEL rules, checked against the texts kube-apiserver returns.
 
-use apikey_operator::emulator::schema::{
+use kube_emulator::schema::{
     CEL_EMULATED, FieldError, FieldErrorKind, rules_skeleton, validate_and_prune,
 };
 use serde_json::{Value, json};

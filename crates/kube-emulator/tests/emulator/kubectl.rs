@@ -1,13 +1,11 @@
 //! The machine's kubectl (/usr/bin/kubectl) against the emulator: apply (client- and server-side),
 //! get with printer columns, describe, explain, patch, wait, delete and `get -w`.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -21,7 +19,7 @@ spec:
   ownerRef: {name: alice}
 ";
 
-async fn with_crd() -> (apikey_operator::emulator::Emulator, kube::Client, Kubectl) {
+async fn with_crd() -> (kube_emulator::Emulator, kube::Client, Kubectl) {
     let (emu, client) = start().await;
     let k = Kubectl::new(&emu);
     let crd = k.write("crd.yaml", WIDGET_CRD);
