@@ -14,8 +14,6 @@ pub mod controller;
 pub mod duration;
 pub mod leader;
 pub mod lean;
-#[cfg(feature = "local")]
-pub mod local;
 pub mod metrics;
 pub mod schedule;
 pub mod token;

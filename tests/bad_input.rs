@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use apikey_operator::api::{ApiKey, ApiToken};
-use apikey_operator::local::{LocalError, apply_manifests};
+use apikey_operator::cli::apply::{ApplyError, apply_manifests};
 use apikey_operator::token;
 use futures::StreamExt;
 use harness::*;
@@ -177,7 +177,7 @@ fn parse_case(path: &Path, ns: &str) -> Case {
     }
 }
 
-async fn apply(client: &Client, file: &str, doc: &Value) -> Result<(), LocalError> {
+async fn apply(client: &Client, file: &str, doc: &Value) -> Result<(), ApplyError> {
     let yaml = serde_yaml::to_string(doc).expect("serializable");
     apply_manifests(client, file, &yaml).await.map(|_| ())
 }
@@ -456,7 +456,7 @@ async fn every_bad_manifest_gets_exactly_its_expected_outcome() {
         match (&case.expect, result) {
             (
                 Expect::Rejected(why),
-                Err(LocalError::Apply {
+                Err(ApplyError::Apply {
                     source: kube::Error::Api(status),
                     ..
                 }),

@@ -22,7 +22,7 @@ const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 async fn every_example_applies_and_reaches_its_documented_state() {
     let cluster = Cluster::start("scratch").await;
     let _operator = cluster.controller();
-    let applied = apikey_operator::local::apply_path(&cluster.client, Path::new(EXAMPLES))
+    let applied = apikey_operator::cli::apply::apply_path(&cluster.client, Path::new(EXAMPLES))
         .await
         .expect("examples apply");
     assert!(applied >= 12, "applied only {applied} objects");

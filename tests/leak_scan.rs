@@ -141,7 +141,7 @@ const NS: &str = "leaks";
 /// The scenario: issue, rotate on request and on schedule, tamper, delete a
 /// Secret, expire, and verify every value over HTTP. Returns the forged values.
 async fn scenario(client: &Client, verifier: SocketAddr, values: &Values) -> Vec<String> {
-    apikey_operator::local::apply_manifests(client, "scenario", MANIFESTS)
+    apikey_operator::cli::apply::apply_manifests(client, "scenario", MANIFESTS)
         .await
         .expect("manifests applied");
     let tokens: Api<ApiToken> = Api::namespaced(client.clone(), NS);

@@ -1,8 +1,15 @@
-//! What the command-line subcommands do beyond wiring: building a client
-//! from a kubeconfig, requesting a rotation, installing the CRDs; `run`
-//! starts the operator, `tokens` serves kubectl users (list, status,
-//! create-token).
+//! The command line: `args` holds the clap types, `commands` runs each
+//! subcommand; `run` wires the operator (for `run` and `local`), `local`
+//! adds the embedded API server (feature `local`), `apply` applies manifest
+//! files, `tokens` serves kubectl users (list, status, create-token). Here:
+//! building a client from a kubeconfig, requesting a rotation, installing
+//! the CRDs.
 
+pub mod apply;
+pub mod args;
+pub mod commands;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod run;
 pub mod tokens;
 

@@ -1,6 +1,6 @@
-//! `apikey-operator run`: the verifier and the admin server on every
-//! replica, the controllers on the leader (or always, without leader
-//! election), all stopped together on shutdown.
+//! The operator's wiring, the same for `run` and `local`: the verifier and
+//! the admin server on every replica, the controllers on the leader (or
+//! always, without leader election), all stopped together on shutdown.
 //!
 //! The controllers run on a thread of their own, on a single-threaded
 //! runtime with its own API client: their watch streams, reconciles and API
@@ -19,7 +19,7 @@ use futures::{FutureExt, TryFutureExt};
 use kube::Client;
 use tokio::sync::oneshot;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminServer, AdminState};
 use crate::clock::SystemClock;
 use crate::controller::{self, Handles};
 use crate::leader::{self, LeaseConfig};
@@ -31,8 +31,8 @@ use crate::verifier::{self, VerifierConfig};
 pub struct RunOptions {
     pub controller: controller::Config,
     pub verifier: VerifierConfig,
-    /// `--admin-addr`.
-    pub admin_addr: SocketAddr,
+    /// `--admin-addr`; no admin server when `None`.
+    pub admin_addr: Option<SocketAddr>,
     /// `Some` with `--leader-elect`.
     pub leader: Option<LeaseConfig>,
 }
@@ -132,59 +132,117 @@ fn thread_result(
     }
 }
 
-/// Runs until `shutdown` completes. Ports are bound before anything starts,
-/// so a taken port fails at once.
+/// The operator with its listeners bound, not yet running: a taken port
+/// fails [`bind_operator`] before anything starts.
+pub struct BoundOperator {
+    config: kube::Config,
+    verifier: verifier::Verifier,
+    admin: Option<AdminServer>,
+    handles: Arc<Handles>,
+    leading: Arc<AtomicBool>,
+    controller: controller::Config,
+    leader: Option<LeaseConfig>,
+}
+
+/// Binds the verifier's and the admin server's ports and checks the Lease
+/// settings; [`BoundOperator::run`] starts everything.
+pub async fn bind_operator(
+    config: kube::Config,
+    opts: RunOptions,
+) -> Result<BoundOperator, RunError> {
+    if let Some(lease) = &opts.leader {
+        lease.validate()?;
+    }
+    let client = Client::try_from(config.clone()).map_err(|e| RunError::Client(e.to_string()))?;
+    let verifier = verifier::bind(client, opts.verifier).await?;
+    let handles = Arc::new(Handles::default());
+    let leading = Arc::new(AtomicBool::new(opts.leader.is_none()));
+    let admin = match opts.admin_addr {
+        Some(addr) => {
+            let sources = Sources {
+                controller: handles.clone(),
+                index: verifier.index(),
+                leading: leading.clone(),
+            };
+            let state = AdminState {
+                operator: OperatorMetrics::new(sources.clone()),
+                sources,
+                verifier_metrics: verifier.metrics(),
+                verifier_ready: verifier.readiness(),
+            };
+            Some(admin::bind(addr, state).await?)
+        }
+        None => None,
+    };
+    Ok(BoundOperator {
+        config,
+        verifier,
+        admin,
+        handles,
+        leading,
+        controller: opts.controller,
+        leader: opts.leader,
+    })
+}
+
+impl BoundOperator {
+    /// The verifier's address (the real port when port 0 was asked for).
+    pub fn verify_addr(&self) -> SocketAddr {
+        self.verifier.local_addr()
+    }
+
+    /// Runs until `shutdown` completes or a part fails; the first failure
+    /// stops the rest.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RunError> {
+        let BoundOperator {
+            config,
+            verifier,
+            admin,
+            handles,
+            leading,
+            controller: settings,
+            leader,
+        } = self;
+        let shutdown = shutdown.boxed().shared();
+        let controllers = spawn_controllers(config, move |client, stop| async move {
+            let run = |stop| {
+                controller::run_with(
+                    client.clone(),
+                    settings.clone(),
+                    Arc::new(SystemClock),
+                    handles.clone(),
+                    stop,
+                )
+            };
+            match leader {
+                None => run(stop).await,
+                Some(lease) => leader::run_elected(client.clone(), lease, leading, stop, run).await,
+            }
+        })?;
+        let admin_run = async {
+            if let Some(admin) = admin {
+                admin.run(shutdown.clone()).await;
+            }
+        };
+        tokio::try_join!(
+            controllers.run_until(shutdown.clone()),
+            verifier.run(shutdown.clone()).err_into::<RunError>(),
+            admin_run.map(Ok),
+        )?;
+        Ok(())
+    }
+}
+
+/// Binds, then runs until `shutdown` completes.
 pub async fn run_operator(
     config: kube::Config,
     opts: RunOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    if let Some(lease) = &opts.leader {
-        lease.validate()?;
-    }
-    let client = Client::try_from(config.clone()).map_err(|e| RunError::Client(e.to_string()))?;
-    let verifier = verifier::bind(client.clone(), opts.verifier).await?;
-    let handles = Arc::new(Handles::default());
-    let leading = Arc::new(AtomicBool::new(opts.leader.is_none()));
-    let sources = Sources {
-        controller: handles.clone(),
-        index: verifier.index(),
-        leading: leading.clone(),
-    };
-    let admin = admin::bind(
-        opts.admin_addr,
-        AdminState {
-            operator: OperatorMetrics::new(sources.clone()),
-            sources,
-            verifier_metrics: verifier.metrics(),
-            verifier_ready: verifier.readiness(),
-        },
-    )
-    .await?;
-
-    let shutdown = shutdown.boxed().shared();
-    let (settings, leader) = (opts.controller, opts.leader);
-    let controllers = spawn_controllers(config, move |client, stop| async move {
-        let run = |stop| {
-            controller::run_with(
-                client.clone(),
-                settings.clone(),
-                Arc::new(SystemClock),
-                handles.clone(),
-                stop,
-            )
-        };
-        match leader {
-            None => run(stop).await,
-            Some(lease) => leader::run_elected(client.clone(), lease, leading, stop, run).await,
-        }
-    })?;
-    tokio::try_join!(
-        controllers.run_until(shutdown.clone()),
-        verifier.run(shutdown.clone()).err_into::<RunError>(),
-        admin.run(shutdown.clone()).map(Ok),
-    )?;
-    Ok(())
+    bind_operator(config, opts).await?.run(shutdown).await
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use tokio::sync::watch as signal;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-pub use http::HeaderNames;
+pub use http::{HeaderNameError, HeaderNames};
 pub use index::{Identity, IdentityRef, Index, Reject};
 
 use crate::api::{ApiKey, ApiToken};

@@ -1,0 +1,318 @@
+//! The command line's clap types: every subcommand, its flags and their help
+//! text. `commands` runs what they parse; nothing here does I/O except
+//! building a client from `--kubeconfig`/`--context`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kube::Client;
+
+use super::CliError;
+use crate::{admin, controller, leader, verifier};
+
+/// Manage API keys and API tokens as Kubernetes resources.
+#[derive(Parser)]
+#[command(name = "apikey-operator", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "APIKEY_OPERATOR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where to find the cluster.
+#[derive(clap::Args)]
+pub struct ClusterArgs {
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config or in-cluster).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+impl ClusterArgs {
+    /// The connection settings these flags name.
+    pub async fn config(&self) -> Result<kube::Config, CliError> {
+        super::config(self.kubeconfig.as_deref(), self.context.as_deref()).await
+    }
+
+    /// A client for the cluster these flags name.
+    pub async fn client(&self) -> Result<Client, CliError> {
+        super::client(self.kubeconfig.as_deref(), self.context.as_deref()).await
+    }
+}
+
+/// The verifier's HTTP server (TokenReview and forward-auth; see docs/verifier.md).
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// Address of the verifier. The default serves only this machine; in a
+    /// cluster use 0.0.0.0:8443 (the Helm chart does).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8080",
+        env = "APIKEY_OPERATOR_VERIFY_ADDR"
+    )]
+    verify_addr: SocketAddr,
+    /// PEM certificate (chain) for HTTPS; reloaded when the file changes.
+    #[arg(long, requires = "verify_tls_key")]
+    verify_tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS; reloaded when the file changes.
+    #[arg(long, requires = "verify_tls_cert")]
+    verify_tls_key: Option<PathBuf>,
+    /// Group added to every authenticated identity (repeatable).
+    #[arg(long = "extra-group", value_name = "GROUP")]
+    extra_groups: Vec<String>,
+    /// Rename a forward-auth identity header, FIELD=HEADER (repeatable), e.g.
+    /// user=X-Forwarded-User. Fields: user, uid, groups, namespace, apikey, apitoken.
+    #[arg(long = "verify-header", value_name = "FIELD=HEADER")]
+    headers: Vec<String>,
+}
+
+impl VerifyArgs {
+    /// The verifier's settings; `namespace` limits what it indexes.
+    pub fn config(
+        self,
+        namespace: Option<String>,
+    ) -> Result<verifier::VerifierConfig, verifier::HeaderNameError> {
+        let mut headers = verifier::HeaderNames::default();
+        for setting in &self.headers {
+            headers.set(setting)?;
+        }
+        Ok(verifier::VerifierConfig {
+            addr: self.verify_addr,
+            tls: self.verify_tls_cert.zip(self.verify_tls_key),
+            extra_groups: self.extra_groups,
+            headers,
+            namespace,
+        })
+    }
+}
+
+/// The admin server: /metrics, /healthz, /readyz.
+#[derive(clap::Args)]
+pub struct AdminArgs {
+    /// Address of the admin server (/metrics, /healthz, /readyz). In a
+    /// cluster use 0.0.0.0:9090 (the Helm chart does).
+    #[arg(long, default_value = admin::DEFAULT_ADDR, env = "APIKEY_OPERATOR_ADMIN_ADDR")]
+    pub admin_addr: SocketAddr,
+}
+
+/// Leader election, for running several replicas.
+#[derive(clap::Args)]
+pub struct LeaderArgs {
+    /// Reconcile only while holding a coordination.k8s.io Lease; every
+    /// replica still serves the verifier.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Namespace of the Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, default_value = "apikey-operator-leader")]
+    leader_election_id: String,
+    /// This replica's name in the Lease (default: host name and process id).
+    #[arg(long)]
+    leader_election_identity: Option<String>,
+    /// How long a leader's claim lasts; a new leader takes over at most this
+    /// long after the old one died (whole seconds).
+    #[arg(long, default_value = "15s", value_parser = leader::parse_period)]
+    lease_duration: Duration,
+    /// The leader stops reconciling when it could not renew for this long.
+    #[arg(long, default_value = "10s", value_parser = leader::parse_period)]
+    renew_deadline: Duration,
+    /// How often the leader renews and the others try to acquire (e.g. 2s, 500ms).
+    #[arg(long, default_value = "2s", value_parser = leader::parse_period)]
+    retry_period: Duration,
+}
+
+impl LeaderArgs {
+    /// The Lease settings with `--leader-elect`, else none.
+    pub fn config(self) -> Option<leader::LeaseConfig> {
+        self.leader_elect.then(|| leader::LeaseConfig {
+            namespace: self.leader_election_namespace,
+            name: self.leader_election_id,
+            identity: self
+                .leader_election_identity
+                .unwrap_or_else(leader::default_identity),
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions of ApiKey and ApiToken as YAML.
+    Crds,
+    /// Run the operator against a cluster (in cluster, or the current kubeconfig).
+    Run(RunArgs),
+    /// Run everything on this machine: an embedded Kubernetes API server,
+    /// the controller and the verifier, until Ctrl-C. Writes a kubeconfig so
+    /// that kubectl works against it.
+    #[cfg(feature = "local")]
+    Local(LocalArgs),
+    /// Request a rotation of an ApiToken (sets the apikeys.dev/rotate annotation).
+    Rotate(RotateArgs),
+    /// List ApiTokens with their key, readiness, expiry and grace state.
+    List(ListArgs),
+    /// Show one ApiToken in detail, conditions included.
+    Status(StatusArgs),
+    /// Create an ApiToken, wait for its value and print it once on stdout.
+    ///
+    /// The value is printed exactly once, by this command: copy it now. It
+    /// stays in the token's Secret for workloads that mount it.
+    CreateToken(CreateTokenArgs),
+    /// Print a shell completion script: `source <(apikey-operator completions bash)`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Only reconcile this namespace (default: all namespaces).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Only reconcile ApiKeys and ApiTokens matching this label selector,
+    /// e.g. `shard=a`, so several instances can share the work.
+    #[arg(long, short = 'l')]
+    pub selector: Option<String>,
+    /// At most this many ApiTokens (and as many ApiKeys) are reconciled at
+    /// once; also bounds the API connections the operator opens (1..=1024).
+    #[arg(long, default_value_t = controller::DEFAULT_CONCURRENCY,
+          value_parser = clap::value_parser!(u16).range(1..=1024),
+          env = "APIKEY_OPERATOR_CONCURRENCY")]
+    pub concurrency: u16,
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+}
+
+#[cfg(feature = "local")]
+#[derive(clap::Args)]
+pub struct LocalArgs {
+    /// Where to write the kubeconfig for kubectl.
+    #[arg(long, default_value = "apikey-operator.kubeconfig")]
+    pub kubeconfig: PathBuf,
+    /// Manifest file or directory to apply at start (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub apply: Vec<PathBuf>,
+    /// Keep the API server's objects in this file across restarts.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// API server port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(clap::Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Name of the ApiToken.
+    pub name: String,
+    /// Namespace of the ApiToken.
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// The request value (default: the current time); each new value rotates once.
+    #[arg(long)]
+    pub request: Option<String>,
+    /// Wait up to this many seconds for the operator to rotate (0: do not wait).
+    #[arg(long, default_value_t = 30)]
+    pub wait: u64,
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// All namespaces.
+    #[arg(long, short = 'A', conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Name of the ApiToken.
+    pub name: String,
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct CreateTokenArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Name of the new ApiToken.
+    pub name: String,
+    /// The ApiKey it belongs to (same namespace).
+    #[arg(long)]
+    pub key: String,
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Each value expires this long after its issue, e.g. 90d.
+    #[arg(long, conflicts_with = "expires_at")]
+    pub lifetime: Option<String>,
+    /// Every value expires at this RFC 3339 time, e.g. 2027-01-31T00:00:00Z.
+    #[arg(long)]
+    pub expires_at: Option<jiff::Timestamp>,
+    /// Rotate on this period, e.g. 30d.
+    #[arg(long)]
+    pub rotate_every: Option<String>,
+    /// Rotate this long before expiry, e.g. 7d (needs --lifetime).
+    #[arg(long)]
+    pub renew_before: Option<String>,
+    /// The previous value stays valid this long after a rotation, e.g. 1h.
+    #[arg(long)]
+    pub grace_period: Option<String>,
+    /// Display name.
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// Description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Tag KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+    /// Name of the Secret for the value (default: the token's name).
+    #[arg(long)]
+    pub secret_name: Option<String>,
+    /// Wait up to this many seconds for the value.
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}

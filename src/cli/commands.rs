@@ -1,0 +1,223 @@
+//! What each subcommand does with its parsed flags: `main` parses, sets up
+//! logging and the runtime, and `execute` hands each command to one function
+//! here, which calls the library (`run`, `local`, `tokens`, `rotate`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use super::args::{
+    Cli, Command, CreateTokenArgs, ListArgs, LogFormat, RotateArgs, RunArgs, StatusArgs,
+};
+use super::{run, tokens};
+use crate::controller;
+
+type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+
+/// The binary's entry point: parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let name = program_name();
+    let matches = Cli::command().bin_name(name).name(name).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: could not start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command to its end.
+pub async fn execute(command: Command) -> Result {
+    match command {
+        Command::Crds => print!("{}", crate::api::crds_yaml()?),
+        Command::Run(args) => run_operator(args).await?,
+        #[cfg(feature = "local")]
+        Command::Local(args) => run_local(args).await?,
+        Command::Rotate(args) => rotate(args).await?,
+        Command::List(args) => list(args).await?,
+        Command::Status(args) => status(args).await?,
+        Command::CreateToken(args) => create_token(args).await?,
+        Command::Completions { shell } => {
+            let name = program_name().replace(' ', "-");
+            clap_complete::generate(shell, &mut Cli::command(), name, &mut std::io::stdout());
+        }
+    }
+    Ok(())
+}
+
+async fn run_operator(args: RunArgs) -> Result {
+    let verifier = args.verify.config(args.namespace.clone())?;
+    let config = args.cluster.config().await?;
+    let opts = run::RunOptions {
+        controller: controller::Config {
+            namespace: args.namespace,
+            selector: args.selector,
+            concurrency: args.concurrency,
+            ..Default::default()
+        },
+        verifier,
+        admin_addr: Some(args.admin.admin_addr),
+        leader: args.leader.config(),
+    };
+    run::run_operator(config, opts, shutdown_signal()).await?;
+    Ok(())
+}
+
+#[cfg(feature = "local")]
+async fn run_local(args: super::args::LocalArgs) -> Result {
+    let opts = super::local::LocalOptions {
+        kubeconfig: args.kubeconfig,
+        apply: args.apply,
+        state: args.state,
+        port: args.port,
+        verifier: args.verify.config(None)?,
+        admin_addr: Some(args.admin.admin_addr),
+    };
+    super::local::run_local(opts, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn rotate(args: RotateArgs) -> Result {
+    let client = args.cluster.client().await?;
+    let (namespace, name) = (args.namespace, args.name);
+    let request = args
+        .request
+        .unwrap_or_else(|| jiff::Timestamp::now().to_string());
+    let wait = (args.wait > 0).then(|| Duration::from_secs(args.wait));
+    super::rotate(client, &namespace, &name, &request, wait).await?;
+    println!("apitoken {namespace}/{name}: rotation requested ({request})");
+    Ok(())
+}
+
+async fn list(args: ListArgs) -> Result {
+    let client = args.cluster.client().await?;
+    let ns = (!args.all_namespaces).then(|| {
+        args.namespace
+            .unwrap_or_else(|| client.default_namespace().to_owned())
+    });
+    let items = tokens::list(client, ns.as_deref()).await?;
+    if items.is_empty() {
+        match &ns {
+            Some(ns) => eprintln!("No ApiTokens in namespace {ns}."),
+            None => eprintln!("No ApiTokens found."),
+        }
+    } else {
+        let table = tokens::list_table(&items, jiff::Timestamp::now(), ns.is_none());
+        print!("{table}");
+    }
+    Ok(())
+}
+
+async fn status(args: StatusArgs) -> Result {
+    let client = args.cluster.client().await?;
+    let ns = args
+        .namespace
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let token = tokens::get(client, &ns, &args.name).await?;
+    print!("{}", tokens::status_text(&token, jiff::Timestamp::now()));
+    Ok(())
+}
+
+async fn create_token(args: CreateTokenArgs) -> Result {
+    let client = args.cluster.client().await?;
+    let ns = args
+        .namespace
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let new = tokens::NewToken {
+        name: args.name,
+        key: args.key,
+        lifetime: args.lifetime,
+        expires_at: args.expires_at,
+        rotate_every: args.rotate_every,
+        renew_before: args.renew_before,
+        grace_period: args.grace_period,
+        display_name: args.display_name,
+        description: args.description,
+        tags: args.tags.into_iter().collect::<BTreeMap<_, _>>(),
+        secret_name: args.secret_name,
+    };
+    let (token, value) =
+        tokens::create_token(client, &ns, &new, Duration::from_secs(args.wait)).await?;
+    let secret = token
+        .status
+        .as_ref()
+        .and_then(|s| s.secret_name.clone())
+        .unwrap_or_default();
+    eprintln!(
+        "ApiToken {ns}/{} is Ready. Its value follows on stdout; copy it now, this command will not show it again.\n\
+         (Workloads read it from Secret {ns}/{secret}; anyone who may read that Secret can read the value.)",
+        new.name
+    );
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", value.expose_secret())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The program's name as invoked: `kubectl apikey` when called as the kubectl plugin.
+fn program_name() -> &'static str {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let base = std::path::Path::new(&argv0)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    if base == "kubectl-apikey" {
+        "kubectl apikey"
+    } else {
+        "apikey-operator"
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
