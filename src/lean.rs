@@ -34,6 +34,18 @@ use tracing::error;
 
 use crate::api::{ApiKey, ApiKeyRef, ApiKeySpec, ApiToken, ApiTokenSpec, Owner, OwnerKind};
 
+/// The objects of kind `K` in `namespace`, or in all namespaces: what the
+/// controller's and the verifier's watches list.
+pub fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> kube::Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    }
+}
+
 /// `kube::runtime::watcher` over `Lean<K>`, handing on events of plain `K`
 /// (see [`Lean::event`]).
 pub fn watcher<K>(
