@@ -15,8 +15,11 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, warn};
 
+use super::FIELD_MANAGER;
 use super::conditions::{self, Wanted, is_true};
-use super::{Context, Error, FIELD_MANAGER, kube_err, object_key};
+use super::context::{Context, object_key};
+use super::error::{Error, kube_err};
+use super::metrics::API_KEY;
 use crate::api::conditions::{EXPIRED, READY, reason};
 use crate::api::{ApiKey, ApiKeyStatus, ApiToken, OwnerKind};
 
@@ -32,18 +35,12 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Er
     if key.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let span = tracing::info_span!("reconcile", kind = crate::metrics::API_KEY, object = %object_key(key.as_ref()));
+    let span = tracing::info_span!("reconcile", kind = API_KEY, object = %object_key(key.as_ref()));
     let result = reconcile_key(&key, &ctx).instrument(span).await;
-    ctx.handles
-        .metrics
-        .reconciled(crate::metrics::API_KEY, result.is_ok());
+    ctx.handles.metrics.reconciled(API_KEY, result.is_ok());
     if result.is_ok() {
-        ctx.succeeded(&object_key(key.as_ref()));
+        ctx.backoff.succeeded(&object_key(key.as_ref()));
     }
-    ctx.handles
-        .stats
-        .key_reconciles
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     result
 }
 
@@ -80,7 +77,7 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     };
 
     // Counting from a store that has not listed yet would report zero tokens.
-    if tokio::time::timeout(STORE_SYNC, super::store_ready(&ctx.tokens))
+    if tokio::time::timeout(STORE_SYNC, super::runner::store_ready(&ctx.tokens))
         .await
         .is_err()
     {
@@ -282,7 +279,8 @@ pub(crate) async fn adopt(ctx: &Context, key: &ApiKey, token: &ApiToken) -> Resu
     let api: Api<ApiToken> = ctx.api(&ns);
     let name = token.name_any();
     let params = PatchParams::default();
-    match super::write_light(&api, |r| r.patch(&name, &params, &Patch::Merge(&patch))).await {
+    match super::write::write_light(&api, |r| r.patch(&name, &params, &Patch::Merge(&patch))).await
+    {
         // The ownerReference change (or the conflicting one) wakes the token again.
         Ok(_) => {
             ctx.replaced(&object_key(token), token.resource_version());

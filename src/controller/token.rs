@@ -21,14 +21,15 @@ use serde_json::json;
 use tracing::{Instrument, debug, info};
 
 use super::conditions::is_true;
+use super::context::{Context, object_key};
+use super::error::{Error, kube_err};
+use super::faults::FaultPoint;
 use super::hashed_secret::HashedSecret;
+use super::metrics::API_TOKEN;
 use super::token_state::{
     self, Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction,
 };
-use super::{
-    Context, Error, FIELD_MANAGER, FaultPoint, MANAGED_BY, MANAGED_BY_LABEL, TOKEN_LABEL, kube_err,
-    object_key,
-};
+use super::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, TOKEN_LABEL};
 use crate::api::conditions::READY;
 use crate::api::{ApiKey, ApiToken, ApiTokenStatus, OwnerKind, RestartTargetKind};
 use crate::token::{self as tokens, TokenId, TokenKind};
@@ -46,24 +47,19 @@ pub async fn reconcile(token: Arc<ApiToken>, ctx: Arc<Context>) -> Result<Action
         // Secrets go with the token through their ownerReference.
         return Ok(Action::await_change());
     }
-    let span = tracing::info_span!("reconcile", kind = crate::metrics::API_TOKEN, object = %object_key(token.as_ref()));
+    let span =
+        tracing::info_span!("reconcile", kind = API_TOKEN, object = %object_key(token.as_ref()));
     let result = reconcile_token(&token, &ctx).instrument(span).await;
-    ctx.handles
-        .metrics
-        .reconciled(crate::metrics::API_TOKEN, result.is_ok());
+    ctx.handles.metrics.reconciled(API_TOKEN, result.is_ok());
     if result.is_ok() {
-        ctx.succeeded(&name);
+        ctx.backoff.succeeded(&name);
     }
-    ctx.handles
-        .stats
-        .token_reconciles
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     result
 }
 
 async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Error> {
     if ctx.behind_own_write(&object_key(token), token.resource_version().as_deref()) {
-        return Ok(Action::requeue(super::BEHIND_RECHECK));
+        return Ok(Action::requeue(super::context::BEHIND_RECHECK));
     }
     let ns = token
         .namespace()
@@ -74,7 +70,7 @@ async fn reconcile_token(token: &ApiToken, ctx: &Context) -> Result<Action, Erro
     if key.is_none() {
         // Right after a start the key store may not have listed yet: a key
         // not seen yet must not look deleted, which would revoke the value.
-        match tokio::time::timeout(KEY_STORE_SYNC, super::store_ready(&ctx.keys)).await {
+        match tokio::time::timeout(KEY_STORE_SYNC, super::runner::store_ready(&ctx.keys)).await {
             Ok(true) => key = ctx.keys.get(&key_ref),
             _ => return Ok(Action::requeue(KEY_STORE_SYNC)),
         }
@@ -323,14 +319,14 @@ async fn issue_value(
                 what: "the token's Secret",
                 source,
             })?;
-            super::write_light(&secrets, |r| r.create(&params, body))
+            super::write::write_light(&secrets, |r| r.create(&params, body))
                 .await
                 .map_err(kube_err("creating the token's Secret"))?;
         }
         Some(rv) => {
             secret.metadata.resource_version = Some(rv.to_owned());
             let params = PatchParams::apply(FIELD_MANAGER).force();
-            super::write_light(&secrets, |r| {
+            super::write::write_light(&secrets, |r| {
                 r.patch(secret_name, &params, &Patch::Apply(&secret))
             })
             .await
@@ -443,7 +439,7 @@ async fn sync_secret_metadata(
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..Default::default()
     };
-    super::write_light(api, |r| r.patch(name, &params, &Patch::Merge(&patch)))
+    super::write::write_light(api, |r| r.patch(name, &params, &Patch::Merge(&patch)))
         .await
         .map_err(kube_err(
             "updating the labels and annotations of the token's Secret",
@@ -644,7 +640,7 @@ async fn write_status(
         status: &status,
     };
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let written = super::write_light(api, |r| {
+    let written = super::write::write_light(api, |r| {
         r.patch_subresource("status", &name, &params, &Patch::Apply(&body))
     })
     .await
