@@ -187,9 +187,10 @@ pub struct Observed<'a> {
     pub last_rotation_request: Option<&'a str>,
 }
 
-/// What the user asks for beyond the policy.
+/// What the user asks for beyond the policy: `spec.disabled` and the
+/// rotate annotation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Wanted<'a> {
+pub struct Intent<'a> {
     pub disabled: bool,
     /// The current value of the rotate annotation.
     pub rotation_request: Option<&'a str>,
@@ -266,14 +267,14 @@ pub struct Plan {
 }
 
 /// Decides the next step for a token.
-pub fn plan(policy: &Policy, observed: &Observed<'_>, wanted: Wanted<'_>, now: Timestamp) -> Plan {
-    let new_request = wanted
+pub fn plan(policy: &Policy, observed: &Observed<'_>, intent: Intent<'_>, now: Timestamp) -> Plan {
+    let new_request = intent
         .rotation_request
         .is_some_and(|r| Some(r) != observed.last_rotation_request);
     let first_grace_end = observed.grace_ends.iter().copied().min();
     let grace_over = first_grace_end.is_some_and(|end| end <= now);
 
-    let step = if wanted.disabled {
+    let step = if intent.disabled {
         // A request made while disabled is left for the re-enable to consume.
         if observed.has_value {
             Step::Disable
@@ -338,13 +339,13 @@ pub fn plan(policy: &Policy, observed: &Observed<'_>, wanted: Wanted<'_>, now: T
             _ => None,
         }
     });
-    let next_rotation_at = if has_value && !wanted.disabled {
+    let next_rotation_at = if has_value && !intent.disabled {
         issued_at.and_then(|at| policy.next_rotation_at(at))
     } else {
         None
     };
     let validity = validity(
-        has_value || wanted.disabled,
+        has_value || intent.disabled,
         issued_at,
         expires_at,
         next_rotation_at,
@@ -363,7 +364,7 @@ pub fn plan(policy: &Policy, observed: &Observed<'_>, wanted: Wanted<'_>, now: T
             .map(|(exp, iss)| sub(exp, warning_window(iss, exp))),
         _ => None,
     };
-    let value_due = if has_value && !wanted.disabled {
+    let value_due = if has_value && !intent.disabled {
         earliest([expires_at, next_rotation_at, soon_flip])
     } else {
         None
@@ -371,7 +372,7 @@ pub fn plan(policy: &Policy, observed: &Observed<'_>, wanted: Wanted<'_>, now: T
     let next_due = earliest([value_due, remaining_grace]).filter(|due| *due > now);
 
     let consumes_request = new_request
-        && !wanted.disabled
+        && !intent.disabled
         && matches!(
             step,
             Step::Issue(_) | Step::Rotate(_) | Step::Idle | Step::EndGrace

@@ -16,7 +16,7 @@ use serde_json::json;
 use tracing::{Instrument, warn};
 
 use super::FIELD_MANAGER;
-use super::conditions::{self, Wanted, is_true};
+use super::conditions::{self, DesiredCondition, is_true};
 use super::context::{Context, object_key};
 use super::error::{Error, kube_err};
 use super::metrics::API_KEY;
@@ -248,7 +248,8 @@ pub fn desired_status(
     } else {
         reason::OWNER_NOT_FOUND
     };
-    let ready_condition = Wanted::new(READY, owner_found, why, owner_message(ns, key, owner_found));
+    let ready_condition =
+        DesiredCondition::new(READY, owner_found, why, owner_message(ns, key, owner_found));
     let generation = key.metadata.generation;
     ApiKeyStatus {
         conditions: conditions::merge(&current.conditions, &[ready_condition], generation, now),

@@ -8,7 +8,7 @@
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::conditions::{self, Wanted as Cond};
+use super::conditions::{self, DesiredCondition};
 use crate::api::conditions::{EXPIRED, EXPIRING_SOON, READY, reason};
 use crate::api::{
     ApiToken, ApiTokenStatus, PendingValue, PreviousValue, ROTATE_ANNOTATION, TokenDefaults,
@@ -398,11 +398,11 @@ pub fn decide(
         grace_ends: current.previous.iter().map(|p| p.valid_until.0).collect(),
         last_rotation_request: current.last_rotation_request.as_deref(),
     };
-    let wanted = schedule::Wanted {
+    let intent = schedule::Intent {
         disabled: token.spec.disabled,
         rotation_request: request,
     };
-    let plan = schedule::plan(&policy, &observed, wanted, now);
+    let plan = schedule::plan(&policy, &observed, intent, now);
 
     let kind = match plan.step {
         Step::Issue(_) => Some(IssueKind::Initial),
@@ -601,7 +601,7 @@ fn issue_decision(
             grace_ends: status.previous.iter().map(|p| p.valid_until.0).collect(),
             last_rotation_request: status.last_rotation_request.as_deref(),
         },
-        schedule::Wanted::default(),
+        schedule::Intent::default(),
         now,
     );
     status.conditions = value_conditions(
@@ -661,7 +661,7 @@ pub fn pending(
         rotation_request: rotation_request(token).map(str::to_owned),
     });
     if status.hash.is_none() {
-        let issuing = Cond::new(
+        let issuing = DesiredCondition::new(
             READY,
             false,
             reason::ISSUING,
@@ -759,14 +759,14 @@ fn value_conditions(
     now: Timestamp,
 ) -> Vec<Condition> {
     let ready = if has_value {
-        Cond::new(
+        DesiredCondition::new(
             READY,
             true,
             reason::ISSUED,
             format!("a valid value is in Secret {secret_name:?}"),
         )
     } else if disabled {
-        Cond::new(
+        DesiredCondition::new(
             READY,
             false,
             reason::DISABLED,
@@ -777,7 +777,7 @@ fn value_conditions(
             Some(at) => format!("the value expired at {}", at.0),
             None => "the value expired".to_owned(),
         };
-        Cond::new(
+        DesiredCondition::new(
             READY,
             false,
             reason::EXPIRED,
@@ -786,7 +786,7 @@ fn value_conditions(
             ),
         )
     } else {
-        Cond::new(
+        DesiredCondition::new(
             READY,
             false,
             reason::ISSUING,
@@ -799,16 +799,16 @@ fn value_conditions(
         .map(|t| t.0.to_string())
         .unwrap_or_default();
     let expired = match validity {
-        Validity::Expired => Cond::new(
+        Validity::Expired => DesiredCondition::new(
             EXPIRED,
             true,
             reason::EXPIRED,
             format!("expired at {expires}"),
         ),
         Validity::NoExpiry => {
-            Cond::new(EXPIRED, false, reason::NO_EXPIRY, "the value never expires")
+            DesiredCondition::new(EXPIRED, false, reason::NO_EXPIRY, "the value never expires")
         }
-        _ => Cond::new(
+        _ => DesiredCondition::new(
             EXPIRED,
             false,
             reason::VALID,
@@ -816,7 +816,7 @@ fn value_conditions(
         ),
     };
     let soon = match validity {
-        Validity::ExpiringSoon => Cond::new(
+        Validity::ExpiringSoon => DesiredCondition::new(
             EXPIRING_SOON,
             true,
             reason::EXPIRES_SOON,
@@ -830,26 +830,26 @@ fn value_conditions(
                 .as_ref()
                 .map(|t| t.0.to_string())
                 .unwrap_or_default();
-            Cond::new(
+            DesiredCondition::new(
                 EXPIRING_SOON,
                 false,
                 reason::RENEWAL_SCHEDULED,
                 format!("a new value is due at {at}, before the expiry"),
             )
         }
-        Validity::Valid => Cond::new(
+        Validity::Valid => DesiredCondition::new(
             EXPIRING_SOON,
             false,
             reason::VALID,
             format!("valid until {expires}"),
         ),
-        Validity::NoExpiry => Cond::new(
+        Validity::NoExpiry => DesiredCondition::new(
             EXPIRING_SOON,
             false,
             reason::NO_EXPIRY,
             "the value never expires",
         ),
-        Validity::Expired => Cond::new(
+        Validity::Expired => DesiredCondition::new(
             EXPIRING_SOON,
             false,
             reason::EXPIRED,
@@ -886,7 +886,7 @@ fn blocked(
     let was = ready_reason(current);
     status.conditions = conditions::merge(
         &current.conditions,
-        &[Cond::new(READY, false, why, message.clone())],
+        &[DesiredCondition::new(READY, false, why, message.clone())],
         generation,
         now,
     );
@@ -923,7 +923,7 @@ fn expired_under_invalid_spec(
     status.secret_name = None;
     status.next_rotation_at = None;
     status.previous.retain(|p| p.valid_until.0 > now);
-    let ready = Cond::new(
+    let ready = DesiredCondition::new(
         READY,
         false,
         reason::INVALID_SPEC,
@@ -932,13 +932,13 @@ fn expired_under_invalid_spec(
              the spec is fixed"
         ),
     );
-    let expired = Cond::new(
+    let expired = DesiredCondition::new(
         EXPIRED,
         true,
         reason::EXPIRED,
         format!("expired at {expired_at}"),
     );
-    let soon = Cond::new(
+    let soon = DesiredCondition::new(
         EXPIRING_SOON,
         false,
         reason::EXPIRED,
@@ -1058,7 +1058,7 @@ fn keep_with_ready(
     let was = ready_reason(current);
     status.conditions = with_ready(
         &current.conditions,
-        Cond::new(READY, false, why, message.clone()),
+        DesiredCondition::new(READY, false, why, message.clone()),
         generation,
         now,
     );
@@ -1079,7 +1079,7 @@ fn keep_with_ready(
 /// Replaces the Ready condition and keeps the others as they are.
 fn with_ready(
     existing: &[Condition],
-    ready: Cond,
+    ready: DesiredCondition,
     generation: Option<i64>,
     now: Timestamp,
 ) -> Vec<Condition> {

@@ -63,7 +63,7 @@ struct Case {
     name: &'static str,
     policy: Policy,
     observed: Observed<'static>,
-    wanted: Wanted<'static>,
+    intent: Intent<'static>,
     now: &'static str,
     step: Step,
     expires_at: Option<&'static str>,
@@ -82,13 +82,13 @@ fn lifetime_policy(hours: i64) -> Policy {
 
 fn cases() -> Vec<Case> {
     let never = Observed::default();
-    let none = Wanted::default();
+    let none = Intent::default();
     vec![
         Case {
             name: "no expiry: first issue, then nothing is ever due",
             policy: Policy::default(),
             observed: never.clone(),
-            wanted: none,
+            intent: none,
             now: T0,
             step: Step::Issue(IssueReason::Initial),
             expires_at: None,
@@ -101,7 +101,7 @@ fn cases() -> Vec<Case> {
             name: "no expiry: issued value stays idle",
             policy: Policy::default(),
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2030-01-01T00:00:00Z",
             step: Step::Idle,
             expires_at: None,
@@ -117,7 +117,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: never.clone(),
-            wanted: none,
+            intent: none,
             now: T0,
             step: Step::Issue(IssueReason::Initial),
             expires_at: Some("2026-03-01T00:00:00Z"),
@@ -133,7 +133,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-02-25T00:00:00Z",
             step: Step::Idle,
             expires_at: Some("2026-03-01T00:00:00Z"),
@@ -149,7 +149,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-03-01T00:00:00Z",
             step: Step::Expire,
             expires_at: Some("2026-03-01T00:00:00Z"),
@@ -162,7 +162,7 @@ fn cases() -> Vec<Case> {
             name: "lifetime expiry: counted from the issue",
             policy: lifetime_policy(90),
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-01-02T00:00:00Z",
             step: Step::Idle,
             expires_at: Some("2026-01-04T18:00:00Z"),
@@ -175,7 +175,7 @@ fn cases() -> Vec<Case> {
             name: "lifetime expiry: reached",
             policy: lifetime_policy(90),
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-01-04T18:00:01Z",
             step: Step::Expire,
             expires_at: Some("2026-01-04T18:00:00Z"),
@@ -192,7 +192,7 @@ fn cases() -> Vec<Case> {
                 issued_at: Some(t(T0)),
                 ..Default::default()
             },
-            wanted: none,
+            intent: none,
             now: "2026-02-01T00:00:00Z",
             step: Step::Idle,
             expires_at: Some("2026-01-04T18:00:00Z"),
@@ -208,7 +208,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-01-01T12:00:00Z",
             step: Step::Idle,
             expires_at: None,
@@ -224,7 +224,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-01-02T00:00:00Z",
             step: Step::Rotate(RotateReason::Scheduled),
             expires_at: None,
@@ -240,7 +240,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-01-01T23:59:59Z",
             step: Step::Idle,
             expires_at: None,
@@ -257,7 +257,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-01-01T01:00:00Z",
             step: Step::Idle,
             expires_at: Some("2026-01-01T10:00:00Z"),
@@ -274,7 +274,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-01-02T00:00:00Z",
             step: Step::Idle,
             expires_at: Some("2026-01-05T04:00:00Z"),
@@ -291,7 +291,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-01-04T18:00:00Z",
             step: Step::Rotate(RotateReason::Renewal),
             expires_at: Some("2026-01-08T22:00:00Z"),
@@ -308,7 +308,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-01-06T00:00:00Z",
             step: Step::Rotate(RotateReason::Renewal),
             expires_at: Some("2026-01-10T04:00:00Z"),
@@ -328,7 +328,7 @@ fn cases() -> Vec<Case> {
                 grace_ends: vec![t("2026-01-02T01:00:00Z")],
                 ..issued("2026-01-02T00:00:00Z")
             },
-            wanted: none,
+            intent: none,
             now: "2026-01-02T00:30:00Z",
             step: Step::Idle,
             expires_at: None,
@@ -348,7 +348,7 @@ fn cases() -> Vec<Case> {
                 grace_ends: vec![t("2026-01-02T01:00:00Z")],
                 ..issued("2026-01-02T00:00:00Z")
             },
-            wanted: none,
+            intent: none,
             now: "2026-01-02T01:00:00Z",
             step: Step::EndGrace,
             expires_at: None,
@@ -361,7 +361,7 @@ fn cases() -> Vec<Case> {
             name: "edit of expiration on an issued token: new expiry, same value",
             policy: lifetime_policy(48),
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-01-01T06:00:00Z",
             step: Step::Idle,
             expires_at: Some("2026-01-03T00:00:00Z"),
@@ -377,7 +377,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-01-01T06:00:00Z",
             step: Step::Expire,
             expires_at: Some("2026-01-01T01:00:00Z"),
@@ -394,7 +394,7 @@ fn cases() -> Vec<Case> {
                 issued_at: Some(t(T0)),
                 ..Default::default()
             },
-            wanted: none,
+            intent: none,
             now: "2026-01-10T00:00:00Z",
             step: Step::Issue(IssueReason::ExpiryExtended),
             expires_at: Some("2026-02-09T00:00:00Z"),
@@ -410,7 +410,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: never.clone(),
-            wanted: none,
+            intent: none,
             now: T0,
             step: Step::Idle,
             expires_at: Some("2025-06-01T00:00:00Z"),
@@ -426,7 +426,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: never.clone(),
-            wanted: Wanted {
+            intent: Intent {
                 disabled: false,
                 rotation_request: Some("r1"),
             },
@@ -442,7 +442,7 @@ fn cases() -> Vec<Case> {
             name: "disabled token with a value: the value is removed",
             policy: lifetime_policy(24),
             observed: issued(T0),
-            wanted: Wanted {
+            intent: Intent {
                 disabled: true,
                 rotation_request: None,
             },
@@ -461,7 +461,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: never.clone(),
-            wanted: Wanted {
+            intent: Intent {
                 disabled: true,
                 rotation_request: Some("r1"),
             },
@@ -480,7 +480,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: never.clone(),
-            wanted: Wanted {
+            intent: Intent {
                 disabled: false,
                 rotation_request: Some("r1"),
             },
@@ -499,7 +499,7 @@ fn cases() -> Vec<Case> {
                 last_rotation_request: Some("r1"),
                 ..issued(T0)
             },
-            wanted: Wanted {
+            intent: Intent {
                 disabled: false,
                 rotation_request: Some("r2"),
             },
@@ -518,7 +518,7 @@ fn cases() -> Vec<Case> {
                 last_rotation_request: Some("r2"),
                 ..issued("2026-01-05T00:00:00Z")
             },
-            wanted: Wanted {
+            intent: Intent {
                 disabled: false,
                 rotation_request: Some("r2"),
             },
@@ -538,7 +538,7 @@ fn cases() -> Vec<Case> {
                 issued_at: Some(t(T0)),
                 ..Default::default()
             },
-            wanted: Wanted {
+            intent: Intent {
                 disabled: false,
                 rotation_request: Some("r1"),
             },
@@ -558,7 +558,7 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
             observed: issued(T0),
-            wanted: none,
+            intent: none,
             now: "2026-01-01T13:00:00Z",
             step: Step::Expire,
             expires_at: Some("2026-01-01T12:00:00Z"),
@@ -574,7 +574,7 @@ fn cases() -> Vec<Case> {
 fn plan_table() {
     let mut failures = Vec::new();
     for case in cases() {
-        let got = plan(&case.policy, &case.observed, case.wanted, t(case.now));
+        let got = plan(&case.policy, &case.observed, case.intent, t(case.now));
         let want = Plan {
             step: case.step,
             expires_at: case.expires_at.map(t),
@@ -599,7 +599,7 @@ fn plan_table() {
 fn next_due_is_never_in_the_past() {
     for case in cases() {
         let now = t(case.now);
-        let got = plan(&case.policy, &case.observed, case.wanted, now);
+        let got = plan(&case.policy, &case.observed, case.intent, now);
         assert!(got.next_due.is_none_or(|due| due > now), "{}", case.name);
     }
 }
