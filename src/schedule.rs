@@ -236,6 +236,65 @@ pub enum Step {
     Idle,
 }
 
+impl Step {
+    /// Why the value this step writes is written; `None` when it writes none.
+    pub fn issue_kind(self) -> Option<IssueKind> {
+        match self {
+            Step::Issue(_) => Some(IssueKind::Initial),
+            Step::Rotate(reason) => Some(IssueKind::Rotation(reason)),
+            Step::Expire | Step::Disable | Step::EndGrace | Step::Idle => None,
+        }
+    }
+}
+
+/// Why a new value is written: the vocabulary the schedule, the decision
+/// (`controller::token_state`, which adds re-issues of a lost or altered
+/// value), the status (`status.pending.reason`) and the metrics share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssueKind {
+    /// First value, value after a re-enable or after an expiry was extended.
+    Initial,
+    Rotation(RotateReason),
+    /// The recorded value is missing from the Secret or the Secret holds another value.
+    Reissue {
+        secret_missing: bool,
+    },
+}
+
+impl IssueKind {
+    /// Every kind as recorded (`secret_missing` only words the Event).
+    const RECORDED: [IssueKind; 5] = [
+        IssueKind::Initial,
+        IssueKind::Rotation(RotateReason::Scheduled),
+        IssueKind::Rotation(RotateReason::Renewal),
+        IssueKind::Rotation(RotateReason::Requested),
+        IssueKind::Reissue {
+            secret_missing: false,
+        },
+    ];
+
+    /// The word recorded in `status.pending.reason` (and the metrics' reason label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueKind::Initial => "Issue",
+            IssueKind::Rotation(RotateReason::Scheduled) => "Rotate",
+            IssueKind::Rotation(RotateReason::Renewal) => "Renew",
+            IssueKind::Rotation(RotateReason::Requested) => "Request",
+            IssueKind::Reissue { .. } => "Reissue",
+        }
+    }
+
+    /// The kind `status.pending.reason` records: the inverse of
+    /// [`as_str`](Self::as_str). A word this operator does not write (a hand
+    /// edit) reads as a first issue.
+    pub fn from_recorded(word: &str) -> IssueKind {
+        IssueKind::RECORDED
+            .into_iter()
+            .find(|kind| kind.as_str() == word)
+            .unwrap_or(IssueKind::Initial)
+    }
+}
+
 /// The state of the value that the conditions report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Validity {

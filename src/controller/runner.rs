@@ -23,7 +23,7 @@ use super::backoff::{Backoff, retry_after_error};
 use super::context::{Config, Context, Handles};
 use super::hashed_secret::HashedSecret;
 use super::metrics::{API_KEY, API_TOKEN};
-use super::token::key_fingerprint;
+use super::token_state::key_fingerprint;
 use super::{MANAGED_BY, MANAGED_BY_LABEL, key, token};
 use crate::api::{ApiKey, ApiToken, OwnerKind};
 use crate::clock::Clock;

@@ -11,7 +11,6 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -20,14 +19,14 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, debug, info};
 
-use super::conditions::is_true;
 use super::context::{Context, object_key};
 use super::error::{Error, kube_err};
 use super::faults::FaultPoint;
 use super::hashed_secret::HashedSecret;
 use super::metrics::API_TOKEN;
 use super::token_state::{
-    self, Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction,
+    self, Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction, key_state,
+    same_status, view,
 };
 use super::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, TOKEN_LABEL};
 use crate::api::conditions::READY;
@@ -501,73 +500,6 @@ fn adopted_by(token: &ApiToken, key: Option<&ApiKey>) -> bool {
         .is_some_and(|uid| token.controlling_key_uid() == Some(uid))
 }
 
-/// A digest of what a token's reconcile reads from its key (`key_state`,
-/// `adopted_by`): key events that leave it unchanged, such as the key's token
-/// counts, need not wake every token of the key.
-pub(crate) fn key_fingerprint(key: &ApiKey) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.metadata.uid.hash(&mut h);
-    serde_json::to_string(&key.spec)
-        .unwrap_or_default()
-        .hash(&mut h);
-    let ready = key
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
-    ready.map(|c| (&c.status, &c.message)).hash(&mut h);
-    key.metadata.deletion_timestamp.is_some().hash(&mut h);
-    h.finish()
-}
-
-pub(super) fn key_state(key: Option<&ApiKey>) -> KeyState<'_> {
-    match key {
-        None => KeyState::Missing,
-        Some(key) if key.metadata.deletion_timestamp.is_some() => KeyState::NotReady {
-            message: "it is being deleted",
-        },
-        Some(key) => {
-            let status = key.status.as_ref();
-            let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
-            if is_true(conditions, READY) {
-                let kind = match key.spec.owner.kind {
-                    OwnerKind::User => TokenKind::Personal,
-                    OwnerKind::ServiceAccount => TokenKind::ServiceAccount,
-                };
-                KeyState::Ready {
-                    kind,
-                    defaults: key.spec.token_defaults.as_ref(),
-                    uid: key.metadata.uid.as_deref().unwrap_or_default(),
-                }
-            } else {
-                let message = conditions
-                    .iter()
-                    .find(|c| c.type_ == READY)
-                    .map(|c| c.message.as_str())
-                    .unwrap_or("its owner has not been checked yet");
-                KeyState::NotReady { message }
-            }
-        }
-    }
-}
-
-/// How a Secret relates to the token `uid`.
-fn view(secret: &HashedSecret, uid: &str, key: &str) -> SecretView {
-    let controller = secret
-        .owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true));
-    match controller {
-        Some(OwnerReference { uid: owner, .. }) if owner == uid => {
-            let value_hash = secret.hash_of(key).cloned();
-            SecretView::Ours { value_hash }
-        }
-        other => SecretView::Foreign {
-            controller: other.map(|o| format!("{} {}", o.kind, o.name)),
-        },
-    }
-}
-
 /// The Secret as it is now, and its resourceVersion (none when missing).
 async fn fetch_view(
     api: &Api<HashedSecret>,
@@ -679,17 +611,6 @@ async fn write_status_if_changed(
         return Ok(());
     }
     write_status(ctx, api, token, desired, rv).await.map(|_| ())
-}
-
-/// Equal for our purposes: ignores the verifier's field and condition order.
-pub(crate) fn same_status(a: &ApiTokenStatus, b: &ApiTokenStatus) -> bool {
-    let normal = |s: &ApiTokenStatus| {
-        let mut s = s.clone();
-        s.last_used_at = None;
-        s.conditions.sort_by(|x, y| x.type_.cmp(&y.type_));
-        s
-    };
-    normal(a) == normal(b)
 }
 
 async fn publish(ctx: &Context, token: &ApiToken, note: &Note) {

@@ -708,3 +708,27 @@ fn resolve_rejects_what_cannot_be_scheduled() {
         "{bad}"
     );
 }
+
+#[test]
+fn the_recorded_reason_reads_back_as_the_kind_it_records() {
+    for kind in IssueKind::RECORDED {
+        assert_eq!(IssueKind::from_recorded(kind.as_str()), kind);
+    }
+    let missing = IssueKind::Reissue {
+        secret_missing: true,
+    };
+    assert_eq!(missing.as_str(), "Reissue");
+    assert_eq!(
+        IssueKind::from_recorded("edited by hand"),
+        IssueKind::Initial
+    );
+    assert_eq!(
+        Step::Rotate(RotateReason::Renewal).issue_kind(),
+        Some(IssueKind::Rotation(RotateReason::Renewal))
+    );
+    assert_eq!(
+        Step::Issue(IssueReason::ExpiryExtended).issue_kind(),
+        Some(IssueKind::Initial)
+    );
+    assert_eq!(Step::EndGrace.issue_kind(), None);
+}

@@ -9,9 +9,11 @@ use kube::api::ObjectMeta;
 
 use super::*;
 use crate::api::conditions::{EXPIRED, READY, reason};
-use crate::api::{ApiKeyRef, ApiTokenSpec, Expiration, PreviousValue, Rotation, TokenRotation};
+use crate::api::{
+    ApiKeyRef, ApiTokenSpec, Expiration, PendingValue, PreviousValue, Rotation, TokenRotation,
+};
 use crate::schedule::RotateReason;
-use crate::token::hash_value;
+use crate::token::{TokenHash, hash_value};
 
 const NOW: &str = "2026-06-01T12:00:00Z";
 
@@ -44,7 +46,6 @@ fn token(spec_edit: impl FnOnce(&mut ApiTokenSpec), status: Option<ApiTokenStatu
 }
 
 const READY_KEY: KeyState<'static> = KeyState::Ready {
-    kind: TokenKind::Personal,
     defaults: None,
     uid: "key-uid",
 };
@@ -160,7 +161,7 @@ fn a_sub_second_issue_instant_needs_no_second_status_write() {
     let again = decide(&tok, READY_KEY, &ours("v1"), t("2026-06-01T12:00:01.1Z"));
     assert_eq!(again.action, ValueAction::Keep);
     assert!(
-        crate::controller::token::same_status(&again.status, &stored),
+        same_status(&again.status, &stored),
         "the next reconcile would write again:\n{:#?}\nvs stored\n{:#?}",
         again.status,
         stored
@@ -538,29 +539,6 @@ fn an_invalid_spec_still_disables_and_clears_stray_values() {
         t(NOW),
     );
     assert_eq!(d.action, ValueAction::Keep);
-}
-
-/// A key being deleted blocks its tokens like a key that is not Ready.
-#[test]
-fn a_key_being_deleted_is_not_ready() {
-    let mut key: crate::api::ApiKey = serde_json::from_value(serde_json::json!({
-        "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey",
-        "metadata": {"name": "key", "namespace": "ns", "uid": "k-1",
-                     "deletionTimestamp": "2026-06-01T00:00:00Z"},
-        "spec": {"owner": {"kind": "User", "name": "alice"}},
-        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "OwnerResolved",
-                   "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
-    }))
-    .expect("ApiKey");
-    assert!(matches!(
-        super::super::token::key_state(Some(&key)),
-        KeyState::NotReady { message } if message.contains("being deleted")
-    ));
-    key.metadata.deletion_timestamp = None;
-    assert!(matches!(
-        super::super::token::key_state(Some(&key)),
-        KeyState::Ready { .. }
-    ));
 }
 
 /// A value records the uid of the key it was issued under; under a key of
