@@ -21,7 +21,7 @@ use super::context::{Context, object_key};
 use super::error::{Error, kube_err};
 use super::metrics::API_KEY;
 use crate::api::conditions::{EXPIRED, READY, reason};
-use crate::api::{ApiKey, ApiKeyStatus, ApiToken, OwnerKind};
+use crate::api::{ApiKey, ApiKeyStatus, ApiToken, Owner, OwnerKind};
 
 /// A key is looked at (owner check, token count) at most once in this interval.
 const LOOK_INTERVAL: Duration = Duration::from_secs(1);
@@ -57,24 +57,13 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = key.name_any();
-    let owner = &key.spec.owner;
     // Token events wake the key many times a second during a burst; look at
     // most once a second (the owner check and the count scan are not free).
     let object = object_key(key);
     if let Some(wait) = ctx.key_throttle().look(&object, Instant::now()) {
         return Ok(Action::requeue(wait));
     }
-
-    let owner_found = match owner.kind {
-        OwnerKind::User => true,
-        OwnerKind::ServiceAccount => {
-            let sas: Api<ServiceAccount> = ctx.api(&ns);
-            sas.get_opt(&owner.name)
-                .await
-                .map_err(kube_err("looking up the owner ServiceAccount"))?
-                .is_some()
-        }
-    };
+    let owner_found = owner_exists(ctx, &ns, &key.spec.owner).await?;
 
     // Counting from a store that has not listed yet would report zero tokens.
     if tokio::time::timeout(STORE_SYNC, super::runner::store_ready(&ctx.tokens))
@@ -83,10 +72,49 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     {
         return Ok(Action::requeue(STORE_SYNC));
     }
+    let counts = token_counts(ctx, &ns, &name);
+    let current = key.status.clone().unwrap_or_default();
+    let desired = desired_status(&current, &ns, key, owner_found, counts, ctx.clock.now());
+    if desired != current && only_counts_differ(&current, &desired) {
+        // During a burst of token changes the counts move every second; one
+        // write once they settle (or every 10 s) instead of one per second.
+        if let Some(wait) = ctx.key_throttle().settle(&object, counts, Instant::now()) {
+            return Ok(Action::requeue(wait));
+        }
+    } else {
+        ctx.key_throttle().settled(&object);
+    }
+    if desired != current {
+        write_status(ctx, &ns, &name, &desired).await?;
+        let was_ready = is_true(&current.conditions, READY);
+        if !owner_found && (was_ready || current.conditions.is_empty()) {
+            publish_owner_not_found(ctx, &ns, key).await;
+        }
+    }
+    Ok(ctx.requeue_at(None))
+}
+
+/// Whether the key's owner exists: a user always does, a ServiceAccount
+/// must exist in the key's namespace.
+async fn owner_exists(ctx: &Context, ns: &str, owner: &Owner) -> Result<bool, Error> {
+    Ok(match owner.kind {
+        OwnerKind::User => true,
+        OwnerKind::ServiceAccount => {
+            let sas: Api<ServiceAccount> = ctx.api(ns);
+            sas.get_opt(&owner.name)
+                .await
+                .map_err(kube_err("looking up the owner ServiceAccount"))?
+                .is_some()
+        }
+    })
+}
+
+/// The key's token counts `[all, ready, expired]` from the token store.
+fn token_counts(ctx: &Context, ns: &str, name: &str) -> [i32; 3] {
     // Filtered inside the store: cloning all of its Arcs (10,000 at 10k
     // tokens, for every key looked at) to keep a hundred cost more than the look.
     let tokens: Vec<Arc<ApiToken>> = ctx.tokens.state_filter(|t| {
-        t.metadata.namespace.as_deref() == Some(ns.as_str()) && t.spec.api_key_ref.name == name
+        t.metadata.namespace.as_deref() == Some(ns) && t.spec.api_key_ref.name == name
     });
 
     // Borrowed, not cloned: a key of 100 tokens is counted many times a second in a burst.
@@ -100,51 +128,48 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
             })
             .count() as i32
     };
-    let current = key.status.clone().unwrap_or_default();
-    let counts = [tokens.len() as i32, count(READY), count(EXPIRED)];
-    let desired = desired_status(&current, &ns, key, owner_found, counts, ctx.clock.now());
-    if desired != current && only_counts_differ(&current, &desired) {
-        // During a burst of token changes the counts move every second; one
-        // write once they settle (or every 10 s) instead of one per second.
-        if let Some(wait) = ctx.key_throttle().settle(&object, counts, Instant::now()) {
-            return Ok(Action::requeue(wait));
-        }
-    } else {
-        ctx.key_throttle().settled(&object);
+    [tokens.len() as i32, count(READY), count(EXPIRED)]
+}
+
+/// Writes the key's status by server-side apply. No resourceVersion
+/// precondition: the operator is the only writer of this status and every
+/// field is derived afresh on each reconcile, so a write from a slightly
+/// stale cache is corrected by the next one.
+async fn write_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    desired: &ApiKeyStatus,
+) -> Result<(), Error> {
+    let body = json!({
+        "apiVersion": "apikeys.dev/v1alpha1",
+        "kind": "ApiKey",
+        "metadata": { "name": name },
+        "status": desired,
+    });
+    let keys: Api<ApiKey> = ctx.api(ns);
+    keys.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(kube_err("writing the ApiKey status"))?;
+    Ok(())
+}
+
+/// The Warning that the key's ServiceAccount owner does not exist (best effort).
+async fn publish_owner_not_found(ctx: &Context, ns: &str, key: &ApiKey) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason::OWNER_NOT_FOUND.to_owned(),
+        note: Some(owner_message(ns, key, false)),
+        action: "ResolveOwner".to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &key.object_ref(&())).await {
+        warn!(key = %object_key(key), error = %err, "could not publish event");
     }
-    if desired != current {
-        let was_ready = is_true(&current.conditions, READY);
-        // No resourceVersion precondition: the operator is the only writer of
-        // this status and every field is derived afresh on each reconcile, so a
-        // write from a slightly stale cache is corrected by the next one.
-        let body = json!({
-            "apiVersion": "apikeys.dev/v1alpha1",
-            "kind": "ApiKey",
-            "metadata": { "name": name },
-            "status": desired,
-        });
-        let keys: Api<ApiKey> = ctx.api(&ns);
-        keys.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(kube_err("writing the ApiKey status"))?;
-        if !owner_found && (was_ready || current.conditions.is_empty()) {
-            let event = Event {
-                type_: EventType::Warning,
-                reason: reason::OWNER_NOT_FOUND.to_owned(),
-                note: Some(owner_message(&ns, key, false)),
-                action: "ResolveOwner".to_owned(),
-                secondary: None,
-            };
-            if let Err(err) = ctx.recorder.publish(&event, &key.object_ref(&())).await {
-                warn!(key = %object_key(key), error = %err, "could not publish event");
-            }
-        }
-    }
-    Ok(ctx.requeue_at(None))
 }
 
 /// Whether `desired` differs from `current` in the token counts alone.
