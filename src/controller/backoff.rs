@@ -1,17 +1,12 @@
 //! What happens after a failed reconcile: the object's requeue grows
 //! exponentially with its consecutive failures, and a success forgets them.
-//! `retry_after_error` is the error policy both controllers run with.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use kube::Resource;
-use kube::runtime::controller::Action;
 use rand::Rng;
-use tracing::warn;
 
-use super::context::{Context, object_key};
 use super::error::Error;
 
 /// Consecutive failures per object (`namespace/name`).
@@ -50,19 +45,4 @@ impl Backoff {
 pub(super) fn jitter(base: Duration, fraction: f64) -> Duration {
     let f = rand::rng().random_range((1.0 - fraction)..=(1.0 + fraction));
     base.mul_f64(f)
-}
-
-/// The error policy of both controllers: count the error by bounded kind,
-/// log it and retry with the object's backoff.
-pub(super) fn retry_after_error<K: Resource>(
-    kind: &'static str,
-    obj: Arc<K>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    ctx.handles.metrics.errored(kind, error.kind());
-    let object = object_key(obj.as_ref());
-    let wait = ctx.backoff.failed(object.clone(), error);
-    warn!(kind, object = %object, error_kind = error.kind(), error = %error, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
 }

@@ -1,6 +1,7 @@
 //! What both reconcilers share: the configuration of a controller instance,
-//! the handles tests and the admin server reach, and the reconcilers'
-//! [`Context`] (API client, caches, clock, per-object bookkeeping).
+//! the handles tests and the admin server reach, the reconcilers'
+//! [`Context`] (API client, caches, clock, per-object bookkeeping), and
+//! [`store_ready`], how they wait for a cache's first list.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -16,7 +17,7 @@ use super::MANAGED_BY;
 use super::backoff::{Backoff, jitter};
 use super::faults::Faults;
 use super::hashed_secret::HashedSecret;
-use super::key::KeyThrottle;
+use super::key_throttle::KeyThrottle;
 use super::metrics::ControllerMetrics;
 use crate::api::{ApiKey, ApiToken};
 use crate::clock::Clock;
@@ -66,6 +67,9 @@ pub struct Handles {
     /// again when the controllers stop.
     pub synced: AtomicBool,
 }
+
+/// How often `store_ready` looks again.
+const STORE_RECHECK: Duration = Duration::from_millis(100);
 
 /// Bound on `Context::superseded` (entries of deleted tokens are not removed one by one).
 const SUPERSEDED_LIMIT: usize = 100_000;
@@ -171,4 +175,54 @@ pub(super) fn object_key<K: Resource>(obj: &K) -> String {
         obj.meta().namespace.as_deref().unwrap_or(""),
         obj.meta().name.as_deref().unwrap_or("")
     )
+}
+
+/// Whether `store` has listed (false: its writer is gone). `Store::wait_until_ready`
+/// wakes only the task that polled it last (kube-runtime keeps one waker), so
+/// with several waiters, say this readiness watch and a reconcile, one could
+/// sleep forever: the replica then never reported ready (the leader-election
+/// test's rare failure). Every waiter here looks again every 100 ms.
+pub(super) async fn store_ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(ready) = tokio::time::timeout(STORE_RECHECK, store.wait_until_ready()).await {
+            return ready.is_ok();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::{reflector, watcher};
+
+    use super::store_ready;
+
+    /// Two tasks wait for one store; both must see it become ready. With
+    /// `Store::wait_until_ready` alone the first waiter is never woken.
+    #[tokio::test]
+    async fn every_waiter_sees_the_store_become_ready() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store_ready(&store).await })
+            })
+            .collect();
+        // Let both tasks poll (and register their wakers) before the list ends.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for waiter in waiters {
+            let ready = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+                .await
+                .expect("a waiter was never woken")
+                .expect("waiter task");
+            assert!(ready);
+        }
+    }
 }

@@ -40,6 +40,12 @@ impl Error {
     }
 }
 
+impl From<FaultPoint> for Error {
+    fn from(point: FaultPoint) -> Self {
+        Error::InjectedFault(point)
+    }
+}
+
 /// Wraps a failed API request with what the reconcile was doing.
 pub(super) fn kube_err(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Kube { action, source }

@@ -4,8 +4,6 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::error::Error;
-
 /// Points where tests make a reconcile stop, as a crash there would.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultPoint {
@@ -36,10 +34,12 @@ impl Faults {
         }
     }
 
-    pub(crate) fn fire(&self, point: FaultPoint) -> Result<(), Error> {
+    /// `Err(point)` when a fault armed at `point` fires (the reconcile's
+    /// `?` turns it into `Error::InjectedFault`).
+    pub(crate) fn fire(&self, point: FaultPoint) -> Result<(), FaultPoint> {
         let counter = self.counter(point);
         match counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
-            Ok(_) => Err(Error::InjectedFault(point)),
+            Ok(_) => Err(point),
             Err(_) => Ok(()),
         }
     }

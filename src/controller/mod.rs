@@ -13,6 +13,7 @@ mod error;
 mod faults;
 mod hashed_secret;
 mod key;
+mod key_throttle;
 mod metrics;
 mod runner;
 mod token;

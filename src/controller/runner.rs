@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Config as WatchConfig};
@@ -19,8 +19,9 @@ use kube::runtime::{Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::backoff::{Backoff, retry_after_error};
-use super::context::{Config, Context, Handles};
+use super::backoff::Backoff;
+use super::context::{Config, Context, Handles, object_key, store_ready};
+use super::error::Error;
 use super::hashed_secret::HashedSecret;
 use super::metrics::{API_KEY, API_TOKEN};
 use super::token_state::key_fingerprint;
@@ -35,9 +36,6 @@ const TOKEN_EVENT_BUFFER: usize = 1024;
 
 /// The same for ApiKey events.
 const KEY_EVENT_BUFFER: usize = 256;
-
-/// How often `store_ready` looks again.
-const STORE_RECHECK: Duration = Duration::from_millis(100);
 
 /// Reason of the Warning Event about an object the controller cannot decode.
 pub const UNDECODABLE: &str = "Undecodable";
@@ -340,28 +338,26 @@ fn keys_owned_by(keys: &Store<ApiKey>, sa: &ServiceAccount) -> Vec<ObjectRef<Api
     .collect()
 }
 
+/// The error policy of both controllers: count the error by bounded kind,
+/// log it and retry with the object's backoff.
+fn retry_after_error<K: Resource>(
+    kind: &'static str,
+    obj: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.handles.metrics.errored(kind, error.kind());
+    let object = object_key(obj.as_ref());
+    let wait = ctx.backoff.failed(object.clone(), error);
+    warn!(kind, object = %object, error_kind = error.kind(), error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
 fn log_controller_error<E: std::fmt::Display>(controller: &'static str, err: &E) {
     // Reconcile errors are logged by the error policies; these are queue/watch errors.
     // Named by controller, not kind: the ApiKey controller also carries the
     // shared ApiToken watch, so a failed ApiToken watch is reported by it.
     warn!(controller, error = %err, "controller error");
-}
-
-/// Whether `store` has listed (false: its writer is gone). `Store::wait_until_ready`
-/// wakes only the task that polled it last (kube-runtime keeps one waker), so
-/// with several waiters, say this readiness watch and a reconcile, one could
-/// sleep forever: the replica then never reported ready (the leader-election
-/// test's rare failure). Every waiter here looks again every 100 ms.
-pub(crate) async fn store_ready<K>(store: &reflector::Store<K>) -> bool
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    loop {
-        if let Ok(ready) = tokio::time::timeout(STORE_RECHECK, store.wait_until_ready()).await {
-            return ready.is_ok();
-        }
-    }
 }
 
 /// Drops from a cached ApiToken what neither reconciler reads; every token
@@ -429,39 +425,6 @@ fn undecodable_event(why: &str) -> Event {
         )),
         action: "Decode".to_owned(),
         secondary: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use k8s_openapi::api::core::v1::ConfigMap;
-    use kube::runtime::{reflector, watcher};
-
-    use super::store_ready;
-
-    /// Two tasks wait for one store; both must see it become ready. With
-    /// `Store::wait_until_ready` alone the first waiter is never woken.
-    #[tokio::test]
-    async fn every_waiter_sees_the_store_become_ready() {
-        let (store, mut writer) = reflector::store::<ConfigMap>();
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let store = store.clone();
-                tokio::spawn(async move { store_ready(&store).await })
-            })
-            .collect();
-        // Let both tasks poll (and register their wakers) before the list ends.
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        for waiter in waiters {
-            let ready = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
-                .await
-                .expect("a waiter was never woken")
-                .expect("waiter task");
-            assert!(ready);
-        }
     }
 }
 

@@ -21,7 +21,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{Instrument, info};
 
-use super::context::{BEHIND_RECHECK, Context, object_key};
+use super::context::{BEHIND_RECHECK, Context, object_key, store_ready};
 use super::error::Error;
 use super::faults::FaultPoint;
 use super::hashed_secret::HashedSecret;
@@ -107,7 +107,7 @@ async fn cached_key(
     if key.is_none() {
         // Right after a start the key store may not have listed yet: a key
         // not seen yet must not look deleted, which would revoke the value.
-        match tokio::time::timeout(KEY_STORE_SYNC, super::runner::store_ready(&ctx.keys)).await {
+        match tokio::time::timeout(KEY_STORE_SYNC, store_ready(&ctx.keys)).await {
             Ok(true) => key = ctx.keys.get(&key_ref),
             _ => return Break(Action::requeue(KEY_STORE_SYNC)),
         }

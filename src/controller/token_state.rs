@@ -9,6 +9,7 @@
 //! `spec.secret`. The shell in `token.rs` only reads and writes.
 
 mod checks;
+mod facts;
 mod issue;
 mod notes;
 mod observed;
@@ -21,7 +22,8 @@ use std::ops::ControlFlow::{Break, Continue};
 use jiff::Timestamp;
 
 use crate::api::{ApiToken, ApiTokenStatus, ROTATE_ANNOTATION};
-use checks::{Facts, Verdict};
+use checks::Verdict;
+use facts::Facts;
 pub use observed::{KeyState, SecretView, key_fingerprint, key_state, view};
 pub use secret_spec::{DEFAULT_SECRET_KEY, secret_target, secret_template_error};
 pub use status::{holds_a_value, pending, promoted, same_status};

@@ -5,74 +5,23 @@
 
 use std::ops::ControlFlow::{self, Break, Continue};
 
-use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::facts::Facts;
 use super::issue::issue;
-use super::status::{holds_a_value, stored_precision, value_conditions};
+use super::status::{holds_a_value, value_conditions};
 use super::verdicts::{blocked, invalid_spec, keep_with_ready};
 use super::{
-    Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction, rotation_request,
-    secret_target, secret_template_error,
+    Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction, secret_template_error,
 };
 use crate::api::conditions::{READY, reason};
-use crate::api::{ApiToken, ApiTokenStatus, TokenDefaults};
-use crate::schedule::{self, Observed, Plan, Policy, Step, Validity};
+use crate::api::{ApiTokenStatus, TokenDefaults};
+use crate::schedule::{Plan, Policy, Step, Validity};
 use crate::token::TokenHash;
 
 /// A check's outcome: `Break(decision)` when its trigger applies, else
 /// `Continue` with what it established for the checks after it.
 pub(super) type Verdict<T = ()> = ControlFlow<Decision, T>;
-
-/// What every check reads: the token, its status and the Secret as observed.
-pub(super) struct Facts<'a> {
-    pub token: &'a ApiToken,
-    pub secret: &'a SecretView,
-    /// `now` at the precision of stored times (see `stored_precision`).
-    pub now: Timestamp,
-    /// The status as recorded (empty for a new token).
-    pub current: ApiTokenStatus,
-    pub generation: Option<i64>,
-    /// The Secret the value belongs in (`spec.secret.name` or the token's name).
-    pub secret_name: String,
-    /// The current value of the rotate annotation.
-    pub request: Option<&'a str>,
-}
-
-impl<'a> Facts<'a> {
-    pub(super) fn new(token: &'a ApiToken, secret: &'a SecretView, now: Timestamp) -> Self {
-        Facts {
-            token,
-            secret,
-            now: stored_precision(now),
-            current: token.status.clone().unwrap_or_default(),
-            generation: token.metadata.generation,
-            secret_name: secret_target(token).0,
-            request: rotation_request(token),
-        }
-    }
-
-    /// Whether the Secret is ours.
-    pub(super) fn ours(&self) -> bool {
-        matches!(self.secret, SecretView::Ours { .. })
-    }
-
-    /// The schedule's next step for the recorded value.
-    pub(super) fn plan(&self, policy: &Policy) -> Plan {
-        let current = &self.current;
-        let observed = Observed {
-            has_value: current.hash.is_some(),
-            issued_at: current.issued_at.as_ref().map(|t| t.0),
-            grace_ends: current.previous.iter().map(|p| p.valid_until.0).collect(),
-            last_rotation_request: current.last_rotation_request.as_deref(),
-        };
-        let intent = schedule::Intent {
-            disabled: self.token.spec.disabled,
-            rotation_request: self.request,
-        };
-        schedule::plan(policy, &observed, intent, self.now)
-    }
-}
 
 /// The key Ready and the one the value was issued under.
 #[derive(Clone, Copy)]

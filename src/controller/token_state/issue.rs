@@ -5,7 +5,7 @@
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::checks::Facts;
+use super::facts::Facts;
 use super::notes::issue_note;
 use super::status::value_conditions;
 use super::{Decision, IssueKind, Requeue, ValueAction};

@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 
 use super::super::conditions::{self, DesiredCondition};
-use super::checks::Facts;
+use super::facts::Facts;
 use super::status::{ready_reason, with_ready};
 use super::{Decision, Note, Requeue, SecretView, ValueAction};
 use crate::api::ApiTokenStatus;
