@@ -344,7 +344,7 @@ impl Reconciling<'_> {
             delete_secret(&self.secrets(), old, &self.uid).await?;
         }
         let rv = self.token.resource_version();
-        write_status(self.ctx, &self.tokens(), self.token, &status, rv.as_deref()).await?;
+        self.write_status(&status, rv.as_deref()).await?;
         Ok(status.hash)
     }
 
@@ -373,7 +373,7 @@ impl Reconciling<'_> {
             ctx.clock.now(),
         );
         let rv = token.resource_version();
-        let written = write_status(ctx, &self.tokens(), token, &pending, rv.as_deref()).await?;
+        let written = self.write_status(&pending, rv.as_deref()).await?;
         ctx.handles.faults.fire(FaultPoint::AfterPending)?;
 
         let name = &self.secret_name;
@@ -387,10 +387,19 @@ impl Reconciling<'_> {
         }
 
         let status = token_state::promoted(&decision.status, hash.as_str(), token_id.as_str());
-        write_status(ctx, &self.tokens(), token, &status, written.as_deref()).await?;
+        self.write_status(&status, written.as_deref()).await?;
         ctx.handles.metrics.issued(issue.kind.as_str());
         info!(token = %object_key(token), reason = issue.kind.as_str(), "value issued");
         Ok(status.hash)
+    }
+
+    /// Writes `status` with the precondition `rv`; the new resourceVersion.
+    async fn write_status(
+        &self,
+        status: &ApiTokenStatus,
+        rv: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        write_status(self.ctx, &self.tokens(), self.token, status, rv).await
     }
 
     async fn write_status_if_changed(&self, desired: &ApiTokenStatus) -> Result<(), Error> {

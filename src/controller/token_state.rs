@@ -95,9 +95,10 @@ fn run_checks(f: &Facts<'_>, key: KeyState<'_>) -> Verdict<Decision> {
     checks::secret_conflict(f)?;
     checks::unfinished_issue(f, &policy, key)?;
     let plan = f.plan(&policy);
-    checks::due_value(f, &policy, key, &plan)?;
-    checks::missing_secret(f, &policy, key, &plan)?;
-    checks::tampered_value(f, &policy, key, &plan)?;
+    let needed = checks::due_value(&plan)
+        .or_else(|| checks::missing_secret(f, &plan))
+        .or_else(|| checks::tampered_value(f, &plan));
+    checks::new_value(f, &policy, key, needed)?;
     checks::expired(f, &plan)?;
     checks::disabled(f, &plan)?;
     Continue(checks::unchanged(f, &plan))

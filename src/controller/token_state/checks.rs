@@ -2,6 +2,8 @@
 //! the manner of cert-manager's `policies.go`: each reads the [`Facts`] (and
 //! what an earlier check established) and gives a [`Verdict`]: `Break` with
 //! the decision when its trigger applies, `Continue` to let the next look.
+//! The triggers of a new value (due, missing Secret, tampered value) give
+//! the kind of value needed, which [`new_value`] writes.
 
 use std::ops::ControlFlow::{self, Break, Continue};
 
@@ -132,49 +134,44 @@ pub(super) fn unfinished_issue(f: &Facts<'_>, policy: &Policy, key: ReadyKey<'_>
 
 /// A value is due: the first one, a scheduled rotation or renewal, or a
 /// requested rotation.
-pub(super) fn due_value(f: &Facts<'_>, policy: &Policy, key: ReadyKey<'_>, plan: &Plan) -> Verdict {
-    match plan.step.issue_kind() {
-        Some(kind) => Break(issue(f, policy, key.uid, ValueAction::Issue(kind), kind)),
-        None => Continue(()),
-    }
+pub(super) fn due_value(plan: &Plan) -> Option<IssueKind> {
+    plan.step.issue_kind()
 }
 
 /// The Secret of a recorded value is gone: a fresh value is issued, on the
 /// schedule of the one it replaces.
-pub(super) fn missing_secret(
-    f: &Facts<'_>,
-    policy: &Policy,
-    key: ReadyKey<'_>,
-    plan: &Plan,
-) -> Verdict {
-    if !keeps_recorded_value(f, plan) || *f.secret != SecretView::Missing {
-        return Continue(());
-    }
-    let kind = IssueKind::Reissue {
-        secret_missing: true,
-    };
-    Break(issue(f, policy, key.uid, ValueAction::Issue(kind), kind))
+pub(super) fn missing_secret(f: &Facts<'_>, plan: &Plan) -> Option<IssueKind> {
+    (keeps_recorded_value(f, plan) && *f.secret == SecretView::Missing).then_some(
+        IssueKind::Reissue {
+            secret_missing: true,
+        },
+    )
 }
 
 /// The Secret holds a value other than the recorded one (edited or tampered,
 /// or `spec.secret.key` changed): never accepted, replaced by a fresh value.
-pub(super) fn tampered_value(
+pub(super) fn tampered_value(f: &Facts<'_>, plan: &Plan) -> Option<IssueKind> {
+    let SecretView::Ours { value_hash } = f.secret else {
+        return None;
+    };
+    let recorded = f.current.hash.as_deref();
+    let other = value_hash.as_ref().map(TokenHash::as_str) != recorded;
+    (keeps_recorded_value(f, plan) && other).then_some(IssueKind::Reissue {
+        secret_missing: false,
+    })
+}
+
+/// Writes the value that one of the checks above found needed.
+pub(super) fn new_value(
     f: &Facts<'_>,
     policy: &Policy,
     key: ReadyKey<'_>,
-    plan: &Plan,
+    kind: Option<IssueKind>,
 ) -> Verdict {
-    let SecretView::Ours { value_hash } = f.secret else {
-        return Continue(());
-    };
-    let recorded = f.current.hash.as_deref();
-    if !keeps_recorded_value(f, plan) || value_hash.as_ref().map(TokenHash::as_str) == recorded {
-        return Continue(());
+    match kind {
+        Some(kind) => Break(issue(f, policy, key.uid, ValueAction::Issue(kind), kind)),
+        None => Continue(()),
     }
-    let kind = IssueKind::Reissue {
-        secret_missing: false,
-    };
-    Break(issue(f, policy, key.uid, ValueAction::Issue(kind), kind))
 }
 
 /// A value is recorded and the schedule keeps it.

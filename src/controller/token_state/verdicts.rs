@@ -25,24 +25,16 @@ pub(super) fn blocked(f: &Facts<'_>, why: &'static str, message: String) -> Deci
     status.next_rotation_at = None;
     status.secret_name = None;
     status.api_key_uid = None;
-    let was = ready_reason(current);
     status.conditions = conditions::merge(
         &current.conditions,
         &[DesiredCondition::new(READY, false, why, message.clone())],
         f.generation,
         f.now,
     );
-    let action = remove_if_ours(f.secret);
-    let note = (was != Some(why)).then_some(Note {
-        warning: true,
-        reason: why,
-        action: "Block",
-        message,
-    });
     Decision {
-        action,
+        action: remove_if_ours(f.secret),
         status,
-        note,
+        note: block_note(current, why, message),
         requeue: Requeue::OnChange,
     }
 }
@@ -58,25 +50,29 @@ pub(super) fn keep_with_ready(
 ) -> Decision {
     let mut status = current.clone();
     status.observed_generation = f.generation;
-    let was = ready_reason(current);
     status.conditions = with_ready(
         &current.conditions,
         DesiredCondition::new(READY, false, why, message.clone()),
         f.generation,
         f.now,
     );
-    let note = (was != Some(why)).then_some(Note {
+    Decision {
+        action: ValueAction::Keep,
+        status,
+        note: block_note(current, why, message),
+        requeue,
+    }
+}
+
+/// The Warning that the token is blocked for `why`; none when `current`
+/// already reports that reason (one Event per transition).
+fn block_note(current: &ApiTokenStatus, why: &'static str, message: String) -> Option<Note> {
+    (ready_reason(current) != Some(why)).then_some(Note {
         warning: true,
         reason: why,
         action: "Block",
         message,
-    });
-    Decision {
-        action: ValueAction::Keep,
-        status,
-        note,
-        requeue,
-    }
+    })
 }
 
 /// Delete the Secret if it is ours: no value may remain, and one that is not
