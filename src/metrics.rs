@@ -1,7 +1,10 @@
-//! The operator's Prometheus metrics, served on the admin port's /metrics
-//! together with the verifier's (`apikey_verifier_*`, see docs/verifier.md).
+//! The admin server's registry, put together from the top: each component
+//! owns its metrics and this module registers them, so the arrows run from
+//! here to `controller` and `verifier`, never back. Served on the admin
+//! port's /metrics together with the verifier's (`apikey_verifier_*`, see
+//! docs/verifier.md).
 //!
-//! The controller counts into [`ControllerMetrics`] (kept in
+//! The controller counts into `controller::ControllerMetrics` (kept in
 //! `controller::Handles`); the expiry gauge is read at scrape time from the
 //! verifier's index, so deleted tokens leave no stale series. Labels are
 //! bounded: kinds, results and reasons are `&'static str`; only the expiry
@@ -13,108 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::controller::Handles;
 use crate::verifier::watch::SharedIndex;
-
-/// `kind` label of ApiToken reconciles.
-pub const API_TOKEN: &str = "ApiToken";
-/// `kind` label of ApiKey reconciles.
-pub const API_KEY: &str = "ApiKey";
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReconcileLabels {
-    kind: &'static str,
-    result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ErrorLabels {
-    kind: &'static str,
-    error: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabels {
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
-
-/// What the reconcilers count.
-#[derive(Clone, Debug, Default)]
-pub struct ControllerMetrics {
-    reconciles: Family<ReconcileLabels, Counter>,
-    errors: Family<ErrorLabels, Counter>,
-    issued: Family<ReasonLabels, Counter>,
-    undecodable: Family<KindLabels, Gauge>,
-}
-
-impl ControllerMetrics {
-    /// One finished reconcile of `kind` (`ApiToken`, `ApiKey`).
-    pub fn reconciled(&self, kind: &'static str, ok: bool) {
-        let result = if ok { "success" } else { "error" };
-        self.reconciles
-            .get_or_create(&ReconcileLabels { kind, result })
-            .inc();
-    }
-
-    /// One failed reconcile; `error` is `controller::Error::kind()`.
-    pub fn errored(&self, kind: &'static str, error: &'static str) {
-        self.errors
-            .get_or_create(&ErrorLabels { kind, error })
-            .inc();
-    }
-
-    /// One value written into a Secret; `reason` is the word recorded in
-    /// `status.pending.reason` (Issue, Rotate, Renew, Request, Reissue).
-    pub fn issued(&self, reason: &'static str) {
-        self.issued.get_or_create(&ReasonLabels { reason }).inc();
-    }
-
-    /// The gauge of the objects of `kind` stored in a form the controller
-    /// cannot decode (kept by `crate::lean::Undecodables`).
-    pub fn undecodable(&self, kind: &'static str) -> Gauge {
-        self.undecodable.get_or_create(&KindLabels { kind }).clone()
-    }
-
-    /// Reconciles counted so far for `kind` and result (tests).
-    pub fn reconciles(&self, kind: &'static str, ok: bool) -> u64 {
-        let result = if ok { "success" } else { "error" };
-        self.reconciles
-            .get_or_create(&ReconcileLabels { kind, result })
-            .get()
-    }
-
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "reconciles",
-            "Finished reconciles by kind (ApiToken, ApiKey) and result (success, error)",
-            self.reconciles.clone(),
-        );
-        registry.register(
-            "reconcile_errors",
-            "Failed reconciles by kind and error kind (api, conflict, serialize, invalid_object, ...)",
-            self.errors.clone(),
-        );
-        registry.register(
-            "values_issued",
-            "Token values written into Secrets by reason: Issue (first value), Rotate (scheduled), Renew (before expiry), Request (annotation or CLI), Reissue (Secret lost or altered)",
-            self.issued.clone(),
-        );
-        registry.register(
-            "undecodable_objects",
-            "ApiTokens and ApiKeys stored in a form the operator cannot decode, by kind: each is treated as deleted until corrected, and a Warning Event Undecodable names the field",
-            self.undecodable.clone(),
-        );
-    }
-}
 
 /// The admin server's registry: operator metrics, the expiry gauge and the
 /// leader/sync state.
@@ -126,7 +32,7 @@ pub struct OperatorMetrics {
 /// What the admin /metrics reads at scrape time.
 #[derive(Clone, Debug)]
 pub struct Sources {
-    pub controller: Arc<crate::controller::Handles>,
+    pub controller: Arc<Handles>,
     /// The verifier's index (token expiry).
     pub index: SharedIndex,
     /// Whether this replica is the leader (always true without leader election).
@@ -196,7 +102,7 @@ impl Collector for ExpiryCollector {
 
 #[derive(Debug)]
 struct StateCollector {
-    controller: Arc<crate::controller::Handles>,
+    controller: Arc<Handles>,
     leading: Arc<AtomicBool>,
 }
 
@@ -223,6 +129,7 @@ impl Collector for StateCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::{API_KEY, API_TOKEN};
 
     /// Every metric the chart's alert rules and dashboard query is one the
     /// admin port's /metrics serves (a renamed metric would leave an alert
@@ -230,7 +137,7 @@ mod tests {
     #[test]
     fn the_charts_alerts_and_dashboard_query_served_metrics() {
         // A family is served once it has a series.
-        let controller = Arc::new(crate::controller::Handles::default());
+        let controller = Arc::new(Handles::default());
         controller.metrics.reconciled(API_TOKEN, true);
         controller.metrics.errored(API_TOKEN, "api");
         controller.metrics.issued("Issue");

@@ -187,9 +187,10 @@ pub struct Observed<'a> {
     pub last_rotation_request: Option<&'a str>,
 }
 
-/// What the user asks for beyond the policy.
+/// What the user asks for beyond the policy: `spec.disabled` and the
+/// rotate annotation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Wanted<'a> {
+pub struct Intent<'a> {
     pub disabled: bool,
     /// The current value of the rotate annotation.
     pub rotation_request: Option<&'a str>,
@@ -235,6 +236,65 @@ pub enum Step {
     Idle,
 }
 
+impl Step {
+    /// Why the value this step writes is written; `None` when it writes none.
+    pub fn issue_kind(self) -> Option<IssueKind> {
+        match self {
+            Step::Issue(_) => Some(IssueKind::Initial),
+            Step::Rotate(reason) => Some(IssueKind::Rotation(reason)),
+            Step::Expire | Step::Disable | Step::EndGrace | Step::Idle => None,
+        }
+    }
+}
+
+/// Why a new value is written: the vocabulary the schedule, the decision
+/// (`controller::token_state`, which adds re-issues of a lost or altered
+/// value), the status (`status.pending.reason`) and the metrics share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssueKind {
+    /// First value, value after a re-enable or after an expiry was extended.
+    Initial,
+    Rotation(RotateReason),
+    /// The recorded value is missing from the Secret or the Secret holds another value.
+    Reissue {
+        secret_missing: bool,
+    },
+}
+
+impl IssueKind {
+    /// Every kind as recorded (`secret_missing` only words the Event).
+    const RECORDED: [IssueKind; 5] = [
+        IssueKind::Initial,
+        IssueKind::Rotation(RotateReason::Scheduled),
+        IssueKind::Rotation(RotateReason::Renewal),
+        IssueKind::Rotation(RotateReason::Requested),
+        IssueKind::Reissue {
+            secret_missing: false,
+        },
+    ];
+
+    /// The word recorded in `status.pending.reason` (and the metrics' reason label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueKind::Initial => "Issue",
+            IssueKind::Rotation(RotateReason::Scheduled) => "Rotate",
+            IssueKind::Rotation(RotateReason::Renewal) => "Renew",
+            IssueKind::Rotation(RotateReason::Requested) => "Request",
+            IssueKind::Reissue { .. } => "Reissue",
+        }
+    }
+
+    /// The kind `status.pending.reason` records: the inverse of
+    /// [`as_str`](Self::as_str). A word this operator does not write (a hand
+    /// edit) reads as a first issue.
+    pub fn from_recorded(word: &str) -> IssueKind {
+        IssueKind::RECORDED
+            .into_iter()
+            .find(|kind| kind.as_str() == word)
+            .unwrap_or(IssueKind::Initial)
+    }
+}
+
 /// The state of the value that the conditions report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Validity {
@@ -266,14 +326,14 @@ pub struct Plan {
 }
 
 /// Decides the next step for a token.
-pub fn plan(policy: &Policy, observed: &Observed<'_>, wanted: Wanted<'_>, now: Timestamp) -> Plan {
-    let new_request = wanted
+pub fn plan(policy: &Policy, observed: &Observed<'_>, intent: Intent<'_>, now: Timestamp) -> Plan {
+    let new_request = intent
         .rotation_request
         .is_some_and(|r| Some(r) != observed.last_rotation_request);
     let first_grace_end = observed.grace_ends.iter().copied().min();
     let grace_over = first_grace_end.is_some_and(|end| end <= now);
 
-    let step = if wanted.disabled {
+    let step = if intent.disabled {
         // A request made while disabled is left for the re-enable to consume.
         if observed.has_value {
             Step::Disable
@@ -338,13 +398,13 @@ pub fn plan(policy: &Policy, observed: &Observed<'_>, wanted: Wanted<'_>, now: T
             _ => None,
         }
     });
-    let next_rotation_at = if has_value && !wanted.disabled {
+    let next_rotation_at = if has_value && !intent.disabled {
         issued_at.and_then(|at| policy.next_rotation_at(at))
     } else {
         None
     };
     let validity = validity(
-        has_value || wanted.disabled,
+        has_value || intent.disabled,
         issued_at,
         expires_at,
         next_rotation_at,
@@ -363,7 +423,7 @@ pub fn plan(policy: &Policy, observed: &Observed<'_>, wanted: Wanted<'_>, now: T
             .map(|(exp, iss)| sub(exp, warning_window(iss, exp))),
         _ => None,
     };
-    let value_due = if has_value && !wanted.disabled {
+    let value_due = if has_value && !intent.disabled {
         earliest([expires_at, next_rotation_at, soon_flip])
     } else {
         None
@@ -371,7 +431,7 @@ pub fn plan(policy: &Policy, observed: &Observed<'_>, wanted: Wanted<'_>, now: T
     let next_due = earliest([value_due, remaining_grace]).filter(|due| *due > now);
 
     let consumes_request = new_request
-        && !wanted.disabled
+        && !intent.disabled
         && matches!(
             step,
             Step::Issue(_) | Step::Rotate(_) | Step::Idle | Step::EndGrace

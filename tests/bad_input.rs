@@ -535,7 +535,7 @@ async fn every_bad_manifest_gets_exactly_its_expected_outcome() {
         );
         settled = now;
     }
-    let errors_before = operator.handles.stats.errors();
+    let errors_before = operator.handles.metrics.errors();
     let sent_before = sent.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let quiet_requests = sent.load(Ordering::Relaxed) - sent_before;
@@ -543,7 +543,7 @@ async fn every_bad_manifest_gets_exactly_its_expected_outcome() {
         quiet_requests, 0,
         "the controller sent {quiet_requests} requests with nothing to do"
     );
-    assert_eq!(operator.handles.stats.errors(), errors_before);
+    assert_eq!(operator.handles.metrics.errors(), errors_before);
     // And the outcomes held.
     for case in &corpus {
         if let Expect::Condition(reason) = &case.expect {
@@ -597,7 +597,7 @@ async fn every_bad_manifest_gets_exactly_its_expected_outcome() {
          {} reconcile errors in all, {checks} checks of the unrelated token",
         corpus.len(),
         corpus.len() - rejected,
-        operator.handles.stats.errors()
+        operator.handles.metrics.errors()
     );
 }
 

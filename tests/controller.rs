@@ -794,7 +794,7 @@ async fn a_ready_token_reconciled_again_makes_no_writes() {
     eventually(
         "the new controller to reconcile the token and the key",
         || async {
-            let stats = &op.handles.stats;
+            let stats = &op.handles.metrics;
             (stats.token_reconciles() >= 1 && stats.key_reconciles() >= 1).then_some(())
         },
     )
@@ -846,7 +846,10 @@ async fn a_crash_between_the_phases_converges_without_an_unrecorded_value() {
     })
     .await;
     assert_secret_matches(&cluster, &token).await;
-    assert!(op.handles.stats.errors() >= 2, "both injected faults fired");
+    assert!(
+        op.handles.metrics.errors() >= 2,
+        "both injected faults fired"
+    );
     op.stop().await;
 }
 

@@ -124,7 +124,7 @@ async fn api_outage_backs_off_recovers_and_the_verifier_keeps_answering() {
 
     let sent_before = sent.load(Ordering::Relaxed);
     let served_before = cluster.emulator.stats();
-    let errors_before = operator.handles.stats.errors();
+    let errors_before = operator.handles.metrics.errors();
     cluster.emulator.set_available(false);
     let started = Instant::now();
     let mut answers = 0;
@@ -146,7 +146,7 @@ async fn api_outage_backs_off_recovers_and_the_verifier_keeps_answering() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let during = sent.load(Ordering::Relaxed) - sent_before;
-    let errors = operator.handles.stats.errors() - errors_before;
+    let errors = operator.handles.metrics.errors() - errors_before;
     let first_half = sent_first_half.unwrap_or(during);
     let refused = cluster.emulator.stats() - served_before;
     cluster.emulator.set_available(true);
@@ -245,7 +245,7 @@ async fn concurrent_writers_lose_no_update_and_cause_no_loops() {
     )
     .await;
     settled(&cluster, NS, "edited", DEADLINE).await;
-    let errors_before = operator.handles.stats.errors();
+    let errors_before = operator.handles.metrics.errors();
 
     // Record every distinct value of the restart annotation and of status.hash.
     let annotation = "token-hash.apikeys.dev/edited";
@@ -426,7 +426,7 @@ async fn concurrent_writers_lose_no_update_and_cause_no_loops() {
 
     // Quiet: no writes, no errors, no roll for a while after the writers stopped.
     let writes_before = cluster.emulator.stats().writes;
-    let errors_after_writers = operator.handles.stats.errors();
+    let errors_after_writers = operator.handles.metrics.errors();
     let rv = deployments
         .get(TARGET)
         .await
@@ -439,7 +439,7 @@ async fn concurrent_writers_lose_no_update_and_cause_no_loops() {
     let quiet_writes = cluster.emulator.stats().writes - writes_before;
     assert_eq!(quiet_writes, 0, "writes in a steady state");
     assert_eq!(
-        operator.handles.stats.errors(),
+        operator.handles.metrics.errors(),
         errors_after_writers,
         "errors after the writers stopped: an error loop"
     );
@@ -452,7 +452,7 @@ async fn concurrent_writers_lose_no_update_and_cause_no_loops() {
         rv,
         "the restart target keeps being changed: a restart loop"
     );
-    let errors = operator.handles.stats.errors() - errors_before;
+    let errors = operator.handles.metrics.errors() - errors_before;
     // Each conflicting write costs at most a retry or two.
     let bound = u64::from(spec_conflicts + secret_conflicts) + rounds as u64;
     assert!(errors <= bound, "{errors} reconcile errors (bound {bound})");

@@ -261,7 +261,7 @@ async fn an_invalid_label_edit_is_reported_not_retried() {
         .await
         .expect("Secret");
     assert!(!secret.labels().contains_key("not a key"));
-    assert_eq!(op.handles.stats.errors(), 0, "no reconcile failed");
+    assert_eq!(op.handles.metrics.errors(), 0, "no reconcile failed");
 }
 
 #[tokio::test]

@@ -6,21 +6,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// The desired content of one condition.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Wanted {
+pub struct DesiredCondition {
     pub type_: &'static str,
     pub status: bool,
     pub reason: &'static str,
     pub message: String,
 }
 
-impl Wanted {
+impl DesiredCondition {
     pub fn new(
         type_: &'static str,
         status: bool,
         reason: &'static str,
         message: impl Into<String>,
     ) -> Self {
-        Wanted {
+        DesiredCondition {
             type_,
             status,
             reason,
@@ -29,15 +29,15 @@ impl Wanted {
     }
 }
 
-/// Builds the condition list from `wanted`, keeping the transition time of
+/// Builds the condition list from `desired`, keeping the transition time of
 /// each existing condition whose status did not change.
 pub fn merge(
     existing: &[Condition],
-    wanted: &[Wanted],
+    desired: &[DesiredCondition],
     generation: Option<i64>,
     now: Timestamp,
 ) -> Vec<Condition> {
-    wanted
+    desired
         .iter()
         .map(|w| {
             let status = if w.status { "True" } else { "False" };
@@ -77,13 +77,13 @@ mod tests {
     fn transition_time_moves_only_when_status_flips() {
         let first = merge(
             &[],
-            &[Wanted::new("Ready", false, "Issuing", "issuing")],
+            &[DesiredCondition::new("Ready", false, "Issuing", "issuing")],
             Some(1),
             t("2026-01-01T00:00:00Z"),
         );
         let same = merge(
             &first,
-            &[Wanted::new("Ready", false, "Issuing", "still")],
+            &[DesiredCondition::new("Ready", false, "Issuing", "still")],
             Some(1),
             t("2026-01-01T00:05:00Z"),
         );
@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(same[0].message, "still");
         let flipped = merge(
             &same,
-            &[Wanted::new("Ready", true, "Issued", "ok")],
+            &[DesiredCondition::new("Ready", true, "Issued", "ok")],
             Some(2),
             t("2026-01-01T00:10:00Z"),
         );

@@ -98,7 +98,7 @@ mod tests {
         assert!(!format!("{secret:?}").contains(encoded));
     }
 
-    /// Like a cached token (controller::slim_tests), a cached Secret is an
+    /// Like a cached token (controller::runner::slim_tests), a cached Secret is an
     /// `Arc` rounded up to an allocation size class: 384 bytes, the next is 448.
     #[test]
     fn a_cached_secret_fits_the_384_byte_allocation_class() {

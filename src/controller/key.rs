@@ -1,8 +1,8 @@
 //! The ApiKey reconciler: resolves the owner to a principal (a ServiceAccount
 //! owner must exist) and counts the key's tokens. `adopt` makes the key the
 //! controller owner of a token, so deleting a key deletes its tokens.
+//! `key_throttle` decides how often a key is looked at and written.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,16 +15,14 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, warn};
 
-use super::conditions::{self, Wanted, is_true};
-use super::{Context, Error, FIELD_MANAGER, kube_err, object_key};
+use super::FIELD_MANAGER;
+use super::conditions::{self, DesiredCondition, is_true};
+use super::context::{Context, object_key, store_ready};
+use super::error::{Error, kube_err};
+use super::metrics::API_KEY;
 use crate::api::conditions::{EXPIRED, READY, reason};
-use crate::api::{ApiKey, ApiKeyStatus, ApiToken, OwnerKind};
+use crate::api::{ApiKey, ApiKeyStatus, ApiToken, Owner, OwnerKind};
 
-/// A key is looked at (owner check, token count) at most once in this interval.
-const LOOK_INTERVAL: Duration = Duration::from_secs(1);
-/// Token counts that changed are written once two looks agree, or at the
-/// latest this long after they first differed from the key's status.
-const COUNTS_MAX_DELAY: Duration = Duration::from_secs(10);
 /// How long a reconcile waits for the token store's first list before retrying.
 const STORE_SYNC: Duration = Duration::from_secs(5);
 
@@ -32,18 +30,12 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Er
     if key.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let span = tracing::info_span!("reconcile", kind = crate::metrics::API_KEY, object = %object_key(key.as_ref()));
+    let span = tracing::info_span!("reconcile", kind = API_KEY, object = %object_key(key.as_ref()));
     let result = reconcile_key(&key, &ctx).instrument(span).await;
-    ctx.handles
-        .metrics
-        .reconciled(crate::metrics::API_KEY, result.is_ok());
+    ctx.handles.metrics.reconciled(API_KEY, result.is_ok());
     if result.is_ok() {
-        ctx.succeeded(&object_key(key.as_ref()));
+        ctx.backoff.succeeded(&object_key(key.as_ref()));
     }
-    ctx.handles
-        .stats
-        .key_reconciles
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     result
 }
 
@@ -60,36 +52,64 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = key.name_any();
-    let owner = &key.spec.owner;
     // Token events wake the key many times a second during a burst; look at
     // most once a second (the owner check and the count scan are not free).
     let object = object_key(key);
     if let Some(wait) = ctx.key_throttle().look(&object, Instant::now()) {
         return Ok(Action::requeue(wait));
     }
-
-    let owner_found = match owner.kind {
-        OwnerKind::User => true,
-        OwnerKind::ServiceAccount => {
-            let sas: Api<ServiceAccount> = ctx.api(&ns);
-            sas.get_opt(&owner.name)
-                .await
-                .map_err(kube_err("looking up the owner ServiceAccount"))?
-                .is_some()
-        }
-    };
+    let owner_found = owner_exists(ctx, &ns, &key.spec.owner).await?;
 
     // Counting from a store that has not listed yet would report zero tokens.
-    if tokio::time::timeout(STORE_SYNC, super::store_ready(&ctx.tokens))
+    if tokio::time::timeout(STORE_SYNC, store_ready(&ctx.tokens))
         .await
         .is_err()
     {
         return Ok(Action::requeue(STORE_SYNC));
     }
+    let counts = token_counts(ctx, &ns, &name);
+    let current = key.status.clone().unwrap_or_default();
+    let desired = desired_status(&current, &ns, key, owner_found, counts, ctx.clock.now());
+    if desired != current && only_counts_differ(&current, &desired) {
+        // During a burst of token changes the counts move every second; one
+        // write once they settle (or every 10 s) instead of one per second.
+        if let Some(wait) = ctx.key_throttle().settle(&object, counts, Instant::now()) {
+            return Ok(Action::requeue(wait));
+        }
+    } else {
+        ctx.key_throttle().settled(&object);
+    }
+    if desired != current {
+        write_status(ctx, &ns, &name, &desired).await?;
+        let was_ready = is_true(&current.conditions, READY);
+        if !owner_found && (was_ready || current.conditions.is_empty()) {
+            publish_owner_not_found(ctx, &ns, key).await;
+        }
+    }
+    Ok(ctx.requeue_at(None))
+}
+
+/// Whether the key's owner exists: a user always does, a ServiceAccount
+/// must exist in the key's namespace.
+async fn owner_exists(ctx: &Context, ns: &str, owner: &Owner) -> Result<bool, Error> {
+    Ok(match owner.kind {
+        OwnerKind::User => true,
+        OwnerKind::ServiceAccount => {
+            let sas: Api<ServiceAccount> = ctx.api(ns);
+            sas.get_opt(&owner.name)
+                .await
+                .map_err(kube_err("looking up the owner ServiceAccount"))?
+                .is_some()
+        }
+    })
+}
+
+/// The key's token counts `[all, ready, expired]` from the token store.
+fn token_counts(ctx: &Context, ns: &str, name: &str) -> [i32; 3] {
     // Filtered inside the store: cloning all of its Arcs (10,000 at 10k
     // tokens, for every key looked at) to keep a hundred cost more than the look.
     let tokens: Vec<Arc<ApiToken>> = ctx.tokens.state_filter(|t| {
-        t.metadata.namespace.as_deref() == Some(ns.as_str()) && t.spec.api_key_ref.name == name
+        t.metadata.namespace.as_deref() == Some(ns) && t.spec.api_key_ref.name == name
     });
 
     // Borrowed, not cloned: a key of 100 tokens is counted many times a second in a burst.
@@ -103,51 +123,48 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
             })
             .count() as i32
     };
-    let current = key.status.clone().unwrap_or_default();
-    let counts = [tokens.len() as i32, count(READY), count(EXPIRED)];
-    let desired = desired_status(&current, &ns, key, owner_found, counts, ctx.clock.now());
-    if desired != current && only_counts_differ(&current, &desired) {
-        // During a burst of token changes the counts move every second; one
-        // write once they settle (or every 10 s) instead of one per second.
-        if let Some(wait) = ctx.key_throttle().settle(&object, counts, Instant::now()) {
-            return Ok(Action::requeue(wait));
-        }
-    } else {
-        ctx.key_throttle().settled(&object);
+    [tokens.len() as i32, count(READY), count(EXPIRED)]
+}
+
+/// Writes the key's status by server-side apply. No resourceVersion
+/// precondition: the operator is the only writer of this status and every
+/// field is derived afresh on each reconcile, so a write from a slightly
+/// stale cache is corrected by the next one.
+async fn write_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    desired: &ApiKeyStatus,
+) -> Result<(), Error> {
+    let body = json!({
+        "apiVersion": "apikeys.dev/v1alpha1",
+        "kind": "ApiKey",
+        "metadata": { "name": name },
+        "status": desired,
+    });
+    let keys: Api<ApiKey> = ctx.api(ns);
+    keys.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(kube_err("writing the ApiKey status"))?;
+    Ok(())
+}
+
+/// The Warning that the key's ServiceAccount owner does not exist (best effort).
+async fn publish_owner_not_found(ctx: &Context, ns: &str, key: &ApiKey) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason::OWNER_NOT_FOUND.to_owned(),
+        note: Some(owner_message(ns, key, false)),
+        action: "ResolveOwner".to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &key.object_ref(&())).await {
+        warn!(key = %object_key(key), error = %err, "could not publish event");
     }
-    if desired != current {
-        let was_ready = is_true(&current.conditions, READY);
-        // No resourceVersion precondition: the operator is the only writer of
-        // this status and every field is derived afresh on each reconcile, so a
-        // write from a slightly stale cache is corrected by the next one.
-        let body = json!({
-            "apiVersion": "apikeys.dev/v1alpha1",
-            "kind": "ApiKey",
-            "metadata": { "name": name },
-            "status": desired,
-        });
-        let keys: Api<ApiKey> = ctx.api(&ns);
-        keys.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(kube_err("writing the ApiKey status"))?;
-        if !owner_found && (was_ready || current.conditions.is_empty()) {
-            let event = Event {
-                type_: EventType::Warning,
-                reason: reason::OWNER_NOT_FOUND.to_owned(),
-                note: Some(owner_message(&ns, key, false)),
-                action: "ResolveOwner".to_owned(),
-                secondary: None,
-            };
-            if let Err(err) = ctx.recorder.publish(&event, &key.object_ref(&())).await {
-                warn!(key = %object_key(key), error = %err, "could not publish event");
-            }
-        }
-    }
-    Ok(ctx.requeue_at(None))
 }
 
 /// Whether `desired` differs from `current` in the token counts alone.
@@ -157,70 +174,6 @@ fn only_counts_differ(current: &ApiKeyStatus, desired: &ApiKeyStatus) -> bool {
     without_counts.ready_tokens = current.ready_tokens;
     without_counts.expired_tokens = current.expired_tokens;
     without_counts == *current
-}
-
-/// Per key: when it was last looked at, and token counts not written yet.
-#[derive(Debug, Default)]
-pub(crate) struct KeyThrottle {
-    looked: HashMap<String, Instant>,
-    unsettled: HashMap<String, Unsettled>,
-    /// Size of `looked` at which entries of deleted keys are dropped next
-    /// (doubles with the number of keys, so pruning costs O(1) per look).
-    prune_at: usize,
-}
-
-/// Entries older than this belong to keys deleted (or long quiet).
-const FORGET_AFTER: Duration = Duration::from_secs(60);
-
-/// Counts that differ from the key's status, as the last look saw them.
-#[derive(Debug)]
-struct Unsettled {
-    since: Instant,
-    counts: [i32; 3],
-}
-
-impl KeyThrottle {
-    /// `None` when `key` may be looked at now (and records the look), else
-    /// how long until it may.
-    pub fn look(&mut self, key: &str, now: Instant) -> Option<Duration> {
-        if let Some(last) = self.looked.get(key)
-            && now.duration_since(*last) < LOOK_INTERVAL
-        {
-            return Some(LOOK_INTERVAL - now.duration_since(*last));
-        }
-        if self.looked.len() >= self.prune_at {
-            self.looked
-                .retain(|_, at| now.duration_since(*at) < FORGET_AFTER);
-            self.unsettled
-                .retain(|_, u| now.duration_since(u.since) < FORGET_AFTER);
-            self.prune_at = (self.looked.len() * 2).max(64);
-        }
-        self.looked.insert(key.to_owned(), now);
-        None
-    }
-
-    /// `None` when the new `counts` should be written now: the previous look
-    /// saw the same, or they first differed `COUNTS_MAX_DELAY` ago. Otherwise
-    /// how long until the next look.
-    pub fn settle(&mut self, key: &str, counts: [i32; 3], now: Instant) -> Option<Duration> {
-        let Some(unsettled) = self.unsettled.get_mut(key) else {
-            self.unsettled
-                .insert(key.to_owned(), Unsettled { since: now, counts });
-            return Some(LOOK_INTERVAL);
-        };
-        let waited = now.duration_since(unsettled.since);
-        if unsettled.counts == counts || waited >= COUNTS_MAX_DELAY {
-            self.unsettled.remove(key);
-            return None;
-        }
-        unsettled.counts = counts;
-        Some(LOOK_INTERVAL.min(COUNTS_MAX_DELAY - waited))
-    }
-
-    /// The key's counts are as written (or about to be, with other changes).
-    pub fn settled(&mut self, key: &str) {
-        self.unsettled.remove(key);
-    }
 }
 
 fn owner_message(ns: &str, key: &ApiKey, found: bool) -> String {
@@ -251,7 +204,8 @@ pub fn desired_status(
     } else {
         reason::OWNER_NOT_FOUND
     };
-    let ready_condition = Wanted::new(READY, owner_found, why, owner_message(ns, key, owner_found));
+    let ready_condition =
+        DesiredCondition::new(READY, owner_found, why, owner_message(ns, key, owner_found));
     let generation = key.metadata.generation;
     ApiKeyStatus {
         conditions: conditions::merge(&current.conditions, &[ready_condition], generation, now),
@@ -282,7 +236,8 @@ pub(crate) async fn adopt(ctx: &Context, key: &ApiKey, token: &ApiToken) -> Resu
     let api: Api<ApiToken> = ctx.api(&ns);
     let name = token.name_any();
     let params = PatchParams::default();
-    match super::write_light(&api, |r| r.patch(&name, &params, &Patch::Merge(&patch))).await {
+    match super::write::write_light(&api, |r| r.patch(&name, &params, &Patch::Merge(&patch))).await
+    {
         // The ownerReference change (or the conflicting one) wakes the token again.
         Ok(_) => {
             ctx.replaced(&object_key(token), token.resource_version());
@@ -296,93 +251,6 @@ pub(crate) async fn adopt(ctx: &Context, key: &ApiKey, token: &ApiToken) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const KEY: &str = "ns/key";
-
-    #[test]
-    fn a_key_is_looked_at_most_once_a_second() {
-        let mut throttle = KeyThrottle::default();
-        let t0 = Instant::now();
-        assert_eq!(throttle.look(KEY, t0), None);
-        let wait = throttle.look(KEY, t0 + Duration::from_millis(300));
-        assert_eq!(wait, Some(Duration::from_millis(700)));
-        assert_eq!(throttle.look("ns/other", t0), None, "keys are independent");
-        assert_eq!(throttle.look(KEY, t0 + LOOK_INTERVAL), None);
-    }
-
-    #[test]
-    fn deleted_keys_are_forgotten() {
-        let mut throttle = KeyThrottle::default();
-        let t0 = Instant::now();
-        for i in 0..100 {
-            throttle.look(&format!("ns/gone-{i}"), t0);
-            throttle.settle(&format!("ns/gone-{i}"), [1, 0, 0], t0);
-        }
-        let later = t0 + FORGET_AFTER;
-        for i in 0..200 {
-            throttle.look(&format!("ns/live-{i}"), later);
-        }
-        assert!(throttle.looked.keys().all(|k| k.contains("live")));
-        assert!(throttle.unsettled.is_empty());
-    }
-
-    #[test]
-    fn counts_are_written_once_two_looks_agree() {
-        let mut throttle = KeyThrottle::default();
-        let t0 = Instant::now();
-        let second = |n: u64| t0 + Duration::from_secs(n);
-        assert_eq!(throttle.settle(KEY, [1, 0, 0], t0), Some(LOOK_INTERVAL));
-        assert_eq!(
-            throttle.settle(KEY, [1, 1, 0], second(1)),
-            Some(LOOK_INTERVAL)
-        );
-        assert_eq!(throttle.settle(KEY, [1, 1, 0], second(2)), None);
-        // Written: the next difference starts a new wait.
-        assert_eq!(
-            throttle.settle(KEY, [2, 1, 0], second(3)),
-            Some(LOOK_INTERVAL)
-        );
-    }
-
-    #[test]
-    fn counts_that_keep_moving_are_written_every_ten_seconds() {
-        let mut throttle = KeyThrottle::default();
-        let t0 = Instant::now();
-        let mut writes = Vec::new();
-        for n in 0..=25 {
-            let now = t0 + Duration::from_secs(n);
-            if throttle.settle(KEY, [n as i32, 0, 0], now).is_none() {
-                writes.push(n);
-            }
-        }
-        assert_eq!(
-            writes,
-            [10, 21],
-            "at most COUNTS_MAX_DELAY after they first differed"
-        );
-        // The last wait before the deadline is cut short to meet it.
-        let mut throttle = KeyThrottle::default();
-        assert_eq!(throttle.settle(KEY, [1, 0, 0], t0), Some(LOOK_INTERVAL));
-        let near = t0 + Duration::from_millis(9_500);
-        assert_eq!(
-            throttle.settle(KEY, [2, 0, 0], near),
-            Some(Duration::from_millis(500))
-        );
-    }
-
-    #[test]
-    fn settled_counts_forget_the_wait() {
-        let mut throttle = KeyThrottle::default();
-        let t0 = Instant::now();
-        assert!(throttle.settle(KEY, [1, 0, 0], t0).is_some());
-        throttle.settled(KEY);
-        let later = t0 + Duration::from_secs(30);
-        assert_eq!(
-            throttle.settle(KEY, [2, 0, 0], later),
-            Some(LOOK_INTERVAL),
-            "a fresh difference waits for a second look"
-        );
-    }
 
     #[test]
     fn only_the_counts_differ() {

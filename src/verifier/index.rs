@@ -12,9 +12,9 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use subtle::{Choice, ConstantTimeEq};
 
-use super::last_used::truncate_to_minute;
 use crate::api::conditions::READY;
 use crate::api::{ApiKey, ApiToken, OwnerKind};
+use crate::clock::truncate_to_minute;
 use crate::token::{self, ParseError, TokenHash, TokenId};
 
 /// A tokenId is 16 ASCII characters; stored inline instead of as a `String`.

@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 use super::index::IdentityRef;
 use super::metrics::Metrics;
 use crate::api::ApiToken;
+pub use crate::clock::truncate_to_minute;
 
 /// Field manager of the verifier's status writes.
 pub const FIELD_MANAGER: &str = "apikey-operator-verifier";
@@ -93,12 +94,6 @@ impl UsageRecorder {
             })
             .collect()
     }
-}
-
-/// `ts` with seconds and subseconds set to zero.
-pub fn truncate_to_minute(ts: Timestamp) -> Timestamp {
-    let seconds = ts.as_second();
-    Timestamp::from_second(seconds - seconds.rem_euclid(60)).unwrap_or(ts)
 }
 
 /// The JSON patch (RFC 6902) for one usage. Its `test` of the uid makes the
@@ -205,17 +200,6 @@ mod tests {
             token_id: "abcdefghijklmnop".into(),
             previous_value: false,
             last_used_at: last_used_at.map(t),
-        }
-    }
-
-    #[test]
-    fn truncates_to_the_minute() {
-        for (input, expected) in [
-            ("2026-06-01T12:34:56.789Z", "2026-06-01T12:34:00Z"),
-            ("2026-06-01T12:34:00Z", "2026-06-01T12:34:00Z"),
-            ("1969-12-31T23:59:30Z", "1969-12-31T23:59:00Z"),
-        ] {
-            assert_eq!(truncate_to_minute(t(input)), t(expected), "{input}");
         }
     }
 

@@ -32,7 +32,7 @@ pub use index::{Identity, IdentityRef, Index, Reject};
 
 use crate::api::{ApiKey, ApiToken};
 use crate::clock::{Clock, SystemClock};
-use crate::lean::Lean;
+use crate::lean::{Lean, scoped};
 use http::AppState;
 use last_used::UsageRecorder;
 use metrics::Metrics;
@@ -193,8 +193,8 @@ impl Verifier {
         };
 
         let mut background = JoinSet::new();
-        let tokens: Api<Lean<ApiToken>> = crate::controller::scoped(&client, namespace.as_deref());
-        let keys: Api<Lean<ApiKey>> = crate::controller::scoped(&client, namespace.as_deref());
+        let tokens: Api<Lean<ApiToken>> = scoped(&client, namespace.as_deref());
+        let keys: Api<Lean<ApiKey>> = scoped(&client, namespace.as_deref());
         background.spawn(watch::watch(
             tokens,
             state.index.clone(),

@@ -1,0 +1,307 @@
+//! The checks [`decide`](super::decide) runs in order, one per trigger, in
+//! the manner of cert-manager's `policies.go`: each reads the [`Facts`] (and
+//! what an earlier check established) and gives a [`Verdict`]: `Break` with
+//! the decision when its trigger applies, `Continue` to let the next look.
+//! The triggers of a new value (due, missing Secret, tampered value) give
+//! the kind of value needed, which [`new_value`] writes.
+
+use std::ops::ControlFlow::{self, Break, Continue};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::facts::Facts;
+use super::issue::issue;
+use super::status::{holds_a_value, value_conditions};
+use super::verdicts::{blocked, invalid_spec, keep_with_ready};
+use super::{
+    Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction, secret_template_error,
+};
+use crate::api::conditions::{READY, reason};
+use crate::api::{ApiTokenStatus, TokenDefaults};
+use crate::schedule::{Plan, Policy, Step, Validity};
+use crate::token::TokenHash;
+
+/// A check's outcome: `Break(decision)` when its trigger applies, else
+/// `Continue` with what it established for the checks after it.
+pub(super) type Verdict<T = ()> = ControlFlow<Decision, T>;
+
+/// The key Ready and the one the value was issued under.
+#[derive(Clone, Copy)]
+pub(super) struct ReadyKey<'k> {
+    pub defaults: Option<&'k TokenDefaults>,
+    pub uid: &'k str,
+}
+
+/// Missing, replaced or not Ready key: no value may exist. A key is
+/// replaced when the value was issued under an earlier key of this name
+/// (deleted and created again): removed, so that a fresh one is issued
+/// under the current key.
+pub(super) fn usable_key<'k>(f: &Facts<'_>, key: KeyState<'k>) -> Verdict<ReadyKey<'k>> {
+    let key_name = &f.token.spec.api_key_ref.name;
+    let (why, message) = match key {
+        KeyState::Ready { defaults, uid } if !issued_under_another_key(&f.current, uid) => {
+            return Continue(ReadyKey { defaults, uid });
+        }
+        KeyState::Ready { .. } | KeyState::Replaced => (
+            reason::KEY_REPLACED,
+            format!(
+                "ApiKey {key_name:?} was deleted and created again; the value issued under the \
+                 earlier key was removed, and a fresh one is issued under the new key"
+            ),
+        ),
+        KeyState::Missing => (
+            reason::KEY_NOT_FOUND,
+            format!(
+                "ApiKey {key_name:?} does not exist in this namespace; create it or fix spec.apiKeyRef.name"
+            ),
+        ),
+        KeyState::NotReady { message } => (
+            reason::KEY_NOT_READY,
+            format!("ApiKey {key_name:?} is not Ready: {message}"),
+        ),
+    };
+    Break(blocked(f, why, message))
+}
+
+/// The status holds a value recorded under a key uid other than `uid`.
+fn issued_under_another_key(current: &ApiTokenStatus, uid: &str) -> bool {
+    holds_a_value(current)
+        && current
+            .api_key_uid
+            .as_deref()
+            .is_some_and(|issued| issued != uid)
+}
+
+/// Invalid spec: a policy that cannot be scheduled, or Secret labels or
+/// annotations the API server would refuse. Else the checked policy.
+pub(super) fn valid_spec(f: &Facts<'_>, defaults: Option<&TokenDefaults>) -> Verdict<Policy> {
+    let err = match Policy::resolve(&f.token.spec, defaults) {
+        Err(err) => err.to_string(),
+        Ok(policy) => match secret_template_error(f.token) {
+            None => return Continue(policy),
+            Some(err) => err,
+        },
+    };
+    Break(invalid_spec(f, &err))
+}
+
+/// The Secret exists and is someone else's: it is never overwritten.
+pub(super) fn secret_conflict(f: &Facts<'_>) -> Verdict {
+    let SecretView::Foreign { controller } = f.secret else {
+        return Continue(());
+    };
+    let owner = controller
+        .as_deref()
+        .map(|c| format!(" (it is controlled by {c})"))
+        .unwrap_or_default();
+    let secret_name = &f.secret_name;
+    let message = format!(
+        "Secret {secret_name:?} exists and is not owned by this ApiToken{owner}; it is never \
+         overwritten: delete it or set spec.secret.name to another name"
+    );
+    // A pending value can only be bound for this Secret, which is never
+    // written: it was dropped, and nothing may record it as coming.
+    let current = ApiTokenStatus {
+        pending: None,
+        ..f.current.clone()
+    };
+    Break(keep_with_ready(
+        f,
+        &current,
+        reason::SECRET_CONFLICT,
+        message,
+        Requeue::Later,
+    ))
+}
+
+/// An issue was started and not finished (a crash or a failed write between
+/// its phases): promoted when the Secret holds the pending value, else
+/// issued again, as the kind of issue it was started as.
+pub(super) fn unfinished_issue(f: &Facts<'_>, policy: &Policy, key: ReadyKey<'_>) -> Verdict {
+    let Some(pending) = &f.current.pending else {
+        return Continue(());
+    };
+    let kind = IssueKind::from_recorded(&pending.reason);
+    let in_secret =
+        matches!(f.secret, SecretView::Ours { value_hash: Some(h) } if h.as_str() == pending.hash);
+    let action = if in_secret {
+        ValueAction::Promote(kind)
+    } else {
+        ValueAction::Issue(kind)
+    };
+    Break(issue(f, policy, key.uid, action, kind))
+}
+
+/// A value is due: the first one, a scheduled rotation or renewal, or a
+/// requested rotation.
+pub(super) fn due_value(plan: &Plan) -> Option<IssueKind> {
+    plan.step.issue_kind()
+}
+
+/// The Secret of a recorded value is gone: a fresh value is issued, on the
+/// schedule of the one it replaces.
+pub(super) fn missing_secret(f: &Facts<'_>, plan: &Plan) -> Option<IssueKind> {
+    (keeps_recorded_value(f, plan) && *f.secret == SecretView::Missing).then_some(
+        IssueKind::Reissue {
+            secret_missing: true,
+        },
+    )
+}
+
+/// The Secret holds a value other than the recorded one (edited or tampered,
+/// or `spec.secret.key` changed): never accepted, replaced by a fresh value.
+pub(super) fn tampered_value(f: &Facts<'_>, plan: &Plan) -> Option<IssueKind> {
+    let SecretView::Ours { value_hash } = f.secret else {
+        return None;
+    };
+    let recorded = f.current.hash.as_deref();
+    let other = value_hash.as_ref().map(TokenHash::as_str) != recorded;
+    (keeps_recorded_value(f, plan) && other).then_some(IssueKind::Reissue {
+        secret_missing: false,
+    })
+}
+
+/// Writes the value that one of the checks above found needed.
+pub(super) fn new_value(
+    f: &Facts<'_>,
+    policy: &Policy,
+    key: ReadyKey<'_>,
+    kind: Option<IssueKind>,
+) -> Verdict {
+    match kind {
+        Some(kind) => Break(issue(f, policy, key.uid, ValueAction::Issue(kind), kind)),
+        None => Continue(()),
+    }
+}
+
+/// A value is recorded and the schedule keeps it.
+fn keeps_recorded_value(f: &Facts<'_>, plan: &Plan) -> bool {
+    matches!(plan.step, Step::Idle | Step::EndGrace) && f.current.hash.is_some()
+}
+
+/// The value reached its expiry: removed (rule 5), with a Warning.
+pub(super) fn expired(f: &Facts<'_>, plan: &Plan) -> Verdict {
+    if plan.step != Step::Expire {
+        return Continue(());
+    }
+    let mut status = refreshed(f);
+    status.hash = None;
+    let secret_name = &f.secret_name;
+    let note = Note {
+        warning: true,
+        reason: "Expired",
+        action: "Expire",
+        message: format!(
+            "the value expired; Secret {secret_name:?} was deleted and the verifier rejects it"
+        ),
+    };
+    Break(settled(f, plan, status, ValueAction::Remove, Some(note)))
+}
+
+/// `spec.disabled`: the value goes, and when it was issued is forgotten, so
+/// that enabling the token again issues a fresh one.
+pub(super) fn disabled(f: &Facts<'_>, plan: &Plan) -> Verdict {
+    if plan.step != Step::Disable {
+        return Continue(());
+    }
+    let mut status = refreshed(f);
+    status.hash = None;
+    status.previous.clear();
+    status.issued_at = None;
+    let secret_name = &f.secret_name;
+    let note = Note {
+        warning: false,
+        reason: "Disabled",
+        action: "Disable",
+        message: format!("spec.disabled is true; Secret {secret_name:?} was deleted"),
+    };
+    Break(settled(f, plan, status, ValueAction::Remove, Some(note)))
+}
+
+/// Nothing to write but the status: grace periods end, an expiry in the
+/// past that keeps a token without a value is reported once, and a value in
+/// our Secret that the status does not record is removed.
+pub(super) fn unchanged(f: &Facts<'_>, plan: &Plan) -> Decision {
+    let status = refreshed(f);
+    let note = expired_before_issue(f, plan, &status);
+    // A Secret of ours with no recorded value holds something nobody may use.
+    let action = if status.hash.is_none() && f.ours() {
+        ValueAction::Remove
+    } else {
+        ValueAction::Keep
+    };
+    settled(f, plan, status, action, note)
+}
+
+/// The Warning about a token that gets no value because its expiry
+/// (`expiresAt`) is in the past; once, on the transition.
+fn expired_before_issue(f: &Facts<'_>, plan: &Plan, status: &ApiTokenStatus) -> Option<Note> {
+    let was_expired = f
+        .current
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.reason == reason::EXPIRED);
+    if status.hash.is_some()
+        || f.token.spec.disabled
+        || plan.validity != Validity::Expired
+        || was_expired
+    {
+        return None;
+    }
+    let at = plan
+        .expires_at
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "the configured expiry".to_owned());
+    Some(Note {
+        warning: true,
+        reason: "Expired",
+        action: "Expire",
+        message: format!(
+            "the expiry {at} is in the past, so no value is issued; set a later spec.expiration"
+        ),
+    })
+}
+
+/// The recorded status at this generation, without grace periods that ended.
+fn refreshed(f: &Facts<'_>) -> ApiTokenStatus {
+    let mut status = f.current.clone();
+    status.observed_generation = f.generation;
+    status.previous.retain(|p| p.valid_until.0 > f.now);
+    status
+}
+
+/// The decision when no new value is written: `status` as the check left
+/// it, with the times and conditions of the plan.
+fn settled(
+    f: &Facts<'_>,
+    plan: &Plan,
+    mut status: ApiTokenStatus,
+    action: ValueAction,
+    note: Option<Note>,
+) -> Decision {
+    if plan.consumes_request {
+        status.last_rotation_request = f.request.map(str::to_owned);
+    }
+    status.expires_at = plan.expires_at.map(Time);
+    status.next_rotation_at = plan.next_rotation_at.map(Time);
+    if status.hash.is_none() {
+        status.secret_name = None;
+    }
+    let has_value = status.hash.is_some();
+    status.conditions = value_conditions(
+        &f.current,
+        &status,
+        has_value,
+        f.token.spec.disabled,
+        plan.validity,
+        &f.secret_name,
+        f.generation,
+        f.now,
+    );
+    Decision {
+        action,
+        status,
+        note,
+        requeue: plan.next_due.map_or(Requeue::OnChange, Requeue::At),
+    }
+}

@@ -1,0 +1,251 @@
+//! The status a decision writes: the three conditions that describe the
+//! value (Ready, Expired, ExpiringSoon), the pending record of the two-phase
+//! issue, and the comparisons that keep a steady state free of writes.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::super::conditions::{self, DesiredCondition};
+use super::{IssueKind, rotation_request, secret_target};
+use crate::api::conditions::{EXPIRED, EXPIRING_SOON, READY, reason};
+use crate::api::{ApiToken, ApiTokenStatus, PendingValue};
+use crate::schedule::Validity;
+use crate::token::TokenHash;
+
+/// `now` without its fraction of a second: status times are stored in whole
+/// seconds, so instants and the messages that quote them are computed at that
+/// precision, or the next reconcile (reading the stored copy) would compute a
+/// different status and write again. Rounding down never makes work early: a
+/// due instant is itself in whole seconds.
+pub(super) fn stored_precision(now: Timestamp) -> Timestamp {
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
+/// The status that records `hash` as pending before the Secret is written.
+pub fn pending(
+    current: &ApiTokenStatus,
+    token: &ApiToken,
+    kind: IssueKind,
+    hash: &TokenHash,
+    token_id: &str,
+    now: Timestamp,
+) -> ApiTokenStatus {
+    let now = stored_precision(now);
+    let (secret_name, _) = secret_target(token);
+    let mut status = current.clone();
+    status.token_id = Some(token_id.to_owned());
+    status.pending = Some(PendingValue {
+        hash: hash.as_str().to_owned(),
+        reason: kind.as_str().to_owned(),
+        started_at: Time(now),
+        rotation_request: rotation_request(token).map(str::to_owned),
+    });
+    if status.hash.is_none() {
+        let issuing = DesiredCondition::new(
+            READY,
+            false,
+            reason::ISSUING,
+            format!("writing a new value to Secret {secret_name:?}"),
+        );
+        status.conditions =
+            with_ready(&current.conditions, issuing, token.metadata.generation, now);
+    }
+    status
+}
+
+/// The final status of an `Issue`/`Promote` decision with the new value's hash filled in.
+pub fn promoted(decided: &ApiTokenStatus, hash: &str, token_id: &str) -> ApiTokenStatus {
+    let mut status = decided.clone();
+    status.hash = Some(hash.to_owned());
+    status.token_id = Some(token_id.to_owned());
+    status
+}
+
+/// Whether the status records a value (current, pending or in grace).
+pub fn holds_a_value(status: &ApiTokenStatus) -> bool {
+    status.hash.is_some() || status.pending.is_some() || !status.previous.is_empty()
+}
+
+/// Equal for our purposes: ignores the verifier's field and condition order.
+pub fn same_status(a: &ApiTokenStatus, b: &ApiTokenStatus) -> bool {
+    let normal = |s: &ApiTokenStatus| {
+        let mut s = s.clone();
+        s.last_used_at = None;
+        s.conditions.sort_by(|x, y| x.type_.cmp(&y.type_));
+        s
+    };
+    normal(a) == normal(b)
+}
+
+/// The conditions that describe the value once the decision is carried out:
+/// `next` is the status then, `previous` the one it replaces.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn value_conditions(
+    previous: &ApiTokenStatus,
+    next: &ApiTokenStatus,
+    has_value: bool,
+    disabled: bool,
+    validity: Validity,
+    secret_name: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let ready = ready_condition(previous, next, has_value, disabled, validity, secret_name);
+    let expires = next
+        .expires_at
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default();
+    let expired = expired_condition(validity, &expires);
+    let soon = expiring_soon_condition(validity, &expires, next);
+    conditions::merge(
+        &previous.conditions,
+        &[ready, expired, soon],
+        generation,
+        now,
+    )
+}
+
+/// Ready: whether a valid value is in the Secret, and if not, why.
+fn ready_condition(
+    previous: &ApiTokenStatus,
+    next: &ApiTokenStatus,
+    has_value: bool,
+    disabled: bool,
+    validity: Validity,
+    secret_name: &str,
+) -> DesiredCondition {
+    if has_value {
+        DesiredCondition::new(
+            READY,
+            true,
+            reason::ISSUED,
+            format!("a valid value is in Secret {secret_name:?}"),
+        )
+    } else if disabled {
+        DesiredCondition::new(
+            READY,
+            false,
+            reason::DISABLED,
+            "spec.disabled is true; set it to false to issue a fresh value",
+        )
+    } else if validity == Validity::Expired {
+        let hint = match previous.expires_at.as_ref().or(next.expires_at.as_ref()) {
+            Some(at) => format!("the value expired at {}", at.0),
+            None => "the value expired".to_owned(),
+        };
+        DesiredCondition::new(
+            READY,
+            false,
+            reason::EXPIRED,
+            format!(
+                "{hint}; extend spec.expiration or request a rotation (annotation apikeys.dev/rotate) to issue a fresh value"
+            ),
+        )
+    } else {
+        DesiredCondition::new(
+            READY,
+            false,
+            reason::ISSUING,
+            format!("a value is being issued into Secret {secret_name:?}"),
+        )
+    }
+}
+
+/// Expired: whether the value's expiry passed; `expires` quotes it.
+fn expired_condition(validity: Validity, expires: &str) -> DesiredCondition {
+    match validity {
+        Validity::Expired => DesiredCondition::new(
+            EXPIRED,
+            true,
+            reason::EXPIRED,
+            format!("expired at {expires}"),
+        ),
+        Validity::NoExpiry => {
+            DesiredCondition::new(EXPIRED, false, reason::NO_EXPIRY, "the value never expires")
+        }
+        _ => DesiredCondition::new(
+            EXPIRED,
+            false,
+            reason::VALID,
+            format!("valid until {expires}"),
+        ),
+    }
+}
+
+/// ExpiringSoon: whether the value expires within its warning window with
+/// no renewal scheduled before.
+fn expiring_soon_condition(
+    validity: Validity,
+    expires: &str,
+    next: &ApiTokenStatus,
+) -> DesiredCondition {
+    match validity {
+        Validity::ExpiringSoon => DesiredCondition::new(
+            EXPIRING_SOON,
+            true,
+            reason::EXPIRES_SOON,
+            format!(
+                "expires at {expires} and no renewal is scheduled before; rotate it or extend spec.expiration"
+            ),
+        ),
+        Validity::RenewalScheduled => {
+            let at = next
+                .next_rotation_at
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default();
+            DesiredCondition::new(
+                EXPIRING_SOON,
+                false,
+                reason::RENEWAL_SCHEDULED,
+                format!("a new value is due at {at}, before the expiry"),
+            )
+        }
+        Validity::Valid => DesiredCondition::new(
+            EXPIRING_SOON,
+            false,
+            reason::VALID,
+            format!("valid until {expires}"),
+        ),
+        Validity::NoExpiry => DesiredCondition::new(
+            EXPIRING_SOON,
+            false,
+            reason::NO_EXPIRY,
+            "the value never expires",
+        ),
+        Validity::Expired => DesiredCondition::new(
+            EXPIRING_SOON,
+            false,
+            reason::EXPIRED,
+            format!("expired at {expires}"),
+        ),
+    }
+}
+
+/// Replaces the Ready condition and keeps the others as they are.
+pub(super) fn with_ready(
+    existing: &[Condition],
+    ready: DesiredCondition,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let mut out = conditions::merge(existing, &[ready], generation, now);
+    out.extend(existing.iter().filter(|c| c.type_ != READY).cloned());
+    out
+}
+
+/// The Ready reason of a blocked value, if the status reports one: its
+/// Event is published on the transition only.
+pub(super) fn ready_reason(status: &ApiTokenStatus) -> Option<&'static str> {
+    let ready = status.conditions.iter().find(|c| c.type_ == READY)?;
+    [
+        reason::KEY_NOT_FOUND,
+        reason::KEY_REPLACED,
+        reason::KEY_NOT_READY,
+        reason::INVALID_SPEC,
+        reason::SECRET_CONFLICT,
+    ]
+    .into_iter()
+    .find(|r| *r == ready.reason)
+}

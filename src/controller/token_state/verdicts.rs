@@ -1,0 +1,195 @@
+//! Decisions that keep or remove the value without issuing one: a blocked
+//! token (its key), a Ready condition that only reports why nothing else
+//! happens, and the three outcomes of an invalid spec.
+
+use jiff::Timestamp;
+
+use super::super::conditions::{self, DesiredCondition};
+use super::facts::Facts;
+use super::status::{ready_reason, with_ready};
+use super::{Decision, Note, Requeue, SecretView, ValueAction};
+use crate::api::ApiTokenStatus;
+use crate::api::conditions::{EXPIRED, EXPIRING_SOON, READY, reason};
+
+/// No value may exist (the key is missing, replaced or not Ready): the
+/// status forgets every value, and a Secret of ours is deleted.
+pub(super) fn blocked(f: &Facts<'_>, why: &'static str, message: String) -> Decision {
+    let current = &f.current;
+    let mut status = current.clone();
+    status.observed_generation = f.generation;
+    status.hash = None;
+    status.pending = None;
+    status.previous.clear();
+    status.issued_at = None;
+    status.expires_at = None;
+    status.next_rotation_at = None;
+    status.secret_name = None;
+    status.api_key_uid = None;
+    status.conditions = conditions::merge(
+        &current.conditions,
+        &[DesiredCondition::new(READY, false, why, message.clone())],
+        f.generation,
+        f.now,
+    );
+    Decision {
+        action: remove_if_ours(f.secret),
+        status,
+        note: block_note(current, why, message),
+        requeue: Requeue::OnChange,
+    }
+}
+
+/// Keep the value as `current` records it and only report why nothing else
+/// happens; the Warning is published on the transition only.
+pub(super) fn keep_with_ready(
+    f: &Facts<'_>,
+    current: &ApiTokenStatus,
+    why: &'static str,
+    message: String,
+    requeue: Requeue,
+) -> Decision {
+    let mut status = current.clone();
+    status.observed_generation = f.generation;
+    status.conditions = with_ready(
+        &current.conditions,
+        DesiredCondition::new(READY, false, why, message.clone()),
+        f.generation,
+        f.now,
+    );
+    Decision {
+        action: ValueAction::Keep,
+        status,
+        note: block_note(current, why, message),
+        requeue,
+    }
+}
+
+/// The Warning that the token is blocked for `why`; none when `current`
+/// already reports that reason (one Event per transition).
+fn block_note(current: &ApiTokenStatus, why: &'static str, message: String) -> Option<Note> {
+    (ready_reason(current) != Some(why)).then_some(Note {
+        warning: true,
+        reason: why,
+        action: "Block",
+        message,
+    })
+}
+
+/// Delete the Secret if it is ours: no value may remain, and one that is not
+/// ours is never touched.
+pub(super) fn remove_if_ours(secret: &SecretView) -> ValueAction {
+    if matches!(secret, SecretView::Ours { .. }) {
+        ValueAction::Remove
+    } else {
+        ValueAction::Keep
+    }
+}
+
+/// The spec cannot be acted on (`err` says why). The current value (if any)
+/// stays: fixing the spec must not cost a rotation. Its recorded expiry
+/// still holds (rule 5): it is removed then. Disabling needs no policy.
+pub(super) fn invalid_spec(f: &Facts<'_>, err: &str) -> Decision {
+    if f.token.spec.disabled {
+        return disabled_under_invalid_spec(f, err);
+    }
+    let expires_at = f.current.expires_at.as_ref().map(|t| t.0);
+    match expires_at.filter(|_| f.current.hash.is_some()) {
+        Some(at) if at <= f.now => expired_under_invalid_spec(f, err, at),
+        until => kept_under_invalid_spec(f, err, until),
+    }
+}
+
+/// The value stays, until its recorded expiry if it has one.
+fn kept_under_invalid_spec(f: &Facts<'_>, err: &str, until: Option<Timestamp>) -> Decision {
+    let mut decision = keep_with_ready(
+        f,
+        &f.current,
+        reason::INVALID_SPEC,
+        format!("{err}; the current value, if any, stays in place until the spec is fixed"),
+        until.map_or(Requeue::OnChange, Requeue::At),
+    );
+    // A Secret of ours with no recorded value holds something nobody may use.
+    if f.current.hash.is_none() && f.ours() {
+        decision.action = ValueAction::Remove;
+    }
+    decision
+}
+
+/// A value past its recorded expiry while the spec is invalid: removed as
+/// any expired value is, the status saying both why nothing new is issued and
+/// that the value expired.
+fn expired_under_invalid_spec(f: &Facts<'_>, err: &str, expired_at: Timestamp) -> Decision {
+    let (current, now) = (&f.current, f.now);
+    let mut status = current.clone();
+    status.observed_generation = f.generation;
+    status.hash = None;
+    status.secret_name = None;
+    status.next_rotation_at = None;
+    status.previous.retain(|p| p.valid_until.0 > now);
+    let ready = DesiredCondition::new(
+        READY,
+        false,
+        reason::INVALID_SPEC,
+        format!(
+            "{err}; the value expired at {expired_at} and was removed; a fresh one is issued once \
+             the spec is fixed"
+        ),
+    );
+    let expired_at_message = format!("expired at {expired_at}");
+    let expired = DesiredCondition::new(EXPIRED, true, reason::EXPIRED, &expired_at_message);
+    let soon = DesiredCondition::new(EXPIRING_SOON, false, reason::EXPIRED, expired_at_message);
+    status.conditions = conditions::merge(
+        &current.conditions,
+        &[ready, expired, soon],
+        f.generation,
+        now,
+    );
+    let secret_name = &f.secret_name;
+    Decision {
+        action: remove_if_ours(f.secret),
+        status,
+        note: Some(Note {
+            warning: true,
+            reason: "Expired",
+            action: "Expire",
+            message: format!(
+                "the value expired; Secret {secret_name:?} was deleted and the verifier rejects \
+                 it. No new value is issued until the spec is fixed: {err}"
+            ),
+        }),
+        requeue: Requeue::OnChange,
+    }
+}
+
+/// `spec.disabled` with a spec that is otherwise invalid: disabling needs no
+/// policy, and the value goes as it would with a valid spec.
+fn disabled_under_invalid_spec(f: &Facts<'_>, err: &str) -> Decision {
+    let current = &f.current;
+    let mut decision = keep_with_ready(
+        f,
+        current,
+        reason::INVALID_SPEC,
+        format!("{err}; spec.disabled is true, so no value is kept"),
+        Requeue::OnChange,
+    );
+    let had_value =
+        current.hash.is_some() || current.pending.is_some() || !current.previous.is_empty();
+    let status = &mut decision.status;
+    status.hash = None;
+    status.pending = None;
+    status.previous.clear();
+    status.issued_at = None;
+    status.next_rotation_at = None;
+    status.secret_name = None;
+    if had_value {
+        let secret_name = &f.secret_name;
+        decision.note = Some(Note {
+            warning: false,
+            reason: "Disabled",
+            action: "Disable",
+            message: format!("spec.disabled is true; Secret {secret_name:?} was deleted"),
+        });
+    }
+    decision.action = remove_if_ours(f.secret);
+    decision
+}
