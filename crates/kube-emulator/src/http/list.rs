@@ -1,6 +1,6 @@
 //! Collections read and deleted at once: list with `limit`/`continue` paging (as a Table for
-//! kubectl, or items streamed from the store's values), and deletecollection. `watch` is the
-//! streaming read; single objects are in `mod.rs`.
+//! kubectl, or items written straight from the store's values) and deletecollection. `watch`
+//! is the streaming read; single objects are in `mod.rs`.
 
 use std::sync::Arc;
 

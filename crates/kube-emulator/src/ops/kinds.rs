@@ -1,6 +1,6 @@
 //! What the kind of an object adds to every write: the kind/apiVersion check, Secret and
 //! Namespace rules, CRD acceptance (in `crd`), and CRD schema validation of custom resources
-//! (with strict unknown-field errors). Called by `create` and `update`.
+//! (with strict unknown-field errors). Called by `create`, `update` and `apply`.
 
 use serde_json::{Value, json};
 

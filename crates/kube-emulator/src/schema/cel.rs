@@ -1,6 +1,6 @@
-//! CEL `x-kubernetes-validations`, walked like apiextensions' cel.Validator: rules compiled
-//! once per schema node (kube-cel), evaluated with `oldSelf` and ratcheting, errors rendered as
-//! the apiserver does. Runs last in `validate_and_prune` (in `mod.rs`), only on a valid object.
+//! CEL `x-kubernetes-validations`, walked like apiextensions' cel.Validator: rules compiled once
+//! per schema node (kube-cel), run with `oldSelf` and ratcheting. The last step of
+//! `validate_and_prune` (in `mod.rs`), skipped after type, required, enum or size errors.
 
 use kube::core::cel as kcel;
 use serde_json::{Map, Value};
