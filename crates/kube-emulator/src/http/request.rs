@@ -1,0 +1,134 @@
+//! What a request says besides its path: headers, query parameters and the body, read into the
+//! write context, DeleteOptions and selectors the verbs take. Used by the dispatch in `mod.rs`
+//! and by `list` and `watch`.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, header};
+use serde_json::Value;
+
+use super::paths::Target;
+use crate::error::ApiError;
+use crate::ops::{DeleteOpts, FieldValidation, WriteCtx};
+use crate::selector::{FieldSelector, Filter, LabelSelector, extra_fields};
+
+pub(super) struct ApiRequest {
+    pub(super) method: Method,
+    pub(super) headers: HeaderMap,
+    pub(super) query: HashMap<String, String>,
+    pub(super) body: Bytes,
+}
+
+impl ApiRequest {
+    pub(super) fn header(&self, name: header::HeaderName) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .get(name)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    pub(super) fn flag(&self, name: &str) -> bool {
+        matches!(self.param(name), Some("true" | "1"))
+    }
+}
+
+pub(super) fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
+    let ct = req.header(header::CONTENT_TYPE);
+    if ct.contains("yaml") {
+        return serde_yaml::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")));
+    }
+    if ct.contains("protobuf") || ct.contains("cbor") {
+        return Err(ApiError::unsupported_media(ct));
+    }
+    serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))
+}
+
+pub(super) fn write_ctx(t: &Target, req: &ApiRequest) -> Result<WriteCtx, ApiError> {
+    let dry_run = match req.param("dryRun") {
+        None => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported dryRun value {other:?}: only \"All\" is allowed"
+            )));
+        }
+    };
+    let validation = match req.param("fieldValidation") {
+        Some("Strict") => FieldValidation::Strict,
+        None | Some("Ignore" | "Warn") => FieldValidation::Prune,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid fieldValidation {other:?}: must be Ignore, Warn or Strict"
+            )));
+        }
+    };
+    let ua = req.header(header::USER_AGENT);
+    let manager = req
+        .param("fieldManager")
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            ua.split('/')
+                .next()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("unknown")
+                .to_string()
+        });
+    Ok(WriteCtx {
+        def: t.def.clone(),
+        version: t.version.clone(),
+        namespace: t.namespace.clone().unwrap_or_default(),
+        dry_run,
+        manager,
+        validation,
+        subresource: t.subresource.clone(),
+    })
+}
+
+pub(super) fn delete_opts(req: &ApiRequest) -> Result<DeleteOpts, ApiError> {
+    let mut opts = DeleteOpts {
+        propagation: req.param("propagationPolicy").map(str::to_string),
+        ..DeleteOpts::default()
+    };
+    if !req.body.is_empty() {
+        let body: Value = serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        if let Some(p) = body["propagationPolicy"].as_str() {
+            opts.propagation = Some(p.to_string());
+        }
+        if body["orphanDependents"].as_bool() == Some(true) {
+            opts.propagation = Some("Orphan".into());
+        }
+        opts.uid = body["preconditions"]["uid"].as_str().map(str::to_string);
+        opts.resource_version = body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
+        opts.dry_run = body["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+    }
+    Ok(opts)
+}
+
+pub(super) fn filter_of(t: &Target, req: &ApiRequest) -> Result<Filter, ApiError> {
+    Ok(Filter {
+        labels: LabelSelector::parse(req.param("labelSelector").unwrap_or_default())?,
+        fields: FieldSelector::parse(
+            req.param("fieldSelector").unwrap_or_default(),
+            extra_fields(&t.def.group, &t.def.plural),
+        )?,
+    })
+}
+
+pub(super) fn accept(req: &ApiRequest) -> &str {
+    req.header(header::ACCEPT)
+}

@@ -1,0 +1,133 @@
+//! POST: names (incl. `generateName`), system metadata, the namespace gate, kind rules and
+//! validation, then the store; also the namespaces seeded at start. `apply` creates through
+//! here too; `update` is the other write path.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::kinds::{apply_kind_rules, check_kind, validate_custom};
+use super::metadata::{new_uid, random_suffix, validate_metadata, validate_name};
+use super::{WriteCtx, now_rfc3339, served, served_stored};
+use crate::error::{ApiError, field_error};
+use crate::patch;
+use crate::schema::FieldErrorKind;
+use crate::store::{EventType, State};
+
+fn namespace_gate(st: &State, ctx: &WriteCtx) -> Result<(), ApiError> {
+    if !ctx.def.namespaced {
+        return Ok(());
+    }
+    let Some(nsdef) = st.registry.lookup("", "v1", "namespaces") else {
+        return Ok(());
+    };
+    match st.get(&nsdef.key(), "", &ctx.namespace) {
+        None => Err(ApiError::not_found(&nsdef, &ctx.namespace)),
+        Some(ns) if ns["metadata"]["deletionTimestamp"].is_string() => Err(ApiError::forbidden(
+            &ctx.def,
+            "",
+            &format!(
+                "unable to create new content in namespace {} because it is being terminated",
+                ctx.namespace
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// POST: creates an object; returns it as served.
+pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Arc<Value>, ApiError> {
+    check_kind(&ctx.def, &ctx.version, &obj)?;
+    let def = ctx.def.clone();
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    let md = &mut obj["metadata"];
+    let name = match md["name"].as_str().filter(|n| !n.is_empty()) {
+        Some(n) => n.to_string(),
+        None => match md["generateName"].as_str().filter(|n| !n.is_empty()) {
+            Some(prefix) => format!("{prefix}{}", random_suffix()),
+            None => {
+                return Err(ApiError::invalid(
+                    &def,
+                    "",
+                    &[field_error(
+                        "metadata.name",
+                        FieldErrorKind::Required,
+                        "Required value: name or generateName is required",
+                    )],
+                ));
+            }
+        },
+    };
+    validate_name(&def, &name)?;
+    md["name"] = json!(name);
+    if def.namespaced {
+        if let Some(ns) = md["namespace"].as_str()
+            && ns != ctx.namespace
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        md["namespace"] = json!(ctx.namespace);
+    } else if let Some(m) = md.as_object_mut() {
+        m.remove("namespace");
+    }
+    let now = now_rfc3339();
+    if let Some(m) = md.as_object_mut() {
+        for k in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            m.remove(k);
+        }
+    }
+    md["uid"] = json!(new_uid());
+    md["creationTimestamp"] = json!(now);
+    md["generation"] = json!(1);
+    obj["apiVersion"] = json!(def.api_version(&def.storage_version));
+    obj["kind"] = json!(def.kind);
+    if def.status_subresource
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
+    }
+    namespace_gate(st, ctx)?;
+    validate_metadata(&def, &name, &obj)?;
+    apply_kind_rules(st, ctx, &mut obj, true)?;
+    if def.custom.is_some() {
+        validate_custom(ctx, &mut obj, None)?;
+    }
+    if st.get(&def.key(), &ctx.namespace, &name).is_some() {
+        return Err(ApiError::already_exists(&def, &name));
+    }
+    if obj["metadata"]["managedFields"].is_null() {
+        let av = def.api_version(&ctx.version);
+        patch::record_update(None, &mut obj, &ctx.writer(&av, &now));
+    }
+    if ctx.dry_run {
+        return Ok(Arc::new(served(&def, &ctx.version, &obj)));
+    }
+    // A whole-store collection only when an owner is absent: with every owner
+    // present there is nothing to collect, and scanning per write is quadratic.
+    if st.owner_missing(&obj) {
+        st.gc_pending = true;
+    }
+    let stored = st.put(&def, obj, EventType::Added);
+    Ok(served_stored(&def, &ctx.version, &stored))
+}
+
+/// Metadata bookkeeping helpers used by the initial namespaces.
+pub fn seed_namespace(st: &mut State, name: &str) {
+    let Some(def) = st.registry.lookup("", "v1", "namespaces") else {
+        return;
+    };
+    if st.get(&def.key(), "", name).is_some() {
+        return;
+    }
+    let ctx = WriteCtx::system(def, "");
+    let _ = create(st, &ctx, json!({"metadata": {"name": name}}));
+}
