@@ -33,6 +33,7 @@ use apikey_operator::api::{ApiKey, ApiToken};
 use apikey_operator::local::{LocalError, apply_manifests};
 use apikey_operator::token;
 use futures::StreamExt;
+use harness::isolated::Isolated;
 use harness::*;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DynamicObject, PostParams};
@@ -340,420 +341,424 @@ async fn check_condition(
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_bad_manifest_gets_exactly_its_expected_outcome() {
-    count_panics();
-    let corpus = load_corpus();
-    assert!(corpus.len() >= 40, "only {} manifests", corpus.len());
+#[test]
+fn every_bad_manifest_gets_exactly_its_expected_outcome() {
+    let test = Isolated::new();
+    test.block_on(async {
+        let corpus = load_corpus();
+        assert!(corpus.len() >= 40, "only {} manifests", corpus.len());
 
-    let cluster = Cluster::start(GOOD).await;
-    let client = cluster.client.clone();
-    let sent = Arc::new(AtomicU64::new(0));
-    let operator = Operator::start(counting_client(&cluster.emulator.url(), sent.clone()));
-    let verifier = InProcessVerifier::start(client.clone()).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    for ns in std::iter::once(ELSEWHERE).chain(corpus.iter().map(|c| c.ns.as_str())) {
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace"),
-            )
-            .await
-            .expect("namespace created");
-    }
-
-    // The unrelated token that must keep working throughout.
-    let good_key = format!(
-        "apiVersion: apikeys.dev/v1alpha1\nkind: ApiKey\nmetadata: {{name: alice, namespace: {GOOD}}}\nspec:\n  owner: {{kind: User, name: alice}}\n"
-    );
-    apply_manifests(&client, "good", &good_key)
-        .await
-        .expect("key");
-    apply_manifests(
-        &client,
-        "good",
-        &format!("apiVersion: apikeys.dev/v1alpha1\nkind: ApiToken\nmetadata: {{name: steady, namespace: {GOOD}}}\nspec:\n  apiKeyRef: {{name: alice}}\n"),
-    )
-    .await
-    .expect("token");
-    let good_tokens: Api<ApiToken> = cluster.api(GOOD);
-    wait_for(
-        &good_tokens,
-        "steady",
-        "Ready",
-        token_condition("Ready", "True"),
-    )
-    .await;
-    let good_secrets: Api<Secret> = cluster.api(GOOD);
-    let steady = secret_value(&good_secrets.get("steady").await.expect("Secret"), "token");
-    assert!(authenticated(verifier.addr, &steady).await);
-    let stop = Arc::new(AtomicBool::new(false));
-    let checker = tokio::spawn({
-        let (stop, addr, steady) = (stop.clone(), verifier.addr, steady.clone());
-        async move {
-            let (mut checks, mut failures) = (0u64, 0u64);
-            while !stop.load(Ordering::Relaxed) {
-                checks += 1;
-                if !authenticated(addr, &steady).await {
-                    failures += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            (checks, failures)
+        let cluster = Cluster::start(GOOD).await;
+        let client = cluster.client.clone();
+        let sent = Arc::new(AtomicU64::new(0));
+        let operator = Operator::start(counting_client(&cluster.emulator.url(), sent.clone()));
+        let verifier = InProcessVerifier::start(client.clone()).await;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        for ns in std::iter::once(ELSEWHERE).chain(corpus.iter().map(|c| c.ns.as_str())) {
+            namespaces
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace"),
+                )
+                .await
+                .expect("namespace created");
         }
-    });
 
-    // Every namespace gets the key `alice` the manifests refer to.
-    for case in &corpus {
-        apply_manifests(&client, &case.file, &good_key.replace(GOOD, &case.ns))
+        // The unrelated token that must keep working throughout.
+        let good_key = format!(
+            "apiVersion: apikeys.dev/v1alpha1\nkind: ApiKey\nmetadata: {{name: alice, namespace: {GOOD}}}\nspec:\n  owner: {{kind: User, name: alice}}\n"
+        );
+        apply_manifests(&client, "good", &good_key)
             .await
             .expect("key");
-    }
-    for case in &corpus {
-        let keys: Api<ApiKey> = cluster.api(&case.ns);
-        wait_for(&keys, "alice", "Ready", key_ready("True")).await;
-    }
+        apply_manifests(
+            &client,
+            "good",
+            &format!("apiVersion: apikeys.dev/v1alpha1\nkind: ApiToken\nmetadata: {{name: steady, namespace: {GOOD}}}\nspec:\n  apiKeyRef: {{name: alice}}\n"),
+        )
+        .await
+        .expect("token");
+        let good_tokens: Api<ApiToken> = cluster.api(GOOD);
+        wait_for(
+            &good_tokens,
+            "steady",
+            "Ready",
+            token_condition("Ready", "True"),
+        )
+        .await;
+        let good_secrets: Api<Secret> = cluster.api(GOOD);
+        let steady = secret_value(&good_secrets.get("steady").await.expect("Secret"), "token");
+        assert!(authenticated(verifier.addr, &steady).await);
+        let stop = Arc::new(AtomicBool::new(false));
+        let checker = tokio::spawn({
+            let (stop, addr, steady) = (stop.clone(), verifier.addr, steady.clone());
+            async move {
+                let (mut checks, mut failures) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    checks += 1;
+                    if !authenticated(addr, &steady).await {
+                        failures += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                (checks, failures)
+            }
+        });
 
-    // Apply: set-up first (must be accepted and settle), then the subject.
-    let mut before_secrets: BTreeMap<String, Option<Value>> = BTreeMap::new();
-    let mut before_objects: BTreeMap<String, Option<Value>> = BTreeMap::new();
-    for case in &corpus {
-        let (subject, setup) = case.docs.split_last().expect("docs");
-        for doc in setup {
-            apply(&client, &case.file, doc)
+        // Every namespace gets the key `alice` the manifests refer to.
+        for case in &corpus {
+            apply_manifests(&client, &case.file, &good_key.replace(GOOD, &case.ns))
                 .await
-                .unwrap_or_else(|e| panic!("{}: set-up refused: {e}", case.file));
-            if doc["kind"] == "ApiToken" {
-                let tokens: Api<ApiToken> = cluster.api(&case.ns);
-                let name = doc["metadata"]["name"].as_str().expect("name");
-                wait_for(
-                    &tokens,
-                    name,
-                    "a settled Ready condition",
-                    |t: Option<&ApiToken>| {
-                        t.and_then(|t| t.status.as_ref()).is_some_and(|s| {
-                            s.conditions
-                                .iter()
-                                .any(|c| c.type_ == "Ready" && c.reason != "Issuing")
-                        })
-                    },
-                )
-                .await;
-            }
+                .expect("key");
         }
-        let secrets: Api<Secret> = cluster.api(&case.ns);
-        let secret = secrets
-            .get_opt(&case.secret_name())
-            .await
-            .expect("read Secret")
-            .map(|s| secret_fingerprint(&s));
-        before_secrets.insert(case.file.clone(), secret);
-        let object = stored(&client, subject)
-            .await
-            .map(|o| serde_json::to_value(&o.data["spec"]).expect("spec"));
-        before_objects.insert(case.file.clone(), object);
-        let result = apply(&client, &case.file, subject).await;
-        match (&case.expect, result) {
-            (
-                Expect::Rejected(why),
-                Err(LocalError::Apply {
-                    source: kube::Error::Api(status),
-                    ..
-                }),
-            ) => {
-                assert!(
-                    matches!(status.code, 400 | 422),
-                    "{}: refused with {} rather than 400/422: {}",
-                    case.file,
-                    status.code,
-                    status.message
-                );
-                assert!(
-                    status.message.contains(why.as_str()),
-                    "{}: refused, but the message does not say {why:?}: {}",
-                    case.file,
-                    status.message
-                );
-            }
-            (Expect::Rejected(why), other) => {
-                panic!("{}: expected a rejection ({why}), got {other:?}", case.file)
-            }
-            (Expect::Condition(_), Err(e)) => panic!("{}: refused: {e}", case.file),
-            (Expect::Condition(_), Ok(())) => {}
+        for case in &corpus {
+            let keys: Api<ApiKey> = cluster.api(&case.ns);
+            wait_for(&keys, "alice", "Ready", key_ready("True")).await;
         }
-    }
 
-    // Outcomes.
-    let mut rejected = 0;
-    for case in &corpus {
-        match &case.expect {
-            Expect::Rejected(_) => {
-                rejected += 1;
-                let now = stored(&client, case.subject())
+        // Apply: set-up first (must be accepted and settle), then the subject.
+        let mut before_secrets: BTreeMap<String, Option<Value>> = BTreeMap::new();
+        let mut before_objects: BTreeMap<String, Option<Value>> = BTreeMap::new();
+        for case in &corpus {
+            let (subject, setup) = case.docs.split_last().expect("docs");
+            for doc in setup {
+                apply(&client, &case.file, doc)
                     .await
-                    .map(|o| serde_json::to_value(&o.data["spec"]).expect("spec"));
-                assert_eq!(
-                    &now, &before_objects[&case.file],
-                    "{}: a refused manifest changed the stored object",
-                    case.file
-                );
+                    .unwrap_or_else(|e| panic!("{}: set-up refused: {e}", case.file));
+                if doc["kind"] == "ApiToken" {
+                    let tokens: Api<ApiToken> = cluster.api(&case.ns);
+                    let name = doc["metadata"]["name"].as_str().expect("name");
+                    wait_for(
+                        &tokens,
+                        name,
+                        "a settled Ready condition",
+                        |t: Option<&ApiToken>| {
+                            t.and_then(|t| t.status.as_ref()).is_some_and(|s| {
+                                s.conditions
+                                    .iter()
+                                    .any(|c| c.type_ == "Ready" && c.reason != "Issuing")
+                            })
+                        },
+                    )
+                    .await;
+                }
             }
-            Expect::Condition(reason) => {
-                let before = before_secrets[&case.file].as_ref();
-                let deadline = tokio::time::Instant::now() + DEADLINE;
-                loop {
-                    let last = match check_condition(&client, &verifier, case, reason, before).await
-                    {
-                        Ok(()) => break,
-                        Err(why) => why,
-                    };
+            let secrets: Api<Secret> = cluster.api(&case.ns);
+            let secret = secrets
+                .get_opt(&case.secret_name())
+                .await
+                .expect("read Secret")
+                .map(|s| secret_fingerprint(&s));
+            before_secrets.insert(case.file.clone(), secret);
+            let object = stored(&client, subject)
+                .await
+                .map(|o| serde_json::to_value(&o.data["spec"]).expect("spec"));
+            before_objects.insert(case.file.clone(), object);
+            let result = apply(&client, &case.file, subject).await;
+            match (&case.expect, result) {
+                (
+                    Expect::Rejected(why),
+                    Err(LocalError::Apply {
+                        source: kube::Error::Api(status),
+                        ..
+                    }),
+                ) => {
                     assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "{}: expected condition {reason}: {last}",
+                        matches!(status.code, 400 | 422),
+                        "{}: refused with {} rather than 400/422: {}",
+                        case.file,
+                        status.code,
+                        status.message
+                    );
+                    assert!(
+                        status.message.contains(why.as_str()),
+                        "{}: refused, but the message does not say {why:?}: {}",
+                        case.file,
+                        status.message
+                    );
+                }
+                (Expect::Rejected(why), other) => {
+                    panic!("{}: expected a rejection ({why}), got {other:?}", case.file)
+                }
+                (Expect::Condition(_), Err(e)) => panic!("{}: refused: {e}", case.file),
+                (Expect::Condition(_), Ok(())) => {}
+            }
+        }
+
+        // Outcomes.
+        let mut rejected = 0;
+        for case in &corpus {
+            match &case.expect {
+                Expect::Rejected(_) => {
+                    rejected += 1;
+                    let now = stored(&client, case.subject())
+                        .await
+                        .map(|o| serde_json::to_value(&o.data["spec"]).expect("spec"));
+                    assert_eq!(
+                        &now, &before_objects[&case.file],
+                        "{}: a refused manifest changed the stored object",
                         case.file
                     );
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Expect::Condition(reason) => {
+                    let before = before_secrets[&case.file].as_ref();
+                    let deadline = tokio::time::Instant::now() + DEADLINE;
+                    loop {
+                        let last = match check_condition(&client, &verifier, case, reason, before).await
+                        {
+                            Ok(()) => break,
+                            Err(why) => why,
+                        };
+                        assert!(
+                            tokio::time::Instant::now() < deadline,
+                            "{}: expected condition {reason}: {last}",
+                            case.file
+                        );
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
         }
-    }
 
-    // No loop: once every outcome is reached, and the keys' token counts
-    // (written at most once a second per key) have caught up, the controller
-    // sends nothing (no retries, no rewrites, no event storms) for a while.
-    let mut settled = sent.load(Ordering::Relaxed);
-    let settle_deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let now = sent.load(Ordering::Relaxed);
-        if now == settled {
-            break;
+        // No loop: once every outcome is reached, and the keys' token counts
+        // (written at most once a second per key) have caught up, the controller
+        // sends nothing (no retries, no rewrites, no event storms) for a while.
+        let mut settled = sent.load(Ordering::Relaxed);
+        let settle_deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let now = sent.load(Ordering::Relaxed);
+            if now == settled {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < settle_deadline,
+                "the controller never went quiet"
+            );
+            settled = now;
         }
-        assert!(
-            tokio::time::Instant::now() < settle_deadline,
-            "the controller never went quiet"
+        let errors_before = operator.handles.stats.errors();
+        let sent_before = sent.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let quiet_requests = sent.load(Ordering::Relaxed) - sent_before;
+        assert_eq!(
+            quiet_requests, 0,
+            "the controller sent {quiet_requests} requests with nothing to do"
         );
-        settled = now;
-    }
-    let errors_before = operator.handles.stats.errors();
-    let sent_before = sent.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let quiet_requests = sent.load(Ordering::Relaxed) - sent_before;
-    assert_eq!(
-        quiet_requests, 0,
-        "the controller sent {quiet_requests} requests with nothing to do"
-    );
-    assert_eq!(operator.handles.stats.errors(), errors_before);
-    // And the outcomes held.
-    for case in &corpus {
-        if let Expect::Condition(reason) = &case.expect {
-            check_condition(
-                &client,
-                &verifier,
-                case,
-                reason,
-                before_secrets[&case.file].as_ref(),
-            )
-            .await
-            .unwrap_or_else(|why| panic!("{}: outcome changed: {why}", case.file));
+        assert_eq!(operator.handles.stats.errors(), errors_before);
+        // And the outcomes held.
+        for case in &corpus {
+            if let Expect::Condition(reason) = &case.expect {
+                check_condition(
+                    &client,
+                    &verifier,
+                    case,
+                    reason,
+                    before_secrets[&case.file].as_ref(),
+                )
+                .await
+                .unwrap_or_else(|why| panic!("{}: outcome changed: {why}", case.file));
+            }
         }
-    }
 
-    // Still reconciling: a new token is issued.
-    apply_manifests(
-        &client,
-        "good",
-        &format!("apiVersion: apikeys.dev/v1alpha1\nkind: ApiToken\nmetadata: {{name: after, namespace: {GOOD}}}\nspec:\n  apiKeyRef: {{name: alice}}\n"),
-    )
-    .await
-    .expect("token");
-    wait_for(
-        &good_tokens,
-        "after",
-        "Ready",
-        token_condition("Ready", "True"),
-    )
-    .await;
-    let after = secret_value(&good_secrets.get("after").await.expect("Secret"), "token");
-    assert!(authenticated(verifier.addr, &after).await);
+        // Still reconciling: a new token is issued.
+        apply_manifests(
+            &client,
+            "good",
+            &format!("apiVersion: apikeys.dev/v1alpha1\nkind: ApiToken\nmetadata: {{name: after, namespace: {GOOD}}}\nspec:\n  apiKeyRef: {{name: alice}}\n"),
+        )
+        .await
+        .expect("token");
+        wait_for(
+            &good_tokens,
+            "after",
+            "Ready",
+            token_condition("Ready", "True"),
+        )
+        .await;
+        let after = secret_value(&good_secrets.get("after").await.expect("Secret"), "token");
+        assert!(authenticated(verifier.addr, &after).await);
 
-    stop.store(true, Ordering::Relaxed);
-    let (checks, failures) = checker.await.expect("checker");
-    assert_eq!(
-        failures, 0,
-        "the unrelated token was rejected {failures} of {checks} times"
-    );
-    assert!(checks > 10, "only {checks} checks of the unrelated token");
-    assert!(authenticated(verifier.addr, &steady).await);
-    assert_eq!(
-        secret_value(&good_secrets.get("steady").await.expect("Secret"), "token"),
-        steady,
-        "the unrelated token's value changed"
-    );
-    assert!(operator.is_running(), "the controller stopped");
-    assert_eq!(panics(), 0, "something panicked");
-    println!(
-        "{} manifests: {rejected} rejected at admission, {} accepted with a condition; \
-         {} reconcile errors in all, {checks} checks of the unrelated token",
-        corpus.len(),
-        corpus.len() - rejected,
-        operator.handles.stats.errors()
-    );
+        stop.store(true, Ordering::Relaxed);
+        let (checks, failures) = checker.await.expect("checker");
+        assert_eq!(
+            failures, 0,
+            "the unrelated token was rejected {failures} of {checks} times"
+        );
+        assert!(checks > 10, "only {checks} checks of the unrelated token");
+        assert!(authenticated(verifier.addr, &steady).await);
+        assert_eq!(
+            secret_value(&good_secrets.get("steady").await.expect("Secret"), "token"),
+            steady,
+            "the unrelated token's value changed"
+        );
+        assert!(operator.is_running(), "the controller stopped");
+        assert_eq!(test.panics(), 0, "something panicked");
+        println!(
+            "{} manifests: {rejected} rejected at admission, {} accepted with a condition; \
+             {} reconcile errors in all, {checks} checks of the unrelated token",
+            corpus.len(),
+            corpus.len() - rejected,
+            operator.handles.stats.errors()
+        );
+    });
 }
 
 /// Pairs of tokens that name the same Secret, woken at the same moment (their
 /// key becomes Ready when its ServiceAccount appears): exactly one of each pair gets it, the other gets SecretConflict, and the
 /// Secret never changes hands (its controller never changes once set).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simultaneous_claims_on_one_secret_never_take_it_over() {
-    const NS: &str = "claims";
-    let pairs = if soak() { 100 } else { 12 };
-    count_panics();
-    let cluster = Cluster::start(NS).await;
-    let client = cluster.client.clone();
-    let operator = cluster.controller();
-    let verifier = InProcessVerifier::start(client.clone()).await;
-    apply_manifests(
-        &client,
-        "key",
-        "apiVersion: apikeys.dev/v1alpha1\nkind: ApiKey\nmetadata: {name: alice, namespace: claims}\nspec:\n  owner: {kind: ServiceAccount, name: robot}\n",
-    )
-    .await
-    .expect("key");
-    let keys: Api<ApiKey> = cluster.api(NS);
-    wait_for(&keys, "alice", "not Ready", key_ready("False")).await;
+#[test]
+fn simultaneous_claims_on_one_secret_never_take_it_over() {
+    let test = Isolated::new();
+    test.block_on(async {
+        const NS: &str = "claims";
+        let pairs = if soak() { 100 } else { 12 };
+        let cluster = Cluster::start(NS).await;
+        let client = cluster.client.clone();
+        let operator = cluster.controller();
+        let verifier = InProcessVerifier::start(client.clone()).await;
+        apply_manifests(
+            &client,
+            "key",
+            "apiVersion: apikeys.dev/v1alpha1\nkind: ApiKey\nmetadata: {name: alice, namespace: claims}\nspec:\n  owner: {kind: ServiceAccount, name: robot}\n",
+        )
+        .await
+        .expect("key");
+        let keys: Api<ApiKey> = cluster.api(NS);
+        wait_for(&keys, "alice", "not Ready", key_ready("False")).await;
 
-    // Every controller uid each Secret ever had, in order.
-    let owners: Arc<std::sync::Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
-    let recorder = tokio::spawn({
-        let (owners, api) = (owners.clone(), cluster.api::<Secret>(NS));
-        async move {
-            let mut events = watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(secret)) = events.next().await {
-                let Some(controller) = secret
-                    .owner_references()
-                    .iter()
-                    .find(|o| o.controller == Some(true))
-                    .map(|o| o.uid.clone())
-                else {
-                    continue;
-                };
-                let mut owners = owners.lock().unwrap_or_else(|e| e.into_inner());
-                let seq = owners.entry(secret.name_any()).or_default();
-                if seq.last() != Some(&controller) {
-                    seq.push(controller);
+        // Every controller uid each Secret ever had, in order.
+        let owners: Arc<std::sync::Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+        let recorder = tokio::spawn({
+            let (owners, api) = (owners.clone(), cluster.api::<Secret>(NS));
+            async move {
+                let mut events = watcher::watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .applied_objects()
+                    .boxed();
+                while let Some(Ok(secret)) = events.next().await {
+                    let Some(controller) = secret
+                        .owner_references()
+                        .iter()
+                        .find(|o| o.controller == Some(true))
+                        .map(|o| o.uid.clone())
+                    else {
+                        continue;
+                    };
+                    let mut owners = owners.lock().unwrap_or_else(|e| e.into_inner());
+                    let seq = owners.entry(secret.name_any()).or_default();
+                    if seq.last() != Some(&controller) {
+                        seq.push(controller);
+                    }
                 }
             }
-        }
-    });
+        });
 
-    let tokens: Api<ApiToken> = cluster.api(NS);
-    let manifest = |name: String, secret: &str| -> ApiToken {
-        apply_yaml(&format!(
-            "apiVersion: apikeys.dev/v1alpha1\nkind: ApiToken\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  apiKeyRef: {{name: alice}}\n  secret: {{name: {secret}}}\n"
-        ))
-    };
-    let creates = (0..pairs).flat_map(|i| {
-        ["a", "b"].map(|side| {
-            let tokens = tokens.clone();
-            let token = manifest(format!("claim{i}-{side}"), &format!("shared{i}"));
-            async move {
-                tokens
-                    .create(&PostParams::default(), &token)
-                    .await
-                    .expect("token created")
+        let tokens: Api<ApiToken> = cluster.api(NS);
+        let manifest = |name: String, secret: &str| -> ApiToken {
+            apply_yaml(&format!(
+                "apiVersion: apikeys.dev/v1alpha1\nkind: ApiToken\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  apiKeyRef: {{name: alice}}\n  secret: {{name: {secret}}}\n"
+            ))
+        };
+        let creates = (0..pairs).flat_map(|i| {
+            ["a", "b"].map(|side| {
+                let tokens = tokens.clone();
+                let token = manifest(format!("claim{i}-{side}"), &format!("shared{i}"));
+                async move {
+                    tokens
+                        .create(&PostParams::default(), &token)
+                        .await
+                        .expect("token created")
+                }
+            })
+        });
+        futures::future::join_all(creates).await;
+        // All wait for their key; its ServiceAccount appearing wakes them all at once.
+        for i in 0..pairs {
+            for side in ["a", "b"] {
+                wait_for(
+                    &tokens,
+                    &format!("claim{i}-{side}"),
+                    "ApiKeyNotReady",
+                    token_reason("ApiKeyNotReady"),
+                )
+                .await;
             }
-        })
-    });
-    futures::future::join_all(creates).await;
-    // All wait for their key; its ServiceAccount appearing wakes them all at once.
-    for i in 0..pairs {
-        for side in ["a", "b"] {
-            wait_for(
-                &tokens,
-                &format!("claim{i}-{side}"),
-                "ApiKeyNotReady",
-                token_reason("ApiKeyNotReady"),
+        }
+        apply_manifests(
+            &client,
+            "sa",
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: robot, namespace: claims}\n",
+        )
+        .await
+        .expect("ServiceAccount");
+
+        for i in 0..pairs {
+            let (a, b) = (format!("claim{i}-a"), format!("claim{i}-b"));
+            let outcome = eventually(&format!("pair {i} to settle"), || {
+                let tokens = tokens.clone();
+                let (a, b) = (a.clone(), b.clone());
+                async move {
+                    let reason = |t: &ApiToken| {
+                        t.status
+                            .as_ref()
+                            .and_then(|s| ready_reason_of(&s.conditions))
+                            .map(|(_, r, _)| r)
+                            .unwrap_or_default()
+                    };
+                    let (ta, tb) = (tokens.get(&a).await.ok()?, tokens.get(&b).await.ok()?);
+                    match (reason(&ta).as_str(), reason(&tb).as_str()) {
+                        ("Issued", "SecretConflict") => Some((ta, tb)),
+                        ("SecretConflict", "Issued") => Some((tb, ta)),
+                        _ => None,
+                    }
+                }
+            })
+            .await;
+            let (winner, loser) = outcome;
+            let secret = cluster
+                .api::<Secret>(NS)
+                .get(&format!("shared{i}"))
+                .await
+                .expect("Secret");
+            let value = secret_value(&secret, "token");
+            assert_eq!(
+                winner.status.as_ref().and_then(|s| s.hash.clone()),
+                Some(token::hash_value(&value).as_str().to_owned()),
+                "pair {i}: the Secret holds the winner's value"
+            );
+            // The verifier's index follows its own watch, a moment behind the GET above.
+            eventually(
+                &format!("pair {i}: the verifier to accept the value"),
+                || {
+                    let accepted = verifier.verify(&value).is_ok();
+                    async move { accepted.then_some(()) }
+                },
             )
             .await;
+            assert_eq!(
+                loser.status.as_ref().and_then(|s| s.hash.clone()),
+                None,
+                "pair {i}: the loser records no value"
+            );
+            let seq = eventually("the Secret's owner recorded", || {
+                let seq = owners
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&format!("shared{i}"))
+                    .cloned()
+                    .unwrap_or_default();
+                async move { (!seq.is_empty()).then_some(seq) }
+            })
+            .await;
+            assert_eq!(
+                seq,
+                vec![winner.uid().expect("uid")],
+                "pair {i}: the Secret changed hands"
+            );
         }
-    }
-    apply_manifests(
-        &client,
-        "sa",
-        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: robot, namespace: claims}\n",
-    )
-    .await
-    .expect("ServiceAccount");
-
-    for i in 0..pairs {
-        let (a, b) = (format!("claim{i}-a"), format!("claim{i}-b"));
-        let outcome = eventually(&format!("pair {i} to settle"), || {
-            let tokens = tokens.clone();
-            let (a, b) = (a.clone(), b.clone());
-            async move {
-                let reason = |t: &ApiToken| {
-                    t.status
-                        .as_ref()
-                        .and_then(|s| ready_reason_of(&s.conditions))
-                        .map(|(_, r, _)| r)
-                        .unwrap_or_default()
-                };
-                let (ta, tb) = (tokens.get(&a).await.ok()?, tokens.get(&b).await.ok()?);
-                match (reason(&ta).as_str(), reason(&tb).as_str()) {
-                    ("Issued", "SecretConflict") => Some((ta, tb)),
-                    ("SecretConflict", "Issued") => Some((tb, ta)),
-                    _ => None,
-                }
-            }
-        })
-        .await;
-        let (winner, loser) = outcome;
-        let secret = cluster
-            .api::<Secret>(NS)
-            .get(&format!("shared{i}"))
-            .await
-            .expect("Secret");
-        let value = secret_value(&secret, "token");
-        assert_eq!(
-            winner.status.as_ref().and_then(|s| s.hash.clone()),
-            Some(token::hash_value(&value).as_str().to_owned()),
-            "pair {i}: the Secret holds the winner's value"
-        );
-        // The verifier's index follows its own watch, a moment behind the GET above.
-        eventually(
-            &format!("pair {i}: the verifier to accept the value"),
-            || {
-                let accepted = verifier.verify(&value).is_ok();
-                async move { accepted.then_some(()) }
-            },
-        )
-        .await;
-        assert_eq!(
-            loser.status.as_ref().and_then(|s| s.hash.clone()),
-            None,
-            "pair {i}: the loser records no value"
-        );
-        let seq = eventually("the Secret's owner recorded", || {
-            let seq = owners
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&format!("shared{i}"))
-                .cloned()
-                .unwrap_or_default();
-            async move { (!seq.is_empty()).then_some(seq) }
-        })
-        .await;
-        assert_eq!(
-            seq,
-            vec![winner.uid().expect("uid")],
-            "pair {i}: the Secret changed hands"
-        );
-    }
-    recorder.abort();
-    assert!(operator.is_running());
-    assert_eq!(panics(), 0);
+        recorder.abort();
+        assert!(operator.is_running());
+        assert_eq!(test.panics(), 0);
+    });
 }

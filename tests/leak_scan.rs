@@ -15,13 +15,13 @@
 mod harness;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apikey_operator::api::{ApiKey, ApiToken, ROTATE_ANNOTATION};
 use apikey_operator::token::{self, TokenId, TokenKind};
+use harness::isolated::Isolated;
 use harness::ports::free_ports;
 use harness::process::{OperatorProcess, listening_addr};
 use harness::temp_dir::temp_dir;
@@ -307,7 +307,6 @@ async fn metrics(addr: SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_binary_at_debug_never_logs_or_publishes_a_value() {
-    let _ = capture();
     let cluster = Cluster::start(NS).await;
     let dir = temp_dir("leaks");
     let kubeconfig = dir.join("kubeconfig");
@@ -366,83 +365,40 @@ async fn the_operator_binary_at_debug_never_logs_or_publishes_a_value() {
     );
 }
 
-/// A `MakeWriter` that keeps everything in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-/// Installs, once for this test process, a global subscriber at `trace` for
-/// every crate that keeps all output in memory. Both tests call it before
-/// anything logs, so in-process logs of both runs end up in it.
-fn capture() -> Captured {
-    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    CAPTURED
-        .get_or_init(|| {
-            let captured = Captured::default();
-            tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-                .with_ansi(false)
-                .with_writer(captured.clone())
-                .try_init()
-                .expect("the capture is the first subscriber");
-            captured
-        })
-        .clone()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trace_logs_of_every_crate_in_process_never_hold_a_value() {
-    let captured = capture();
-    count_panics();
-    let values = Values::default();
-    let cluster = Cluster::start(NS).await;
-    let operator = cluster.controller();
-    let verifier = InProcessVerifier::start(cluster.client.clone()).await;
-    let forged = scenario(&cluster.client, verifier.addr, &values).await;
-    let verifier_metrics = metrics(verifier.addr).await;
-    let api = api_texts(&cluster.client).await;
-    assert!(operator.is_running(), "the controller is still running");
-    operator.stop().await;
-    let text =
-        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-    assert!(
-        text.contains("TRACE") && text.contains("kube_client"),
-        "the capture holds trace logs of the kube client"
-    );
-    let mut all = values.all();
-    assert!(all.len() >= 8, "only {} values collected", all.len());
-    all.extend(forged);
-    let mut haystacks: Vec<(&str, &str)> = vec![
-        ("in-process trace logs", &text),
-        ("the verifier's /metrics", &verifier_metrics),
-    ];
-    haystacks.extend(api.iter().map(|(p, t)| (p.as_str(), t.as_str())));
-    assert_no_leak(&all, &haystacks);
-    assert_eq!(panics(), 0, "something panicked");
-    println!(
-        "{} values scanned in {} KiB of trace logs",
-        all.len(),
-        text.len() / 1024
-    );
+#[test]
+fn trace_logs_of_every_crate_in_process_never_hold_a_value() {
+    let (test, logs) = Isolated::with_trace_logs();
+    test.block_on(async {
+        let values = Values::default();
+        let cluster = Cluster::start(NS).await;
+        let operator = cluster.controller();
+        let verifier = InProcessVerifier::start(cluster.client.clone()).await;
+        let forged = scenario(&cluster.client, verifier.addr, &values).await;
+        let verifier_metrics = metrics(verifier.addr).await;
+        let api = api_texts(&cluster.client).await;
+        assert!(operator.is_running(), "the controller is still running");
+        operator.stop().await;
+        let text = logs.text();
+        assert!(
+            text.contains("TRACE") && text.contains("kube_client"),
+            "the capture holds trace logs of the kube client"
+        );
+        let mut all = values.all();
+        assert!(all.len() >= 8, "only {} values collected", all.len());
+        all.extend(forged);
+        let mut haystacks: Vec<(&str, &str)> = vec![
+            ("in-process trace logs", &text),
+            ("the verifier's /metrics", &verifier_metrics),
+        ];
+        haystacks.extend(api.iter().map(|(p, t)| (p.as_str(), t.as_str())));
+        assert_no_leak(&all, &haystacks);
+        assert_eq!(test.panics(), 0, "something panicked");
+        println!(
+            "{} values scanned in {} KiB of trace logs",
+            all.len(),
+            text.len() / 1024
+        );
+    });
 }
 
 /// The scan itself finds a value, or only its secret part, where it should not be.

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod http;
+pub mod isolated;
 pub mod ports;
 pub mod process;
 #[path = "../../crates/kube-emulator/tests/emulator/temp_dir.rs"]
@@ -330,26 +331,6 @@ pub async fn counted_events_for(
             )
         })
         .collect()
-}
-
-/// Counts panics anywhere in this test process (every thread), keeping the
-/// default report. Install once, read with [`panics`].
-pub fn count_panics() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            previous(info);
-        }));
-    });
-}
-
-static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Panics seen since [`count_panics`] was installed.
-pub fn panics() -> usize {
-    PANICS.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Polls `check` until it returns Some, or fails after the deadline.
