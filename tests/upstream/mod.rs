@@ -5,7 +5,7 @@
 //! setup) a missing build is a failure instead.
 #![allow(dead_code)] // each test binary uses a different subset
 
-#[path = "../harness/ports.rs"]
+#[path = "../operator/support/ports.rs"]
 mod ports;
 
 use std::path::{Path, PathBuf};
