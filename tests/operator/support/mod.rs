@@ -4,10 +4,13 @@
 
 pub mod http;
 pub mod isolated;
-pub mod ports;
 pub mod process;
 #[path = "../../../crates/kube-emulator/tests/emulator/temp_dir.rs"]
 pub mod temp_dir;
+/// The upstream API server of the fidelity tests, and free ports, from the emulator's tests.
+#[path = "../../../crates/kube-emulator/tests/upstream/mod.rs"]
+pub mod upstream;
+pub use upstream::ports;
 
 use std::fmt::Debug;
 use std::sync::Arc;

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Starts the upstream apiextensions-apiserver (built by setup.sh) with etcd on loopback, for
 # poking at by hand: prints the kubeconfig path, stops both on Ctrl-C.
-#   tests/upstream/run.sh [port]      then: kubectl --kubeconfig <printed path> get crd
+#   crates/kube-emulator/tests/upstream/run.sh [port]   then: kubectl --kubeconfig <printed path> get crd
 set -euo pipefail
 cache="${APIKEY_UPSTREAM_CACHE:-$HOME/.cache/apikey-operator-upstream}"
 port="${1:-6443}"
 dir="$(mktemp -d -t apikey-upstream-XXXXXX)"
-[ -x "$cache/bin/apiextensions-wrapper" ] || { echo "not built: run tests/upstream/setup.sh" >&2; exit 1; }
+[ -x "$cache/bin/apiextensions-wrapper" ] || { echo "not built: run crates/kube-emulator/tests/upstream/setup.sh" >&2; exit 1; }
 
 "$cache/bin/etcd" --name run --data-dir "$dir/etcd" \
     --listen-client-urls http://127.0.0.1:23790 --advertise-client-urls http://127.0.0.1:23790 \

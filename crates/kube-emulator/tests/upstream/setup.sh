@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and caches the upstream apiextensions-apiserver (Debian sid's packaged
-# Kubernetes code) plus etcd, for the fidelity tests (tests/fidelity.rs).
+# Kubernetes code) plus etcd, for the fidelity tests (the emulator's
+# tests/emulator/fidelity/ and the apikey-operator's tests/operator/fidelity/).
 # Cache: $APIKEY_UPSTREAM_CACHE (default $HOME/.cache/apikey-operator-upstream),
 # outside the clone so CI on the same machine reuses it. Idempotent.
 set -euo pipefail

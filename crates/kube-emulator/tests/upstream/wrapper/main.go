@@ -1,6 +1,6 @@
 // Command apiextensions-wrapper runs the upstream Kubernetes code that serves CRDs and custom
 // resources (k8s.io/apiextensions-apiserver, as Debian packages it) as a stand-alone server for
-// the fidelity tests of apikey-operator (tests/fidelity.rs, tests/upstream/).
+// the fidelity tests of kube-emulator and apikey-operator (crates/kube-emulator/tests/upstream/).
 //
 // The stock apiextensions-apiserver main expects a kube-apiserver next to it: it delegates
 // authentication and authorization, reads core informers from it, and leaves /apis to the
@@ -14,7 +14,7 @@
 //   - /apis discovery (legacy and aggregated) and /openapi/v2 are installed, with CRD groups
 //     kept in the legacy list by a CRD informer.
 //
-// Built in GOPATH mode by tests/upstream/setup.sh.
+// Built in GOPATH mode by setup.sh beside it.
 package main
 
 import (

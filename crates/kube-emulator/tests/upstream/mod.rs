@@ -1,12 +1,13 @@
 //! The upstream Kubernetes code that serves CRDs and custom resources
-//! (`k8s.io/apiextensions-apiserver`, built by `tests/upstream/setup.sh`), started with etcd on
-//! loopback for the fidelity tests. `Upstream::start` returns `None` when the binaries are not
-//! built, so the tests that need it skip; with `APIKEY_UPSTREAM_REQUIRED=1` (set by CI after
-//! setup) a missing build is a failure instead.
+//! (`k8s.io/apiextensions-apiserver`, built by `setup.sh` here), started with etcd on loopback
+//! for the fidelity tests: the emulator's (`tests/emulator/fidelity/`) and, through `#[path]`,
+//! the apikey-operator's. `Upstream::start` returns `None` when the binaries are not built, so
+//! the tests that need it skip; with `APIKEY_UPSTREAM_REQUIRED=1` (set by CI after setup) a
+//! missing build is a failure instead. `differential` compares its answers with the emulator's.
 #![allow(dead_code)] // each test binary uses a different subset
 
-#[path = "../operator/support/ports.rs"]
-mod ports;
+pub mod differential;
+pub mod ports;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,11 +53,11 @@ impl Upstream {
             let required = std::env::var("APIKEY_UPSTREAM_REQUIRED").is_ok_and(|v| v == "1");
             assert!(
                 !required,
-                "APIKEY_UPSTREAM_REQUIRED=1 but no upstream build in {}; run tests/upstream/setup.sh",
+                "APIKEY_UPSTREAM_REQUIRED=1 but no upstream build in {}; run crates/kube-emulator/tests/upstream/setup.sh",
                 cache_dir().display()
             );
             eprintln!(
-                "note: skipping {test}: the upstream API server is not built (run tests/upstream/setup.sh)"
+                "note: skipping {test}: the upstream API server is not built (run crates/kube-emulator/tests/upstream/setup.sh)"
             );
             return None;
         };

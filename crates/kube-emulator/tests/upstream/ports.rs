@@ -1,6 +1,5 @@
-//! Free loopback ports for the servers a test starts (the operator's admin and verify
-//! addresses, nginx, etcd and the upstream API server). Used by `harness` and, through
-//! `#[path]`, by `upstream` and the tests that do not use the harness.
+//! Free loopback ports for the servers a test starts: etcd and the upstream API server here,
+//! and, through `#[path]`, the apikey-operator's admin and verify addresses and nginx.
 
 use std::net::TcpListener;
 use std::time::Instant;
