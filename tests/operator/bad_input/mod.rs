@@ -21,8 +21,10 @@
 //! 100 ms), the controller must not panic nor loop (no request in a quiet
 //! window once all outcomes are reached) and must still issue new tokens.
 
+mod claims;
+mod corpus;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -32,149 +34,16 @@ use crate::support::*;
 use apikey_operator::api::{ApiKey, ApiToken};
 use apikey_operator::local::{LocalError, apply_manifests};
 use apikey_operator::token;
-use futures::StreamExt;
+use corpus::{Case, Expect, SecretExpect, load_corpus};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 const GOOD: &str = "good";
 /// The namespace where `token-key-in-other-namespace.yaml` puts its key.
 const ELSEWHERE: &str = "bad-input-elsewhere";
-
-#[derive(Debug, Clone, PartialEq)]
-enum Expect {
-    Rejected(String),
-    Condition(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum SecretExpect {
-    Absent,
-    Unchanged,
-}
-
-#[derive(Debug)]
-struct Case {
-    file: String,
-    ns: String,
-    docs: Vec<Value>,
-    expect: Expect,
-    events: Vec<String>,
-    rotations: Option<i64>,
-    secret: Option<SecretExpect>,
-}
-
-impl Case {
-    fn subject(&self) -> &Value {
-        self.docs.last().expect("a subject")
-    }
-    fn kind(&self) -> &str {
-        self.subject()["kind"].as_str().unwrap_or_default()
-    }
-    fn name(&self) -> &str {
-        self.subject()["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-    }
-    /// The Secret the subject (an ApiToken) writes its value to.
-    fn secret_name(&self) -> String {
-        self.subject()["spec"]["secret"]["name"]
-            .as_str()
-            .unwrap_or(self.name())
-            .to_owned()
-    }
-}
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/operator/bad_input/corpus")
-}
-
-/// Reads and checks every manifest and its header.
-fn load_corpus() -> Vec<Case> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("tests/operator/bad_input/corpus exists")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .enumerate()
-        .map(|(i, path)| parse_case(path, &format!("bad-{i:02}")))
-        .collect()
-}
-
-fn parse_case(path: &Path, ns: &str) -> Case {
-    let file = path
-        .file_name()
-        .and_then(|f| f.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    let text = std::fs::read_to_string(path).expect("manifest readable");
-    let mut expect = None;
-    let mut events = Vec::new();
-    let mut rotations = None;
-    let mut secret = None;
-    for line in text.lines().take_while(|l| l.starts_with('#')) {
-        let line = line.trim_start_matches('#').trim();
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        match key {
-            "expect" => {
-                assert!(expect.is_none(), "{file}: more than one expect line");
-                expect = Some(match value.split_once(' ') {
-                    Some(("rejected", why)) => Expect::Rejected(why.trim().to_owned()),
-                    Some(("condition", reason)) => Expect::Condition(reason.trim().to_owned()),
-                    _ => panic!("{file}: bad expect line {line:?}"),
-                });
-            }
-            "event" => events.push(value.to_owned()),
-            "rotations" => rotations = Some(value.parse().expect("rotations: <n>")),
-            "secret" => {
-                secret = Some(match value {
-                    "absent" => SecretExpect::Absent,
-                    "unchanged" => SecretExpect::Unchanged,
-                    other => panic!("{file}: bad secret line {other:?}"),
-                })
-            }
-            _ => {}
-        }
-    }
-    let expect = expect.unwrap_or_else(|| panic!("{file}: no `# expect:` line"));
-    let mut docs = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let mut value: Value = serde::Deserialize::deserialize(document).expect("manifest is YAML");
-        if value.is_null() {
-            continue;
-        }
-        if value["metadata"]["namespace"].is_null() {
-            value["metadata"]["namespace"] = json!(ns);
-        }
-        docs.push(value);
-    }
-    assert!(!docs.is_empty(), "{file}: no documents");
-    if matches!(expect, Expect::Rejected(_)) {
-        assert!(
-            events.is_empty() && rotations.is_none() && secret.is_none(),
-            "{file}: a rejected manifest has no other expectations"
-        );
-    }
-    Case {
-        file,
-        ns: ns.to_owned(),
-        docs,
-        expect,
-        events,
-        rotations,
-        secret,
-    }
-}
 
 async fn apply(client: &Client, file: &str, doc: &Value) -> Result<(), LocalError> {
     let yaml = serde_yaml::to_string(doc).expect("serializable");
@@ -599,164 +468,5 @@ fn every_bad_manifest_gets_exactly_its_expected_outcome() {
             corpus.len() - rejected,
             operator.handles.stats.errors()
         );
-    });
-}
-
-/// Pairs of tokens that name the same Secret, woken at the same moment (their
-/// key becomes Ready when its ServiceAccount appears): exactly one of each pair gets it, the other gets SecretConflict, and the
-/// Secret never changes hands (its controller never changes once set).
-#[test]
-fn simultaneous_claims_on_one_secret_never_take_it_over() {
-    let test = Isolated::new();
-    test.block_on(async {
-        const NS: &str = "claims";
-        let pairs = if soak() { 100 } else { 12 };
-        let cluster = Cluster::start(NS).await;
-        let client = cluster.client.clone();
-        let operator = cluster.controller();
-        let verifier = InProcessVerifier::start(client.clone()).await;
-        apply_manifests(
-            &client,
-            "key",
-            "apiVersion: apikeys.dev/v1alpha1\nkind: ApiKey\nmetadata: {name: alice, namespace: claims}\nspec:\n  owner: {kind: ServiceAccount, name: robot}\n",
-        )
-        .await
-        .expect("key");
-        let keys: Api<ApiKey> = cluster.api(NS);
-        wait_for(&keys, "alice", "not Ready", key_ready("False")).await;
-
-        // Every controller uid each Secret ever had, in order.
-        let owners: Arc<std::sync::Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
-        let recorder = tokio::spawn({
-            let (owners, api) = (owners.clone(), cluster.api::<Secret>(NS));
-            async move {
-                let mut events = watcher::watcher(api, watcher::Config::default())
-                    .default_backoff()
-                    .applied_objects()
-                    .boxed();
-                while let Some(Ok(secret)) = events.next().await {
-                    let Some(controller) = secret
-                        .owner_references()
-                        .iter()
-                        .find(|o| o.controller == Some(true))
-                        .map(|o| o.uid.clone())
-                    else {
-                        continue;
-                    };
-                    let mut owners = owners.lock().unwrap_or_else(|e| e.into_inner());
-                    let seq = owners.entry(secret.name_any()).or_default();
-                    if seq.last() != Some(&controller) {
-                        seq.push(controller);
-                    }
-                }
-            }
-        });
-
-        let tokens: Api<ApiToken> = cluster.api(NS);
-        let manifest = |name: String, secret: &str| -> ApiToken {
-            apply_yaml(&format!(
-                "apiVersion: apikeys.dev/v1alpha1\nkind: ApiToken\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  apiKeyRef: {{name: alice}}\n  secret: {{name: {secret}}}\n"
-            ))
-        };
-        let creates = (0..pairs).flat_map(|i| {
-            ["a", "b"].map(|side| {
-                let tokens = tokens.clone();
-                let token = manifest(format!("claim{i}-{side}"), &format!("shared{i}"));
-                async move {
-                    tokens
-                        .create(&PostParams::default(), &token)
-                        .await
-                        .expect("token created")
-                }
-            })
-        });
-        futures::future::join_all(creates).await;
-        // All wait for their key; its ServiceAccount appearing wakes them all at once.
-        for i in 0..pairs {
-            for side in ["a", "b"] {
-                wait_for(
-                    &tokens,
-                    &format!("claim{i}-{side}"),
-                    "ApiKeyNotReady",
-                    token_reason("ApiKeyNotReady"),
-                )
-                .await;
-            }
-        }
-        apply_manifests(
-            &client,
-            "sa",
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: robot, namespace: claims}\n",
-        )
-        .await
-        .expect("ServiceAccount");
-
-        for i in 0..pairs {
-            let (a, b) = (format!("claim{i}-a"), format!("claim{i}-b"));
-            let outcome = eventually(&format!("pair {i} to settle"), || {
-                let tokens = tokens.clone();
-                let (a, b) = (a.clone(), b.clone());
-                async move {
-                    let reason = |t: &ApiToken| {
-                        t.status
-                            .as_ref()
-                            .and_then(|s| ready_reason_of(&s.conditions))
-                            .map(|(_, r, _)| r)
-                            .unwrap_or_default()
-                    };
-                    let (ta, tb) = (tokens.get(&a).await.ok()?, tokens.get(&b).await.ok()?);
-                    match (reason(&ta).as_str(), reason(&tb).as_str()) {
-                        ("Issued", "SecretConflict") => Some((ta, tb)),
-                        ("SecretConflict", "Issued") => Some((tb, ta)),
-                        _ => None,
-                    }
-                }
-            })
-            .await;
-            let (winner, loser) = outcome;
-            let secret = cluster
-                .api::<Secret>(NS)
-                .get(&format!("shared{i}"))
-                .await
-                .expect("Secret");
-            let value = secret_value(&secret, "token");
-            assert_eq!(
-                winner.status.as_ref().and_then(|s| s.hash.clone()),
-                Some(token::hash_value(&value).as_str().to_owned()),
-                "pair {i}: the Secret holds the winner's value"
-            );
-            // The verifier's index follows its own watch, a moment behind the GET above.
-            eventually(
-                &format!("pair {i}: the verifier to accept the value"),
-                || {
-                    let accepted = verifier.verify(&value).is_ok();
-                    async move { accepted.then_some(()) }
-                },
-            )
-            .await;
-            assert_eq!(
-                loser.status.as_ref().and_then(|s| s.hash.clone()),
-                None,
-                "pair {i}: the loser records no value"
-            );
-            let seq = eventually("the Secret's owner recorded", || {
-                let seq = owners
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&format!("shared{i}"))
-                    .cloned()
-                    .unwrap_or_default();
-                async move { (!seq.is_empty()).then_some(seq) }
-            })
-            .await;
-            assert_eq!(
-                seq,
-                vec![winner.uid().expect("uid")],
-                "pair {i}: the Secret changed hands"
-            );
-        }
-        recorder.abort();
-        assert!(operator.is_running());
-        assert_eq!(test.panics(), 0);
     });
 }

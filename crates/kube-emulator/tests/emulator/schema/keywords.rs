@@ -1,48 +1,9 @@
-//! Table-driven tests of the emulator's structural-schema handling: pruning,
-//! defaulting, OpenAPI keyword validation, list types, embedded resources and
-//! CEL rules, checked against the texts kube-apiserver returns.
+//! OpenAPI keywords: the error of each, worded as kube-apiserver words it, the rendering of
+//! field errors and their reasons, and no panic on odd strings or a malformed schema.
 
-use kube_emulator::schema::{
-    CEL_EMULATED, FieldError, FieldErrorKind, rules_skeleton, validate_and_prune,
-};
+use super::*;
+use kube_emulator::schema::{FieldError, FieldErrorKind, validate_and_prune};
 use serde_json::{Value, json};
-
-/// A root schema with `spec` = `spec_schema`.
-fn root(spec_schema: Value) -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
-            "spec": spec_schema,
-        }
-    })
-}
-
-fn obj(spec: Value) -> Value {
-    json!({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "a"}, "spec": spec})
-}
-
-/// Runs validation and returns the errors rendered like the apiserver.
-fn run(schema: &Value, o: &mut Value, old: Option<&Value>) -> Vec<String> {
-    match validate_and_prune(schema, o, old) {
-        Ok(()) => Vec::new(),
-        Err(errs) => errs
-            .iter()
-            .map(FieldError::to_string_like_apiserver)
-            .collect(),
-    }
-}
-
-fn check(name: &str, spec_schema: Value, spec: Value, want: &[&str]) {
-    let schema = root(spec_schema);
-    let mut o = obj(spec);
-    let got = run(&schema, &mut o, None);
-    assert_eq!(got, want, "case {name}");
-}
-
-const NOT_CHECKED: &str = "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
 
 #[test]
 fn keyword_errors_match_apiserver_texts() {
@@ -323,281 +284,57 @@ fn keyword_errors_match_apiserver_texts() {
 }
 
 #[test]
-fn pruning_and_defaulting() {
-    let schema = root(json!({
-        "type": "object",
-        "properties": {
-            "known": {"type": "object", "properties": {"a": {"type": "string"}}},
-            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
-                     "properties": {"typed": {"type": "object", "properties": {"x": {"type": "string"}}}}},
-            "map": {"type": "object", "additionalProperties": {"type": "object", "properties": {"v": {"type": "string"}}}},
-            "emb": {"type": "object", "x-kubernetes-embedded-resource": true, "properties": {"spec": {"type": "object", "properties": {"keep": {"type": "string"}}}}},
-            "list": {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "string", "default": "dflt"}}}},
-            "mode": {"type": "string", "default": "auto"},
-            "nested": {"type": "object", "default": {}, "properties": {"inner": {"type": "integer", "default": 3}}},
-            "nulled": {"type": "string", "default": "was-null"},
-            "keepNull": {"type": "string", "nullable": true, "default": "x"}
-        }
-    }));
-    let mut o = json!({
-        "apiVersion": "example.com/v1", "kind": "Thing",
-        "metadata": {"name": "a", "labels": {"l": "v"}},
-        "status": {"gone": true},
-        "spec": {
-            "known": {"a": "1", "b": "dropped"},
-            "free": {"anything": {"deep": 1}, "typed": {"x": "k", "y": "dropped"}},
-            "map": {"k1": {"v": "1", "junk": 2}},
-            "emb": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"keep": "y", "drop": "z"}, "extra": 1},
-            "list": [{"n": "given", "zz": 1}, {}],
-            "nulled": null,
-            "keepNull": null,
-            "unknown": 1
-        }
-    });
-    let errs = run(&schema, &mut o, None);
-    assert!(errs.is_empty(), "{errs:?}");
-    assert_eq!(
-        o,
-        json!({
-            "apiVersion": "example.com/v1", "kind": "Thing",
-            "metadata": {"name": "a", "labels": {"l": "v"}},
-            "spec": {
-                "known": {"a": "1"},
-                "free": {"anything": {"deep": 1}, "typed": {"x": "k"}},
-                "map": {"k1": {"v": "1"}},
-                "emb": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"keep": "y"}},
-                "list": [{"n": "given"}, {"n": "dflt"}],
-                "mode": "auto",
-                "nested": {"inner": 3},
-                "nulled": "was-null",
-                "keepNull": null
-            }
-        })
-    );
-}
-
-#[test]
-fn defaults_apply_before_validation() {
-    // The default satisfies `required` and the enum.
-    check(
-        "defaulted required",
-        json!({"type": "object", "required": ["mode"], "properties": {"mode": {"type": "string", "enum": ["a", "b"], "default": "a"}}}),
-        json!({}),
-        &[],
-    );
-}
-
-fn expiration_schema() -> Value {
-    root(json!({
-        "type": "object",
-        "required": ["owner"],
-        "properties": {
-            "owner": {"type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "owner is immutable"}]},
-            "expiration": {
-                "type": "object",
-                "properties": {"expiresAt": {"type": "string", "format": "date-time"}, "lifetime": {"type": "string"}},
-                "x-kubernetes-validations": [
-                    {"rule": "has(self.expiresAt) != has(self.lifetime)", "message": "exactly one of expiresAt or lifetime must be set"}
-                ]
-            },
-            "tags": {"type": "object", "additionalProperties": {"type": "string", "x-kubernetes-validations": [{"rule": "self.size() <= 5", "messageExpression": "'tag ' + self + ' is too long'"}]}},
-            "scopes": {"type": "array", "items": {"type": "string"}, "x-kubernetes-validations": [{"rule": "!has(self[0]) || self.size() > 0"}]},
-            "limit": {"type": "integer", "x-kubernetes-validations": [{"rule": "self > 0", "reason": "FieldValueForbidden", "message": "must be positive"}]},
-            "window": {"type": "object", "properties": {"start": {"type": "integer"}, "end": {"type": "integer"}},
-                "x-kubernetes-validations": [{"rule": "!has(self.start) || !has(self.end) || self.start < self.end", "fieldPath": ".end"}]}
-        }
-    }))
-}
-
-#[test]
-fn the_cel_walk_visits_only_paths_to_rules() {
-    let rule = json!({"rule": "self.size() > 1", "message": "too short"});
-    let ruled = json!({"type": "string", "x-kubernetes-validations": [rule]});
-    let listed = json!({"type": "array", "items": {"type": "object",
-        "properties": {"n": ruled.clone()}}});
-    let schema = json!({
-        "type": "object",
-        "properties": {
-            "spec": {"type": "object", "properties": {
-                "a": ruled.clone(), "b": {"type": "string"}, "list": listed.clone(),
-            }},
-            "status": {"type": "object", "properties": {"c": {"type": "string"}}},
-        }
-    });
-    let want = json!({
-        "type": "object",
-        "properties": {"spec": {"type": "object", "properties": {"a": ruled, "list": listed}}}
-    });
-    assert_eq!(rules_skeleton(&schema), Some(want));
-    assert_eq!(
-        rules_skeleton(&json!({"type": "object", "properties": {
-            "status": {"type": "object", "properties": {"c": {"type": "string"}}}
-        }})),
-        None
-    );
-}
-
-#[test]
-fn cel_rules() {
-    const { assert!(CEL_EMULATED) };
-    let schema = expiration_schema();
-    let cases: Vec<(&str, Value, Option<Value>, Vec<&str>)> = vec![
-        (
-            "valid create",
-            json!({"owner": "a", "expiration": {"lifetime": "1h"}}),
-            None,
-            vec![],
-        ),
-        (
-            "neither set",
-            json!({"owner": "a", "expiration": {}}),
-            None,
-            vec![
-                "spec.expiration: Invalid value: exactly one of expiresAt or lifetime must be set",
-            ],
-        ),
-        (
-            "both set",
-            json!({"owner": "a", "expiration": {"lifetime": "1h", "expiresAt": "2030-01-01T00:00:00Z"}}),
-            None,
-            vec![
-                "spec.expiration: Invalid value: exactly one of expiresAt or lifetime must be set",
-            ],
-        ),
-        (
-            "transition rule unchanged",
-            json!({"owner": "a"}),
-            Some(json!({"owner": "a"})),
-            vec![],
-        ),
-        (
-            "transition rule changed",
-            json!({"owner": "b"}),
-            Some(json!({"owner": "a"})),
-            vec!["spec.owner: Invalid value: \"b\": owner is immutable"],
-        ),
-        (
-            "transition rule skipped when the old value is absent",
-            json!({"owner": "b"}),
-            Some(json!({})),
-            vec![],
-        ),
-        (
-            "map value rule with messageExpression",
-            json!({"owner": "a", "tags": {"ok": "x", "bad": "toolong"}}),
-            None,
-            vec!["spec.tags[bad]: Invalid value: \"toolong\": tag toolong is too long"],
-        ),
-        (
-            "reason Forbidden",
-            json!({"owner": "a", "limit": 0}),
-            None,
-            vec!["spec.limit: Forbidden: must be positive"],
-        ),
-        (
-            "fieldPath and default message",
-            json!({"owner": "a", "window": {"start": 5, "end": 1}}),
-            None,
-            vec![
-                "spec.window.end: Invalid value: failed rule: !has(self.start) || !has(self.end) || self.start < self.end",
-            ],
-        ),
-        (
-            "blocking schema error skips CEL",
-            json!({"expiration": {}}),
-            None,
-            vec!["spec.owner: Required value", NOT_CHECKED],
-        ),
+fn field_error_rendering_and_reasons() {
+    let kinds = [
+        (FieldErrorKind::Required, "FieldValueRequired"),
+        (FieldErrorKind::Invalid, "FieldValueInvalid"),
+        (FieldErrorKind::NotSupported, "FieldValueNotSupported"),
+        (FieldErrorKind::TooLong, "FieldValueTooLong"),
+        (FieldErrorKind::TooMany, "FieldValueTooMany"),
+        (FieldErrorKind::TypeInvalid, "FieldValueTypeInvalid"),
+        (FieldErrorKind::Forbidden, "FieldValueForbidden"),
+        (FieldErrorKind::Duplicate, "FieldValueDuplicate"),
     ];
-    for (name, spec, old_spec, want) in cases {
-        let mut o = obj(spec);
-        let old = old_spec.map(obj);
-        let got = run(&schema, &mut o, old.as_ref());
-        assert_eq!(got, want, "case {name}");
+    for (k, reason) in kinds {
+        assert_eq!(k.reason(), reason);
     }
-}
-
-#[test]
-fn cel_root_rules_compile_and_runtime_errors() {
-    let schema = json!({
-        "type": "object",
-        "x-kubernetes-validations": [{"rule": "self.spec.a != 'x'", "message": "a must not be x"}],
-        "properties": {
-            "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
-            "spec": {"type": "object", "properties": {"a": {"type": "string"}, "m": {"type": "object", "additionalProperties": {"type": "string"}}},
-                "x-kubernetes-validations": [{"rule": "self.m['k'] == 'v'"}]},
-            "other": {"type": "object", "x-kubernetes-validations": [{"rule": "self.(("}]}
-        }
-    });
-    let mut o = json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "n"}, "spec": {"a": "x", "m": {}}, "other": {}});
-    let got = run(&schema, &mut o, None);
-    assert_eq!(got.len(), 3, "{got:?}");
-    assert_eq!(got[0], "<nil>: Invalid value: a must not be x");
-    assert!(
-        got[1].starts_with("other: Invalid value: \"object\": rule compile error: compilation failed: ERROR: <input>:1:6: Syntax error"),
-        "{}",
-        got[1]
+    let e = FieldError::not_supported(
+        "spec.owner.kind",
+        &json!("Robot"),
+        &["User".to_string(), "ServiceAccount".to_string()],
     );
     assert_eq!(
-        got[2],
-        "spec: Invalid value: \"object\": no such key: k evaluating rule: self.m['k'] == 'v'"
+        e.to_string_like_apiserver(),
+        "spec.owner.kind: Unsupported value: \"Robot\": supported values: \"User\", \"ServiceAccount\""
     );
-}
-
-#[test]
-fn ratcheting_keeps_unchanged_invalid_values() {
-    let schema = root(json!({
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "maxLength": 3},
-            "n": {"type": "integer", "x-kubernetes-validations": [{"rule": "self < 10"}]}
-        }
-    }));
-    let old = obj(json!({"name": "toolong", "n": 20}));
-    let mut unchanged = obj(json!({"name": "toolong", "n": 20}));
     assert_eq!(
-        run(&schema, &mut unchanged, Some(&old)),
-        Vec::<String>::new()
+        FieldError::invalid("x", &json!("a\"b\n"), "d").to_string(),
+        "x: Invalid value: \"a\\\"b\\n\": d"
     );
-    let mut changed = obj(json!({"name": "toolong2", "n": 21}));
     assert_eq!(
-        run(&schema, &mut changed, Some(&old)),
-        vec![
-            "spec.name: Too long: may not be more than 3 bytes",
-            NOT_CHECKED
-        ]
+        FieldError::invalid("x", &json!(0.00001), "d").to_string(),
+        "x: Invalid value: 1e-05: d"
     );
-    let mut cel_changed = obj(json!({"name": "toolong", "n": 21}));
     assert_eq!(
-        run(&schema, &mut cel_changed, Some(&old)),
-        vec!["spec.n: Invalid value: 21: failed rule: self < 10"]
+        FieldError::invalid("x", &json!(null), "d").to_string(),
+        "x: Invalid value: \"null\": d"
     );
-}
-
-#[test]
-fn list_duplicates_ratchet_on_the_whole_old_object() {
-    let schema = root(json!({
-        "type": "object",
-        "properties": {
-            "s": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
-            "n": {"type": "integer"}
-        }
-    }));
-    let duplicate = vec!["spec.s[1]: Duplicate value: \"a\""];
-    // An old object that already had duplicates lets an update keep them.
-    let old_dup = obj(json!({"s": ["a", "a"], "n": 1}));
-    let mut keeps = obj(json!({"s": ["a", "a"], "n": 2}));
     assert_eq!(
-        run(&schema, &mut keeps, Some(&old_dup)),
-        Vec::<String>::new()
+        FieldError::duplicate("x[1]", &json!({"b": [1, "s"], "a": true})).to_string(),
+        "x[1]: Duplicate value: map[string]interface {}{\"a\":true, \"b\":[]interface {}{1, \"s\"}}"
     );
-    // A valid old object does not.
-    let old_ok = obj(json!({"s": ["a"], "n": 1}));
-    let mut adds = obj(json!({"s": ["a", "a"], "n": 1}));
-    assert_eq!(run(&schema, &mut adds, Some(&old_ok)), duplicate);
-    // Nor does a create.
-    let mut created = obj(json!({"s": ["a", "a"]}));
-    assert_eq!(run(&schema, &mut created, None), duplicate);
+    assert_eq!(
+        FieldError::required("x", "").to_string(),
+        "x: Required value"
+    );
+    assert_eq!(
+        FieldError::forbidden("x", "no").to_string(),
+        "x: Forbidden: no"
+    );
+    assert_eq!(
+        FieldError::too_many("x", 3, 2).to_string(),
+        "x: Too many: 3: must have at most 2 items"
+    );
 }
 
 #[test]
@@ -650,58 +387,4 @@ fn malformed_schema_is_an_error_not_a_panic() {
             errs[0].message
         );
     }
-}
-
-#[test]
-fn field_error_rendering_and_reasons() {
-    let kinds = [
-        (FieldErrorKind::Required, "FieldValueRequired"),
-        (FieldErrorKind::Invalid, "FieldValueInvalid"),
-        (FieldErrorKind::NotSupported, "FieldValueNotSupported"),
-        (FieldErrorKind::TooLong, "FieldValueTooLong"),
-        (FieldErrorKind::TooMany, "FieldValueTooMany"),
-        (FieldErrorKind::TypeInvalid, "FieldValueTypeInvalid"),
-        (FieldErrorKind::Forbidden, "FieldValueForbidden"),
-        (FieldErrorKind::Duplicate, "FieldValueDuplicate"),
-    ];
-    for (k, reason) in kinds {
-        assert_eq!(k.reason(), reason);
-    }
-    let e = FieldError::not_supported(
-        "spec.owner.kind",
-        &json!("Robot"),
-        &["User".to_string(), "ServiceAccount".to_string()],
-    );
-    assert_eq!(
-        e.to_string_like_apiserver(),
-        "spec.owner.kind: Unsupported value: \"Robot\": supported values: \"User\", \"ServiceAccount\""
-    );
-    assert_eq!(
-        FieldError::invalid("x", &json!("a\"b\n"), "d").to_string(),
-        "x: Invalid value: \"a\\\"b\\n\": d"
-    );
-    assert_eq!(
-        FieldError::invalid("x", &json!(0.00001), "d").to_string(),
-        "x: Invalid value: 1e-05: d"
-    );
-    assert_eq!(
-        FieldError::invalid("x", &json!(null), "d").to_string(),
-        "x: Invalid value: \"null\": d"
-    );
-    assert_eq!(
-        FieldError::duplicate("x[1]", &json!({"b": [1, "s"], "a": true})).to_string(),
-        "x[1]: Duplicate value: map[string]interface {}{\"a\":true, \"b\":[]interface {}{1, \"s\"}}"
-    );
-    assert_eq!(
-        FieldError::required("x", "").to_string(),
-        "x: Required value"
-    );
-    assert_eq!(
-        FieldError::forbidden("x", "no").to_string(),
-        "x: Forbidden: no"
-    );
-    assert_eq!(
-        FieldError::too_many("x", 3, 2).to_string(),
-        "x: Too many: 3: must have at most 2 items"
-    );
 }

@@ -1,0 +1,145 @@
+//! Rotation: on schedule (the old hash kept for the grace period), on request (once per request
+//! value), and renewal before expiry.
+
+use super::*;
+use crate::support::*;
+use apikey_operator::api::ApiToken;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+#[tokio::test]
+async fn scheduled_rotation_keeps_the_old_hash_for_the_grace_period() {
+    let cluster = Cluster::start(NS).await;
+    let _op = cluster.controller();
+    create_key(&cluster, "k", "User", "u").await;
+    create_token(
+        &cluster,
+        "rot",
+        "  apiKeyRef: {name: k}\n  rotation: {every: 2s, gracePeriod: 1s}\n",
+    )
+    .await;
+    let api = cluster.api::<ApiToken>(NS);
+    let first = ready_token(&cluster, "rot").await;
+    let first_hash = hash_of(&first);
+
+    let rotated = wait_for(&api, "rot", "a rotation", |t: Option<&ApiToken>| {
+        t.and_then(|t| t.status.as_ref())
+            .is_some_and(|s| s.rotations.unwrap_or(0) >= 1 && s.pending.is_none())
+    })
+    .await;
+    let status = rotated.status.as_ref().expect("status");
+    assert_ne!(status.hash.as_deref(), Some(first_hash.as_str()));
+    assert!(status.last_rotated_at.is_some());
+    if status.rotations == Some(1) {
+        assert_eq!(
+            status.previous.first().map(|p| p.hash.as_str()),
+            Some(first_hash.as_str()),
+            "old hash kept for grace"
+        );
+    }
+    assert_secret_matches(&cluster, &rotated).await;
+    // The first value's grace ends and its hash is forgotten.
+    wait_for(
+        &api,
+        "rot",
+        "end of the first value's grace",
+        |t: Option<&ApiToken>| {
+            t.and_then(|t| t.status.as_ref())
+                .is_some_and(|s| s.previous.iter().all(|p| p.hash != first_hash))
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rotation_annotation_rotates_exactly_once_per_value() {
+    let cluster = Cluster::start(NS).await;
+    let _op = cluster.controller();
+    create_key(&cluster, "k", "User", "u").await;
+    create_token(&cluster, "manual", "  apiKeyRef: {name: k}\n").await;
+    let api = cluster.api::<ApiToken>(NS);
+    let before = hash_of(&ready_token(&cluster, "manual").await);
+
+    let client = cluster.client.clone();
+    apikey_operator::cli::rotate(client.clone(), NS, "manual", "2026-11-27", Some(DEADLINE))
+        .await
+        .expect("rotated");
+    let after = api.get("manual").await.expect("get");
+    assert_ne!(hash_of(&after), before);
+    assert_eq!(after.status.as_ref().and_then(|s| s.rotations), Some(1));
+    assert_eq!(
+        after
+            .status
+            .as_ref()
+            .and_then(|s| s.last_rotation_request.as_deref()),
+        Some("2026-11-27")
+    );
+
+    // The same request again is not a new request; an unrelated edit does not rotate either.
+    let patch = json!({"metadata": {"annotations": {"apikeys.dev/rotate": "2026-11-27"}}, "spec": {"displayName": "renamed"}});
+    api.patch("manual", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    let renamed = wait_for(
+        &api,
+        "manual",
+        "observed generation 2",
+        |t: Option<&ApiToken>| {
+            t.and_then(|t| t.status.as_ref())
+                .is_some_and(|s| s.observed_generation == Some(2))
+        },
+    )
+    .await;
+    assert_eq!(
+        hash_of(&renamed),
+        hash_of(&after),
+        "display edits never rotate"
+    );
+    assert_eq!(renamed.status.as_ref().and_then(|s| s.rotations), Some(1));
+}
+
+#[tokio::test]
+async fn renew_before_replaces_the_value_before_it_expires() {
+    let cluster = Cluster::start(NS).await;
+    let _op = cluster.controller();
+    create_key(&cluster, "k", "User", "u").await;
+    create_token(
+        &cluster,
+        "renew",
+        "  apiKeyRef: {name: k}\n  expiration: {lifetime: 4s}\n  rotation: {renewBefore: 2s}\n",
+    )
+    .await;
+    let first = ready_token(&cluster, "renew").await;
+    let first_expiry = first
+        .status
+        .as_ref()
+        .and_then(|s| s.expires_at.clone())
+        .expect("expiresAt");
+    let renewed = wait_for(
+        &cluster.api::<ApiToken>(NS),
+        "renew",
+        "a renewal",
+        |t: Option<&ApiToken>| {
+            t.and_then(|t| t.status.as_ref())
+                .is_some_and(|s| s.rotations.unwrap_or(0) >= 1 && s.pending.is_none())
+        },
+    )
+    .await;
+    let status = renewed.status.as_ref().expect("status");
+    assert!(
+        status.expires_at.as_ref().expect("expiresAt").0 > first_expiry.0,
+        "the renewed value lives longer"
+    );
+    assert!(
+        status
+            .conditions
+            .iter()
+            .all(|c| !(c.type_ == "Expired" && c.status == "True")),
+        "never expired"
+    );
+    let events = events_for(&cluster.client, NS, "renew").await;
+    assert!(
+        events.iter().any(|(_, reason, _)| reason == "Renewed"),
+        "{events:?}"
+    );
+}
