@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use crate::support::process::operator_binary;
 use crate::support::temp_dir::{TempDir, temp_dir};
 use crate::support::*;
-use apikey_operator::api::{ApiKey, ApiToken};
+use apikey_operator::api::ApiToken;
 use apikey_operator::token;
 use k8s_openapi::api::core::v1::Secret;
 
@@ -62,12 +62,7 @@ struct Setup {
 async fn setup() -> Setup {
     let cluster = Cluster::start(NS).await;
     let op = cluster.controller();
-    let keys = cluster.api::<ApiKey>(NS);
-    create(
-        &keys,
-        "metadata: {name: ci-bot}\nspec: {owner: {kind: User, name: ci@example.com}}",
-    )
-    .await;
+    create_key(&cluster.api(NS), "ci-bot", "User", "ci@example.com").await;
     let dir = temp_dir("cli");
     let kubeconfig = dir.join("kubeconfig");
     cluster
@@ -89,21 +84,6 @@ async fn setup() -> Setup {
         kubeconfig,
         kubeconfig_in_ns,
     }
-}
-
-async fn create_token(cluster: &Cluster, name: &str, spec: &str) -> ApiToken {
-    create(
-        &cluster.api::<ApiToken>(NS),
-        &format!("metadata: {{name: {name}}}\nspec: {spec}"),
-    )
-    .await;
-    wait_for(
-        &cluster.api::<ApiToken>(NS),
-        name,
-        "Ready=True",
-        token_condition("Ready", "True"),
-    )
-    .await
 }
 
 /// The cells of the row of `name` in a table printed by `list`.
@@ -227,24 +207,22 @@ async fn create_token_prints_the_value_once_on_stdout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_list_and_status_show_what_the_status_says() {
     let s = setup().await;
-    let rotated = create_token(
-        &s.cluster,
+    let tokens = s.cluster.api::<ApiToken>(NS);
+    create_token(
+        &tokens,
         "rotated",
         "{apiKeyRef: {name: ci-bot}, rotation: {gracePeriod: 1h}}",
     )
     .await;
+    let rotated = ready_token(&tokens, "rotated").await;
     create_token(
-        &s.cluster,
+        &tokens,
         "dated",
         "{apiKeyRef: {name: ci-bot}, expiration: {lifetime: 90d}}",
     )
     .await;
-    let tokens = s.cluster.api::<ApiToken>(NS);
-    create(
-        &tokens,
-        "metadata: {name: orphan}\nspec: {apiKeyRef: {name: nobody}}",
-    )
-    .await;
+    ready_token(&tokens, "dated").await;
+    create_token(&tokens, "orphan", "{apiKeyRef: {name: nobody}}").await;
     wait_for(
         &s.cluster.api::<ApiToken>(NS),
         "orphan",

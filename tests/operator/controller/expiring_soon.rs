@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use crate::support::*;
+use apikey_operator::api::ApiToken;
 use apikey_operator::api::conditions::{EXPIRED, EXPIRING_SOON, READY, reason};
-use apikey_operator::api::{ApiKey, ApiToken};
 use apikey_operator::token;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Secret;
@@ -59,15 +59,9 @@ impl Clocked {
 }
 
 async fn setup(cluster: &Cluster, tokens: &[(&str, &str)]) {
-    let keys = cluster.api::<ApiKey>(NS);
-    create(
-        &keys,
-        "metadata: {name: k}\nspec: {owner: {kind: User, name: u}}",
-    )
-    .await;
-    let api = cluster.api::<ApiToken>(NS);
+    create_key(&cluster.api(NS), "k", "User", "u").await;
     for (name, spec) in tokens {
-        create(&api, &format!("metadata: {{name: {name}}}\nspec: {spec}")).await;
+        create_token(&cluster.api(NS), name, spec).await;
     }
 }
 
@@ -87,14 +81,6 @@ fn expires_at(token: &ApiToken) -> Timestamp {
         .and_then(|s| s.expires_at.as_ref())
         .expect("status.expiresAt")
         .0
-}
-
-fn hash(token: &ApiToken) -> String {
-    token
-        .status
-        .as_ref()
-        .and_then(|s| s.hash.clone())
-        .expect("status.hash")
 }
 
 /// ExpiringSoon=False, reason Valid, naming the expiry.
@@ -176,7 +162,7 @@ async fn a_thirty_day_value_warns_for_its_last_seven_days() {
         (expired.status.as_str(), expired.reason.as_str()),
         ("False", reason::VALID)
     );
-    assert_eq!(hash(&warned), hash(&issued), "no new value");
+    assert_eq!(hash_of(&warned), hash_of(&issued), "no new value");
     assert_eq!(expires_at(&warned), expiry);
     let secret = cluster
         .api::<Secret>(NS)
@@ -185,7 +171,7 @@ async fn a_thirty_day_value_warns_for_its_last_seven_days() {
         .expect("Secret");
     assert_eq!(
         token::hash_value(&secret_value(&secret, "token")).as_str(),
-        hash(&warned)
+        hash_of(&warned)
     );
 }
 
@@ -223,7 +209,7 @@ async fn a_three_hour_value_warns_for_its_last_hour() {
         soon.message
             .contains(&at(t0, SignedDuration::from_hours(3)).to_string())
     );
-    assert_eq!(hash(&warned), hash(&issued));
+    assert_eq!(hash_of(&warned), hash_of(&issued));
 }
 
 #[tokio::test]
@@ -272,7 +258,7 @@ async fn a_scheduled_renewal_or_no_expiry_is_never_expiring_soon() {
         let now = reconcile_now(&api, name, "day 25").await;
         let soon = condition(&now, EXPIRING_SOON);
         assert_eq!(soon.status, "False", "{name}: {soon:?}");
-        assert_eq!(hash(&now), hash(before), "{name}: no new value yet");
+        assert_eq!(hash_of(&now), hash_of(before), "{name}: no new value yet");
         if name == "renewing" {
             assert_eq!(soon.reason, reason::RENEWAL_SCHEDULED, "{soon:?}");
             assert!(
@@ -318,5 +304,5 @@ async fn on_the_real_clock_the_flip_comes_by_itself() {
         "not before the window opened: {soon:?}, expires {expiry}"
     );
     assert_eq!(warned.metadata.generation, generation, "no edit woke it");
-    assert_eq!(hash(&warned), hash(&issued));
+    assert_eq!(hash_of(&warned), hash_of(&issued));
 }

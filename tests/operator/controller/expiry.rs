@@ -12,14 +12,14 @@ use serde_json::json;
 async fn lifetime_expiry_removes_the_value() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    create_key(&cluster, "k", "User", "u").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
     create_token(
-        &cluster,
+        &cluster.api(NS),
         "short",
-        "  apiKeyRef: {name: k}\n  expiration: {lifetime: 2s}\n",
+        "{apiKeyRef: {name: k}, expiration: {lifetime: 2s}}",
     )
     .await;
-    ready_token(&cluster, "short").await;
+    ready_token(&cluster.api(NS), "short").await;
 
     let expired = wait_for(
         &cluster.api::<ApiToken>(NS),
@@ -50,15 +50,15 @@ async fn lifetime_expiry_removes_the_value() {
 async fn editing_the_expiration_changes_the_expiry_not_the_value() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    create_key(&cluster, "k", "User", "u").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
     create_token(
-        &cluster,
+        &cluster.api(NS),
         "edit",
-        "  apiKeyRef: {name: k}\n  expiration: {lifetime: 1h}\n",
+        "{apiKeyRef: {name: k}, expiration: {lifetime: 1h}}",
     )
     .await;
     let api = cluster.api::<ApiToken>(NS);
-    let before = ready_token(&cluster, "edit").await;
+    let before = ready_token(&cluster.api(NS), "edit").await;
     let issued = before
         .status
         .as_ref()
@@ -94,10 +94,10 @@ async fn editing_the_expiration_changes_the_expiry_not_the_value() {
 async fn disabling_removes_the_value_and_enabling_issues_a_fresh_one() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    create_key(&cluster, "k", "User", "u").await;
-    create_token(&cluster, "tog", "  apiKeyRef: {name: k}\n").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
+    create_token(&cluster.api(NS), "tog", "{apiKeyRef: {name: k}}").await;
     let api = cluster.api::<ApiToken>(NS);
-    let before = hash_of(&ready_token(&cluster, "tog").await);
+    let before = hash_of(&ready_token(&cluster.api(NS), "tog").await);
 
     api.patch(
         "tog",

@@ -16,15 +16,15 @@ use kube::api::PostParams;
 async fn personal_key_token_gets_a_value_in_its_secret() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    let key = create_key(&cluster, "alice", "User", "alice@example.com").await;
+    let key = create_key(&cluster.api(NS), "alice", "User", "alice@example.com").await;
     create_token(
-        &cluster,
+        &cluster.api(NS),
         "laptop",
-        "  apiKeyRef: {name: alice}\n  displayName: Laptop\n",
+        "{apiKeyRef: {name: alice}, displayName: Laptop}",
     )
     .await;
 
-    let token = ready_token(&cluster, "laptop").await;
+    let token = ready_token(&cluster.api(NS), "laptop").await;
     let value = assert_secret_matches(&cluster, &token).await;
     assert!(
         value.starts_with("akpat_"),
@@ -80,7 +80,7 @@ async fn a_new_token_costs_four_writes_and_no_read_of_its_secret() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    create_key(&cluster, "alice", "User", "alice").await;
+    create_key(&cluster.api(NS), "alice", "User", "alice").await;
     wait_for(
         &cluster.api::<ApiKey>(NS),
         "alice",
@@ -89,8 +89,8 @@ async fn a_new_token_costs_four_writes_and_no_read_of_its_secret() {
     )
     .await;
     let before = cluster.emulator.requests_by();
-    create_token(&cluster, "fresh", "  apiKeyRef: {name: alice}\n").await;
-    ready_token(&cluster, "fresh").await;
+    create_token(&cluster.api(NS), "fresh", "{apiKeyRef: {name: alice}}").await;
+    ready_token(&cluster.api(NS), "fresh").await;
 
     let after = cluster.emulator.requests_by();
     let made = |request: &str| {
@@ -111,8 +111,8 @@ async fn a_new_token_costs_four_writes_and_no_read_of_its_secret() {
 async fn service_account_key_waits_for_its_owner() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    create_key(&cluster, "bot", "ServiceAccount", "deployer").await;
-    create_token(&cluster, "bot-token", "  apiKeyRef: {name: bot}\n").await;
+    create_key(&cluster.api(NS), "bot", "ServiceAccount", "deployer").await;
+    create_token(&cluster.api(NS), "bot-token", "{apiKeyRef: {name: bot}}").await;
 
     let key = wait_for(
         &cluster.api::<ApiKey>(NS),
@@ -161,7 +161,7 @@ async fn service_account_key_waits_for_its_owner() {
         key.status.and_then(|s| s.principal).as_deref(),
         Some("system:serviceaccount:team:deployer")
     );
-    let token = ready_token(&cluster, "bot-token").await;
+    let token = ready_token(&cluster.api(NS), "bot-token").await;
     let value = assert_secret_matches(&cluster, &token).await;
     assert!(value.starts_with("aksat_"));
 }
@@ -170,7 +170,7 @@ async fn service_account_key_waits_for_its_owner() {
 async fn missing_key_means_no_value_until_it_exists() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    create_token(&cluster, "orphan", "  apiKeyRef: {name: later}\n").await;
+    create_token(&cluster.api(NS), "orphan", "{apiKeyRef: {name: later}}").await;
     let token = wait_for(
         &cluster.api::<ApiToken>(NS),
         "orphan",
@@ -184,8 +184,8 @@ async fn missing_key_means_no_value_until_it_exists() {
         .expect("Ready")
         .message;
     assert!(message.contains("later"), "{message}");
-    create_key(&cluster, "later", "User", "u").await;
-    let token = ready_token(&cluster, "orphan").await;
+    create_key(&cluster.api(NS), "later", "User", "u").await;
+    let token = ready_token(&cluster.api(NS), "orphan").await;
     assert_secret_matches(&cluster, &token).await;
 }
 
@@ -193,14 +193,14 @@ async fn missing_key_means_no_value_until_it_exists() {
 async fn a_ready_token_reconciled_again_makes_no_writes() {
     let cluster = Cluster::start(NS).await;
     let op = cluster.controller();
-    create_key(&cluster, "k", "User", "u").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
     create_token(
-        &cluster,
+        &cluster.api(NS),
         "steady",
-        "  apiKeyRef: {name: k}\n  expiration: {lifetime: 30d}\n  rotation: {every: 7d}\n",
+        "{apiKeyRef: {name: k}, expiration: {lifetime: 30d}, rotation: {every: 7d}}",
     )
     .await;
-    ready_token(&cluster, "steady").await;
+    ready_token(&cluster.api(NS), "steady").await;
     wait_for(
         &cluster.api::<ApiKey>(NS),
         "k",
@@ -243,8 +243,8 @@ async fn a_crash_between_the_phases_converges_without_an_unrecorded_value() {
     // The first issue stops after recording the pending hash, the redo after writing the Secret.
     op.handles.faults.arm(FaultPoint::AfterPending, 1);
     op.handles.faults.arm(FaultPoint::AfterSecret, 1);
-    create_key(&cluster, "k", "User", "u").await;
-    create_token(&cluster, "crashy", "  apiKeyRef: {name: k}\n").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
+    create_token(&cluster.api(NS), "crashy", "{apiKeyRef: {name: k}}").await;
     let api = cluster.api::<ApiToken>(NS);
     let secrets = cluster.api::<Secret>(NS);
 

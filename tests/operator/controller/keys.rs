@@ -14,12 +14,12 @@ use serde_json::json;
 async fn deleting_a_key_deletes_its_tokens_and_their_secrets() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    create_key(&cluster, "doomed", "User", "u").await;
-    create_token(&cluster, "t1", "  apiKeyRef: {name: doomed}\n").await;
-    create_token(&cluster, "t2", "  apiKeyRef: {name: doomed}\n").await;
+    create_key(&cluster.api(NS), "doomed", "User", "u").await;
+    create_token(&cluster.api(NS), "t1", "{apiKeyRef: {name: doomed}}").await;
+    create_token(&cluster.api(NS), "t2", "{apiKeyRef: {name: doomed}}").await;
     let tokens = cluster.api::<ApiToken>(NS);
     for name in ["t1", "t2"] {
-        ready_token(&cluster, name).await;
+        ready_token(&cluster.api(NS), name).await;
         wait_for(&tokens, name, "owner reference", |t: Option<&ApiToken>| {
             t.is_some_and(|t| t.owner_references().iter().any(|o| o.kind == "ApiKey"))
         })
@@ -42,8 +42,8 @@ async fn deleting_a_key_deletes_its_tokens_and_their_secrets() {
 async fn deleting_a_key_that_never_became_ready_deletes_its_tokens() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    create_key(&cluster, "stalled", "ServiceAccount", "nobody").await;
-    create_token(&cluster, "waiting", "  apiKeyRef: {name: stalled}\n").await;
+    create_key(&cluster.api(NS), "stalled", "ServiceAccount", "nobody").await;
+    create_token(&cluster.api(NS), "waiting", "{apiKeyRef: {name: stalled}}").await;
     let tokens = cluster.api::<ApiToken>(NS);
     wait_for(
         &tokens,
@@ -78,17 +78,17 @@ async fn deleting_a_key_that_never_became_ready_deletes_its_tokens() {
 async fn a_value_issued_under_an_earlier_key_of_the_same_name_is_not_kept() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    create_key(&cluster, "shared", "User", "bob@example.com").await;
-    create_token(&cluster, "inherited", "  apiKeyRef: {name: shared}\n").await;
+    create_key(&cluster.api(NS), "shared", "User", "bob@example.com").await;
+    create_token(&cluster.api(NS), "inherited", "{apiKeyRef: {name: shared}}").await;
     let tokens = cluster.api::<ApiToken>(NS);
-    let token = ready_token(&cluster, "inherited").await;
+    let token = ready_token(&cluster.api(NS), "inherited").await;
     let earlier = assert_secret_matches(&cluster, &token).await;
 
     // Controlled by another key than the current one, as until the garbage
     // collector takes the token of a replaced key. (An existing key: the
     // emulator's collector is prompt and would delete the token if its
     // owner were gone, which ends the scenario as well.)
-    let decoy = create_key(&cluster, "earlier", "User", "alice@example.com").await;
+    let decoy = create_key(&cluster.api(NS), "earlier", "User", "alice@example.com").await;
     let mut refs = token.owner_references().to_vec();
     let controller = refs
         .iter_mut()
@@ -116,7 +116,7 @@ async fn a_value_issued_under_an_earlier_key_of_the_same_name_is_not_kept() {
         },
     )
     .await;
-    let fresh = ready_token(&cluster, "inherited").await;
+    let fresh = ready_token(&cluster.api(NS), "inherited").await;
     let value = assert_secret_matches(&cluster, &fresh).await;
     assert_ne!(value, earlier, "a fresh value");
     let key = cluster.api::<ApiKey>(NS).get("shared").await.expect("key");

@@ -11,15 +11,15 @@ use serde_json::json;
 async fn scheduled_rotation_keeps_the_old_hash_for_the_grace_period() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    create_key(&cluster, "k", "User", "u").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
     create_token(
-        &cluster,
+        &cluster.api(NS),
         "rot",
-        "  apiKeyRef: {name: k}\n  rotation: {every: 2s, gracePeriod: 1s}\n",
+        "{apiKeyRef: {name: k}, rotation: {every: 2s, gracePeriod: 1s}}",
     )
     .await;
     let api = cluster.api::<ApiToken>(NS);
-    let first = ready_token(&cluster, "rot").await;
+    let first = ready_token(&cluster.api(NS), "rot").await;
     let first_hash = hash_of(&first);
 
     let rotated = wait_for(&api, "rot", "a rotation", |t: Option<&ApiToken>| {
@@ -55,10 +55,10 @@ async fn scheduled_rotation_keeps_the_old_hash_for_the_grace_period() {
 async fn rotation_annotation_rotates_exactly_once_per_value() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    create_key(&cluster, "k", "User", "u").await;
-    create_token(&cluster, "manual", "  apiKeyRef: {name: k}\n").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
+    create_token(&cluster.api(NS), "manual", "{apiKeyRef: {name: k}}").await;
     let api = cluster.api::<ApiToken>(NS);
-    let before = hash_of(&ready_token(&cluster, "manual").await);
+    let before = hash_of(&ready_token(&cluster.api(NS), "manual").await);
 
     let client = cluster.client.clone();
     apikey_operator::cli::rotate(client.clone(), NS, "manual", "2026-11-27", Some(DEADLINE))
@@ -102,14 +102,14 @@ async fn rotation_annotation_rotates_exactly_once_per_value() {
 async fn renew_before_replaces_the_value_before_it_expires() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    create_key(&cluster, "k", "User", "u").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
     create_token(
-        &cluster,
+        &cluster.api(NS),
         "renew",
-        "  apiKeyRef: {name: k}\n  expiration: {lifetime: 4s}\n  rotation: {renewBefore: 2s}\n",
+        "{apiKeyRef: {name: k}, expiration: {lifetime: 4s}, rotation: {renewBefore: 2s}}",
     )
     .await;
-    let first = ready_token(&cluster, "renew").await;
+    let first = ready_token(&cluster.api(NS), "renew").await;
     let first_expiry = first
         .status
         .as_ref()

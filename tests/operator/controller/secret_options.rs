@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::support::*;
-use apikey_operator::api::{ApiKey, ApiToken};
+use apikey_operator::api::ApiToken;
 use apikey_operator::controller::{MANAGED_BY, MANAGED_BY_LABEL, TOKEN_LABEL};
 use apikey_operator::token;
 use k8s_openapi::api::core::v1::Secret;
@@ -29,30 +29,8 @@ where
 async fn start() -> (Cluster, Operator) {
     let cluster = Cluster::start(NS).await;
     let op = cluster.controller();
-    let keys = cluster.api::<ApiKey>(NS);
-    create(
-        &keys,
-        "metadata: {name: k}\nspec: {owner: {kind: User, name: u}}",
-    )
-    .await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
     (cluster, op)
-}
-
-async fn create_token(cluster: &Cluster, name: &str, spec_yaml: &str) {
-    let tokens = cluster.api::<ApiToken>(NS);
-    create(
-        &tokens,
-        &format!("metadata: {{name: {name}}}\nspec: {spec_yaml}"),
-    )
-    .await;
-}
-
-fn status_hash(token: &ApiToken) -> String {
-    token
-        .status
-        .as_ref()
-        .and_then(|s| s.hash.clone())
-        .expect("status.hash")
 }
 
 fn controlled_by(secret: &Secret, token: &ApiToken) -> bool {
@@ -66,7 +44,7 @@ fn controlled_by(secret: &Secret, token: &ApiToken) -> bool {
 async fn a_custom_key_holds_the_value_under_that_key_only() {
     let (cluster, _op) = start().await;
     create_token(
-        &cluster,
+        &cluster.api(NS),
         "keyed",
         "{apiKeyRef: {name: k}, secret: {key: API_KEY}}",
     )
@@ -83,7 +61,7 @@ async fn a_custom_key_holds_the_value_under_that_key_only() {
     let value = secret_value(&secret, "API_KEY");
     assert_eq!(
         token::hash_value(&value).as_str(),
-        status_hash(&token),
+        hash_of(&token),
         "the value under API_KEY is the recorded one"
     );
     assert!(controlled_by(&secret, &token));
@@ -95,7 +73,7 @@ async fn spec_labels_and_annotations_are_added_next_to_the_operators_own() {
     // The user also tries to set the operator's managed-by label: the
     // operator's value wins, or its Secret watch (selecting on it) would lose the Secret.
     create_token(
-        &cluster,
+        &cluster.api(NS),
         "labelled",
         "{apiKeyRef: {name: k}, secret: {name: labelled-secret, \
           labels: {app: deployer, team: payments, app.kubernetes.io/managed-by: someone-else}, \
@@ -138,7 +116,7 @@ async fn spec_labels_and_annotations_are_added_next_to_the_operators_own() {
     assert!(controlled_by(&secret, &token));
     assert_eq!(
         token::hash_value(&secret_value(&secret, "token")).as_str(),
-        status_hash(&token)
+        hash_of(&token)
     );
 }
 
@@ -147,7 +125,7 @@ async fn editing_spec_labels_updates_the_secret_without_a_new_value() {
     let (cluster, _op) = start().await;
     let tokens = cluster.api::<ApiToken>(NS);
     create_token(
-        &cluster,
+        &cluster.api(NS),
         "relabel",
         "{apiKeyRef: {name: k}, secret: {labels: {team: a}}}",
     )
@@ -180,13 +158,13 @@ async fn editing_spec_labels_updates_the_secret_without_a_new_value() {
     );
     let after = tokens.get("relabel").await.expect("token");
     assert_eq!(
-        status_hash(&after),
-        status_hash(&before),
+        hash_of(&after),
+        hash_of(&before),
         "a label edit does not change the value"
     );
     assert_eq!(
         token::hash_value(&secret_value(&secret, "token")).as_str(),
-        status_hash(&before)
+        hash_of(&before)
     );
 
     // Keys dropped from the spec go; what someone else put on the Secret stays.
@@ -222,11 +200,7 @@ async fn editing_spec_labels_updates_the_secret_without_a_new_value() {
         Some(MANAGED_BY)
     );
     let after = tokens.get("relabel").await.expect("token");
-    assert_eq!(
-        status_hash(&after),
-        status_hash(&before),
-        "still no new value"
-    );
+    assert_eq!(hash_of(&after), hash_of(&before), "still no new value");
 }
 
 /// A label the API server would refuse blocks the spec (InvalidSpec) and
@@ -235,7 +209,7 @@ async fn editing_spec_labels_updates_the_secret_without_a_new_value() {
 async fn an_invalid_label_edit_is_reported_not_retried() {
     let (cluster, op) = start().await;
     let tokens = cluster.api::<ApiToken>(NS);
-    create_token(&cluster, "strict", "{apiKeyRef: {name: k}}").await;
+    create_token(&cluster.api(NS), "strict", "{apiKeyRef: {name: k}}").await;
     let before = settled_token(&tokens, "strict").await;
     merge(
         &tokens,
@@ -252,7 +226,7 @@ async fn an_invalid_label_edit_is_reported_not_retried() {
     )
     .await;
     let after = reconcile_now(&tokens, "strict", "later").await;
-    assert_eq!(status_hash(&after), status_hash(&before), "the value stays");
+    assert_eq!(hash_of(&after), hash_of(&before), "the value stays");
     let secret = cluster
         .api::<Secret>(NS)
         .get("strict")
@@ -267,7 +241,7 @@ async fn renaming_the_secret_issues_a_fresh_value_there_and_deletes_the_old_secr
     let (cluster, _op) = start().await;
     let tokens = cluster.api::<ApiToken>(NS);
     let secrets = cluster.api::<Secret>(NS);
-    create_token(&cluster, "mover", "{apiKeyRef: {name: k}}").await;
+    create_token(&cluster.api(NS), "mover", "{apiKeyRef: {name: k}}").await;
     let before = settled_token(&tokens, "mover").await;
     let before_status = before.status.clone().expect("status");
     assert_eq!(before_status.secret_name.as_deref(), Some("mover"));
@@ -301,7 +275,7 @@ async fn renaming_the_secret_issues_a_fresh_value_there_and_deletes_the_old_secr
     assert!(controlled_by(&new_secret, &after));
     assert_eq!(
         token::hash_value(&new_value).as_str(),
-        status_hash(&after),
+        hash_of(&after),
         "the new Secret holds the recorded value"
     );
     // The controller treats the new name as a lost Secret: a fresh value (re-issued,
@@ -347,7 +321,7 @@ async fn renaming_and_disabling_at_once_leaves_no_value() {
     let (cluster, _op) = start().await;
     let tokens = cluster.api::<ApiToken>(NS);
     let secrets = cluster.api::<Secret>(NS);
-    create_token(&cluster, "gone", "{apiKeyRef: {name: k}}").await;
+    create_token(&cluster.api(NS), "gone", "{apiKeyRef: {name: k}}").await;
     settled_token(&tokens, "gone").await;
     merge(
         &tokens,
@@ -374,7 +348,7 @@ async fn renaming_onto_a_foreign_secret_keeps_the_value_where_it_was() {
         "metadata: {name: theirs}\ndata: {token: cHJlY2lvdXM=}",
     )
     .await;
-    create_token(&cluster, "stay", "{apiKeyRef: {name: k}}").await;
+    create_token(&cluster.api(NS), "stay", "{apiKeyRef: {name: k}}").await;
     let before = settled_token(&tokens, "stay").await;
 
     merge(
@@ -413,6 +387,6 @@ async fn renaming_onto_a_foreign_secret_keeps_the_value_where_it_was() {
         .unwrap_or_else(|| panic!("Secret {kept} named by status.secretName was deleted"));
     assert_eq!(
         token::hash_value(&secret_value(&secret, "token")).as_str(),
-        status_hash(&blocked)
+        hash_of(&blocked)
     );
 }

@@ -15,11 +15,11 @@ use serde_json::json;
 async fn tampered_or_deleted_secret_is_replaced_by_a_fresh_value() {
     let cluster = Cluster::start(NS).await;
     let _op = cluster.controller();
-    create_key(&cluster, "k", "User", "u").await;
-    create_token(&cluster, "guarded", "  apiKeyRef: {name: k}\n").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
+    create_token(&cluster.api(NS), "guarded", "{apiKeyRef: {name: k}}").await;
     let api = cluster.api::<ApiToken>(NS);
     let secrets = cluster.api::<Secret>(NS);
-    let original = hash_of(&ready_token(&cluster, "guarded").await);
+    let original = hash_of(&ready_token(&cluster.api(NS), "guarded").await);
 
     // A hand edit puts a value the operator never recorded into the Secret.
     let forged = token::generate(token::TokenKind::Personal, &token::TokenId::generate());
@@ -92,11 +92,11 @@ async fn a_secret_the_operator_does_not_own_is_never_overwritten() {
         .create(&PostParams::default(), &theirs)
         .await
         .expect("foreign Secret");
-    create_key(&cluster, "k", "User", "u").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
     create_token(
-        &cluster,
+        &cluster.api(NS),
         "claimer",
-        "  apiKeyRef: {name: k}\n  secret: {name: taken}\n",
+        "{apiKeyRef: {name: k}, secret: {name: taken}}",
     )
     .await;
 
@@ -156,9 +156,14 @@ async fn restart_targets_roll_only_when_the_value_changes() {
         .create(&PostParams::default(), &deployment)
         .await
         .expect("deployment");
-    create_key(&cluster, "k", "User", "u").await;
-    create_token(&cluster, "rolled", "  apiKeyRef: {name: k}\n  rotation:\n    restartTargets: [{kind: Deployment, name: consumer}]\n").await;
-    let token = ready_token(&cluster, "rolled").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
+    create_token(
+        &cluster.api(NS),
+        "rolled",
+        "{apiKeyRef: {name: k}, rotation: {restartTargets: [{kind: Deployment, name: consumer}]}}",
+    )
+    .await;
+    let token = ready_token(&cluster.api(NS), "rolled").await;
     let first = wait_for(
         &deployments,
         "consumer",

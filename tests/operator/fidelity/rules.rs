@@ -8,7 +8,6 @@ use std::path::Path;
 use axum::http::Method;
 use serde_json::{Value, json};
 
-use crate::support::upstream::Upstream;
 use crate::support::upstream::differential::*;
 
 const APIKEYS: &str = "/apis/apikeys.dev/v1alpha1/namespaces/fidelity/apikeys";
@@ -16,20 +15,15 @@ const APITOKENS: &str = "/apis/apikeys.dev/v1alpha1/namespaces/fidelity/apitoken
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_custom_resources_behave_as_upstream() {
-    let Some(up) = Upstream::start("our_custom_resources_behave_as_upstream").await else {
-        return;
-    };
-    let (_emulator, emu_client) = emulator().await;
-    let upstream_run = run_suite(Target::new("upstream", up.client.clone())).await;
-    let emulator_run = run_suite(Target::new("emulator", emu_client)).await;
-    assert_same(
-        &upstream_run,
-        &emulator_run,
+    compare_with_upstream(
+        "our_custom_resources_behave_as_upstream",
+        run_suite,
         Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/operator/fidelity/allowlist.md"
         )),
-    );
+    )
+    .await;
 }
 
 /// The same sequence on any server; returns what it saw.

@@ -5,20 +5,20 @@
 //! duration and issues the next token. Stopped by SIGTERM, a leader releases
 //! the Lease and exits cleanly.
 
+use super::{LEASE, LEASE_NAME, holder};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::ports::free_ports;
-use crate::support::{Cluster, apply_yaml, token_condition, wait_for};
+use crate::support::{Cluster, create_key, create_token, token_condition, wait_for};
 use apikey_operator::api::ApiToken;
 use apikey_operator::api::conditions::READY;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 
 const NS: &str = "leader";
 /// Short timings so that the test takes seconds: lease 3s, renew 2s, retry 250ms.
-const LEASE: Duration = Duration::from_secs(3);
 
 struct Replica {
     identity: &'static str,
@@ -94,15 +94,6 @@ impl Drop for Replica {
     }
 }
 
-async fn holder(leases: &Api<Lease>) -> Option<String> {
-    leases
-        .get_opt("apikey-operator-leader")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec?.holder_identity)
-}
-
 async fn wait_for_holder(leases: &Api<Lease>, what: &str, ok: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + crate::support::DEADLINE;
     loop {
@@ -112,20 +103,6 @@ async fn wait_for_holder(leases: &Api<Lease>, what: &str, ok: impl Fn(&str) -> b
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-const KEY: &str = r#"
-apiVersion: apikeys.dev/v1alpha1
-kind: ApiKey
-metadata: {name: alice, namespace: leader}
-spec:
-  owner: {kind: User, name: alice}
-"#;
-
-fn token(name: &str) -> ApiToken {
-    apply_yaml(&format!(
-        "apiVersion: apikeys.dev/v1alpha1\nkind: ApiToken\nmetadata: {{name: {name}, namespace: leader}}\nspec:\n  apiKeyRef: {{name: alice}}\n"
-    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,15 +122,9 @@ async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
     let leases: Api<Lease> = cluster.api(NS);
     let first = wait_for_holder(&leases, "a leader", |h| h.starts_with("replica-")).await;
 
-    let keys: Api<apikey_operator::api::ApiKey> = cluster.api(NS);
-    keys.create(&PostParams::default(), &apply_yaml(KEY))
-        .await
-        .expect("key created");
+    create_key(&cluster.api(NS), "alice", "User", "alice").await;
     let tokens: Api<ApiToken> = cluster.api(NS);
-    tokens
-        .create(&PostParams::default(), &token("one"))
-        .await
-        .expect("token created");
+    create_token(&tokens, "one", "{apiKeyRef: {name: alice}}").await;
     wait_for(&tokens, "one", "Ready", token_condition(READY, "True")).await;
 
     // Both replicas serve /healthz and become ready; only the leader counts reconciles.
@@ -215,16 +186,13 @@ async fn only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
     );
     assert_eq!(second, replicas[0].identity);
 
-    tokens
-        .create(&PostParams::default(), &token("two"))
-        .await
-        .expect("token created");
+    create_token(&tokens, "two", "{apiKeyRef: {name: alice}}").await;
     wait_for(&tokens, "two", "Ready", token_condition(READY, "True")).await;
     assert_eq!(
         replicas[0].metric("apikey_operator_leader").await,
         Some(1.0)
     );
-    let lease = leases.get("apikey-operator-leader").await.expect("lease");
+    let lease = leases.get(LEASE_NAME).await.expect("lease");
     assert_eq!(
         lease.spec.and_then(|s| s.lease_transitions),
         Some(1),

@@ -10,6 +10,7 @@
 //! 10 with `APIKEY_SOAK=1`. Short lease timings: 3 s lease, 2 s renew
 //! deadline, 250 ms retry, as in leader/election.rs.
 
+use super::{LEASE, LEASE_NAME, holder};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -23,11 +24,9 @@ use apikey_operator::api::{ApiKey, ApiToken, ROTATE_ANNOTATION};
 use apikey_operator::token;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 
 const NS: &str = "failover";
-const LEASE: Duration = Duration::from_secs(3);
-const LEASE_NAME: &str = "apikey-operator-leader";
 
 struct Replica {
     identity: String,
@@ -84,20 +83,8 @@ impl Drop for Replica {
     }
 }
 
-async fn holder(leases: &Api<Lease>) -> Option<String> {
-    leases
-        .get_opt(LEASE_NAME)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec?.holder_identity)
-}
-
-fn token(name: &str) -> ApiToken {
-    apply_yaml(&format!(
-        "apiVersion: apikeys.dev/v1alpha1\nkind: ApiToken\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  apiKeyRef: {{name: alice}}\n  rotation: {{gracePeriod: 1m}}\n"
-    ))
-}
+/// Every token's spec: the key, and a grace period longer than a trial.
+const TOKEN_SPEC: &str = "{apiKeyRef: {name: alice}, rotation: {gracePeriod: 1m}}";
 
 /// Every token is Ready with no pending value, answered `request` (if any),
 /// and its Secret holds the value status records. Returns rotations by token.
@@ -179,20 +166,10 @@ fn killing_the_leader_mid_rotation_loses_and_doubles_nothing() {
         let first = eventually("a leader", || async { holder(&leases).await }).await;
         println!("first leader: {first}");
 
-        keys.create(
-            &PostParams::default(),
-            &apply_yaml(&format!(
-                "apiVersion: apikeys.dev/v1alpha1\nkind: ApiKey\nmetadata: {{name: alice, namespace: {NS}}}\nspec:\n  owner: {{kind: User, name: alice}}\n"
-            )),
-        )
-        .await
-        .expect("key");
+        create_key(&keys, "alice", "User", "alice").await;
         let mut names: Vec<String> = (0..count).map(|i| format!("t{i:02}")).collect();
         for name in &names {
-            tokens
-                .create(&PostParams::default(), &token(name))
-                .await
-                .expect("token");
+            create_token(&tokens, name, TOKEN_SPEC).await;
         }
         eventually_within("every token issued", Duration::from_secs(60), || async {
             converged(&tokens, &secrets, &names, None).await.ok()
@@ -250,10 +227,7 @@ fn killing_the_leader_mid_rotation_loses_and_doubles_nothing() {
             // Tokens created while there is no leader must not be lost.
             let fresh: Vec<String> = (0..5).map(|i| format!("new{trial}-{i}")).collect();
             for name in &fresh {
-                tokens
-                    .create(&PostParams::default(), &token(name))
-                    .await
-                    .expect("token");
+                create_token(&tokens, name, TOKEN_SPEC).await;
             }
             let next = eventually_within("a new leader", LEASE * 4, || {
                 let (leases, leader_id) = (leases.clone(), leader_id.clone());

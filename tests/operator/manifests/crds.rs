@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use crate::support::{create_key, create_token};
+
 const COMMITTED: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/crds/apikeys.dev.yaml"
@@ -94,7 +96,7 @@ fn crds_are_namespaced_with_status_and_immutability_rules() {
 #[tokio::test]
 async fn status_times_refuse_the_year_9999() {
     use apikey_operator::api::{ApiKey, ApiToken};
-    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use kube::api::{Api, Patch, PatchParams};
     use serde_json::{Value, json};
 
     let emulator = kube_emulator::Emulator::start(Default::default())
@@ -106,23 +108,8 @@ async fn status_times_refuse_the_year_9999() {
         .expect("CRDs installed");
     let keys: Api<ApiKey> = Api::namespaced(client.clone(), "default");
     let tokens: Api<ApiToken> = Api::namespaced(client.clone(), "default");
-    let key: ApiKey = serde_json::from_value(json!({
-        "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey", "metadata": {"name": "alice"},
-        "spec": {"owner": {"kind": "User", "name": "alice"}}
-    }))
-    .expect("key");
-    keys.create(&PostParams::default(), &key)
-        .await
-        .expect("key");
-    let token: ApiToken = serde_json::from_value(json!({
-        "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken", "metadata": {"name": "t"},
-        "spec": {"apiKeyRef": {"name": "alice"}}
-    }))
-    .expect("token");
-    tokens
-        .create(&PostParams::default(), &token)
-        .await
-        .expect("token");
+    create_key(&keys, "alice", "User", "alice").await;
+    create_token(&tokens, "t", "{apiKeyRef: {name: alice}}").await;
 
     // (resource, field, the status with `AT` where the time goes)
     const CONDITION: &str = r#"{"conditions": [{"type": "Ready", "status": "True",

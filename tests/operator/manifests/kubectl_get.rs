@@ -65,12 +65,7 @@ async fn get_apitokens_shows_each_state_at_a_glance() {
     let _op = cluster.controller();
     let keys = cluster.api::<ApiKey>(NS);
     let tokens = cluster.api::<ApiToken>(NS);
-    keys.create(
-        &PostParams::default(),
-        &apply_yaml("metadata: {name: alice}\nspec: {owner: {kind: User, name: alice}}"),
-    )
-    .await
-    .expect("key");
+    create_key(&keys, "alice", "User", "alice").await;
     let foreign: Secret = apply_yaml("metadata: {name: taken}\ndata: {token: eA==}");
     cluster
         .api::<Secret>(NS)
@@ -90,11 +85,7 @@ async fn get_apitokens_shows_each_state_at_a_glance() {
         ("clash", "{apiKeyRef: {name: alice}, secret: {name: taken}}"),
         ("nokey", "{apiKeyRef: {name: nobody}}"),
     ] {
-        let token: ApiToken = apply_yaml(&format!("metadata: {{name: {name}}}\nspec: {spec}"));
-        tokens
-            .create(&PostParams::default(), &token)
-            .await
-            .expect("token");
+        create_token(&tokens, name, spec).await;
     }
     wait_for(
         &tokens,

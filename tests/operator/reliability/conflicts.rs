@@ -38,7 +38,7 @@ async fn concurrent_writers_lose_no_update_and_cause_no_loops() {
     let cluster = Cluster::start(NS).await;
     let operator = cluster.controller();
     let verifier = InProcessVerifier::start(cluster.client.clone()).await;
-    create_key(&cluster, NS).await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
     let deployment: Deployment = apply_yaml(&format!(
         "metadata: {{name: {TARGET}}}\nspec:\n  selector: {{matchLabels: {{app: c}}}}\n  template:\n    metadata: {{labels: {{app: c}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
     ));
@@ -47,10 +47,7 @@ async fn concurrent_writers_lose_no_update_and_cause_no_loops() {
         .create(&PostParams::default(), &deployment)
         .await
         .expect("deployment");
-    create_token(
-        &cluster,
-        NS,
-        "edited",
+    create_token(&cluster.api(NS), "edited",
         &format!(
             "{{apiKeyRef: {{name: k}}, rotation: {{gracePeriod: 1h, restartTargets: [{{kind: Deployment, name: {TARGET}}}]}}}}"
         ),

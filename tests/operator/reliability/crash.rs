@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::support::process::OperatorProcess;
 use crate::support::temp_dir::temp_dir;
 use crate::support::*;
-use apikey_operator::api::{ApiKey, ApiToken, ROTATE_ANNOTATION};
+use apikey_operator::api::{ApiToken, ROTATE_ANNOTATION};
 use apikey_operator::token::{self, TokenId, TokenKind};
 use futures::StreamExt;
 use k8s_openapi::ByteString;
@@ -247,11 +247,7 @@ impl World {
                 "{{apiKeyRef: {{name: k}}, expiration: {{lifetime: 30d}}, rotation: {{gracePeriod: 2s, restartTargets: [{{kind: Deployment, name: {RESTART_TARGET}}}]}}}}"
             ),
         };
-        let token: ApiToken = apply_yaml(&format!("metadata: {{name: {name}}}\nspec: {spec}\n"));
-        self.tokens()
-            .create(&PostParams::default(), &token)
-            .await
-            .expect("token created");
+        create_token(&self.tokens(), name, &spec).await;
         self.names.push(name.to_owned());
     }
 
@@ -313,27 +309,7 @@ impl World {
             let tokens = self.tokens();
             let secrets = self.cluster.api::<Secret>(NS);
             let (token, value) = eventually(&format!("{name} to converge"), || {
-                let (tokens, secrets, name) = (tokens.clone(), secrets.clone(), name.clone());
-                async move {
-                    let token = tokens.get(&name).await.ok()?;
-                    let status = token.status.as_ref()?;
-                    let ready = status
-                        .conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True");
-                    let request = token.annotations().get(ROTATE_ANNOTATION);
-                    if !ready
-                        || status.pending.is_some()
-                        || status.observed_generation != token.metadata.generation
-                        || (request.is_some() && request != status.last_rotation_request.as_ref())
-                    {
-                        return None;
-                    }
-                    let secret = secrets.get(&name).await.ok()?;
-                    let value = String::from_utf8(secret.data?.get("token")?.0.clone()).ok()?;
-                    (Some(token::hash_value(&value).as_str()) == status.hash.as_deref())
-                        .then_some((token, value))
-                }
+                settled_with_value(&tokens, &secrets, &name)
             })
             .await;
             eventually(&format!("the verifier to accept {name}'s value"), || {
@@ -388,12 +364,7 @@ async fn sigkill_during_issue_and_rotation_never_breaks_the_promises() {
     let log = dir.join("operator.log");
     println!("operator log: {}", log.display());
 
-    let key: ApiKey = apply_yaml("metadata: {name: k}\nspec: {owner: {kind: User, name: u}}");
-    cluster
-        .api::<ApiKey>(NS)
-        .create(&PostParams::default(), &key)
-        .await
-        .expect("key");
+    create_key(&cluster.api(NS), "k", "User", "u").await;
     let deployment: Deployment = apply_yaml(&format!(
         "metadata: {{name: {RESTART_TARGET}}}\nspec:\n  selector: {{matchLabels: {{app: a}}}}\n  template:\n    metadata: {{labels: {{app: a}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
     ));

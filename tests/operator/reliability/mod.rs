@@ -12,57 +12,14 @@ mod undecodable;
 use std::time::Duration;
 
 use crate::support::*;
-use apikey_operator::api::{ApiKey, ApiToken, ROTATE_ANNOTATION};
-use apikey_operator::token;
-use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
-use kube::api::PostParams;
-
-async fn create_key(cluster: &Cluster, ns: &str) {
-    let key: ApiKey = apply_yaml("metadata: {name: k}\nspec: {owner: {kind: User, name: u}}");
-    cluster
-        .api::<ApiKey>(ns)
-        .create(&PostParams::default(), &key)
-        .await
-        .expect("key");
-}
-
-async fn create_token(cluster: &Cluster, ns: &str, name: &str, spec: &str) {
-    let token: ApiToken = apply_yaml(&format!("metadata: {{name: {name}}}\nspec: {spec}\n"));
-    cluster
-        .api::<ApiToken>(ns)
-        .create(&PostParams::default(), &token)
-        .await
-        .expect("token");
-}
+use apikey_operator::api::ApiToken;
 
 /// Waits until the token is Ready with no pending value, every spec change
 /// and rotate request handled, and the Secret holding the recorded value.
 async fn settled(cluster: &Cluster, ns: &str, name: &str, within: Duration) -> (ApiToken, String) {
-    let tokens = cluster.api::<ApiToken>(ns);
-    let secrets = cluster.api::<Secret>(ns);
+    let (tokens, secrets) = (cluster.api(ns), cluster.api(ns));
     eventually_within(&format!("{name} to settle"), within, || {
-        let (tokens, secrets) = (tokens.clone(), secrets.clone());
-        async move {
-            let token = tokens.get(name).await.ok()?;
-            let status = token.status.as_ref()?;
-            let ready = status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            let request = token.annotations().get(ROTATE_ANNOTATION);
-            if !ready
-                || status.pending.is_some()
-                || status.observed_generation != token.metadata.generation
-                || (request.is_some() && request != status.last_rotation_request.as_ref())
-            {
-                return None;
-            }
-            let secret = secrets.get(status.secret_name.as_deref()?).await.ok()?;
-            let value = String::from_utf8(secret.data?.get("token")?.0.clone()).ok()?;
-            (Some(token::hash_value(&value).as_str()) == status.hash.as_deref())
-                .then_some((token, value))
-        }
+        settled_with_value(&tokens, &secrets, name)
     })
     .await
 }

@@ -25,12 +25,11 @@ async fn api_outage_backs_off_recovers_and_the_verifier_keeps_answering() {
     let sent = Arc::new(AtomicU64::new(0));
     let operator = Operator::start(counting_client(&cluster.emulator.url(), sent.clone()));
     let verifier = InProcessVerifier::start(cluster.client.clone()).await;
-    create_key(&cluster, NS).await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
     const STEADY: usize = 5;
     for i in 0..STEADY {
         create_token(
-            &cluster,
-            NS,
+            &cluster.api(NS),
             &format!("steady{i}"),
             "{apiKeyRef: {name: k}}",
         )
@@ -38,8 +37,7 @@ async fn api_outage_backs_off_recovers_and_the_verifier_keeps_answering() {
     }
     // Due for rotation every 2 s: the controller has work to fail at during the outage.
     create_token(
-        &cluster,
-        NS,
+        &cluster.api(NS),
         "busy",
         "{apiKeyRef: {name: k}, rotation: {every: 2s, gracePeriod: 1h}}",
     )
@@ -123,7 +121,7 @@ async fn api_outage_backs_off_recovers_and_the_verifier_keeps_answering() {
     // within the watches' largest backoff (30 s) plus the usual deadline.
     let recovery = Duration::from_secs(30) + DEADLINE;
     let before = rotations(&cluster.api::<ApiToken>(NS).get("busy").await.expect("busy"));
-    create_token(&cluster, NS, "after", "{apiKeyRef: {name: k}}").await;
+    create_token(&cluster.api(NS), "after", "{apiKeyRef: {name: k}}").await;
     let (_, fresh) = settled(&cluster, NS, "after", recovery).await;
     let tokens = cluster.api::<ApiToken>(NS);
     eventually_within("the busy token to rotate again", recovery, || async {

@@ -5,7 +5,7 @@ use super::*;
 use crate::support::*;
 use apikey_operator::api::{ApiKey, ApiToken};
 use kube::ResourceExt;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 /// An ApiKey deleted with `--cascade=orphan` and created again under the same
@@ -23,8 +23,8 @@ async fn a_key_replaced_while_the_operator_is_down_inherits_no_values() {
     let cluster = Cluster::start(NS).await;
     let operator = cluster.controller();
     let verifier = InProcessVerifier::start(cluster.client.clone()).await;
-    create_key(&cluster, NS).await;
-    create_token(&cluster, NS, "kept", "{apiKeyRef: {name: k}}").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
+    create_token(&cluster.api(NS), "kept", "{apiKeyRef: {name: k}}").await;
     let (_, earlier) = settled(&cluster, NS, "kept", DEADLINE).await;
     eventually("the verifier to name the first owner", || async {
         verifier
@@ -49,11 +49,7 @@ async fn a_key_replaced_while_the_operator_is_down_inherits_no_values() {
     wait_gone(&keys, "k").await;
     let orphan = tokens.get("kept").await.expect("the token stays");
     assert!(orphan.owner_references().is_empty(), "orphaned");
-    let key: ApiKey =
-        apply_yaml("metadata: {name: k}\nspec: {owner: {kind: User, name: someone-else}}");
-    keys.create(&PostParams::default(), &key)
-        .await
-        .expect("a key of the same name");
+    create_key(&keys, "k", "User", "someone-else").await;
     // The new key is Ready only once the operator runs; even a Ready key of
     // another uid gets no value issued under the earlier one.
     let ready = json!({"status": {"principal": "someone-else", "conditions": [{"type": "Ready",

@@ -63,9 +63,9 @@ async fn a_status_time_the_types_cannot_read_blocks_only_its_token() {
 
     let operator = cluster.controller();
     let verifier = InProcessVerifier::start(cluster.client.clone()).await;
-    create_key(&cluster, NS).await;
-    create_token(&cluster, NS, "far", "{apiKeyRef: {name: k}}").await;
-    create_token(&cluster, NS, "near", "{apiKeyRef: {name: k}}").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
+    create_token(&cluster.api(NS), "far", "{apiKeyRef: {name: k}}").await;
+    create_token(&cluster.api(NS), "near", "{apiKeyRef: {name: k}}").await;
     let (_, far) = settled(&cluster, NS, "far", DEADLINE).await;
     let (_, near) = settled(&cluster, NS, "near", DEADLINE).await;
     for value in [&near, &far] {
@@ -127,7 +127,7 @@ async fn a_status_time_the_types_cannot_read_blocks_only_its_token() {
     let operator = cluster.controller();
     let verifier = InProcessVerifier::start(cluster.client.clone()).await;
     let unreadable_tokens = operator.handles.metrics.undecodable("ApiToken");
-    create_token(&cluster, NS, "new", "{apiKeyRef: {name: k}}").await;
+    create_token(&cluster.api(NS), "new", "{apiKeyRef: {name: k}}").await;
     let (_, new) = settled(&cluster, NS, "new", DEADLINE).await;
     for value in [&near, &new] {
         eventually("the restarted verifier to accept the others", || async {
@@ -170,8 +170,8 @@ async fn an_apikey_the_types_cannot_read_keeps_its_tokens_values() {
     apply_crd(&cluster, old).await;
     let operator = cluster.controller();
     let verifier = InProcessVerifier::start(cluster.client.clone()).await;
-    create_key(&cluster, NS).await;
-    create_token(&cluster, NS, "t", "{apiKeyRef: {name: k}}").await;
+    create_key(&cluster.api(NS), "k", "User", "u").await;
+    create_token(&cluster.api(NS), "t", "{apiKeyRef: {name: k}}").await;
     let (_, value) = settled(&cluster, NS, "t", DEADLINE).await;
     eventually("the verifier to accept the value", || async {
         verifier.verify(&value).is_ok().then_some(())

@@ -14,7 +14,6 @@ use apikey_operator::api::{ApiKey, ApiToken};
 use apikey_operator::token::{self, TokenId, TokenKind};
 use apikey_operator::verifier::{Index, Reject};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::PostParams;
 use rand::Rng;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -192,18 +191,8 @@ async fn random_tokens_oversize_requests_and_slow_clients_are_survived() {
         .expect("kubeconfig");
     let mut operator = OperatorProcess::spawn(&kubeconfig, &[], &dir.join("operator.log"));
     let addr = listening_addr(&operator.wait_for_log("verifier listening", DEADLINE).await);
-    let key: ApiKey = apply_yaml("metadata: {name: k}\nspec: {owner: {kind: User, name: u}}");
-    cluster
-        .api::<ApiKey>(NS)
-        .create(&PostParams::default(), &key)
-        .await
-        .expect("key");
-    let token: ApiToken = apply_yaml("metadata: {name: real}\nspec: {apiKeyRef: {name: k}}");
-    cluster
-        .api::<ApiToken>(NS)
-        .create(&PostParams::default(), &token)
-        .await
-        .expect("token");
+    create_key(&cluster.api(NS), "k", "User", "u").await;
+    create_token(&cluster.api(NS), "real", "{apiKeyRef: {name: k}}").await;
     wait_for(
         &cluster.api::<ApiToken>(NS),
         "real",

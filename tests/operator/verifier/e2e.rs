@@ -4,14 +4,12 @@
 use std::net::SocketAddr;
 
 use crate::support::*;
-use apikey_operator::api::{ApiKey, ApiToken};
+use apikey_operator::api::ApiToken;
 use apikey_operator::token;
 use apikey_operator::verifier::{self, VerifierConfig};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 const NS: &str = "auth";
@@ -45,80 +43,11 @@ async fn stack() -> Stack {
         _stop: stop,
     };
     eventually("the verifier to be ready", || async {
-        let (status, _, _) = request(stack.addr, "GET", "/readyz", &[], "").await;
+        let (status, _, _) = http::request(stack.addr, "GET", "/readyz", &[], "").await;
         (status == 200).then_some(())
     })
     .await;
     stack
-}
-
-/// A minimal HTTP/1.1 exchange: (status, head, body).
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .expect("connect to the verifier");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: verifier\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        req.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\n");
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    (status, head.to_owned(), body.to_owned())
-}
-
-async fn token_review(addr: SocketAddr, value: &str) -> Value {
-    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": value}});
-    let (status, _, body) = request(
-        addr,
-        "POST",
-        "/apis/authentication.k8s.io/v1/tokenreviews",
-        &[],
-        &body.to_string(),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).expect("TokenReview JSON")
-}
-
-async fn authenticated(addr: SocketAddr, value: &str) -> bool {
-    token_review(addr, value).await["status"]["authenticated"] == json!(true)
-}
-
-async fn create(cluster: &Cluster, yaml_key: &str, yaml_token: &str) {
-    let key: ApiKey = apply_yaml(yaml_key);
-    cluster
-        .api::<ApiKey>(NS)
-        .create(&PostParams::default(), &key)
-        .await
-        .expect("key");
-    let token: ApiToken = apply_yaml(yaml_token);
-    cluster
-        .api::<ApiToken>(NS)
-        .create(&PostParams::default(), &token)
-        .await
-        .expect("token");
 }
 
 async fn value_of(cluster: &Cluster, name: &str) -> (ApiToken, String) {
@@ -136,12 +65,8 @@ async fn value_of(cluster: &Cluster, name: &str) -> (ApiToken, String) {
 #[tokio::test]
 async fn a_user_token_authenticates_as_its_owner() {
     let s = stack().await;
-    create(
-        &s.cluster,
-        "metadata: {name: alice}\nspec: {owner: {kind: User, name: alice@example.com}}",
-        "metadata: {name: laptop}\nspec: {apiKeyRef: {name: alice}}",
-    )
-    .await;
+    create_key(&s.cluster.api(NS), "alice", "User", "alice@example.com").await;
+    create_token(&s.cluster.api(NS), "laptop", "{apiKeyRef: {name: alice}}").await;
     let (token, value) = value_of(&s.cluster, "laptop").await;
     let review = eventually("the verifier to learn the token", || async {
         let r = token_review(s.addr, &value).await;
@@ -161,7 +86,8 @@ async fn a_user_token_authenticates_as_its_owner() {
         ("Authorization", format!("Bearer {value}")),
         ("X-API-Key", value.clone()),
     ] {
-        let (status, head, _) = request(s.addr, "GET", "/auth", &[(header.0, &header.1)], "").await;
+        let (status, head, _) =
+            http::request(s.addr, "GET", "/auth", &[(header.0, &header.1)], "").await;
         assert_eq!(status, 200, "{head}");
         assert!(
             head.to_ascii_lowercase()
@@ -169,7 +95,7 @@ async fn a_user_token_authenticates_as_its_owner() {
             "{head}"
         );
     }
-    let (status, head, _) = request(s.addr, "GET", "/auth", &[], "").await;
+    let (status, head, _) = http::request(s.addr, "GET", "/auth", &[], "").await;
     assert_eq!(status, 401);
     assert!(
         head.to_ascii_lowercase()
@@ -187,12 +113,8 @@ async fn a_service_account_token_carries_the_service_account_groups() {
         .create(&PostParams::default(), &sa)
         .await
         .expect("SA");
-    create(
-        &s.cluster,
-        "metadata: {name: ci}\nspec: {owner: {kind: ServiceAccount, name: ci}}",
-        "metadata: {name: ci-token}\nspec: {apiKeyRef: {name: ci}}",
-    )
-    .await;
+    create_key(&s.cluster.api(NS), "ci", "ServiceAccount", "ci").await;
+    create_token(&s.cluster.api(NS), "ci-token", "{apiKeyRef: {name: ci}}").await;
     let (_, value) = value_of(&s.cluster, "ci-token").await;
     let review = eventually("the verifier to learn the token", || async {
         let r = token_review(s.addr, &value).await;
@@ -217,10 +139,11 @@ async fn a_service_account_token_carries_the_service_account_groups() {
 #[tokio::test]
 async fn after_a_rotation_the_old_value_works_during_grace_only() {
     let s = stack().await;
-    create(
-        &s.cluster,
-        "metadata: {name: k}\nspec: {owner: {kind: User, name: u}}",
-        "metadata: {name: rot}\nspec: {apiKeyRef: {name: k}, rotation: {gracePeriod: 3s}}",
+    create_key(&s.cluster.api(NS), "k", "User", "u").await;
+    create_token(
+        &s.cluster.api(NS),
+        "rot",
+        "{apiKeyRef: {name: k}, rotation: {gracePeriod: 3s}}",
     )
     .await;
     let (_, old) = value_of(&s.cluster, "rot").await;
@@ -274,10 +197,11 @@ async fn after_a_rotation_the_old_value_works_during_grace_only() {
 #[tokio::test]
 async fn an_expired_value_is_rejected_even_with_the_controller_stopped() {
     let mut s = stack().await;
-    create(
-        &s.cluster,
-        "metadata: {name: k}\nspec: {owner: {kind: User, name: u}}",
-        "metadata: {name: brief}\nspec: {apiKeyRef: {name: k}, expiration: {lifetime: 3s}}",
+    create_key(&s.cluster.api(NS), "k", "User", "u").await;
+    create_token(
+        &s.cluster.api(NS),
+        "brief",
+        "{apiKeyRef: {name: k}, expiration: {lifetime: 3s}}",
     )
     .await;
     let (token, value) = value_of(&s.cluster, "brief").await;
@@ -323,12 +247,8 @@ async fn an_expired_value_is_rejected_even_with_the_controller_stopped() {
 #[tokio::test]
 async fn deleted_disabled_and_forged_values_are_rejected() {
     let s = stack().await;
-    create(
-        &s.cluster,
-        "metadata: {name: k}\nspec: {owner: {kind: User, name: u}}",
-        "metadata: {name: a}\nspec: {apiKeyRef: {name: k}}",
-    )
-    .await;
+    create_key(&s.cluster.api(NS), "k", "User", "u").await;
+    create_token(&s.cluster.api(NS), "a", "{apiKeyRef: {name: k}}").await;
     let token: ApiToken = apply_yaml("metadata: {name: b}\nspec: {apiKeyRef: {name: k}}");
     let tokens = s.cluster.api::<ApiToken>(NS);
     tokens

@@ -157,24 +157,10 @@ impl Drop for UsageVerifier {
 }
 
 async fn create_key_and_tokens(cluster: &Cluster, tokens: &[&str]) {
-    let keys = cluster.api::<ApiKey>(NS);
-    create(
-        &keys,
-        "metadata: {name: alice}\nspec: {owner: {kind: User, name: alice@example.com}}",
-    )
-    .await;
+    create_key(&cluster.api(NS), "alice", "User", "alice@example.com").await;
     for name in tokens {
-        create_token(cluster, name).await;
+        create_token(&cluster.api(NS), name, "{apiKeyRef: {name: alice}}").await;
     }
-}
-
-async fn create_token(cluster: &Cluster, name: &str) {
-    let tokens = cluster.api::<ApiToken>(NS);
-    create(
-        &tokens,
-        &format!("metadata: {{name: {name}}}\nspec: {{apiKeyRef: {{name: alice}}}}"),
-    )
-    .await;
 }
 
 /// Waits until `name` is Ready with nothing pending; returns it and its value.
@@ -340,7 +326,7 @@ async fn a_token_created_again_under_the_same_name_is_not_written_with_the_old_u
         .await
         .expect("delete");
     wait_gone(&tokens, "reborn").await;
-    create_token(&cluster, "reborn").await;
+    create_token(&cluster.api(NS), "reborn", "{apiKeyRef: {name: alice}}").await;
     let (second, _) = ready_value(&cluster, "reborn").await;
     assert_ne!(second.uid(), first.uid(), "a new object");
 

@@ -5,6 +5,7 @@
 //! suite (its test CRDs) uses it, and so does the apikey-operator's (its CRDs' rules).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -74,6 +75,22 @@ pub async fn install_crds(t: &Target, crds: &[Value], served: &[&str]) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Runs `suite` on the upstream server and on an emulator and compares the two runs
+/// ([`assert_same`]); returns at once, after a note, when the upstream build is missing.
+pub async fn compare_with_upstream<Suite, Run>(test: &str, suite: Suite, allowlist: &Path)
+where
+    Suite: Fn(Target) -> Run,
+    Run: Future<Output = Vec<Observation>>,
+{
+    let Some(up) = super::Upstream::start(test).await else {
+        return;
+    };
+    let (_emulator, client) = emulator().await;
+    let upstream_run = suite(Target::new("upstream", up.client.clone())).await;
+    let emulator_run = suite(Target::new("emulator", client)).await;
+    assert_same(&upstream_run, &emulator_run, allowlist);
 }
 
 /// Compares the two runs step by step: fails on a difference `allowlist` does not explain, and

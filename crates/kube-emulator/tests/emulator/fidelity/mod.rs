@@ -16,27 +16,21 @@ use std::path::Path;
 use axum::http::Method;
 use serde_json::{Value, json};
 
-use crate::upstream::Upstream;
 use crate::upstream::differential::*;
 
 const WIDGETS: &str = "/apis/fidelity.apikeys.dev/v1/namespaces/fidelity/widgets";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_resources_behave_as_upstream() {
-    let Some(up) = Upstream::start("custom_resources_behave_as_upstream").await else {
-        return;
-    };
-    let (_emulator, emu_client) = emulator().await;
-    let upstream_run = run_suite(Target::new("upstream", up.client.clone())).await;
-    let emulator_run = run_suite(Target::new("emulator", emu_client)).await;
-    assert_same(
-        &upstream_run,
-        &emulator_run,
+    compare_with_upstream(
+        "custom_resources_behave_as_upstream",
+        run_suite,
         Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/upstream/allowlist.md"
         )),
-    );
+    )
+    .await;
 }
 
 /// The same sequence on any server; returns what it saw. Steps read earlier answers (current
