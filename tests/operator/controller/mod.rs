@@ -1,6 +1,7 @@
-//! The controller against the embedded emulator: every behaviour of the
-//! ApiKey and ApiToken reconcilers, with durations of seconds so rotation,
-//! grace and expiry are observed for real.
+//! The controller against the embedded emulator: every behaviour of the ApiKey and ApiToken
+//! reconcilers. Expiry and renewal run on the real clock with lifetimes of seconds (they show
+//! the requeue that brings them arrives by itself); scheduled rotation and `ExpiringSoon` run on
+//! a clock the test moves.
 
 mod expiring_soon;
 mod expiry;

@@ -4,24 +4,31 @@
 use super::*;
 use crate::support::*;
 use apikey_operator::api::ApiToken;
+use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
+/// On a clock the test moves: the rotation falls due `every` after the issue, the old hash stays
+/// in `status.previous` for the grace period and is dropped when it ends.
 #[tokio::test]
 async fn scheduled_rotation_keeps_the_old_hash_for_the_grace_period() {
     let cluster = Cluster::start(NS).await;
-    let _op = cluster.controller();
+    let issued_at = Timestamp::from_second(Timestamp::now().as_second()).expect("now");
+    let clock = ManualClock::new(issued_at);
+    let _op = cluster.controller_on(clock.clone());
     create_key(&cluster.api(NS), "k", "User", "u").await;
     create_token(
         &cluster.api(NS),
         "rot",
-        "{apiKeyRef: {name: k}, rotation: {every: 2s, gracePeriod: 1s}}",
+        "{apiKeyRef: {name: k}, rotation: {every: 1h, gracePeriod: 10m}}",
     )
     .await;
     let api = cluster.api::<ApiToken>(NS);
     let first = ready_token(&cluster.api(NS), "rot").await;
     let first_hash = hash_of(&first);
 
+    clock.set(later(issued_at, "1h 1s"));
+    reconcile_now(&api, "rot", "the rotation is due").await;
     let rotated = wait_for(&api, "rot", "a rotation", |t: Option<&ApiToken>| {
         t.and_then(|t| t.status.as_ref())
             .is_some_and(|s| s.rotations.unwrap_or(0) >= 1 && s.pending.is_none())
@@ -30,15 +37,16 @@ async fn scheduled_rotation_keeps_the_old_hash_for_the_grace_period() {
     let status = rotated.status.as_ref().expect("status");
     assert_ne!(status.hash.as_deref(), Some(first_hash.as_str()));
     assert!(status.last_rotated_at.is_some());
-    if status.rotations == Some(1) {
-        assert_eq!(
-            status.previous.first().map(|p| p.hash.as_str()),
-            Some(first_hash.as_str()),
-            "old hash kept for grace"
-        );
-    }
+    assert_eq!(status.rotations, Some(1), "one rotation per due time");
+    assert_eq!(
+        status.previous.first().map(|p| p.hash.as_str()),
+        Some(first_hash.as_str()),
+        "old hash kept for grace"
+    );
     assert_secret_matches(&cluster, &rotated).await;
     // The first value's grace ends and its hash is forgotten.
+    clock.set(later(issued_at, "1h 11m"));
+    reconcile_now(&api, "rot", "the grace period is over").await;
     wait_for(
         &api,
         "rot",
@@ -49,6 +57,11 @@ async fn scheduled_rotation_keeps_the_old_hash_for_the_grace_period() {
         },
     )
     .await;
+}
+
+fn later(t: Timestamp, by: &str) -> Timestamp {
+    let by: jiff::Span = by.parse().expect("a span");
+    t.checked_add(by).expect("time in range")
 }
 
 #[tokio::test]
