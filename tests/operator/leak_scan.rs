@@ -1,4 +1,4 @@
-//! Leak scan (issue 8, item 5): a representative run — issue, scheduled and
+//! No token value leaks: a representative run — issue, scheduled and
 //! requested rotation, tampering, a deleted Secret, expiry, verification over
 //! HTTP (TokenReview, `Authorization: Bearer`, `X-API-Key`) — while every
 //! value that ever sits in a Secret is collected. Then no value, nor its

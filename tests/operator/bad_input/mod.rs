@@ -1,4 +1,4 @@
-//! Bad input (issue 8, item 4): every manifest in `bad_input/corpus/` is
+//! Bad input gets exactly its expected outcome: every manifest in `bad_input/corpus/` is
 //! applied to the emulator (which validates custom resources against the CRD
 //! schema, CEL included) while a controller and a verifier run, and its
 //! header says what must happen:

@@ -36,8 +36,8 @@ async fn deleting_a_key_deletes_its_tokens_and_their_secrets() {
     }
 }
 
-/// Rule 6 holds for a key that never became Ready too: its tokens are
-/// adopted while blocked, so deleting the key takes them with it.
+/// A key that never became Ready still owns its tokens: they are adopted
+/// while blocked, so deleting the key takes them with it.
 #[tokio::test]
 async fn deleting_a_key_that_never_became_ready_deletes_its_tokens() {
     let cluster = Cluster::start(NS).await;

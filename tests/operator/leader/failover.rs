@@ -1,4 +1,4 @@
-//! Two replicas with leader election (issue 8, item 7): the leader is
+//! Failover of two replicas with leader election: the leader is
 //! SIGKILLed while it rotates many tokens. The other replica must take over
 //! within the lease duration, every token must rotate exactly once per
 //! request (no double rotation, none lost), values issued after the kill

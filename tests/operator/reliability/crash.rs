@@ -1,4 +1,4 @@
-//! Crash safety (issue 8, item 1): the operator *process* is SIGKILLed at
+//! Crash safety: the operator *process* is SIGKILLed at
 //! random points while it issues and rotates values, and started again. The
 //! emulator and an in-process verifier stay up throughout, so we can check,
 //! while it happens and afterwards, that

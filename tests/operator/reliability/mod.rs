@@ -1,6 +1,7 @@
-//! Reliability under API trouble (issue 8, items 2 and 3): an API outage,
-//! and conflicting writers on an ApiToken and its Secret. The controller
-//! runs in this process so its request and error counters can be read; see
+//! Reliability under API trouble: an API outage, conflicting writers on an ApiToken and its
+//! Secret, stored objects the types cannot decode, a key replaced while the operator is down,
+//! and (`crash`) the operator process killed at random points. The controller runs in this
+//! process, except in `crash`, so its request and error counters can be read; see
 //! docs/reliability.md for what each test proves and the soak variants.
 
 mod conflicts;

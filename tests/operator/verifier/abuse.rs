@@ -1,4 +1,4 @@
-//! The verifier under abuse (issue 8, item 6): thousands of random and
+//! The verifier under abuse: thousands of random and
 //! malformed tokens, oversize heads and bodies, slow clients — against the
 //! real binary, whose memory and open connections are measured — and a
 //! statistical check that rejection time does not depend on how much of a

@@ -82,7 +82,8 @@ async fn crd_gets_established_and_serves_both_scopes() {
     );
 }
 
-/// Needs the real `schema.rs` (merged from the schema branch); the stub accepts everything.
+/// A custom resource is checked against its CRD's schema: a violation is 422 Invalid naming the
+/// field, unknown fields are pruned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_resources_are_validated_against_the_schema() {
     let (_emu, client) = start().await;
