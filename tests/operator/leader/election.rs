@@ -18,7 +18,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 
 const NS: &str = "leader";
-/// Short timings so that the test takes seconds: lease 3s, renew 2s, retry 250ms.
 
 struct Replica {
     identity: &'static str,

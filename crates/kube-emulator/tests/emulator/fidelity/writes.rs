@@ -117,8 +117,7 @@ pub async fn create_and_get(t: &mut Target) -> String {
     t.call("get", Method::GET, &w("w1"), JSON, None).await;
     t.call("get-missing", Method::GET, &w("nope"), JSON, None)
         .await;
-    let rv_after_create = created.rv();
-    rv_after_create
+    created.rv()
 }
 
 pub async fn update(t: &mut Target, rv_after_create: &str) {
