@@ -5,7 +5,7 @@
 -- Healthy: Ready=True. Degraded: expired, a foreign Secret in the way
 -- (SecretConflict) or an invalid spec. Suspended: spec.disabled.
 -- Progressing: everything else (issuing, waiting for the key or its owner).
--- Tested by tests/argocd_health.rs.
+-- Tested by tests/operator/manifests/argocd_health.rs.
 local hs = { status = "Progressing", message = "Waiting for the operator" }
 if obj.status == nil or obj.status.conditions == nil then
   return hs

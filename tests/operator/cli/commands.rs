@@ -1,0 +1,380 @@
+//! The kubectl-user subcommands as the real binary runs them against an
+//! emulator kubeconfig (the controller runs in-process): `create-token`
+//! prints the value once on stdout and nowhere else, `rotate` requests and
+//! waits for a rotation, `list` shows key, readiness, expiry and grace, and
+//! `status` one token in detail; `list`, `status` and `create-token` default
+//! to the kubeconfig context's namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::support::process::operator_binary;
+use crate::support::temp_dir::{TempDir, temp_dir};
+use crate::support::*;
+use apikey_operator::api::ApiToken;
+use apikey_operator::token;
+use k8s_openapi::api::core::v1::Secret;
+
+const NS: &str = "cli";
+
+/// The binary with `args` and `--kubeconfig kubeconfig`; blocking work off the runtime.
+async fn run(kubeconfig: &Path, args: &[&str]) -> Output {
+    let kubeconfig: PathBuf = kubeconfig.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(operator_binary())
+            .args(&args)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .env_remove("KUBECONFIG")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("apikey-operator runs")
+    })
+    .await
+    .expect("command task")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Succeeded; its stdout.
+fn ok(out: &Output, what: &str) -> String {
+    assert!(out.status.success(), "{what} failed: {}", stderr(out));
+    stdout(out)
+}
+
+/// An emulator, a controller, a key `ci-bot` and kubeconfigs: one whose
+/// context namespace is `default`, one whose context namespace is `NS`.
+struct Setup {
+    cluster: Cluster,
+    _op: Operator,
+    _dir: TempDir,
+    kubeconfig: PathBuf,
+    kubeconfig_in_ns: PathBuf,
+}
+
+async fn setup() -> Setup {
+    let cluster = Cluster::start(NS).await;
+    let op = cluster.controller();
+    create_key(&cluster.api(NS), "ci-bot", "User", "ci@example.com").await;
+    let dir = temp_dir("cli");
+    let kubeconfig = dir.join("kubeconfig");
+    cluster
+        .emulator
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig");
+    let text = std::fs::read_to_string(&kubeconfig).expect("kubeconfig");
+    assert!(text.contains("namespace: default"), "{text}");
+    let kubeconfig_in_ns = dir.join("kubeconfig-in-ns");
+    std::fs::write(
+        &kubeconfig_in_ns,
+        text.replace("namespace: default", &format!("namespace: {NS}")),
+    )
+    .expect("kubeconfig");
+    Setup {
+        cluster,
+        _op: op,
+        _dir: dir,
+        kubeconfig,
+        kubeconfig_in_ns,
+    }
+}
+
+/// The cells of the row of `name` in a table printed by `list`.
+fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    let line = table
+        .lines()
+        .find(|l| l.split("   ").next().map(str::trim) == Some(name))
+        .unwrap_or_else(|| panic!("no row {name} in:\n{table}"));
+    line.split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_token_prints_the_value_once_on_stdout() {
+    let s = setup().await;
+    let out = run(
+        &s.kubeconfig,
+        &[
+            "create-token",
+            "ci-deploy",
+            "--key",
+            "ci-bot",
+            "-n",
+            NS,
+            "--lifetime",
+            "90d",
+            "--rotate-every",
+            "30d",
+            "--grace-period",
+            "1h",
+            "--display-name",
+            "CI deploy",
+            "--tag",
+            "team=payments",
+            "--secret-name",
+            "ci-deploy-token",
+        ],
+    )
+    .await;
+    let printed = ok(&out, "create-token");
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout is the value and nothing else");
+    let value = lines[0];
+    assert!(token::parse(value).is_ok(), "a well-formed value");
+    assert!(value.starts_with("akpat_"), "a personal token");
+
+    let token = s
+        .cluster
+        .api::<ApiToken>(NS)
+        .get("ci-deploy")
+        .await
+        .expect("the ApiToken exists");
+    let status = token.status.as_ref().expect("status");
+    assert_eq!(
+        Some(token::hash_value(value).as_str()),
+        status.hash.as_deref(),
+        "the printed value is the recorded one"
+    );
+    let secret = s
+        .cluster
+        .api::<Secret>(NS)
+        .get("ci-deploy-token")
+        .await
+        .expect("the named Secret");
+    assert!(
+        secret_value(&secret, "token") == value,
+        "the named Secret holds the printed value"
+    );
+    let spec = &token.spec;
+    assert_eq!(spec.api_key_ref.name, "ci-bot");
+    assert_eq!(spec.display_name.as_deref(), Some("CI deploy"));
+    assert_eq!(spec.tags.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(
+        spec.expiration.as_ref().and_then(|e| e.lifetime.as_deref()),
+        Some("90d")
+    );
+    let rotation = &spec.rotation.as_ref().expect("rotation").schedule;
+    assert_eq!(rotation.every.as_deref(), Some("30d"));
+    assert_eq!(rotation.grace_period.as_deref(), Some("1h"));
+
+    let note = stderr(&out);
+    assert!(note.contains("will not show it again"), "{note}");
+    assert!(note.contains(&format!("{NS}/ci-deploy-token")), "{note}");
+    assert!(!note.contains(value), "stderr carries the value");
+
+    // The same name again: refused, nothing printed.
+    let again = run(
+        &s.kubeconfig,
+        &["create-token", "ci-deploy", "--key", "ci-bot", "-n", NS],
+    )
+    .await;
+    assert!(!again.status.success());
+    assert!(stdout(&again).is_empty());
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+
+    // Without -n: the kubeconfig context's namespace.
+    let out = run(
+        &s.kubeconfig_in_ns,
+        &["create-token", "from-context", "--key", "ci-bot"],
+    )
+    .await;
+    let value = ok(&out, "create-token without -n");
+    let token = s
+        .cluster
+        .api::<ApiToken>(NS)
+        .get("from-context")
+        .await
+        .expect("created in the context's namespace");
+    assert_eq!(
+        Some(token::hash_value(value.trim_end()).as_str()),
+        token.status.as_ref().and_then(|s| s.hash.as_deref())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_list_and_status_show_what_the_status_says() {
+    let s = setup().await;
+    let tokens = s.cluster.api::<ApiToken>(NS);
+    create_token(
+        &tokens,
+        "rotated",
+        "{apiKeyRef: {name: ci-bot}, rotation: {gracePeriod: 1h}}",
+    )
+    .await;
+    let rotated = ready_token(&tokens, "rotated").await;
+    create_token(
+        &tokens,
+        "dated",
+        "{apiKeyRef: {name: ci-bot}, expiration: {lifetime: 90d}}",
+    )
+    .await;
+    ready_token(&tokens, "dated").await;
+    create_token(&tokens, "orphan", "{apiKeyRef: {name: nobody}}").await;
+    wait_for(
+        &s.cluster.api::<ApiToken>(NS),
+        "orphan",
+        "ApiKeyNotFound",
+        token_reason("ApiKeyNotFound"),
+    )
+    .await;
+
+    // rotate: requests, waits, reports.
+    let out = run(
+        &s.kubeconfig,
+        &["rotate", "rotated", "-n", NS, "--request", "r1"],
+    )
+    .await;
+    let said = ok(&out, "rotate");
+    assert_eq!(
+        said.trim(),
+        format!("apitoken {NS}/rotated: rotation requested (r1)")
+    );
+    let after = s
+        .cluster
+        .api::<ApiToken>(NS)
+        .get("rotated")
+        .await
+        .expect("token");
+    let status = after.status.as_ref().expect("status");
+    assert_eq!(
+        status.rotations,
+        Some(1),
+        "rotated once, before rotate returned"
+    );
+    assert_eq!(status.last_rotation_request.as_deref(), Some("r1"));
+    assert_ne!(
+        status.hash,
+        rotated.status.as_ref().and_then(|s| s.hash.clone())
+    );
+    let value = secret_value(
+        &s.cluster
+            .api::<Secret>(NS)
+            .get("rotated")
+            .await
+            .expect("Secret"),
+        "token",
+    );
+
+    // list -n NS.
+    let table = ok(&run(&s.kubeconfig, &["list", "-n", NS]).await, "list");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "KEY", "READY", "EXPIRES", "GRACE"],
+        "{table}"
+    );
+    assert_eq!(table.lines().count(), 4, "{table}");
+    let r = row(&table, "rotated");
+    assert_eq!(&r[..4], ["rotated", "ci-bot", "True", "never"], "{table}");
+    assert!(
+        r[4].starts_with("1 previous value valid for ") && r[4].ends_with('m'),
+        "grace of the rotated value: {table}"
+    );
+    let d = row(&table, "dated");
+    assert_eq!(&d[..3], ["dated", "ci-bot", "True"], "{table}");
+    assert!(
+        d[3] == "in 89d" || d[3] == "in 90d",
+        "expiry in days: {table}"
+    );
+    assert_eq!(d[4], "-", "{table}");
+    assert_eq!(
+        row(&table, "orphan")[1..],
+        ["nobody", "False (ApiKeyNotFound)", "-", "-"],
+        "{table}"
+    );
+    assert!(!table.contains(&value), "list carries a value");
+
+    // The context's namespace without -n; -A adds a NAMESPACE column.
+    let from_context = ok(
+        &run(&s.kubeconfig_in_ns, &["list"]).await,
+        "list without -n",
+    );
+    assert_eq!(from_context.lines().count(), 4, "{from_context}");
+    assert_eq!(
+        row(&from_context, "dated")[..3],
+        ["dated", "ci-bot", "True"]
+    );
+    let elsewhere = run(&s.kubeconfig, &["list"]).await;
+    assert!(ok(&elsewhere, "list in namespace default").is_empty());
+    assert!(
+        stderr(&elsewhere).contains("No ApiTokens in namespace default"),
+        "{}",
+        stderr(&elsewhere)
+    );
+    let all = ok(&run(&s.kubeconfig, &["list", "-A"]).await, "list -A");
+    let header: Vec<&str> = all
+        .lines()
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAMESPACE", "NAME", "KEY", "READY", "EXPIRES", "GRACE"],
+        "{all}"
+    );
+    assert_eq!(row(&all, NS).len(), 6, "{all}");
+
+    // status: one token in detail.
+    let detail = ok(
+        &run(&s.kubeconfig_in_ns, &["status", "rotated"]).await,
+        "status",
+    );
+    let token_id = status.token_id.as_deref().expect("tokenId");
+    let field = |label: &str, value: &str| format!("{label:<16}{value}");
+    for line in [
+        format!("ApiToken {NS}/rotated"),
+        field("Key:", "ci-bot"),
+        field("Ready:", "True"),
+        field("Token id:", token_id),
+        field("Secret:", "rotated (key token)"),
+        field("Expires:", "never"),
+        field("Rotations:", "1"),
+        "Conditions:".to_owned(),
+    ] {
+        assert!(
+            detail.lines().any(|l| l.trim_end() == line),
+            "{line:?} missing from:\n{detail}"
+        );
+    }
+    assert!(
+        detail
+            .lines()
+            .any(|l| l.starts_with(&field("Grace:", "1 previous value valid for "))),
+        "{detail}"
+    );
+    assert!(
+        detail.lines().any(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            cells.starts_with(&["Ready", "True", "Issued"])
+        }),
+        "{detail}"
+    );
+    assert!(!detail.contains(&value), "status carries a value");
+
+    let missing = run(&s.kubeconfig, &["status", "nope", "-n", NS]).await;
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains(&format!("ApiToken {NS}/nope not found")),
+        "{}",
+        stderr(&missing)
+    );
+}

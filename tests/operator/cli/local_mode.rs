@@ -1,0 +1,284 @@
+//! `apikey-operator local` as README.md's quickstart runs it: the real binary
+//! with `--kubeconfig <tmp>/kubeconfig --apply examples/quickstart.yaml` (and
+//! free ports), the machine's kubectl against the kubeconfig it writes, the
+//! quickstart token's value read from its Secret and accepted by the
+//! verifier's `/auth`, a rotation with the `rotate` subcommand, and a clean
+//! exit on SIGTERM with no token value in the log.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::ports::free_ports;
+use crate::support::process::operator_binary;
+use crate::support::temp_dir::temp_dir;
+use crate::support::{DEADLINE, eventually, http, secret_value};
+use apikey_operator::api::ApiToken;
+use apikey_operator::token;
+use k8s_openapi::api::core::v1::Secret;
+
+const NS: &str = "demo";
+const TOKEN: &str = "alice-laptop";
+
+/// A `local` process, SIGKILLed if the test ends before it exited.
+struct LocalProcess {
+    child: Child,
+}
+
+impl LocalProcess {
+    fn spawn(kubeconfig: &Path, verify: SocketAddr, admin: SocketAddr, log: &Path) -> LocalProcess {
+        let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.yaml");
+        let stderr = std::fs::File::create(log).expect("log file");
+        let child = Command::new(operator_binary())
+            .arg("local")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--apply")
+            .arg(quickstart)
+            .arg("--verify-addr")
+            .arg(verify.to_string())
+            .arg("--admin-addr")
+            .arg(admin.to_string())
+            .env_remove("KUBECONFIG")
+            .env_remove("RUST_LOG")
+            .env_remove("APIKEY_OPERATOR_VERIFY_ADDR")
+            .env_remove("APIKEY_OPERATOR_ADMIN_ADDR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("apikey-operator local starts");
+        LocalProcess { child }
+    }
+
+    fn assert_running(&mut self, log: &Path) {
+        if let Some(status) = self.child.try_wait().expect("process status") {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("local exited early with {status}; log:\n{text}");
+        }
+    }
+}
+
+impl Drop for LocalProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The machine's kubectl with `kubeconfig`: stdout, or `None` when it fails.
+async fn kubectl(kubeconfig: &Path, args: &[&str]) -> Option<String> {
+    let kubeconfig: PathBuf = kubeconfig.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(&args)
+            .output()
+            .expect("kubectl runs (is /usr/bin/kubectl installed?)");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .await
+    .expect("kubectl task")
+}
+
+async fn get_token(kubeconfig: &Path) -> Option<ApiToken> {
+    let json = kubectl(
+        kubeconfig,
+        &["get", "apitoken", TOKEN, "-n", NS, "-o", "json"],
+    )
+    .await?;
+    serde_json::from_str(&json).ok()
+}
+
+async fn secret_token_value(kubeconfig: &Path) -> Option<String> {
+    let json = kubectl(
+        kubeconfig,
+        &["get", "secret", TOKEN, "-n", NS, "-o", "json"],
+    )
+    .await?;
+    let secret: Secret = serde_json::from_str(&json).ok()?;
+    Some(secret_value(&secret, "token"))
+}
+
+fn is_ready(token: &ApiToken) -> bool {
+    token.status.as_ref().is_some_and(|s| {
+        s.pending.is_none()
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// `/auth` with `X-API-Key: value`: (status, head).
+async fn auth(verify: SocketAddr, value: &str) -> (u16, String) {
+    let (status, head, _) =
+        http::request(verify, "GET", "/auth", &[("X-API-Key", value)], "").await;
+    (status, head)
+}
+
+/// The non-secret token id and separator stripped: what must never be logged.
+fn secret_part(value: &str) -> &str {
+    &value[value.len() - 40..]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_in_local_mode_authenticates_and_stops_cleanly() {
+    let dir = temp_dir("local-mode");
+    let kubeconfig = dir.join("kubeconfig");
+    let log = dir.join("local.log");
+    let [verify_port, admin_port] = free_ports();
+    let verify = SocketAddr::from(([127, 0, 0, 1], verify_port));
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let mut local = LocalProcess::spawn(&kubeconfig, verify, admin, &log);
+
+    eventually("the kubeconfig to be written", || {
+        local.assert_running(&log);
+        let written = std::fs::read_to_string(&kubeconfig)
+            .is_ok_and(|k| k.contains("server: http://127.0.0.1:"));
+        async move { written.then_some(()) }
+    })
+    .await;
+    let token = eventually("the quickstart token to be Ready", || async {
+        get_token(&kubeconfig).await.filter(is_ready)
+    })
+    .await;
+    let table = kubectl(&kubeconfig, &["get", "apikeys,apitokens", "-n", NS])
+        .await
+        .expect("kubectl get");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&format!("apitoken.apikeys.dev/{TOKEN}")))
+        .unwrap_or_else(|| panic!("no {TOKEN} row:\n{table}"));
+    assert!(
+        row.split_whitespace().nth(2) == Some("True"),
+        "READY column: {table}"
+    );
+
+    // The value, as README's `kubectl get secret … | base64 -d` reads it.
+    let value = secret_token_value(&kubeconfig).await.expect("the Secret");
+    assert_eq!(
+        Some(token::hash_value(&value).as_str()),
+        token.status.as_ref().and_then(|s| s.hash.as_deref()),
+        "the Secret holds the recorded value"
+    );
+    let head = eventually("the verifier to accept the value", || async {
+        let (status, head) = auth(verify, &value).await;
+        (status == 200).then_some(head)
+    })
+    .await;
+    assert_eq!(
+        header(&head, "x-auth-user"),
+        Some("alice@example.com"),
+        "{head}"
+    );
+    assert_eq!(header(&head, "x-auth-apitoken"), Some(TOKEN), "{head}");
+    assert_eq!(header(&head, "x-auth-namespace"), Some(NS), "{head}");
+    assert_eq!(header(&head, "x-auth-apikey"), Some("alice"), "{head}");
+    let (status, _) = auth(verify, "akpat_not_a_token").await;
+    assert_eq!(status, 401, "a made-up value is rejected");
+    let (status, _, body) = http::request(admin, "GET", "/readyz", &[], "").await;
+    assert_eq!(status, 200, "admin /readyz: {body}");
+
+    // README: `apikey-operator rotate alice-laptop -n demo --kubeconfig …` gives a
+    // fresh value; the quickstart's 1h grace period keeps the old one valid.
+    let rotate = {
+        let kubeconfig = kubeconfig.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(operator_binary())
+                .args(["rotate", TOKEN, "-n", NS, "--request", "r1", "--wait", "30"])
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .env_remove("KUBECONFIG")
+                .output()
+                .expect("rotate runs")
+        })
+        .await
+        .expect("rotate task")
+    };
+    assert!(
+        rotate.status.success(),
+        "rotate failed: {}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&rotate.stdout).contains("rotation requested (r1)"),
+        "{}",
+        String::from_utf8_lossy(&rotate.stdout)
+    );
+    let new_value = eventually("the Secret to hold a new value", || async {
+        secret_token_value(&kubeconfig)
+            .await
+            .filter(|v| *v != value)
+    })
+    .await;
+    eventually("the verifier to accept the new value", || async {
+        (auth(verify, &new_value).await.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        auth(verify, &value).await.0,
+        200,
+        "the previous value works during its grace period"
+    );
+
+    // SIGTERM: everything stops in order and the process exits 0.
+    local.assert_running(&log);
+    let sent = Command::new("kill")
+        .args(["-TERM", &local.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "SIGTERM sent");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = local.child.try_wait().expect("process status") {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "local did not exit within {DEADLINE:?} of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(status.success(), "local exited with {status}; log:\n{text}");
+    assert!(text.contains("local mode ready"), "log:\n{text}");
+    assert!(text.contains("local mode stopped"), "log:\n{text}");
+    for v in [&value, &new_value] {
+        assert!(
+            !text.contains(secret_part(v)),
+            "the log contains a token value"
+        );
+    }
+}
+
+#[test]
+fn local_help_names_the_documented_flags() {
+    let out = Command::new(operator_binary())
+        .args(["local", "--help"])
+        .output()
+        .expect("apikey-operator runs");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--kubeconfig",
+        "--apply",
+        "--state",
+        "--port",
+        "--verify-addr",
+        "--admin-addr",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}

@@ -1,0 +1,4 @@
+//! The operator binary's subcommands as a user runs them.
+
+mod commands;
+mod local_mode;
