@@ -1,8 +1,11 @@
 //! Errors of the emulator: `ApiError` is what a request gets back as a Kubernetes `Status` body,
 //! `EmulatorError` is what the embedding program gets from starting, persisting or stopping it.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
+use super::admission::Pending;
 use super::registry::ResourceDef;
 use super::schema::FieldError;
 
@@ -40,6 +43,12 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// A webhook's denial: the `Status` as the webhook worded it (reason and
+    /// details are the webhook's), sent instead of the fields above.
+    pub status: Option<Box<Value>>,
+    /// Not a failure: the write stopped at the admission gate until the
+    /// webhooks it names are asked (see `admission`); never sent to a client.
+    pub(crate) pending: Option<Arc<Pending>>,
 }
 
 impl ApiError {
@@ -49,6 +58,8 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            status: None,
+            pending: None,
         }
     }
 
@@ -132,6 +143,34 @@ impl ApiError {
             .with_details(json!({"kind": def.plural, "causes": causes}))
     }
 
+    /// 500 as upstream's `NewInternalError` words it.
+    pub fn internal(err: &str) -> Self {
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {err}"),
+        )
+        .with_details(json!({"causes": [{"message": err}]}))
+    }
+
+    /// A webhook's denial, `status` being the Status body the client gets.
+    pub fn webhook_denial(status: Value) -> Self {
+        let code = status["code"]
+            .as_u64()
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(400);
+        let mut e = Self::new(code, "", status["message"].as_str().unwrap_or_default());
+        e.status = Some(Box::new(status));
+        e
+    }
+
+    /// The write stopped at the admission gate (see `admission::gate`).
+    pub(crate) fn admission_pending(pending: Pending) -> Self {
+        let mut e = Self::new(0, "", "admission webhooks to ask");
+        e.pending = Some(Arc::new(pending));
+        e
+    }
+
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
     }
@@ -209,6 +248,9 @@ impl ApiError {
 
     /// The `Status` body sent to the client.
     pub fn to_status(&self) -> Value {
+        if let Some(status) = &self.status {
+            return (**status).clone();
+        }
         let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",

@@ -216,6 +216,16 @@ impl Registry {
                 &["api-extensions"],
                 true,
             ),
+            builtin(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingWebhookConfiguration",
+                "validatingwebhookconfigurations",
+                false,
+                &[],
+                &["api-extensions"],
+                false,
+            ),
         ]
     }
 

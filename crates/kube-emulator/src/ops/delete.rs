@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::metadata::{finalizers, set_finalizers};
 use super::{FOREGROUND, ORPHAN, WriteCtx, current, is_namespace, now_rfc3339, served};
+use crate::admission::{self, Attempt, Operation};
 use crate::error::ApiError;
 use crate::registry::ResourceDef;
 use crate::store::{EventType, State};
@@ -105,6 +106,13 @@ pub fn delete(
             )));
         }
     }
+    let attempt = Attempt {
+        operation: Operation::Delete,
+        name,
+        object: None,
+        old: Some(&old),
+    };
+    admission::gate(st, ctx, attempt)?;
     let terminating = !fins.is_empty() || is_namespace(&def);
     if terminating {
         set_finalizers(&mut obj, &fins);

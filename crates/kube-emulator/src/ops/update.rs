@@ -10,6 +10,7 @@ use super::apply::{apply, parse_apply_body};
 use super::kinds::{apply_kind_rules, check_kind, validate_custom};
 use super::metadata::{finalizers, spec_changed, validate_metadata};
 use super::{WriteCtx, current, is_namespace, now_rfc3339, served, served_stored};
+use crate::admission::{self, Attempt, Operation};
 use crate::error::{ApiError, field_error};
 use crate::patch::{self, PatchKind};
 use crate::schema::FieldErrorKind;
@@ -165,6 +166,13 @@ pub(super) fn commit_update(
         let av = def.api_version(&ctx.version);
         patch::record_update(Some(old), &mut new, &ctx.writer(&av, &now));
     }
+    let attempt = Attempt {
+        operation: Operation::Update,
+        name: &name,
+        object: Some(&mut new),
+        old: Some(old),
+    };
+    admission::gate(st, ctx, attempt)?;
     if new == **old {
         return Ok(served_stored(&def, &ctx.version, old));
     }

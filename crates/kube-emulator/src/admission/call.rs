@@ -1,0 +1,308 @@
+//! Asking the webhooks of a `Pending` write: HTTPS POSTs of the AdmissionReview (TLS checked
+//! against the webhook's `caBundle`, services resolved through `EmulatorConfig::service_addrs`),
+//! in parallel as upstream's validating dispatcher, and their answers turned into what the
+//! client gets, in upstream's words (`errors/statuserror.go`, `util/webhook/error.go`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+use super::matching::{Endpoint, Webhook};
+use super::{Call, Pending};
+use crate::error::ApiError;
+
+/// Where webhook Services are reached: (namespace, name, port) → a local address.
+pub type ServiceAddrs = HashMap<(String, String, u16), SocketAddr>;
+
+/// Largest webhook answer read (upstream's limit on webhook responses is about 3 MiB too).
+const MAX_RESPONSE: usize = 3 * 1024 * 1024;
+
+/// Asks every webhook of `pending` at once; Ok when all allowed (or failed open), else the
+/// first error in webhook order.
+pub async fn dispatch(pending: &Pending, services: &ServiceAddrs) -> Result<(), ApiError> {
+    let outcomes = futures::future::join_all(pending.calls.iter().map(|c| ask(c, services))).await;
+    outcomes.into_iter().collect()
+}
+
+/// Why a call gave no verdict; `Fail` turns it into a 500, `Ignore` lets the write through.
+struct CallFailed(String);
+
+async fn ask(call: &Call, services: &ServiceAddrs) -> Result<(), ApiError> {
+    let hook = &call.webhook;
+    if call.dry_run && !matches!(hook.side_effects.as_str(), "None" | "NoneOnDryRun") {
+        return Err(ApiError::bad_request(format!(
+            "admission webhook {:?} does not support dry run",
+            hook.name
+        )));
+    }
+    match post(call, services).await.and_then(|r| verdict(call, &r)) {
+        Ok(None) => Ok(()),
+        Ok(Some(denial)) => Err(denial),
+        Err(CallFailed(_)) if hook.fail_open => Ok(()),
+        Err(CallFailed(reason)) => Err(ApiError::internal(&format!(
+            "failed calling webhook {:?}: {reason}",
+            hook.name
+        ))),
+    }
+}
+
+/// The URL as upstream's client posts to it (with `?timeout=`), and where to connect.
+fn target(
+    hook: &Webhook,
+    services: &ServiceAddrs,
+) -> Result<(String, String, Result<SocketAddr, String>), CallFailed> {
+    let timeout = format!("timeout={}s", hook.timeout_seconds);
+    match &hook.endpoint {
+        Endpoint::Url(url) => {
+            let uri: axum::http::Uri = url
+                .parse()
+                .map_err(|e| CallFailed(format!("could not get REST client: {e}")))?;
+            let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+            let port = uri.port_u16().unwrap_or(443);
+            let addr = format!("{host}:{port}").parse::<SocketAddr>().or_else(|_| {
+                std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| format!("dial tcp: lookup {host}: no such host"))
+            });
+            let sep = if url.contains('?') { '&' } else { '?' };
+            Ok((format!("{url}{sep}{timeout}"), host.to_string(), addr))
+        }
+        Endpoint::Service {
+            namespace,
+            name,
+            port,
+            path,
+        } => {
+            let host = format!("{name}.{namespace}.svc");
+            let addr = services
+                .get(&(namespace.clone(), name.clone(), *port))
+                .copied()
+                .ok_or_else(|| {
+                    format!(
+                        "service \"{namespace}/{name}\" port {port} has no address in the emulator's service_addrs"
+                    )
+                });
+            Ok((format!("https://{host}:{port}{path}?{timeout}"), host, addr))
+        }
+    }
+}
+
+fn tls_config(ca_bundle: &[u8]) -> Result<ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_bundle) {
+        let cert = cert.map_err(|e| format!("unable to load root certificates: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("unable to load root certificates: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Go's words for the usual transport failures, so that messages read as upstream's.
+fn go_words(e: &std::io::Error, addr: SocketAddr) -> String {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        return format!("dial tcp {addr}: connect: connection refused");
+    }
+    if let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return match tls {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+                "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+                    .to_string()
+            }
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            ) => format!(
+                "tls: failed to verify certificate: x509: certificate is not valid for {addr}"
+            ),
+            other => format!("tls: {other}"),
+        };
+    }
+    e.to_string()
+}
+
+async fn post(call: &Call, services: &ServiceAddrs) -> Result<Value, CallFailed> {
+    let hook = &call.webhook;
+    let (url, host, addr) = target(hook, services)?;
+    let failed = |why: String| CallFailed(format!("failed to call webhook: Post {url:?}: {why}"));
+    let addr = addr.map_err(&failed)?;
+    let uri: axum::http::Uri = url.parse().map_err(|e| failed(format!("{e}")))?;
+    let body = serde_json::to_vec(&call.review).unwrap_or_default();
+    let exchange = async {
+        let tls = tls_config(&hook.ca_bundle)?;
+        let server_name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| go_words(&e, addr))?;
+        let stream = TlsConnector::from(Arc::new(tls))
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| go_words(&e, addr))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        let request =
+            axum::http::Request::post(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+                .header("host", authority)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, */*")
+                .body(Full::new(Bytes::from(body)))
+                .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "an error on the server ({:?}) has prevented the request from succeeding",
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+        serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(Duration::from_secs(hook.timeout_seconds), exchange).await {
+        Ok(Ok(review)) => Ok(review),
+        Ok(Err(why)) => Err(failed(why)),
+        Err(_) => Err(failed("context deadline exceeded".into())),
+    }
+}
+
+/// upstream `VerifyAdmissionResponse` then `ToStatusErr`: None when allowed, the denial
+/// otherwise.
+fn verdict(call: &Call, review: &Value) -> Result<Option<ApiError>, CallFailed> {
+    let invalid = |why: String| CallFailed(format!("received invalid webhook response: {why}"));
+    let response = &review["response"];
+    if !response.is_object() {
+        return Err(invalid("webhook response was absent".into()));
+    }
+    let uid = response["uid"].as_str().unwrap_or_default();
+    if uid != call.uid {
+        return Err(invalid(format!(
+            "expected response.uid={:?}, got {uid:?}",
+            call.uid
+        )));
+    }
+    let (api_version, kind) = (
+        review["apiVersion"].as_str().unwrap_or_default(),
+        review["kind"].as_str().unwrap_or_default(),
+    );
+    if (api_version, kind) != ("admission.k8s.io/v1", "AdmissionReview") {
+        return Err(invalid(format!(
+            "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got {api_version}, Kind={kind}"
+        )));
+    }
+    if response["patch"].as_str().is_some_and(|p| !p.is_empty()) {
+        return Err(invalid(
+            "validating webhook may not return response.patch".into(),
+        ));
+    }
+    if !response["patchType"].is_null() {
+        return Err(invalid(
+            "validating webhook may not return response.patchType".into(),
+        ));
+    }
+    if response["allowed"].as_bool() == Some(true) {
+        return Ok(None);
+    }
+    Ok(Some(denial(&call.webhook.name, &response["status"])))
+}
+
+/// The client's error for a denial: the webhook's Status, at least 400, `Failure`, and the
+/// message prefixed with the webhook's name.
+pub(super) fn denial(hook: &str, result: &Value) -> ApiError {
+    let mut status = match result {
+        Value::Object(_) => result.clone(),
+        _ => json!({}),
+    };
+    let code = status["code"].as_u64().unwrap_or(0);
+    if code < 400 {
+        status["code"] = json!(400);
+    }
+    if matches!(status["status"].as_str(), None | Some("") | Some("Success")) {
+        status["status"] = json!("Failure");
+    }
+    let denied_by = format!("admission webhook {hook:?} denied the request");
+    let message = match (status["message"].as_str(), status["reason"].as_str()) {
+        (Some(m), _) if !m.is_empty() => format!("{denied_by}: {m}"),
+        (_, Some(r)) if !r.is_empty() => format!("{denied_by}: {r}"),
+        _ => format!("{denied_by} without explanation"),
+    };
+    status["message"] = json!(message);
+    status["kind"] = json!("Status");
+    status["apiVersion"] = json!("v1");
+    if !status["metadata"].is_object() {
+        status["metadata"] = json!({});
+    }
+    ApiError::webhook_denial(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denials_read_as_upstream() {
+        let cases = [
+            (
+                json!(null),
+                400,
+                "admission webhook \"w.x.dev\" denied the request without explanation",
+            ),
+            (
+                json!({"message": "no"}),
+                400,
+                "admission webhook \"w.x.dev\" denied the request: no",
+            ),
+            (
+                json!({"reason": "Nope", "code": 200}),
+                400,
+                "admission webhook \"w.x.dev\" denied the request: Nope",
+            ),
+            (
+                json!({"message": "no", "code": 403, "reason": "Forbidden"}),
+                403,
+                "admission webhook \"w.x.dev\" denied the request: no",
+            ),
+        ];
+        for (result, code, message) in cases {
+            let e = denial("w.x.dev", &result);
+            let status = e.to_status();
+            assert_eq!(e.code, code);
+            assert_eq!(status["code"], code);
+            assert_eq!(status["message"], message);
+            assert_eq!(status["status"], "Failure");
+            assert_eq!(status["kind"], "Status");
+        }
+        assert_eq!(
+            denial("w", &json!({"code": 403, "reason": "Forbidden"})).to_status()["reason"],
+            "Forbidden"
+        );
+    }
+}

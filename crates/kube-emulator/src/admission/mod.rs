@@ -1,0 +1,390 @@
+//! Validating admission webhooks. A write reaches `gate` (from `ops`) after validation and
+//! defaulting, just before it is stored; with webhooks to ask, the gate stops it with a
+//! `Pending` naming them, `http` drops the store lock, asks them (`call`), and runs the write
+//! again with `Admission::Allowed`, which commits the very object they saw if nothing changed
+//! meanwhile (upstream's GuaranteedUpdate retry otherwise). `matching` decides who is asked.
+
+mod call;
+mod matching;
+mod validation;
+
+use std::sync::Arc;
+
+use kube::core::cel::{AdmissionRequest, GroupVersionKind, GroupVersionResource, VapEvaluator};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::ops::{WriteCtx, served};
+use crate::registry::ResourceDef;
+use crate::store::State;
+
+pub use call::{ServiceAddrs, dispatch};
+use matching::{Target, rule_matches, selector_is_empty, selector_matches};
+pub use matching::{Webhook, compile_all};
+pub use validation::validate_configuration;
+
+/// Store key of the configurations the gate reads.
+pub const VALIDATING_KEY: &str = "admissionregistration.k8s.io/validatingwebhookconfigurations";
+
+/// Where a write stands with validating admission webhooks.
+#[derive(Debug, Clone, Default)]
+pub enum Admission {
+    /// Writes the server makes itself (garbage collection, namespace cleanup).
+    #[default]
+    Exempt,
+    /// A client's write: matching webhooks are asked before it is stored.
+    Required {
+        /// The request's options without `kind`/`apiVersion`.
+        options: Arc<Value>,
+    },
+    /// The webhooks allowed `object`, computed from the stored object at `base`.
+    Allowed {
+        options: Arc<Value>,
+        base: Option<String>,
+        object: Option<Arc<Value>>,
+    },
+}
+
+/// The admission operation of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        }
+    }
+
+    fn options_kind(self) -> &'static str {
+        match self {
+            Operation::Create => "CreateOptions",
+            Operation::Update => "UpdateOptions",
+            Operation::Delete => "DeleteOptions",
+        }
+    }
+}
+
+/// One webhook to ask and the AdmissionReview it gets.
+#[derive(Debug)]
+pub struct Call {
+    pub webhook: Arc<Webhook>,
+    pub uid: String,
+    pub review: Value,
+    pub dry_run: bool,
+}
+
+/// A write stopped at the gate: who to ask, and what to commit if they allow it.
+#[derive(Debug)]
+pub struct Pending {
+    pub calls: Vec<Call>,
+    base: Option<String>,
+    object: Option<Arc<Value>>,
+}
+
+impl Pending {
+    /// The admission state of the write's next run once every webhook allowed it.
+    pub fn allowed(&self, ctx: &WriteCtx) -> Admission {
+        let options = match &ctx.admission {
+            Admission::Required { options } | Admission::Allowed { options, .. } => options.clone(),
+            Admission::Exempt => Arc::default(),
+        };
+        Admission::Allowed {
+            options,
+            base: self.base.clone(),
+            object: self.object.clone(),
+        }
+    }
+}
+
+/// What the gate checks, from the write in progress.
+pub struct Attempt<'a> {
+    pub operation: Operation,
+    /// The name the client sent (empty on a create with `generateName`).
+    pub name: &'a str,
+    pub object: Option<&'a mut Value>,
+    pub old: Option<&'a Arc<Value>>,
+}
+
+fn rv_of(old: Option<&Arc<Value>>) -> Option<String> {
+    old.and_then(|o| o["metadata"]["resourceVersion"].as_str())
+        .map(str::to_string)
+}
+
+/// The admission gate `ops` calls before storing: Ok to go on, or an error (a `Pending` when
+/// webhooks must be asked first). With no configuration stored it costs one `is_empty`.
+pub fn gate(st: &State, ctx: &WriteCtx, attempt: Attempt<'_>) -> Result<(), ApiError> {
+    if st.webhooks.is_empty() || exempt(&ctx.def) {
+        return Ok(());
+    }
+    let options = match &ctx.admission {
+        Admission::Exempt => return Ok(()),
+        Admission::Required { options } => options,
+        Admission::Allowed {
+            options,
+            base,
+            object,
+        } => {
+            if *base == rv_of(attempt.old) {
+                if let (Some(new), Some(allowed)) = (attempt.object, object) {
+                    *new = (**allowed).clone();
+                }
+                return Ok(());
+            }
+            options
+        }
+    };
+    let calls = matching_calls(st, ctx, &attempt, options)?;
+    if calls.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::admission_pending(Pending {
+        calls,
+        base: rv_of(attempt.old),
+        object: attempt.object.map(|o| Arc::new(o.clone())),
+    }))
+}
+
+/// Upstream never sends the admission configuration kinds themselves to webhooks.
+fn exempt(def: &ResourceDef) -> bool {
+    def.group == "admissionregistration.k8s.io"
+}
+
+fn namespace_labels(st: &State, ctx: &WriteCtx, attempt: &Attempt<'_>, ns: &str) -> Value {
+    let is_namespaces = ctx.def.group.is_empty() && ctx.def.plural == "namespaces";
+    if is_namespaces
+        && ctx.subresource.is_none()
+        && attempt.operation != Operation::Delete
+        && let Some(obj) = &attempt.object
+    {
+        return obj["metadata"]["labels"].clone();
+    }
+    st.get("/namespaces", "", ns)
+        .map(|n| n["metadata"]["labels"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn matching_calls(
+    st: &State,
+    ctx: &WriteCtx,
+    attempt: &Attempt<'_>,
+    options: &Arc<Value>,
+) -> Result<Vec<Call>, ApiError> {
+    let def = &ctx.def;
+    let is_namespaces = def.group.is_empty() && def.plural == "namespaces";
+    // A Namespace's requests carry its own name as their namespace, as upstream's.
+    let namespace = if is_namespaces {
+        attempt
+            .old
+            .and_then(|o| o["metadata"]["name"].as_str())
+            .or_else(|| {
+                attempt
+                    .object
+                    .as_ref()
+                    .and_then(|o| o["metadata"]["name"].as_str())
+            })
+            .unwrap_or(attempt.name)
+            .to_string()
+    } else {
+        ctx.namespace.clone()
+    };
+    let subresource = ctx.subresource.as_deref().unwrap_or_default();
+    let mut calls = Vec::new();
+    for hook in st.webhooks.iter() {
+        // Namespace selector (cluster-scoped objects other than namespaces always match).
+        if (!namespace.is_empty() || is_namespaces) && !selector_is_empty(&hook.namespace_selector)
+        {
+            let labels = namespace_labels(st, ctx, attempt, &namespace);
+            match selector_matches(&hook.namespace_selector, &labels) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => return Err(ApiError::internal(&e)),
+            }
+        }
+        if !selector_is_empty(&hook.object_selector) {
+            let labels_of = |o: Option<&Value>| o.map(|o| o["metadata"]["labels"].clone());
+            let candidates = [
+                labels_of(attempt.object.as_deref()),
+                labels_of(attempt.old.map(|o| &**o)),
+            ];
+            let mut matched = false;
+            for labels in candidates.into_iter().flatten() {
+                matched |= selector_matches(&hook.object_selector, &labels)
+                    .map_err(|e| ApiError::internal(&e))?;
+            }
+            if !matched {
+                continue;
+            }
+        }
+        let matches_version = |version: &str| {
+            hook.rules.iter().any(|r| {
+                rule_matches(
+                    r,
+                    &Target {
+                        operation: attempt.operation.as_str(),
+                        group: &def.group,
+                        version,
+                        resource: &def.plural,
+                        subresource,
+                        namespace: &namespace,
+                    },
+                )
+            })
+        };
+        let version = if matches_version(&ctx.version) {
+            ctx.version.clone()
+        } else if hook.match_equivalent {
+            match def
+                .versions
+                .iter()
+                .find(|v| **v != ctx.version && matches_version(v))
+            {
+                Some(v) => v.clone(),
+                None => continue,
+            }
+        } else {
+            continue;
+        };
+        let review = review(ctx, attempt, &namespace, &version, options);
+        if !conditions_match(hook, ctx, attempt, &review, &namespace)? {
+            continue;
+        }
+        let uid = review["request"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        calls.push(Call {
+            webhook: hook.clone(),
+            uid,
+            review,
+            dry_run: ctx.dry_run,
+        });
+    }
+    Ok(calls)
+}
+
+/// The AdmissionReview v1 request a webhook gets (upstream `CreateV1AdmissionReview`).
+fn review(
+    ctx: &WriteCtx,
+    attempt: &Attempt<'_>,
+    namespace: &str,
+    version: &str,
+    options: &Value,
+) -> Value {
+    let def = &ctx.def;
+    let at = |o: Option<&Value>| match o {
+        Some(o) => served(def, version, o),
+        None => Value::Null,
+    };
+    let mut opts =
+        json!({"kind": attempt.operation.options_kind(), "apiVersion": "meta.k8s.io/v1"});
+    if let (Some(o), Some(m)) = (opts.as_object_mut(), options.as_object()) {
+        o.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let mut request = json!({
+        "uid": crate::ops::new_uid(),
+        "kind": {"group": def.group, "version": version, "kind": def.kind},
+        "resource": {"group": def.group, "version": version, "resource": def.plural},
+        "requestKind": {"group": def.group, "version": ctx.version, "kind": def.kind},
+        "requestResource": {"group": def.group, "version": ctx.version, "resource": def.plural},
+        "operation": attempt.operation.as_str(),
+        "userInfo": ctx.user.to_json(),
+        "object": at(attempt.object.as_deref()),
+        "oldObject": at(attempt.old.map(|o| &**o)),
+        "dryRun": ctx.dry_run,
+        "options": opts,
+    });
+    if let Some(sub) = &ctx.subresource {
+        request["subResource"] = json!(sub);
+        request["requestSubResource"] = json!(sub);
+    }
+    if !attempt.name.is_empty() {
+        request["name"] = json!(attempt.name);
+    }
+    if !namespace.is_empty() {
+        request["namespace"] = json!(namespace);
+    }
+    json!({"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": request})
+}
+
+/// `matchConditions`: any false skips the webhook; errors fail closed under `Fail` (403) and
+/// skip it under `Ignore`, as upstream's matcher.
+fn conditions_match(
+    hook: &Webhook,
+    ctx: &WriteCtx,
+    attempt: &Attempt<'_>,
+    review: &Value,
+    namespace: &str,
+) -> Result<bool, ApiError> {
+    if hook.conditions.is_empty() {
+        return Ok(true);
+    }
+    let r = &review["request"];
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let mut builder =
+        VapEvaluator::builder()
+            .object(r["object"].clone())
+            .request(AdmissionRequest {
+                operation: attempt.operation.as_str().into(),
+                username: ctx.user.username.clone(),
+                uid: ctx.user.uid.clone(),
+                groups: ctx.user.groups.clone(),
+                name: attempt.name.into(),
+                namespace: namespace.into(),
+                dry_run: ctx.dry_run,
+                kind: GroupVersionKind {
+                    group: s(&r["kind"]["group"]),
+                    version: s(&r["kind"]["version"]),
+                    kind: s(&r["kind"]["kind"]),
+                },
+                resource: GroupVersionResource {
+                    group: s(&r["resource"]["group"]),
+                    version: s(&r["resource"]["version"]),
+                    resource: s(&r["resource"]["resource"]),
+                },
+            });
+    if !r["oldObject"].is_null() {
+        builder = builder.old_object(r["oldObject"].clone());
+    }
+    let evaluator = builder.build();
+    let mut errors = Vec::new();
+    for c in &hook.conditions {
+        let result = evaluator.evaluate_compiled(std::slice::from_ref(&c.program));
+        let Some(result) = result.first() else {
+            continue;
+        };
+        match (&c.program, result.passed, result.message.as_deref()) {
+            (_, true, _) => {}
+            // kube-cel words a `false` result as "validation expression … evaluated to false".
+            (Ok(_), false, Some(m)) if m.starts_with("validation expression") => return Ok(false),
+            (_, false, m) => errors.push(format!(
+                "matchCondition {:?}: {}",
+                c.name,
+                m.unwrap_or("error")
+            )),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(true);
+    }
+    if hook.fail_open {
+        return Ok(false);
+    }
+    let name = attempt
+        .object
+        .as_ref()
+        .and_then(|o| o["metadata"]["name"].as_str())
+        .unwrap_or(attempt.name);
+    let why = if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        format!("[{}]", errors.join(", "))
+    };
+    Err(ApiError::forbidden(&ctx.def, name, &why))
+}
