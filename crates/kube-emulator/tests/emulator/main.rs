@@ -2,6 +2,7 @@
 //! Kubernetes API server, structural-schema and CEL handling, and a throughput probe.
 //! `support` starts emulators and installs the test CRDs they share.
 
+mod admission;
 mod conformance;
 mod kubectl;
 mod perf;
