@@ -1,8 +1,6 @@
 //! Errors of the emulator: `ApiError` is what a request gets back as a Kubernetes `Status` body,
 //! `EmulatorError` is what the embedding program gets from starting, persisting or stopping it.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
 use super::admission::Pending;
@@ -48,7 +46,7 @@ pub struct ApiError {
     pub status: Option<Box<Value>>,
     /// Not a failure: the write stopped at the admission gate until the
     /// webhooks it names are asked (see `admission`); never sent to a client.
-    pub(crate) pending: Option<Arc<Pending>>,
+    pub(crate) pending: Option<Box<Pending>>,
 }
 
 impl ApiError {
@@ -167,7 +165,7 @@ impl ApiError {
     /// The write stopped at the admission gate (see `admission::gate`).
     pub(crate) fn admission_pending(pending: Pending) -> Self {
         let mut e = Self::new(0, "", "admission webhooks to ask");
-        e.pending = Some(Arc::new(pending));
+        e.pending = Some(Box::new(pending));
         e
     }
 

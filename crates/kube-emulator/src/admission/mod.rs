@@ -33,13 +33,9 @@ pub enum Admission {
     #[default]
     Exempt,
     /// A client's write: matching webhooks are asked before it is stored.
-    Required {
-        /// The request's options without `kind`/`apiVersion`.
-        options: Arc<Value>,
-    },
+    Required,
     /// The webhooks allowed `object`, computed from the stored object at `base`.
     Allowed {
-        options: Arc<Value>,
         base: Option<String>,
         object: Option<Arc<Value>>,
     },
@@ -72,7 +68,7 @@ impl Operation {
 }
 
 /// One webhook to ask and the AdmissionReview it gets.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Call {
     pub webhook: Arc<Webhook>,
     pub uid: String,
@@ -81,7 +77,7 @@ pub struct Call {
 }
 
 /// A write stopped at the gate: who to ask, and what to commit if they allow it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Pending {
     pub calls: Vec<Call>,
     base: Option<String>,
@@ -90,16 +86,23 @@ pub struct Pending {
 
 impl Pending {
     /// The admission state of the write's next run once every webhook allowed it.
-    pub fn allowed(&self, ctx: &WriteCtx) -> Admission {
-        let options = match &ctx.admission {
-            Admission::Required { options } | Admission::Allowed { options, .. } => options.clone(),
-            Admission::Exempt => Arc::default(),
-        };
+    pub fn allowed(&self) -> Admission {
         Admission::Allowed {
-            options,
             base: self.base.clone(),
             object: self.object.clone(),
         }
+    }
+
+    /// Adds the request's options (CreateOptions/UpdateOptions/DeleteOptions fields, which
+    /// the gate does not know) to every review; only writes that webhooks see pay for them.
+    pub fn with_options(mut self, options: &Value) -> Pending {
+        for call in &mut self.calls {
+            let target = &mut call.review["request"]["options"];
+            if let (Some(t), Some(o)) = (target.as_object_mut(), options.as_object()) {
+                t.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        self
     }
 }
 
@@ -123,24 +126,19 @@ pub fn gate(st: &State, ctx: &WriteCtx, attempt: Attempt<'_>) -> Result<(), ApiE
     if st.webhooks.is_empty() || exempt(&ctx.def) {
         return Ok(());
     }
-    let options = match &ctx.admission {
+    match &ctx.admission {
         Admission::Exempt => return Ok(()),
-        Admission::Required { options } => options,
-        Admission::Allowed {
-            options,
-            base,
-            object,
-        } => {
+        Admission::Required => {}
+        Admission::Allowed { base, object } => {
             if *base == rv_of(attempt.old) {
                 if let (Some(new), Some(allowed)) = (attempt.object, object) {
                     *new = (**allowed).clone();
                 }
                 return Ok(());
             }
-            options
         }
-    };
-    let calls = matching_calls(st, ctx, &attempt, options)?;
+    }
+    let calls = matching_calls(st, ctx, &attempt)?;
     if calls.is_empty() {
         return Ok(());
     }
@@ -174,7 +172,6 @@ fn matching_calls(
     st: &State,
     ctx: &WriteCtx,
     attempt: &Attempt<'_>,
-    options: &Arc<Value>,
 ) -> Result<Vec<Call>, ApiError> {
     let def = &ctx.def;
     let is_namespaces = def.group.is_empty() && def.plural == "namespaces";
@@ -251,7 +248,7 @@ fn matching_calls(
         } else {
             continue;
         };
-        let review = review(ctx, attempt, &namespace, &version, options);
+        let review = review(ctx, attempt, &namespace, &version);
         if !conditions_match(hook, ctx, attempt, &review, &namespace)? {
             continue;
         }
@@ -270,23 +267,13 @@ fn matching_calls(
 }
 
 /// The AdmissionReview v1 request a webhook gets (upstream `CreateV1AdmissionReview`).
-fn review(
-    ctx: &WriteCtx,
-    attempt: &Attempt<'_>,
-    namespace: &str,
-    version: &str,
-    options: &Value,
-) -> Value {
+fn review(ctx: &WriteCtx, attempt: &Attempt<'_>, namespace: &str, version: &str) -> Value {
     let def = &ctx.def;
     let at = |o: Option<&Value>| match o {
         Some(o) => served(def, version, o),
         None => Value::Null,
     };
-    let mut opts =
-        json!({"kind": attempt.operation.options_kind(), "apiVersion": "meta.k8s.io/v1"});
-    if let (Some(o), Some(m)) = (opts.as_object_mut(), options.as_object()) {
-        o.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
+    let opts = json!({"kind": attempt.operation.options_kind(), "apiVersion": "meta.k8s.io/v1"});
     let mut request = json!({
         "uid": crate::ops::new_uid(),
         "kind": {"group": def.group, "version": version, "kind": def.kind},

@@ -14,7 +14,7 @@ use super::paths::Target;
 use super::request::{ApiRequest, accept, delete_options, delete_opts, filter_of, write_ctx};
 use crate::Shared;
 use crate::error::ApiError;
-use crate::ops::{self, Admission, WriteCtx};
+use crate::ops::{self, WriteCtx};
 use crate::store::obj_key;
 use crate::table;
 
@@ -125,9 +125,6 @@ pub(super) async fn delete_collection(
     let opts = delete_opts(req)?;
     let mut ctx = write_ctx(t, req)?;
     ctx.dry_run |= opts.dry_run;
-    ctx.admission = Admission::Required {
-        options: Arc::new(delete_options(req)),
-    };
     let names: Vec<(String, String)> = shared
         .lock()
         .range(&t.def.key(), t.namespace.as_deref(), None)
@@ -141,7 +138,8 @@ pub(super) async fn delete_collection(
             ..ctx.clone()
         };
         // Each object is deleted as by its own DELETE, webhooks included.
-        let deleted = admitted(shared, ctx.clone(), |st, ctx| {
+        let options = || delete_options(req);
+        let deleted = admitted(shared, ctx.clone(), options, |st, ctx| {
             ops::delete(st, ctx, &name, &opts)
         })
         .await;

@@ -22,13 +22,15 @@ use super::Shared;
 use super::admission;
 use super::discovery;
 use super::error::ApiError;
-use super::ops::{self, Admission, WriteCtx};
+use super::ops::{self, WriteCtx};
 use super::patch::PatchKind;
 use super::store::State;
 use super::table;
 use list::{delete_collection, list};
 use paths::{Target, parse_target, verb_of};
-use request::{ApiRequest, accept, delete_options, delete_opts, parse_body, write_ctx};
+use request::{
+    ApiRequest, accept, delete_options, delete_opts, parse_body, write_ctx, write_options,
+};
 use watch::watch;
 
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -190,7 +192,8 @@ async fn resource(
             let obj = parse_body(req)?;
             let ctx = write_ctx(&target, req)?;
             let mut input = Some(obj);
-            let created = admitted(shared, ctx, |st, ctx| {
+            let options = || write_options(req);
+            let created = admitted(shared, ctx, options, |st, ctx| {
                 ops::create(st, ctx, retry_input(st, &mut input))
             })
             .await?;
@@ -202,7 +205,8 @@ async fn resource(
             let ctx = write_ctx(&target, req)?;
             let name = target.name.as_deref().unwrap_or_default();
             let mut input = Some(obj);
-            let updated = admitted(shared, ctx, |st, ctx| {
+            let options = || write_options(req);
+            let updated = admitted(shared, ctx, options, |st, ctx| {
                 ops::update(st, ctx, name, retry_input(st, &mut input))
             })
             .await?;
@@ -225,7 +229,8 @@ async fn resource(
                 PatchKind::Apply => Some(ops::parse_apply_body(&req.body)?),
                 _ => None,
             };
-            let (existed, patched) = admitted(shared, ctx, |st, ctx| {
+            let options = || write_options(req);
+            let (existed, patched) = admitted(shared, ctx, options, |st, ctx| {
                 let existed = st.get(&ctx.def.key(), &ctx.namespace, name).is_some();
                 let patched = match applied.is_some() {
                     true => ops::apply(st, ctx, name, retry_input(st, &mut applied), force)?,
@@ -242,12 +247,12 @@ async fn resource(
             let opts = delete_opts(req)?;
             let mut ctx = write_ctx(&target, req)?;
             ctx.dry_run |= opts.dry_run;
-            ctx.admission = Admission::Required {
-                options: Arc::new(delete_options(req)),
-            };
             let name = target.name.as_deref().unwrap_or_default();
-            let deleted =
-                admitted(shared, ctx, |st, ctx| ops::delete(st, ctx, name, &opts)).await?;
+            let options = || delete_options(req);
+            let deleted = admitted(shared, ctx, options, |st, ctx| {
+                ops::delete(st, ctx, name, &opts)
+            })
+            .await?;
             Ok(json_response(200, &deleted.answer(&target.def)))
         }
         (&Method::DELETE, false) => {
@@ -267,6 +272,7 @@ const ADMISSION_ROUNDS: usize = 8;
 async fn admitted<T>(
     shared: &Shared,
     mut ctx: WriteCtx,
+    options: impl Fn() -> Value,
     mut write: impl FnMut(&mut State, &WriteCtx) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     for _ in 0..ADMISSION_ROUNDS {
@@ -277,8 +283,9 @@ async fn admitted<T>(
             }) => p,
             other => return other,
         };
+        let pending = pending.with_options(&options());
         admission::dispatch(&pending, &shared.services).await?;
-        ctx.admission = pending.allowed(&ctx);
+        ctx.admission = pending.allowed();
     }
     Err(ApiError::internal(
         "the object kept changing while admission webhooks were asked",

@@ -3,7 +3,6 @@
 //! and by `list` and `watch`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, header};
@@ -95,15 +94,13 @@ pub(super) fn write_ctx(t: &Target, req: &ApiRequest) -> Result<WriteCtx, ApiErr
         subresource: t.subresource.clone(),
         // Until requests are authenticated, every client is the admin.
         user: UserInfo::admin(),
-        admission: Admission::Required {
-            options: Arc::new(write_options(req)),
-        },
+        admission: Admission::Required,
     })
 }
 
 /// The fields of CreateOptions/UpdateOptions (and of PatchOptions, which
 /// webhooks receive as those) that the query sets; admission adds the kind.
-fn write_options(req: &ApiRequest) -> Value {
+pub(super) fn write_options(req: &ApiRequest) -> Value {
     let mut options = json!({});
     if let Some(d) = req.param("dryRun") {
         options["dryRun"] = json!([d]);
