@@ -226,6 +226,16 @@ impl Registry {
                 &["api-extensions"],
                 false,
             ),
+            builtin(
+                "admissionregistration.k8s.io",
+                "v1",
+                "MutatingWebhookConfiguration",
+                "mutatingwebhookconfigurations",
+                false,
+                &[],
+                &["api-extensions"],
+                false,
+            ),
         ]
     }
 

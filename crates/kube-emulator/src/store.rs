@@ -114,6 +114,8 @@ pub struct State {
     /// The webhooks of every stored ValidatingWebhookConfiguration, compiled when one is
     /// written; the admission gate's first question is whether this is empty.
     pub webhooks: Arc<[Arc<Webhook>]>,
+    /// The same for MutatingWebhookConfigurations.
+    pub mutating_webhooks: Arc<[Arc<Webhook>]>,
 }
 
 impl State {
@@ -129,6 +131,7 @@ impl State {
             gc_pending: false,
             uids: HashSet::new(),
             webhooks: Arc::new([]),
+            mutating_webhooks: Arc::new([]),
         }
     }
 
@@ -232,15 +235,18 @@ impl State {
         let key = def.key();
         if key == CRD_KEY {
             self.rebuild_registry();
-        } else if key == admission::VALIDATING_KEY {
+        } else if key == admission::VALIDATING_KEY || key == admission::MUTATING_KEY {
             self.rebuild_webhooks();
         }
     }
 
     fn rebuild_webhooks(&mut self) {
-        let configs = self.objects.get(admission::VALIDATING_KEY);
-        self.webhooks =
-            admission::compile_all(configs.into_iter().flat_map(|m| m.values()).map(|v| &**v));
+        let of = |key: &str| {
+            let configs = self.objects.get(key);
+            admission::compile_all(configs.into_iter().flat_map(|m| m.values()).map(|v| &**v))
+        };
+        self.webhooks = of(admission::VALIDATING_KEY);
+        self.mutating_webhooks = of(admission::MUTATING_KEY);
     }
 
     pub fn rebuild_registry(&mut self) {

@@ -30,14 +30,54 @@ const MAX_RESPONSE: usize = 3 * 1024 * 1024;
 /// Asks every webhook of `pending` at once; Ok when all allowed (or failed open), else the
 /// first error in webhook order.
 pub async fn dispatch(pending: &Pending, services: &ServiceAddrs) -> Result<(), ApiError> {
-    let outcomes = futures::future::join_all(pending.calls.iter().map(|c| ask(c, services))).await;
-    outcomes.into_iter().collect()
+    let asks = pending.calls.iter().map(|c| ask(c, services, false));
+    let outcomes = futures::future::join_all(asks).await;
+    outcomes.into_iter().try_for_each(|o| o.map(|_| ()))
+}
+
+/// Asks the mutating webhooks of `pending` one after the other, each about the object as the
+/// ones before it patched it; the object they leave (None for a delete).
+pub async fn dispatch_mutating(
+    pending: &Pending,
+    services: &ServiceAddrs,
+) -> Result<Option<Arc<Value>>, ApiError> {
+    let mut object = pending.object.as_deref().cloned();
+    for call in &pending.calls {
+        let mut call = call.clone();
+        let sent = &mut call.review["request"]["object"];
+        if let Some(current) = &object {
+            let api_version = sent["apiVersion"].clone();
+            *sent = current.clone();
+            sent["apiVersion"] = api_version;
+        }
+        let Some(patch) = ask(&call, services, true).await? else {
+            continue;
+        };
+        let Some(current) = object.as_mut() else {
+            return Err(ApiError::internal(&format!(
+                "admission webhook {:?} attempted to modify the object, which is not supported for this operation",
+                call.webhook.name
+            )));
+        };
+        let api_version = current["apiVersion"].clone();
+        let mut patched = call.review["request"]["object"].clone();
+        json_patch::patch(&mut patched, &patch).map_err(|e| ApiError::internal(&e.to_string()))?;
+        patched["apiVersion"] = api_version;
+        *current = patched;
+    }
+    Ok(object.map(Arc::new))
 }
 
 /// Why a call gave no verdict; `Fail` turns it into a 500, `Ignore` lets the write through.
 struct CallFailed(String);
 
-async fn ask(call: &Call, services: &ServiceAddrs) -> Result<(), ApiError> {
+/// What a webhook answered: Err for a denial or a failure that counts, else the patch a
+/// mutating webhook returned.
+async fn ask(
+    call: &Call,
+    services: &ServiceAddrs,
+    mutating: bool,
+) -> Result<Option<json_patch::Patch>, ApiError> {
     let hook = &call.webhook;
     if call.dry_run && !matches!(hook.side_effects.as_str(), "None" | "NoneOnDryRun") {
         return Err(ApiError::bad_request(format!(
@@ -45,10 +85,13 @@ async fn ask(call: &Call, services: &ServiceAddrs) -> Result<(), ApiError> {
             hook.name
         )));
     }
-    match post(call, services).await.and_then(|r| verdict(call, &r)) {
-        Ok(None) => Ok(()),
-        Ok(Some(denial)) => Err(denial),
-        Err(CallFailed(_)) if hook.fail_open => Ok(()),
+    let answer = post(call, services)
+        .await
+        .and_then(|r| verdict(call, &r, mutating));
+    match answer {
+        Ok(Verdict::Allowed(patch)) => Ok(patch),
+        Ok(Verdict::Denied(denial)) => Err(denial),
+        Err(CallFailed(_)) if hook.fail_open => Ok(None),
         Err(CallFailed(reason)) => Err(ApiError::internal(&format!(
             "failed calling webhook {:?}: {reason}",
             hook.name
@@ -194,9 +237,16 @@ async fn post(call: &Call, services: &ServiceAddrs) -> Result<Value, CallFailed>
     }
 }
 
-/// upstream `VerifyAdmissionResponse` then `ToStatusErr`: None when allowed, the denial
-/// otherwise.
-fn verdict(call: &Call, review: &Value) -> Result<Option<ApiError>, CallFailed> {
+/// A webhook's well-formed answer.
+enum Verdict {
+    /// Allowed, with the JSON patch a mutating webhook asks for.
+    Allowed(Option<json_patch::Patch>),
+    Denied(ApiError),
+}
+
+/// upstream `VerifyAdmissionResponse` then `ToStatusErr` and the mutating dispatcher's patch
+/// decoding.
+fn verdict(call: &Call, review: &Value, mutating: bool) -> Result<Verdict, CallFailed> {
     let invalid = |why: String| CallFailed(format!("received invalid webhook response: {why}"));
     let response = &review["response"];
     if !response.is_object() {
@@ -218,20 +268,50 @@ fn verdict(call: &Call, review: &Value) -> Result<Option<ApiError>, CallFailed> 
             "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got {api_version}, Kind={kind}"
         )));
     }
-    if response["patch"].as_str().is_some_and(|p| !p.is_empty()) {
-        return Err(invalid(
-            "validating webhook may not return response.patch".into(),
-        ));
+    let patch = response["patch"].as_str().filter(|p| !p.is_empty());
+    let patch_type = response["patchType"].as_str();
+    match (mutating, patch, patch_type) {
+        (false, Some(_), _) => {
+            return Err(invalid(
+                "validating webhook may not return response.patch".into(),
+            ));
+        }
+        (false, None, Some(_)) => {
+            return Err(invalid(
+                "validating webhook may not return response.patchType".into(),
+            ));
+        }
+        (true, Some(_), None) => {
+            return Err(invalid(
+                "webhook returned response.patch but not response.patchType".into(),
+            ));
+        }
+        (true, None, Some(_)) => {
+            return Err(invalid(
+                "webhook returned response.patchType but not response.patch".into(),
+            ));
+        }
+        _ => {}
     }
-    if !response["patchType"].is_null() {
-        return Err(invalid(
-            "validating webhook may not return response.patchType".into(),
-        ));
+    if response["allowed"].as_bool() != Some(true) {
+        return Ok(Verdict::Denied(denial(
+            &call.webhook.name,
+            &response["status"],
+        )));
     }
-    if response["allowed"].as_bool() == Some(true) {
-        return Ok(None);
+    let Some(patch) = patch else {
+        return Ok(Verdict::Allowed(None));
+    };
+    if patch_type != Some("JSONPatch") {
+        return Err(CallFailed(format!(
+            "unsupported patch type {:?}",
+            patch_type.unwrap_or_default()
+        )));
     }
-    Ok(Some(denial(&call.webhook.name, &response["status"])))
+    let decoded = super::matching::base64_decode(patch)
+        .and_then(|bytes| serde_json::from_slice::<json_patch::Patch>(&bytes).ok())
+        .ok_or_else(|| CallFailed("received undecodable patch in webhook response".to_string()))?;
+    Ok(Verdict::Allowed(Some(decoded)))
 }
 
 /// The client's error for a denial: the webhook's Status, at least 400, `Failure`, and the

@@ -1,8 +1,9 @@
-//! Validating admission webhooks. A write reaches `gate` (from `ops`) after validation and
-//! defaulting, just before it is stored; with webhooks to ask, the gate stops it with a
-//! `Pending` naming them, `http` drops the store lock, asks them (`call`), and runs the write
-//! again with `Admission::Allowed`, which commits the very object they saw if nothing changed
-//! meanwhile (upstream's GuaranteedUpdate retry otherwise). `matching` decides who is asked.
+//! Admission webhooks. A write passes two gates (from `ops`): the mutating one before its object
+//! is validated, the validating one after validation and defaulting, just before it is stored.
+//! With webhooks to ask, a gate stops the write with a `Pending` naming them; `http` drops the
+//! store lock, asks them (`call`), and runs the write again with `Admission::Answered`, which
+//! takes the objects they answered for if nothing changed meanwhile (upstream's GuaranteedUpdate
+//! retry otherwise). `matching` decides who is asked, `validation` which configurations are kept.
 
 mod call;
 mod matching;
@@ -18,15 +19,16 @@ use crate::ops::{WriteCtx, served};
 use crate::registry::ResourceDef;
 use crate::store::State;
 
-pub use call::{ServiceAddrs, dispatch};
+pub use call::{ServiceAddrs, dispatch, dispatch_mutating};
 use matching::{Target, rule_matches, selector_is_empty, selector_matches};
 pub use matching::{Webhook, compile_all};
 pub use validation::validate_configuration;
 
-/// Store key of the configurations the gate reads.
+/// Store keys of the configurations the gates read.
 pub const VALIDATING_KEY: &str = "admissionregistration.k8s.io/validatingwebhookconfigurations";
+pub const MUTATING_KEY: &str = "admissionregistration.k8s.io/mutatingwebhookconfigurations";
 
-/// Where a write stands with validating admission webhooks.
+/// Where a write stands with admission webhooks.
 #[derive(Debug, Clone, Default)]
 pub enum Admission {
     /// Writes the server makes itself (garbage collection, namespace cleanup).
@@ -34,11 +36,21 @@ pub enum Admission {
     Exempt,
     /// A client's write: matching webhooks are asked before it is stored.
     Required,
-    /// The webhooks allowed `object`, computed from the stored object at `base`.
-    Allowed {
+    /// Webhooks answered for the stored object at `base`: the object the mutating ones left
+    /// and the one the validating ones allowed, once each phase is over (the inner `None`
+    /// being a delete's absent object).
+    Answered {
         base: Option<String>,
-        object: Option<Arc<Value>>,
+        mutated: Option<Option<Arc<Value>>>,
+        allowed: Option<Option<Arc<Value>>>,
     },
+}
+
+/// Which webhooks a gate asks: mutating ones before validation, validating ones after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Mutating,
+    Validating,
 }
 
 /// The admission operation of a write.
@@ -76,20 +88,32 @@ pub struct Call {
     pub dry_run: bool,
 }
 
-/// A write stopped at the gate: who to ask, and what to commit if they allow it.
+/// A write stopped at a gate: who to ask, and what they are asked about.
 #[derive(Debug, Clone)]
 pub struct Pending {
+    pub phase: Phase,
     pub calls: Vec<Call>,
     base: Option<String>,
-    object: Option<Arc<Value>>,
+    pub object: Option<Arc<Value>>,
 }
 
 impl Pending {
-    /// The admission state of the write's next run once every webhook allowed it.
-    pub fn allowed(&self) -> Admission {
-        Admission::Allowed {
+    /// The admission state of the write's next run once the webhooks of this phase answered
+    /// (`object`: what the mutating ones left; the validating ones allow `self.object`).
+    pub fn answered(&self, before: &Admission, object: Option<Arc<Value>>) -> Admission {
+        let earlier = match before {
+            Admission::Answered { base, mutated, .. } if *base == self.base => mutated.clone(),
+            _ => None,
+        };
+        // A mutation is validated afresh; validation keeps the mutation it followed.
+        let (mutated, allowed) = match self.phase {
+            Phase::Mutating => (Some(object), None),
+            Phase::Validating => (earlier, Some(self.object.clone())),
+        };
+        Admission::Answered {
             base: self.base.clone(),
-            object: self.object.clone(),
+            mutated,
+            allowed,
         }
     }
 
@@ -109,8 +133,8 @@ impl Pending {
 /// What the gate checks, from the write in progress.
 pub struct Attempt<'a> {
     pub operation: Operation,
-    /// The name the client sent (empty on a create with `generateName`).
-    pub name: &'a str,
+    /// The name the client sent (empty on a create with `generateName`); None: the object's.
+    pub name: Option<&'a str>,
     pub object: Option<&'a mut Value>,
     pub old: Option<&'a Arc<Value>>,
 }
@@ -120,29 +144,60 @@ fn rv_of(old: Option<&Arc<Value>>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The admission gate `ops` calls before storing: Ok to go on, or an error (a `Pending` when
-/// webhooks must be asked first). With no configuration stored it costs one `is_empty`.
-pub fn gate(st: &State, ctx: &WriteCtx, attempt: Attempt<'_>) -> Result<(), ApiError> {
-    if st.webhooks.is_empty() || exempt(&ctx.def) {
+/// The admission gates `ops` calls: the mutating one before validating the object, the
+/// validating one just before storing it. Ok to go on (the object replaced by what webhooks
+/// answered on an earlier run), or an error (a `Pending` when webhooks must be asked first).
+/// With no configuration stored each costs one `is_empty`.
+pub fn gate(
+    st: &State,
+    ctx: &WriteCtx,
+    phase: Phase,
+    attempt: Attempt<'_>,
+) -> Result<(), ApiError> {
+    let hooks = match phase {
+        Phase::Mutating => &st.mutating_webhooks,
+        Phase::Validating => &st.webhooks,
+    };
+    if hooks.is_empty() || exempt(&ctx.def) {
         return Ok(());
     }
     match &ctx.admission {
         Admission::Exempt => return Ok(()),
         Admission::Required => {}
-        Admission::Allowed { base, object } => {
-            if *base == rv_of(attempt.old) {
-                if let (Some(new), Some(allowed)) = (attempt.object, object) {
-                    *new = (**allowed).clone();
+        Admission::Answered {
+            base,
+            mutated,
+            allowed,
+        } => {
+            let answer = match phase {
+                Phase::Mutating => mutated,
+                Phase::Validating => allowed,
+            };
+            if let Some(answer) = answer
+                && *base == rv_of(attempt.old)
+            {
+                if let (Some(new), Some(answer)) = (attempt.object, answer) {
+                    *new = (**answer).clone();
                 }
                 return Ok(());
             }
         }
     }
-    let calls = matching_calls(st, ctx, &attempt)?;
+    let name = match attempt.name {
+        Some(n) => n.to_string(),
+        None => attempt
+            .object
+            .as_ref()
+            .and_then(|o| o["metadata"]["name"].as_str())
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let calls = matching_calls(st, ctx, hooks, &attempt, &name)?;
     if calls.is_empty() {
         return Ok(());
     }
     Err(ApiError::admission_pending(Pending {
+        phase,
         calls,
         base: rv_of(attempt.old),
         object: attempt.object.map(|o| Arc::new(o.clone())),
@@ -171,7 +226,9 @@ fn namespace_labels(st: &State, ctx: &WriteCtx, attempt: &Attempt<'_>, ns: &str)
 fn matching_calls(
     st: &State,
     ctx: &WriteCtx,
+    hooks: &[Arc<Webhook>],
     attempt: &Attempt<'_>,
+    name: &str,
 ) -> Result<Vec<Call>, ApiError> {
     let def = &ctx.def;
     let is_namespaces = def.group.is_empty() && def.plural == "namespaces";
@@ -186,14 +243,14 @@ fn matching_calls(
                     .as_ref()
                     .and_then(|o| o["metadata"]["name"].as_str())
             })
-            .unwrap_or(attempt.name)
+            .unwrap_or(name)
             .to_string()
     } else {
         ctx.namespace.clone()
     };
     let subresource = ctx.subresource.as_deref().unwrap_or_default();
     let mut calls = Vec::new();
-    for hook in st.webhooks.iter() {
+    for hook in hooks {
         // Namespace selector (cluster-scoped objects other than namespaces always match).
         if (!namespace.is_empty() || is_namespaces) && !selector_is_empty(&hook.namespace_selector)
         {
@@ -248,8 +305,8 @@ fn matching_calls(
         } else {
             continue;
         };
-        let review = review(ctx, attempt, &namespace, &version);
-        if !conditions_match(hook, ctx, attempt, &review, &namespace)? {
+        let review = review(ctx, attempt, name, &namespace, &version);
+        if !conditions_match(hook, ctx, attempt, &review, name, &namespace)? {
             continue;
         }
         let uid = review["request"]["uid"]
@@ -267,7 +324,13 @@ fn matching_calls(
 }
 
 /// The AdmissionReview v1 request a webhook gets (upstream `CreateV1AdmissionReview`).
-fn review(ctx: &WriteCtx, attempt: &Attempt<'_>, namespace: &str, version: &str) -> Value {
+fn review(
+    ctx: &WriteCtx,
+    attempt: &Attempt<'_>,
+    name: &str,
+    namespace: &str,
+    version: &str,
+) -> Value {
     let def = &ctx.def;
     let at = |o: Option<&Value>| match o {
         Some(o) => served(def, version, o),
@@ -291,8 +354,8 @@ fn review(ctx: &WriteCtx, attempt: &Attempt<'_>, namespace: &str, version: &str)
         request["subResource"] = json!(sub);
         request["requestSubResource"] = json!(sub);
     }
-    if !attempt.name.is_empty() {
-        request["name"] = json!(attempt.name);
+    if !name.is_empty() {
+        request["name"] = json!(name);
     }
     if !namespace.is_empty() {
         request["namespace"] = json!(namespace);
@@ -307,6 +370,7 @@ fn conditions_match(
     ctx: &WriteCtx,
     attempt: &Attempt<'_>,
     review: &Value,
+    name: &str,
     namespace: &str,
 ) -> Result<bool, ApiError> {
     if hook.conditions.is_empty() {
@@ -322,7 +386,7 @@ fn conditions_match(
                 username: ctx.user.username.clone(),
                 uid: ctx.user.uid.clone(),
                 groups: ctx.user.groups.clone(),
-                name: attempt.name.into(),
+                name: name.into(),
                 namespace: namespace.into(),
                 dry_run: ctx.dry_run,
                 kind: GroupVersionKind {
@@ -367,7 +431,7 @@ fn conditions_match(
         .object
         .as_ref()
         .and_then(|o| o["metadata"]["name"].as_str())
-        .unwrap_or(attempt.name);
+        .unwrap_or(name);
     let why = if errors.len() == 1 {
         errors.remove(0)
     } else {

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::Shared;
-use super::admission;
+use super::admission::{self, Phase};
 use super::discovery;
 use super::error::ApiError;
 use super::ops::{self, WriteCtx};
@@ -284,8 +284,14 @@ async fn admitted<T>(
             other => return other,
         };
         let pending = pending.with_options(&options());
-        admission::dispatch(&pending, &shared.services).await?;
-        ctx.admission = pending.allowed();
+        let object = match pending.phase {
+            Phase::Mutating => admission::dispatch_mutating(&pending, &shared.services).await?,
+            Phase::Validating => {
+                admission::dispatch(&pending, &shared.services).await?;
+                None
+            }
+        };
+        ctx.admission = pending.answered(&ctx.admission, object);
     }
     Err(ApiError::internal(
         "the object kept changing while admission webhooks were asked",
@@ -295,7 +301,7 @@ async fn admitted<T>(
 /// A write's input for this run: moved out when no webhook can stop the run (the common case,
 /// no copy), copied when the run may have to be repeated.
 fn retry_input(st: &State, input: &mut Option<Value>) -> Value {
-    let value = if st.webhooks.is_empty() {
+    let value = if st.webhooks.is_empty() && st.mutating_webhooks.is_empty() {
         input.take()
     } else {
         input.clone()

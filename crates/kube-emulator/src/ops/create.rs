@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::kinds::{apply_kind_rules, check_kind, validate_custom};
 use super::metadata::{new_uid, random_suffix, validate_metadata, validate_name};
 use super::{WriteCtx, now_rfc3339, served, served_stored};
-use crate::admission::{self, Attempt, Operation};
+use crate::admission::{self, Attempt, Operation, Phase};
 use crate::error::{ApiError, field_error};
 use crate::patch;
 use crate::schema::FieldErrorKind;
@@ -43,6 +43,13 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Arc<Valu
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
+    let attempt = Attempt {
+        operation: Operation::Create,
+        name: None,
+        object: Some(&mut obj),
+        old: None,
+    };
+    admission::gate(st, ctx, Phase::Mutating, attempt)?;
     let md = &mut obj["metadata"];
     let generated = md["name"].as_str().is_none_or(str::is_empty);
     let mut name = match md["name"].as_str().filter(|n| !n.is_empty()) {
@@ -109,11 +116,11 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Arc<Valu
     }
     let attempt = Attempt {
         operation: Operation::Create,
-        name: if generated { "" } else { &name },
+        name: Some(if generated { "" } else { &name }),
         object: Some(&mut obj),
         old: None,
     };
-    admission::gate(st, ctx, attempt)?;
+    admission::gate(st, ctx, Phase::Validating, attempt)?;
     if generated {
         // The webhooks saw (and allowed) the name generated on the first run.
         name = obj["metadata"]["name"]

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::metadata::{finalizers, set_finalizers};
 use super::{FOREGROUND, ORPHAN, WriteCtx, current, is_namespace, now_rfc3339, served};
-use crate::admission::{self, Attempt, Operation};
+use crate::admission::{self, Attempt, Operation, Phase};
 use crate::error::ApiError;
 use crate::registry::ResourceDef;
 use crate::store::{EventType, State};
@@ -106,13 +106,15 @@ pub fn delete(
             )));
         }
     }
-    let attempt = Attempt {
-        operation: Operation::Delete,
-        name,
-        object: None,
-        old: Some(&old),
-    };
-    admission::gate(st, ctx, attempt)?;
+    for phase in [Phase::Mutating, Phase::Validating] {
+        let attempt = Attempt {
+            operation: Operation::Delete,
+            name: Some(name),
+            object: None,
+            old: Some(&old),
+        };
+        admission::gate(st, ctx, phase, attempt)?;
+    }
     let terminating = !fins.is_empty() || is_namespace(&def);
     if terminating {
         set_finalizers(&mut obj, &fins);

@@ -141,7 +141,10 @@ pub(super) fn apply_kind_rules(
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             accept_crd(st, ctx, obj, creating)?;
         }
-        ("admissionregistration.k8s.io", "validatingwebhookconfigurations") => {
+        (
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations" | "mutatingwebhookconfigurations",
+        ) => {
             let errs = admission::validate_configuration(obj);
             if !errs.is_empty() {
                 let name = obj["metadata"]["name"].as_str().unwrap_or_default();

@@ -10,7 +10,7 @@ use super::apply::{apply, parse_apply_body};
 use super::kinds::{apply_kind_rules, check_kind, validate_custom};
 use super::metadata::{finalizers, spec_changed, validate_metadata};
 use super::{WriteCtx, current, is_namespace, now_rfc3339, served, served_stored};
-use crate::admission::{self, Attempt, Operation};
+use crate::admission::{self, Attempt, Operation, Phase};
 use crate::error::{ApiError, field_error};
 use crate::patch::{self, PatchKind};
 use crate::schema::FieldErrorKind;
@@ -78,6 +78,13 @@ pub(super) fn commit_update(
         .as_str()
         .unwrap_or_default()
         .to_string();
+    let attempt = Attempt {
+        operation: Operation::Update,
+        name: Some(&name),
+        object: Some(&mut new),
+        old: Some(old),
+    };
+    admission::gate(st, ctx, Phase::Mutating, attempt)?;
     let status = ctx.subresource.as_deref() == Some("status");
     if status && how == Commit::AppliedToStored {
         // Nothing to isolate: the merge started from `old` and touched status only.
@@ -168,11 +175,11 @@ pub(super) fn commit_update(
     }
     let attempt = Attempt {
         operation: Operation::Update,
-        name: &name,
+        name: Some(&name),
         object: Some(&mut new),
         old: Some(old),
     };
-    admission::gate(st, ctx, attempt)?;
+    admission::gate(st, ctx, Phase::Validating, attempt)?;
     if new == **old {
         return Ok(served_stored(&def, &ctx.version, old));
     }
