@@ -347,6 +347,84 @@ pub(super) fn denial(hook: &str, result: &Value) -> ApiError {
 mod tests {
     use super::*;
 
+    fn call() -> Call {
+        let hook = super::super::matching::compile(&json!({"webhooks": [
+            {"name": "w.x.dev", "clientConfig": {"url": "https://127.0.0.1:1/"}, "sideEffects": "None"}
+        ]}));
+        Call {
+            webhook: Arc::new(hook.into_iter().next().expect("one webhook")),
+            uid: "u1".into(),
+            review: json!({}),
+            dry_run: false,
+        }
+    }
+
+    /// The outcome of an answer in words: allowed (with a patch or not), denied, or failed.
+    fn outcome(mutating: bool, response: Value) -> String {
+        let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+        match verdict(&call(), &review, mutating) {
+            Ok(Verdict::Allowed(None)) => "allowed".into(),
+            Ok(Verdict::Allowed(Some(p))) => format!("patched {}", p.0.len()),
+            Ok(Verdict::Denied(e)) => format!("denied {}", e.code),
+            Err(CallFailed(why)) => why,
+        }
+    }
+
+    #[test]
+    fn answers_are_checked_as_upstream() {
+        // `[{"op":"remove","path":"/a"}]`
+        let patch = "W3sib3AiOiJyZW1vdmUiLCJwYXRoIjoiL2EifV0=";
+        let cases = [
+            (false, json!({"uid": "u1", "allowed": true}), "allowed"),
+            (false, json!({"uid": "u1", "allowed": false}), "denied 400"),
+            (
+                false,
+                json!({"uid": "u2", "allowed": true}),
+                "received invalid webhook response: expected response.uid=\"u1\", got \"u2\"",
+            ),
+            (
+                false,
+                json!({"uid": "u1", "allowed": true, "patch": patch, "patchType": "JSONPatch"}),
+                "received invalid webhook response: validating webhook may not return response.patch",
+            ),
+            (
+                false,
+                json!({"uid": "u1", "allowed": true, "patchType": "JSONPatch"}),
+                "received invalid webhook response: validating webhook may not return response.patchType",
+            ),
+            (
+                true,
+                json!({"uid": "u1", "allowed": true, "patch": patch, "patchType": "JSONPatch"}),
+                "patched 1",
+            ),
+            (
+                true,
+                json!({"uid": "u1", "allowed": true, "patch": patch}),
+                "received invalid webhook response: webhook returned response.patch but not response.patchType",
+            ),
+            (
+                true,
+                json!({"uid": "u1", "allowed": true, "patch": "!!", "patchType": "JSONPatch"}),
+                "received undecodable patch in webhook response",
+            ),
+            (
+                true,
+                json!({"uid": "u1", "allowed": true, "patch": patch, "patchType": "Merge"}),
+                "unsupported patch type \"Merge\"",
+            ),
+        ];
+        for (mutating, response, want) in cases {
+            assert_eq!(outcome(mutating, response.clone()), want, "{response}");
+        }
+        let wrong_kind = json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "response": {"uid": "u1"}});
+        assert!(
+            matches!(verdict(&call(), &wrong_kind, false), Err(CallFailed(w)) if w.ends_with("got admission.k8s.io/v1beta1, Kind=AdmissionReview"))
+        );
+        assert!(
+            matches!(verdict(&call(), &json!({}), false), Err(CallFailed(w)) if w.ends_with("webhook response was absent"))
+        );
+    }
+
     #[test]
     fn denials_read_as_upstream() {
         let cases = [

@@ -439,3 +439,49 @@ fn conditions_match(
     };
     Err(ApiError::forbidden(&ctx.def, name, &why))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(phase: Phase, base: &str, object: i64) -> Pending {
+        Pending {
+            phase,
+            calls: Vec::new(),
+            base: Some(base.into()),
+            object: Some(Arc::new(json!(object))),
+        }
+    }
+
+    fn parts(a: &Admission) -> (Option<Option<Value>>, Option<Option<Value>>) {
+        let unwrap = |o: &Option<Option<Arc<Value>>>| {
+            o.as_ref()
+                .map(|inner| inner.as_ref().map(|v| (**v).clone()))
+        };
+        match a {
+            Admission::Answered {
+                mutated, allowed, ..
+            } => (unwrap(mutated), unwrap(allowed)),
+            other => panic!("not answered: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn answers_carry_over_only_for_the_same_base() {
+        let mutated = pending(Phase::Mutating, "5", 1)
+            .answered(&Admission::Required, Some(Arc::new(json!(2))));
+        assert_eq!(parts(&mutated), (Some(Some(json!(2))), None));
+        // Validation keeps the mutation it followed and allows the object it saw.
+        let validated = pending(Phase::Validating, "5", 2).answered(&mutated, None);
+        assert_eq!(
+            parts(&validated),
+            (Some(Some(json!(2))), Some(Some(json!(2))))
+        );
+        // The object changed meanwhile: what was answered for the old one is dropped.
+        let moved = pending(Phase::Validating, "6", 3).answered(&mutated, None);
+        assert_eq!(parts(&moved), (None, Some(Some(json!(3)))));
+        // A new mutation is validated afresh.
+        let again = pending(Phase::Mutating, "5", 1).answered(&validated, Some(Arc::new(json!(4))));
+        assert_eq!(parts(&again), (Some(Some(json!(4))), None));
+    }
+}
