@@ -118,7 +118,7 @@ pub enum Endpoint {
 /// A CEL `matchConditions` entry, compiled when the configuration is stored.
 #[derive(Debug)]
 pub struct Condition {
-    pub name: String,
+    pub expression: String,
     pub program: Result<CompiledVapExpression, VapError>,
 }
 
@@ -210,7 +210,7 @@ pub fn compile(config: &Value) -> Vec<Webhook> {
                     message_expression: None,
                 };
                 Condition {
-                    name: c["name"].as_str().unwrap_or_default().to_string(),
+                    expression: expression.expression.clone(),
                     program: evaluator
                         .compile_expressions(std::slice::from_ref(&expression))
                         .pop()

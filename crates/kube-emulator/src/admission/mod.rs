@@ -410,15 +410,18 @@ fn conditions_match(
         let Some(result) = result.first() else {
             continue;
         };
-        match (&c.program, result.passed, result.message.as_deref()) {
-            (_, true, _) => {}
+        let message = result.message.as_deref().unwrap_or_default();
+        match (&c.program, result.passed) {
+            (_, true) => {}
             // kube-cel words a `false` result as "validation expression … evaluated to false".
-            (Ok(_), false, Some(m)) if m.starts_with("validation expression") => return Ok(false),
-            (_, false, m) => errors.push(format!(
-                "matchCondition {:?}: {}",
-                c.name,
-                m.unwrap_or("error")
+            (Ok(_), false) if message.starts_with("validation expression") => return Ok(false),
+            // Upstream's words (admission/plugin/cel/activation.go).
+            (Ok(_), false) => errors.push(format!(
+                "expression '{}' resulted in error: {}",
+                c.expression,
+                message.trim_start_matches("evaluation error: ")
             )),
+            (Err(e), false) => errors.push(format!("compilation error: {e}")),
         }
     }
     if errors.is_empty() {

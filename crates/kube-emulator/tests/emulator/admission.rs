@@ -952,3 +952,45 @@ async fn mutating_webhooks_patch_the_object_before_it_is_validated() {
         (Some(2), Some(7))
     );
 }
+
+#[tokio::test]
+async fn a_match_condition_that_errors_fails_closed_unless_ignored() {
+    let server = WebhookServer::start(Duration::ZERO, |_| allow()).await;
+    let (_emu, client) = start(EmulatorConfig::default()).await;
+    let condition = json!([{"name": "needs-key", "expression": "object.data.missing == 'x'"}]);
+    let mut fail = hook(
+        "cel-fail.test.dev",
+        &server.url("/"),
+        configmap_rules(&["CREATE"]),
+    );
+    fail["matchConditions"] = condition.clone();
+    fail["objectSelector"] = json!({"matchLabels": {"policy": "fail"}});
+    let mut ignore = hook(
+        "cel-ignore.test.dev",
+        &server.url("/"),
+        configmap_rules(&["CREATE"]),
+    );
+    ignore["matchConditions"] = condition;
+    ignore["failurePolicy"] = json!("Ignore");
+    install(&client, "cel", vec![fail, ignore]).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &configmap("skipped", json!({})))
+        .await
+        .expect("Ignore skips the webhook");
+    let status = api_error(
+        cms.create(
+            &PostParams::default(),
+            &configmap("refused", json!({"policy": "fail"})),
+        )
+        .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert!(
+        status.message.starts_with(
+            "configmaps \"refused\" is forbidden: expression 'object.data.missing == 'x'' resulted in error: "
+        ),
+        "{}",
+        status.message
+    );
+    assert!(server.seen().is_empty());
+}
