@@ -16,6 +16,8 @@ pub struct Rule {
     pub resources: Vec<String>,
     /// `Cluster`, `Namespaced` or `*` (the default).
     pub scope: String,
+    /// A policy rule's `resourceNames`; empty: any name.
+    pub resource_names: Vec<String>,
 }
 
 /// What a rule is matched against: the request's resource and operation.
@@ -28,6 +30,7 @@ pub struct Target<'a> {
     pub subresource: &'a str,
     /// The request's namespace (a Namespace's own name for namespaces).
     pub namespace: &'a str,
+    pub name: &'a str,
 }
 
 fn exact_or_wildcard(items: &[String], requested: &str) -> bool {
@@ -49,6 +52,7 @@ pub fn rule_matches(rule: &Rule, t: &Target<'_>) -> bool {
         (res == "*" || res == t.resource) && (sub == "*" || sub == t.subresource)
     });
     scope
+        && (rule.resource_names.is_empty() || rule.resource_names.iter().any(|n| n == t.name))
         && exact_or_wildcard(&rule.operations, t.operation)
         && exact_or_wildcard(&rule.api_groups, t.group)
         && exact_or_wildcard(&rule.api_versions, t.version)
@@ -166,6 +170,54 @@ pub(super) fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// `rules` or `resourceRules` entries.
+pub fn rules(v: &Value) -> Vec<Rule> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| Rule {
+            operations: strings(&r["operations"]),
+            api_groups: strings(&r["apiGroups"]),
+            api_versions: strings(&r["apiVersions"]),
+            resources: strings(&r["resources"]),
+            scope: r["scope"].as_str().unwrap_or("*").to_string(),
+            resource_names: strings(&r["resourceNames"]),
+        })
+        .collect()
+}
+
+/// One CEL expression compiled for admission (`object`, `oldObject`, `request`, …).
+pub fn compile_expression(
+    expression: &str,
+    message_expression: Option<&str>,
+) -> Result<CompiledVapExpression, VapError> {
+    let expression = VapExpression {
+        expression: expression.to_string(),
+        message: None,
+        message_expression: message_expression.map(str::to_string),
+    };
+    VapEvaluator::builder()
+        .build()
+        .compile_expressions(std::slice::from_ref(&expression))
+        .pop()
+        .unwrap_or_else(|| unreachable!("one compiled expression per expression"))
+}
+
+/// `matchConditions` entries.
+pub fn conditions(v: &Value) -> Vec<Condition> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let expression = c["expression"].as_str().unwrap_or_default();
+            Condition {
+                expression: expression.to_string(),
+                program: compile_expression(expression, None),
+            }
+        })
+        .collect()
+}
+
 /// The webhooks of one configuration object as the gate uses them.
 pub fn compile(config: &Value) -> Vec<Webhook> {
     let mut out = Vec::new();
@@ -186,38 +238,8 @@ pub fn compile(config: &Value) -> Vec<Webhook> {
                 path: cc["service"]["path"].as_str().unwrap_or("/").into(),
             },
         };
-        let rules = w["rules"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| Rule {
-                operations: strings(&r["operations"]),
-                api_groups: strings(&r["apiGroups"]),
-                api_versions: strings(&r["apiVersions"]),
-                resources: strings(&r["resources"]),
-                scope: r["scope"].as_str().unwrap_or("*").to_string(),
-            })
-            .collect();
-        let evaluator = VapEvaluator::builder().build();
-        let conditions = w["matchConditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                let expression = VapExpression {
-                    expression: c["expression"].as_str().unwrap_or_default().to_string(),
-                    message: None,
-                    message_expression: None,
-                };
-                Condition {
-                    expression: expression.expression.clone(),
-                    program: evaluator
-                        .compile_expressions(std::slice::from_ref(&expression))
-                        .pop()
-                        .unwrap_or_else(|| unreachable!("one compiled expression per expression")),
-                }
-            })
-            .collect();
+        let rules = rules(&w["rules"]);
+        let conditions = conditions(&w["matchConditions"]);
         out.push(Webhook {
             name: w["name"].as_str().unwrap_or_default().to_string(),
             endpoint,
@@ -260,6 +282,7 @@ mod tests {
             api_versions: vec!["*".into()],
             resources: s(resources),
             scope: scope.into(),
+            resource_names: Vec::new(),
         }
     }
 
@@ -277,6 +300,7 @@ mod tests {
             resource: res,
             subresource: sub,
             namespace: ns,
+            name: "n",
         }
     }
 

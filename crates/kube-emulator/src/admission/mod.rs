@@ -20,7 +20,7 @@ use crate::registry::ResourceDef;
 use crate::store::State;
 
 pub use call::{ServiceAddrs, dispatch, dispatch_mutating};
-use matching::{Target, rule_matches, selector_is_empty, selector_matches};
+use matching::{Rule, Target, rule_matches, selector_is_empty, selector_matches};
 pub use matching::{Webhook, compile_all};
 pub use validation::validate_configuration;
 
@@ -210,8 +210,7 @@ fn exempt(def: &ResourceDef) -> bool {
 }
 
 fn namespace_labels(st: &State, ctx: &WriteCtx, attempt: &Attempt<'_>, ns: &str) -> Value {
-    let is_namespaces = ctx.def.group.is_empty() && ctx.def.plural == "namespaces";
-    if is_namespaces
+    if is_namespaces(&ctx.def)
         && ctx.subresource.is_none()
         && attempt.operation != Operation::Delete
         && let Some(obj) = &attempt.object
@@ -223,6 +222,103 @@ fn namespace_labels(st: &State, ctx: &WriteCtx, attempt: &Attempt<'_>, ns: &str)
         .unwrap_or(Value::Null)
 }
 
+/// The namespace of a request as upstream's attributes carry it: a Namespace's own name for
+/// namespaces.
+fn request_namespace(ctx: &WriteCtx, attempt: &Attempt<'_>, name: &str) -> String {
+    if !is_namespaces(&ctx.def) {
+        return ctx.namespace.clone();
+    }
+    attempt
+        .old
+        .and_then(|o| o["metadata"]["name"].as_str())
+        .or_else(|| {
+            attempt
+                .object
+                .as_ref()
+                .and_then(|o| o["metadata"]["name"].as_str())
+        })
+        .unwrap_or(name)
+        .to_string()
+}
+
+fn is_namespaces(def: &ResourceDef) -> bool {
+    def.group.is_empty() && def.plural == "namespaces"
+}
+
+/// What decides whether a webhook or a policy sees a request.
+pub struct Scope<'a> {
+    pub rules: &'a [Rule],
+    pub exclude: &'a [Rule],
+    pub namespace_selector: &'a Value,
+    pub object_selector: &'a Value,
+    pub match_equivalent: bool,
+}
+
+/// The version a request is sent at when `scope` matches it (the request's own, or with
+/// `matchPolicy: Equivalent` another served version of the resource), else None.
+fn matched_version(
+    st: &State,
+    ctx: &WriteCtx,
+    attempt: &Attempt<'_>,
+    name: &str,
+    namespace: &str,
+    scope: &Scope<'_>,
+) -> Result<Option<String>, ApiError> {
+    let def = &ctx.def;
+    // Namespace selector (cluster-scoped objects other than namespaces always match).
+    if (!namespace.is_empty() || is_namespaces(def)) && !selector_is_empty(scope.namespace_selector)
+    {
+        let labels = namespace_labels(st, ctx, attempt, namespace);
+        match selector_matches(scope.namespace_selector, &labels) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) => return Err(ApiError::internal(&e)),
+        }
+    }
+    if !selector_is_empty(scope.object_selector) {
+        let labels_of = |o: Option<&Value>| o.map(|o| o["metadata"]["labels"].clone());
+        let candidates = [
+            labels_of(attempt.object.as_deref()),
+            labels_of(attempt.old.map(|o| &**o)),
+        ];
+        let mut matched = false;
+        for labels in candidates.into_iter().flatten() {
+            matched |= selector_matches(scope.object_selector, &labels)
+                .map_err(|e| ApiError::internal(&e))?;
+        }
+        if !matched {
+            return Ok(None);
+        }
+    }
+    let subresource = ctx.subresource.as_deref().unwrap_or_default();
+    let matches_version = |rules: &[Rule], version: &str| {
+        let target = Target {
+            operation: attempt.operation.as_str(),
+            group: &def.group,
+            version,
+            resource: &def.plural,
+            subresource,
+            namespace,
+            name,
+        };
+        rules.iter().any(|r| rule_matches(r, &target))
+    };
+    if matches_version(scope.exclude, &ctx.version) {
+        return Ok(None);
+    }
+    if matches_version(scope.rules, &ctx.version) {
+        return Ok(Some(ctx.version.clone()));
+    }
+    if !scope.match_equivalent {
+        return Ok(None);
+    }
+    Ok(def
+        .versions
+        .iter()
+        .find(|v| **v != ctx.version && matches_version(scope.rules, v))
+        .cloned())
+}
+
 fn matching_calls(
     st: &State,
     ctx: &WriteCtx,
@@ -230,79 +326,17 @@ fn matching_calls(
     attempt: &Attempt<'_>,
     name: &str,
 ) -> Result<Vec<Call>, ApiError> {
-    let def = &ctx.def;
-    let is_namespaces = def.group.is_empty() && def.plural == "namespaces";
-    // A Namespace's requests carry its own name as their namespace, as upstream's.
-    let namespace = if is_namespaces {
-        attempt
-            .old
-            .and_then(|o| o["metadata"]["name"].as_str())
-            .or_else(|| {
-                attempt
-                    .object
-                    .as_ref()
-                    .and_then(|o| o["metadata"]["name"].as_str())
-            })
-            .unwrap_or(name)
-            .to_string()
-    } else {
-        ctx.namespace.clone()
-    };
-    let subresource = ctx.subresource.as_deref().unwrap_or_default();
+    let namespace = request_namespace(ctx, attempt, name);
     let mut calls = Vec::new();
     for hook in hooks {
-        // Namespace selector (cluster-scoped objects other than namespaces always match).
-        if (!namespace.is_empty() || is_namespaces) && !selector_is_empty(&hook.namespace_selector)
-        {
-            let labels = namespace_labels(st, ctx, attempt, &namespace);
-            match selector_matches(&hook.namespace_selector, &labels) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => return Err(ApiError::internal(&e)),
-            }
-        }
-        if !selector_is_empty(&hook.object_selector) {
-            let labels_of = |o: Option<&Value>| o.map(|o| o["metadata"]["labels"].clone());
-            let candidates = [
-                labels_of(attempt.object.as_deref()),
-                labels_of(attempt.old.map(|o| &**o)),
-            ];
-            let mut matched = false;
-            for labels in candidates.into_iter().flatten() {
-                matched |= selector_matches(&hook.object_selector, &labels)
-                    .map_err(|e| ApiError::internal(&e))?;
-            }
-            if !matched {
-                continue;
-            }
-        }
-        let matches_version = |version: &str| {
-            hook.rules.iter().any(|r| {
-                rule_matches(
-                    r,
-                    &Target {
-                        operation: attempt.operation.as_str(),
-                        group: &def.group,
-                        version,
-                        resource: &def.plural,
-                        subresource,
-                        namespace: &namespace,
-                    },
-                )
-            })
+        let scope = Scope {
+            rules: &hook.rules,
+            exclude: &[],
+            namespace_selector: &hook.namespace_selector,
+            object_selector: &hook.object_selector,
+            match_equivalent: hook.match_equivalent,
         };
-        let version = if matches_version(&ctx.version) {
-            ctx.version.clone()
-        } else if hook.match_equivalent {
-            match def
-                .versions
-                .iter()
-                .find(|v| **v != ctx.version && matches_version(v))
-            {
-                Some(v) => v.clone(),
-                None => continue,
-            }
-        } else {
+        let Some(version) = matched_version(st, ctx, attempt, name, &namespace, &scope)? else {
             continue;
         };
         let review = review(ctx, attempt, name, &namespace, &version);
