@@ -236,6 +236,26 @@ impl Registry {
                 &["api-extensions"],
                 false,
             ),
+            builtin(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingAdmissionPolicy",
+                "validatingadmissionpolicies",
+                false,
+                &[],
+                &["api-extensions"],
+                true,
+            ),
+            builtin(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingAdmissionPolicyBinding",
+                "validatingadmissionpolicybindings",
+                false,
+                &[],
+                &["api-extensions"],
+                false,
+            ),
         ]
     }
 

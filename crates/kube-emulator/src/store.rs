@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::admission::{self, Webhook};
+use super::admission::{self, Policy, Webhook};
 use super::registry::{Registry, ResourceDef};
 use super::selector::Filter;
 
@@ -116,6 +116,8 @@ pub struct State {
     pub webhooks: Arc<[Arc<Webhook>]>,
     /// The same for MutatingWebhookConfigurations.
     pub mutating_webhooks: Arc<[Arc<Webhook>]>,
+    /// ValidatingAdmissionPolicies that have bindings, compiled with them.
+    pub policies: Arc<[Arc<Policy>]>,
 }
 
 impl State {
@@ -132,6 +134,7 @@ impl State {
             uids: HashSet::new(),
             webhooks: Arc::new([]),
             mutating_webhooks: Arc::new([]),
+            policies: Arc::new([]),
         }
     }
 
@@ -235,7 +238,7 @@ impl State {
         let key = def.key();
         if key == CRD_KEY {
             self.rebuild_registry();
-        } else if key == admission::VALIDATING_KEY || key == admission::MUTATING_KEY {
+        } else if key.starts_with("admissionregistration.k8s.io/") {
             self.rebuild_webhooks();
         }
     }
@@ -247,6 +250,17 @@ impl State {
         };
         self.webhooks = of(admission::VALIDATING_KEY);
         self.mutating_webhooks = of(admission::MUTATING_KEY);
+        let values = |key: &str| {
+            self.objects
+                .get(key)
+                .into_iter()
+                .flat_map(|m| m.values())
+                .map(|v| &**v)
+        };
+        self.policies = admission::compile_policies(
+            values(admission::POLICY_KEY),
+            values(admission::BINDING_KEY),
+        );
     }
 
     pub fn rebuild_registry(&mut self) {

@@ -7,6 +7,7 @@
 
 mod call;
 mod matching;
+mod policy;
 mod validation;
 
 use std::sync::Arc;
@@ -22,11 +23,14 @@ use crate::store::State;
 pub use call::{ServiceAddrs, dispatch, dispatch_mutating};
 use matching::{Rule, Target, rule_matches, selector_is_empty, selector_matches};
 pub use matching::{Webhook, compile_all};
+pub use policy::{Policy, compile_policies};
 pub use validation::validate_configuration;
 
 /// Store keys of the configurations the gates read.
 pub const VALIDATING_KEY: &str = "admissionregistration.k8s.io/validatingwebhookconfigurations";
 pub const MUTATING_KEY: &str = "admissionregistration.k8s.io/mutatingwebhookconfigurations";
+pub const POLICY_KEY: &str = "admissionregistration.k8s.io/validatingadmissionpolicies";
+pub const BINDING_KEY: &str = "admissionregistration.k8s.io/validatingadmissionpolicybindings";
 
 /// Where a write stands with admission webhooks.
 #[derive(Debug, Clone, Default)]
@@ -158,7 +162,8 @@ pub fn gate(
         Phase::Mutating => &st.mutating_webhooks,
         Phase::Validating => &st.webhooks,
     };
-    if hooks.is_empty() || exempt(&ctx.def) {
+    let policies = phase == Phase::Validating && !st.policies.is_empty();
+    if (hooks.is_empty() && !policies) || exempt(&ctx.def) {
         return Ok(());
     }
     match &ctx.admission {
@@ -192,6 +197,9 @@ pub fn gate(
             .unwrap_or_default()
             .to_string(),
     };
+    if policies {
+        policy::check(st, ctx, &attempt, &name)?;
+    }
     let calls = matching_calls(st, ctx, hooks, &attempt, &name)?;
     if calls.is_empty() {
         return Ok(());

@@ -301,6 +301,7 @@ async fn admitted<T>(
 /// A write's input for this run: moved out when no webhook can stop the run (the common case,
 /// no copy), copied when the run may have to be repeated.
 fn retry_input(st: &State, input: &mut Option<Value>) -> Value {
+    // Policies never stop a write for a second run; webhooks may.
     let value = if st.webhooks.is_empty() && st.mutating_webhooks.is_empty() {
         input.take()
     } else {
