@@ -41,8 +41,8 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub details: Option<Value>,
-    /// A webhook's denial: the `Status` as the webhook worded it (reason and
-    /// details are the webhook's), sent instead of the fields above.
+    /// An admission denial: the `Status` as the webhook (or policy) worded it,
+    /// reason and details included, sent instead of the fields above.
     pub status: Option<Box<Value>>,
     /// Not a failure: the write stopped at the admission gate until the
     /// webhooks it names are asked (see `admission`); never sent to a client.
@@ -151,8 +151,8 @@ impl ApiError {
         .with_details(json!({"causes": [{"message": err}]}))
     }
 
-    /// A webhook's denial, `status` being the Status body the client gets.
-    pub fn webhook_denial(status: Value) -> Self {
+    /// A webhook's or a policy's denial, `status` being the Status body the client gets.
+    pub fn admission_denial(status: Value) -> Self {
         let code = status["code"]
             .as_u64()
             .and_then(|c| u16::try_from(c).ok())

@@ -99,27 +99,26 @@ async fn ask(
     }
 }
 
-/// The URL as upstream's client posts to it (with `?timeout=`), and where to connect.
+/// The URL as upstream's client posts to it (with `?timeout=`), the TLS server name, and the
+/// `host:port` to connect to (resolved when connecting) or why there is none.
 fn target(
     hook: &Webhook,
     services: &ServiceAddrs,
-) -> Result<(String, String, Result<SocketAddr, String>), CallFailed> {
+) -> Result<(String, String, Result<String, String>), CallFailed> {
     let timeout = format!("timeout={}s", hook.timeout_seconds);
     match &hook.endpoint {
         Endpoint::Url(url) => {
             let uri: axum::http::Uri = url
                 .parse()
                 .map_err(|e| CallFailed(format!("could not get REST client: {e}")))?;
-            let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+            let host = uri.host().unwrap_or_default();
             let port = uri.port_u16().unwrap_or(443);
-            let addr = format!("{host}:{port}").parse::<SocketAddr>().or_else(|_| {
-                std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .ok_or_else(|| format!("dial tcp: lookup {host}: no such host"))
-            });
             let sep = if url.contains('?') { '&' } else { '?' };
-            Ok((format!("{url}{sep}{timeout}"), host.to_string(), addr))
+            Ok((
+                format!("{url}{sep}{timeout}"),
+                host.trim_matches(['[', ']']).to_string(),
+                Ok(format!("{host}:{port}")),
+            ))
         }
         Endpoint::Service {
             namespace,
@@ -130,7 +129,7 @@ fn target(
             let host = format!("{name}.{namespace}.svc");
             let addr = services
                 .get(&(namespace.clone(), name.clone(), *port))
-                .copied()
+                .map(SocketAddr::to_string)
                 .ok_or_else(|| {
                     format!(
                         "service \"{namespace}/{name}\" port {port} has no address in the emulator's service_addrs"
@@ -158,7 +157,7 @@ fn tls_config(ca_bundle: &[u8]) -> Result<ClientConfig, String> {
 }
 
 /// Go's words for the usual transport failures, so that messages read as upstream's.
-fn go_words(e: &std::io::Error, addr: SocketAddr) -> String {
+fn go_words(e: &std::io::Error, addr: &str) -> String {
     if e.kind() == std::io::ErrorKind::ConnectionRefused {
         return format!("dial tcp {addr}: connect: connection refused");
     }
@@ -193,13 +192,13 @@ async fn post(call: &Call, services: &ServiceAddrs) -> Result<Value, CallFailed>
     let exchange = async {
         let tls = tls_config(&hook.ca_bundle)?;
         let server_name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-        let tcp = tokio::net::TcpStream::connect(addr)
+        let tcp = tokio::net::TcpStream::connect(addr.as_str())
             .await
-            .map_err(|e| go_words(&e, addr))?;
+            .map_err(|e| go_words(&e, &addr))?;
         let stream = TlsConnector::from(Arc::new(tls))
             .connect(server_name, tcp)
             .await
-            .map_err(|e| go_words(&e, addr))?;
+            .map_err(|e| go_words(&e, &addr))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
@@ -340,7 +339,7 @@ pub(super) fn denial(hook: &str, result: &Value) -> ApiError {
     if !status["metadata"].is_object() {
         status["metadata"] = json!({});
     }
-    ApiError::webhook_denial(status)
+    ApiError::admission_denial(status)
 }
 
 #[cfg(test)]

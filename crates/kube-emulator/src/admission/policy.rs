@@ -348,7 +348,7 @@ fn deny(
         policy.name, binding.name, denial.message
     );
     let code = code_of(&denial.reason);
-    ApiError::webhook_denial(json!({
+    ApiError::admission_denial(json!({
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},

@@ -43,6 +43,8 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Arc<Valu
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
+    // Upstream's NamespaceLifecycle plugin refuses before any webhook is asked.
+    namespace_gate(st, ctx)?;
     let attempt = Attempt {
         operation: Operation::Create,
         name: None,
@@ -104,7 +106,6 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Arc<Valu
     {
         m.remove("status");
     }
-    namespace_gate(st, ctx)?;
     validate_metadata(&def, &name, &obj)?;
     apply_kind_rules(st, ctx, &mut obj, true)?;
     if def.custom.is_some() {
