@@ -232,9 +232,10 @@ async fn resource(
             let options = || write_options(req);
             let (existed, patched) = admitted(shared, ctx, options, |st, ctx| {
                 let existed = st.get(&ctx.def.key(), &ctx.namespace, name).is_some();
-                let patched = match applied.is_some() {
-                    true => ops::apply(st, ctx, name, retry_input(st, &mut applied), force)?,
-                    false => ops::patch(st, ctx, name, kind, &req.body, force)?,
+                let patched = if applied.is_some() {
+                    ops::apply(st, ctx, name, retry_input(st, &mut applied), force)?
+                } else {
+                    ops::patch(st, ctx, name, kind, &req.body, force)?
                 };
                 Ok((existed, patched))
             })
