@@ -369,6 +369,40 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn dry_runs_are_refused_to_webhooks_with_side_effects() {
+        // v1 configurations cannot say so (422 when stored); the dispatcher checks anyway.
+        for (effects, refused) in [
+            ("Some", true),
+            ("Unknown", true),
+            ("None", false),
+            ("NoneOnDryRun", false),
+        ] {
+            let mut c = call();
+            let mut hook = super::super::matching::compile(&json!({"webhooks": [
+                {"name": "w.x.dev", "clientConfig": {"url": "https://127.0.0.1:1/"}, "sideEffects": effects,
+                 "failurePolicy": "Ignore"}
+            ]}));
+            c.webhook = Arc::new(hook.remove(0));
+            c.dry_run = true;
+            // Allowed ones go on to call a port nothing listens on, and fail open.
+            let outcome = ask(&c, &ServiceAddrs::new(), false).await;
+            match outcome {
+                Err(e) => {
+                    assert!(refused, "{effects}");
+                    assert_eq!(
+                        (e.code, e.message.as_str()),
+                        (
+                            400,
+                            "admission webhook \"w.x.dev\" does not support dry run"
+                        )
+                    );
+                }
+                Ok(_) => assert!(!refused, "{effects}"),
+            }
+        }
+    }
+
     #[test]
     fn answers_are_checked_as_upstream() {
         // `[{"op":"remove","path":"/a"}]`
