@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::admission::Pending;
 use super::registry::ResourceDef;
 use super::schema::FieldError;
 
@@ -40,6 +41,12 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// An admission denial: the `Status` as the webhook (or policy) worded it,
+    /// reason and details included, sent instead of the fields above.
+    pub status: Option<Box<Value>>,
+    /// Not a failure: the write stopped at the admission gate until the
+    /// webhooks it names are asked (see `admission`); never sent to a client.
+    pub(crate) pending: Option<Box<Pending>>,
 }
 
 impl ApiError {
@@ -49,6 +56,8 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            status: None,
+            pending: None,
         }
     }
 
@@ -132,6 +141,34 @@ impl ApiError {
             .with_details(json!({"kind": def.plural, "causes": causes}))
     }
 
+    /// 500 as upstream's `NewInternalError` words it.
+    pub fn internal(err: &str) -> Self {
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {err}"),
+        )
+        .with_details(json!({"causes": [{"message": err}]}))
+    }
+
+    /// A webhook's or a policy's denial, `status` being the Status body the client gets.
+    pub fn admission_denial(status: Value) -> Self {
+        let code = status["code"]
+            .as_u64()
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(400);
+        let mut e = Self::new(code, "", status["message"].as_str().unwrap_or_default());
+        e.status = Some(Box::new(status));
+        e
+    }
+
+    /// The write stopped at the admission gate (see `admission::gate`).
+    pub(crate) fn admission_pending(pending: Pending) -> Self {
+        let mut e = Self::new(0, "", "admission webhooks to ask");
+        e.pending = Some(Box::new(pending));
+        e
+    }
+
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
     }
@@ -209,6 +246,9 @@ impl ApiError {
 
     /// The `Status` body sent to the client.
     pub fn to_status(&self) -> Value {
+        if let Some(status) = &self.status {
+            return (**status).clone();
+        }
         let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",

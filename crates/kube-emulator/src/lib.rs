@@ -4,6 +4,7 @@
 //! stop; apikey-operator's `local` mode, integration tests and benchmarks run on it.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod discovery;
 mod error;
 mod gc;
@@ -15,7 +16,10 @@ pub mod schema;
 mod selector;
 mod store;
 mod table;
+pub mod user;
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +30,7 @@ use tokio::task::JoinHandle;
 
 pub use error::{ApiError, EmulatorError};
 use store::State;
+pub use user::UserInfo;
 
 /// How to start an emulator. `EmulatorConfig::default()` is a random port and no persistence.
 #[derive(Debug, Clone)]
@@ -38,6 +43,9 @@ pub struct EmulatorConfig {
     pub watch_history: usize,
     /// How often watches that asked for bookmarks get one (the real server: about a minute).
     pub bookmark_interval: Duration,
+    /// Where admission webhooks' `clientConfig.service` (namespace, name, port) are reached:
+    /// no Services run here, so the embedding program says where it serves them.
+    pub service_addrs: HashMap<(String, String, u16), SocketAddr>,
 }
 
 impl Default for EmulatorConfig {
@@ -47,6 +55,7 @@ impl Default for EmulatorConfig {
             state_file: None,
             watch_history: 50_000,
             bookmark_interval: Duration::from_secs(30),
+            service_addrs: HashMap::new(),
         }
     }
 }
@@ -129,6 +138,8 @@ struct Shared {
     /// status-code`, for benchmarks and tests to break down.
     requests_by: Mutex<std::collections::BTreeMap<String, u64>>,
     available: AtomicBool,
+    /// `EmulatorConfig::service_addrs`.
+    services: admission::ServiceAddrs,
 }
 
 impl Shared {
@@ -176,6 +187,7 @@ impl Emulator {
             stats: Counters::default(),
             requests_by: Mutex::default(),
             available: AtomicBool::new(true),
+            services: cfg.service_addrs.clone(),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port))
             .await

@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::admission::{self, Policy, Webhook};
 use super::registry::{Registry, ResourceDef};
 use super::selector::Filter;
 
@@ -110,6 +111,13 @@ pub struct State {
     /// The uid of every stored object, so a write can tell at once whether
     /// its owners exist (the collector then only runs when one does not).
     pub uids: HashSet<String>,
+    /// The webhooks of every stored ValidatingWebhookConfiguration, compiled when one is
+    /// written; the admission gate's first question is whether this is empty.
+    pub webhooks: Arc<[Arc<Webhook>]>,
+    /// The same for MutatingWebhookConfigurations.
+    pub mutating_webhooks: Arc<[Arc<Webhook>]>,
+    /// ValidatingAdmissionPolicies that have bindings, compiled with them.
+    pub policies: Arc<[Arc<Policy>]>,
 }
 
 impl State {
@@ -124,6 +132,9 @@ impl State {
             watchers: Vec::new(),
             gc_pending: false,
             uids: HashSet::new(),
+            webhooks: Arc::new([]),
+            mutating_webhooks: Arc::new([]),
+            policies: Arc::new([]),
         }
     }
 
@@ -161,9 +172,7 @@ impl State {
             .entry(def.key())
             .or_default()
             .insert(key, obj.clone());
-        if def.key() == CRD_KEY {
-            self.rebuild_registry();
-        }
+        self.derived_changed(def);
         self.publish(def, rv, kind, obj.clone(), previous);
         obj
     }
@@ -181,9 +190,7 @@ impl State {
         let mut obj = (*old).clone();
         obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         let obj = Arc::new(obj);
-        if def.key() == CRD_KEY {
-            self.rebuild_registry();
-        }
+        self.derived_changed(def);
         self.gc_pending = true;
         self.publish(def, rv, EventType::Deleted, obj.clone(), Some(old));
         Some(obj)
@@ -224,6 +231,36 @@ impl State {
         let rv = self.rv;
         self.watchers
             .retain(|w| !w.bookmarks || w.tx.try_send(WatchMsg::Bookmark(rv)).is_ok());
+    }
+
+    /// Rebuilds what is derived from stored objects of `def`'s kind, if anything is.
+    fn derived_changed(&mut self, def: &ResourceDef) {
+        let key = def.key();
+        if key == CRD_KEY {
+            self.rebuild_registry();
+        } else if key.starts_with("admissionregistration.k8s.io/") {
+            self.rebuild_webhooks();
+        }
+    }
+
+    fn rebuild_webhooks(&mut self) {
+        let of = |key: &str| {
+            let configs = self.objects.get(key);
+            admission::compile_all(configs.into_iter().flat_map(|m| m.values()).map(|v| &**v))
+        };
+        self.webhooks = of(admission::VALIDATING_KEY);
+        self.mutating_webhooks = of(admission::MUTATING_KEY);
+        let values = |key: &str| {
+            self.objects
+                .get(key)
+                .into_iter()
+                .flat_map(|m| m.values())
+                .map(|v| &**v)
+        };
+        self.policies = admission::compile_policies(
+            values(admission::POLICY_KEY),
+            values(admission::BINDING_KEY),
+        );
     }
 
     pub fn rebuild_registry(&mut self) {
@@ -280,6 +317,7 @@ impl State {
                 .insert(obj_key(obj), Arc::new(obj.clone()));
         }
         self.rebuild_registry();
+        self.rebuild_webhooks();
     }
 }
 

@@ -8,9 +8,10 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::admitted;
 use super::json_response;
 use super::paths::Target;
-use super::request::{ApiRequest, accept, delete_opts, filter_of, write_ctx};
+use super::request::{ApiRequest, accept, delete_options, delete_opts, filter_of, write_ctx};
 use crate::Shared;
 use crate::error::ApiError;
 use crate::ops::{self, WriteCtx};
@@ -115,7 +116,7 @@ pub(super) fn list(
     Ok(([(header::CONTENT_TYPE, "application/json")], buf).into_response())
 }
 
-pub(super) fn delete_collection(
+pub(super) async fn delete_collection(
     shared: &Arc<Shared>,
     t: &Target,
     req: &ApiRequest,
@@ -124,8 +125,8 @@ pub(super) fn delete_collection(
     let opts = delete_opts(req)?;
     let mut ctx = write_ctx(t, req)?;
     ctx.dry_run |= opts.dry_run;
-    let mut st = shared.lock();
-    let names: Vec<(String, String)> = st
+    let names: Vec<(String, String)> = shared
+        .lock()
         .range(&t.def.key(), t.namespace.as_deref(), None)
         .filter(|(_, o)| filter.matches(o))
         .map(|(k, _)| k.clone())
@@ -136,12 +137,24 @@ pub(super) fn delete_collection(
             namespace: ns,
             ..ctx.clone()
         };
-        if let Ok(deleted) = ops::delete(&mut st, &ctx, &name, &opts) {
-            items.push(deleted.into_object());
-        } else if let Some(o) = st.get(&t.def.key(), &ctx.namespace, &name) {
-            items.push((**o).clone());
+        // Each object is deleted as by its own DELETE, webhooks included.
+        let options = || delete_options(req);
+        let deleted = admitted(shared, ctx.clone(), options, |st, ctx| {
+            ops::delete(st, ctx, &name, &opts)
+        })
+        .await;
+        match deleted {
+            Ok(deleted) => items.push(deleted.into_object()),
+            // A webhook's refusal (or failure) stops the collection, as upstream's.
+            Err(e) if e.status.is_some() || e.code >= 500 => return Err(e),
+            Err(_) => {
+                if let Some(o) = shared.lock().get(&t.def.key(), &ctx.namespace, &name) {
+                    items.push((**o).clone());
+                }
+            }
         }
     }
+    let st = shared.lock();
     let rv = st.rv.to_string();
     drop(st);
     Ok(json_response(

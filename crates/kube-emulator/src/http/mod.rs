@@ -19,14 +19,18 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::Shared;
+use super::admission::{self, Phase};
 use super::discovery;
 use super::error::ApiError;
-use super::ops;
+use super::ops::{self, WriteCtx};
 use super::patch::PatchKind;
+use super::store::State;
 use super::table;
 use list::{delete_collection, list};
 use paths::{Target, parse_target, verb_of};
-use request::{ApiRequest, accept, delete_opts, parse_body, write_ctx};
+use request::{
+    ApiRequest, accept, delete_options, delete_opts, parse_body, write_ctx, write_options,
+};
 use watch::watch;
 
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -82,7 +86,7 @@ pub async fn serve(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
         query,
         body,
     };
-    let resp = match route(&shared, &segs, &req) {
+    let resp = match route(&shared, &segs, &req).await {
         Ok(resp) => resp,
         Err(e) => error_response(&e),
     };
@@ -120,7 +124,11 @@ fn tally_request(shared: &Shared, method: &Method, segs: &[&str], code: u16) {
     *by.entry(target).or_default() += 1;
 }
 
-fn route(shared: &Arc<Shared>, segs: &[&str], req: &ApiRequest) -> Result<Response, ApiError> {
+async fn route(
+    shared: &Arc<Shared>,
+    segs: &[&str],
+    req: &ApiRequest,
+) -> Result<Response, ApiError> {
     let registry = shared.lock().registry.clone();
     let get_only = |v: Option<Value>, what: &str| -> Result<Response, ApiError> {
         if req.method != Method::GET {
@@ -144,8 +152,8 @@ fn route(shared: &Arc<Shared>, segs: &[&str], req: &ApiRequest) -> Result<Respon
         ["openapi", "v3", "apis", g, v] => {
             get_only(Some(discovery::openapi_gv(&registry, g, v)), "openapi")
         }
-        ["api", v, rest @ ..] => resource(shared, "", v, rest, req),
-        ["apis", g, v, rest @ ..] => resource(shared, g, v, rest, req),
+        ["api", v, rest @ ..] => resource(shared, "", v, rest, req).await,
+        ["apis", g, v, rest @ ..] => resource(shared, g, v, rest, req).await,
         _ => Err(ApiError::no_route(&segs.join("/"))),
     }
 }
@@ -154,7 +162,7 @@ fn verb_counter(shared: &Shared, verb: &str) {
     shared.stats.count(verb);
 }
 
-fn resource(
+async fn resource(
     shared: &Arc<Shared>,
     group: &str,
     version: &str,
@@ -183,7 +191,12 @@ fn resource(
             verb_counter(shared, "create");
             let obj = parse_body(req)?;
             let ctx = write_ctx(&target, req)?;
-            let created = ops::create(&mut shared.lock(), &ctx, obj)?;
+            let mut input = Some(obj);
+            let options = || write_options(req);
+            let created = admitted(shared, ctx, options, |st, ctx| {
+                ops::create(st, ctx, retry_input(st, &mut input))
+            })
+            .await?;
             Ok(json_response(201, &created))
         }
         (&Method::PUT, true) => {
@@ -191,7 +204,12 @@ fn resource(
             let obj = parse_body(req)?;
             let ctx = write_ctx(&target, req)?;
             let name = target.name.as_deref().unwrap_or_default();
-            let updated = ops::update(&mut shared.lock(), &ctx, name, obj)?;
+            let mut input = Some(obj);
+            let options = || write_options(req);
+            let updated = admitted(shared, ctx, options, |st, ctx| {
+                ops::update(st, ctx, name, retry_input(st, &mut input))
+            })
+            .await?;
             Ok(json_response(200, &updated))
         }
         (&Method::PATCH, true) => {
@@ -207,17 +225,22 @@ fn resource(
             }
             let name = target.name.as_deref().unwrap_or_default();
             let force = req.flag("force");
-            let applied = match kind {
+            let mut applied = match kind {
                 PatchKind::Apply => Some(ops::parse_apply_body(&req.body)?),
                 _ => None,
             };
-            let mut st = shared.lock();
-            let existed = st.get(&ctx.def.key(), &ctx.namespace, name).is_some();
-            let patched = match applied {
-                Some(applied) => ops::apply(&mut st, &ctx, name, applied, force)?,
-                None => ops::patch(&mut st, &ctx, name, kind, &req.body, force)?,
-            };
-            drop(st); // the answer is encoded without the store lock
+            let options = || write_options(req);
+            let (existed, patched) = admitted(shared, ctx, options, |st, ctx| {
+                let existed = st.get(&ctx.def.key(), &ctx.namespace, name).is_some();
+                let patched = if applied.is_some() {
+                    ops::apply(st, ctx, name, retry_input(st, &mut applied), force)?
+                } else {
+                    ops::patch(st, ctx, name, kind, &req.body, force)?
+                };
+                Ok((existed, patched))
+            })
+            .await?;
+            // The answer is encoded without the store lock.
             Ok(json_response(if existed { 200 } else { 201 }, &patched))
         }
         (&Method::DELETE, true) => {
@@ -226,15 +249,66 @@ fn resource(
             let mut ctx = write_ctx(&target, req)?;
             ctx.dry_run |= opts.dry_run;
             let name = target.name.as_deref().unwrap_or_default();
-            let deleted = ops::delete(&mut shared.lock(), &ctx, name, &opts)?;
+            let options = || delete_options(req);
+            let deleted = admitted(shared, ctx, options, |st, ctx| {
+                ops::delete(st, ctx, name, &opts)
+            })
+            .await?;
             Ok(json_response(200, &deleted.answer(&target.def)))
         }
         (&Method::DELETE, false) => {
             verb_counter(shared, "deletecollection");
-            delete_collection(shared, &target, req)
+            delete_collection(shared, &target, req).await
         }
         _ => Err(ApiError::method_not_allowed(&rest.join("/"))),
     }
+}
+
+/// How often a write is run again because its object changed while webhooks were asked.
+const ADMISSION_ROUNDS: usize = 8;
+
+/// Runs a write under the store lock; when it stops at the admission gate, asks the webhooks
+/// without the lock and runs it again (it then commits what they allowed, or stops again if
+/// the object changed meanwhile, like upstream's GuaranteedUpdate retries).
+async fn admitted<T>(
+    shared: &Shared,
+    mut ctx: WriteCtx,
+    options: impl Fn() -> Value,
+    mut write: impl FnMut(&mut State, &WriteCtx) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    for _ in 0..ADMISSION_ROUNDS {
+        let outcome = write(&mut shared.lock(), &ctx);
+        let pending = match outcome {
+            Err(ApiError {
+                pending: Some(p), ..
+            }) => p,
+            other => return other,
+        };
+        let pending = pending.with_options(&options());
+        let object = match pending.phase {
+            Phase::Mutating => admission::dispatch_mutating(&pending, &shared.services).await?,
+            Phase::Validating => {
+                admission::dispatch(&pending, &shared.services).await?;
+                None
+            }
+        };
+        ctx.admission = pending.answered(&ctx.admission, object);
+    }
+    Err(ApiError::internal(
+        "the object kept changing while admission webhooks were asked",
+    ))
+}
+
+/// A write's input for this run: moved out when no webhook can stop the run (the common case,
+/// no copy), copied when the run may have to be repeated.
+fn retry_input(st: &State, input: &mut Option<Value>) -> Value {
+    // Policies never stop a write for a second run; webhooks may.
+    let value = if st.webhooks.is_empty() && st.mutating_webhooks.is_empty() {
+        input.take()
+    } else {
+        input.clone()
+    };
+    value.unwrap_or_default()
 }
 
 fn get(shared: &Arc<Shared>, t: &Target, req: &ApiRequest) -> Result<Response, ApiError> {

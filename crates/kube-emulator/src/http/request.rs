@@ -6,12 +6,13 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, header};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::paths::Target;
 use crate::error::ApiError;
-use crate::ops::{DeleteOpts, FieldValidation, WriteCtx};
+use crate::ops::{Admission, DeleteOpts, FieldValidation, WriteCtx};
 use crate::selector::{FieldSelector, Filter, LabelSelector, extra_fields};
+use crate::user::UserInfo;
 
 pub(super) struct ApiRequest {
     pub(super) method: Method,
@@ -91,7 +92,49 @@ pub(super) fn write_ctx(t: &Target, req: &ApiRequest) -> Result<WriteCtx, ApiErr
         manager,
         validation,
         subresource: t.subresource.clone(),
+        // Until requests are authenticated, every client is the admin.
+        user: UserInfo::admin(),
+        admission: Admission::Required,
     })
+}
+
+/// The fields of CreateOptions/UpdateOptions (and of PatchOptions, which
+/// webhooks receive as those) that the query sets; admission adds the kind.
+pub(super) fn write_options(req: &ApiRequest) -> Value {
+    let mut options = json!({});
+    if let Some(d) = req.param("dryRun") {
+        options["dryRun"] = json!([d]);
+    }
+    for key in ["fieldManager", "fieldValidation"] {
+        if let Some(v) = req.param(key) {
+            options[key] = json!(v);
+        }
+    }
+    options
+}
+
+/// The DeleteOptions webhooks receive: the body's, with the query's settings.
+pub(super) fn delete_options(req: &ApiRequest) -> Value {
+    let mut options = serde_json::from_slice::<Value>(&req.body)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    if let Some(m) = options.as_object_mut() {
+        m.remove("kind");
+        m.remove("apiVersion");
+    }
+    if let Some(d) = req.param("dryRun") {
+        options["dryRun"] = json!([d]);
+    }
+    for key in ["propagationPolicy", "gracePeriodSeconds"] {
+        if let Some(v) = req.param(key) {
+            options[key] = match v.parse::<i64>() {
+                Ok(n) => json!(n),
+                Err(_) => json!(v),
+            };
+        }
+    }
+    options
 }
 
 pub(super) fn delete_opts(req: &ApiRequest) -> Result<DeleteOpts, ApiError> {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::kinds::{apply_kind_rules, check_kind, validate_custom};
 use super::metadata::{new_uid, random_suffix, validate_metadata, validate_name};
 use super::{WriteCtx, now_rfc3339, served, served_stored};
+use crate::admission::{self, Attempt, Operation, Phase};
 use crate::error::{ApiError, field_error};
 use crate::patch;
 use crate::schema::FieldErrorKind;
@@ -42,8 +43,18 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Arc<Valu
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
+    // Upstream's NamespaceLifecycle plugin refuses before any webhook is asked.
+    namespace_gate(st, ctx)?;
+    let attempt = Attempt {
+        operation: Operation::Create,
+        name: None,
+        object: Some(&mut obj),
+        old: None,
+    };
+    admission::gate(st, ctx, Phase::Mutating, attempt)?;
     let md = &mut obj["metadata"];
-    let name = match md["name"].as_str().filter(|n| !n.is_empty()) {
+    let generated = md["name"].as_str().is_none_or(str::is_empty);
+    let mut name = match md["name"].as_str().filter(|n| !n.is_empty()) {
         Some(n) => n.to_string(),
         None => match md["generateName"].as_str().filter(|n| !n.is_empty()) {
             Some(prefix) => format!("{prefix}{}", random_suffix()),
@@ -95,18 +106,31 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Arc<Valu
     {
         m.remove("status");
     }
-    namespace_gate(st, ctx)?;
     validate_metadata(&def, &name, &obj)?;
     apply_kind_rules(st, ctx, &mut obj, true)?;
     if def.custom.is_some() {
         validate_custom(ctx, &mut obj, None)?;
     }
-    if st.get(&def.key(), &ctx.namespace, &name).is_some() {
-        return Err(ApiError::already_exists(&def, &name));
-    }
     if obj["metadata"]["managedFields"].is_null() {
         let av = def.api_version(&ctx.version);
         patch::record_update(None, &mut obj, &ctx.writer(&av, &now));
+    }
+    let attempt = Attempt {
+        operation: Operation::Create,
+        name: Some(if generated { "" } else { &name }),
+        object: Some(&mut obj),
+        old: None,
+    };
+    admission::gate(st, ctx, Phase::Validating, attempt)?;
+    if generated {
+        // The webhooks saw (and allowed) the name generated on the first run.
+        name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or(&name)
+            .to_string();
+    }
+    if st.get(&def.key(), &ctx.namespace, &name).is_some() {
+        return Err(ApiError::already_exists(&def, &name));
     }
     if ctx.dry_run {
         return Ok(Arc::new(served(&def, &ctx.version, &obj)));

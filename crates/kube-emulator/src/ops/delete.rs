@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::metadata::{finalizers, set_finalizers};
 use super::{FOREGROUND, ORPHAN, WriteCtx, current, is_namespace, now_rfc3339, served};
+use crate::admission::{self, Attempt, Operation, Phase};
 use crate::error::ApiError;
 use crate::registry::ResourceDef;
 use crate::store::{EventType, State};
@@ -104,6 +105,15 @@ pub fn delete(
                 "invalid propagationPolicy {other:?}: must be Orphan, Background or Foreground"
             )));
         }
+    }
+    for phase in [Phase::Mutating, Phase::Validating] {
+        let attempt = Attempt {
+            operation: Operation::Delete,
+            name: Some(name),
+            object: None,
+            old: Some(&old),
+        };
+        admission::gate(st, ctx, phase, attempt)?;
     }
     let terminating = !fins.is_empty() || is_namespace(&def);
     if terminating {

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::crd::accept_crd;
 use super::{FieldValidation, WriteCtx};
+use crate::admission;
 use crate::error::ApiError;
 use crate::registry::ResourceDef;
 use crate::schema;
@@ -139,6 +140,16 @@ pub(super) fn apply_kind_rules(
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             accept_crd(st, ctx, obj, creating)?;
+        }
+        (
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations" | "mutatingwebhookconfigurations",
+        ) => {
+            let errs = admission::validate_configuration(obj);
+            if !errs.is_empty() {
+                let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+                return Err(ApiError::invalid(&ctx.def, name, &errs));
+            }
         }
         _ => {}
     }

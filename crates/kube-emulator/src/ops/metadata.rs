@@ -9,7 +9,7 @@ use crate::error::{ApiError, field_error};
 use crate::registry::ResourceDef;
 use crate::schema::FieldErrorKind;
 
-pub(super) fn new_uid() -> String {
+pub(crate) fn new_uid() -> String {
     let mut rng = rand::rng();
     let b: [u8; 16] = rng.random();
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();

@@ -20,11 +20,14 @@ use super::error::ApiError;
 use super::patch::Writer;
 use super::registry::ResourceDef;
 use super::store::State;
+use super::user::UserInfo;
+pub use crate::admission::Admission;
 
 pub use apply::{apply, parse_apply_body};
 pub use crd::is_crd;
 pub use create::{create, seed_namespace};
 pub use delete::{DeleteOpts, delete, drop_finalizer, rewrite};
+pub(crate) use metadata::new_uid;
 pub use update::{patch, update};
 
 pub const FOREGROUND: &str = "foregroundDeletion";
@@ -51,6 +54,10 @@ pub struct WriteCtx {
     pub validation: FieldValidation,
     /// `Some("status")` for writes to the status subresource.
     pub subresource: Option<String>,
+    /// Who asks: the `userInfo` admission webhooks receive.
+    pub user: UserInfo,
+    /// Where the write stands with validating admission webhooks.
+    pub admission: Admission,
 }
 
 impl WriteCtx {
@@ -64,6 +71,8 @@ impl WriteCtx {
             manager: "emulator-gc".into(),
             validation: FieldValidation::Prune,
             subresource: None,
+            user: UserInfo::admin(),
+            admission: Admission::Exempt,
         }
     }
 

@@ -10,6 +10,7 @@ use super::apply::{apply, parse_apply_body};
 use super::kinds::{apply_kind_rules, check_kind, validate_custom};
 use super::metadata::{finalizers, spec_changed, validate_metadata};
 use super::{WriteCtx, current, is_namespace, now_rfc3339, served, served_stored};
+use crate::admission::{self, Attempt, Operation, Phase};
 use crate::error::{ApiError, field_error};
 use crate::patch::{self, PatchKind};
 use crate::schema::FieldErrorKind;
@@ -77,6 +78,13 @@ pub(super) fn commit_update(
         .as_str()
         .unwrap_or_default()
         .to_string();
+    let attempt = Attempt {
+        operation: Operation::Update,
+        name: Some(&name),
+        object: Some(&mut new),
+        old: Some(old),
+    };
+    admission::gate(st, ctx, Phase::Mutating, attempt)?;
     let status = ctx.subresource.as_deref() == Some("status");
     if status && how == Commit::AppliedToStored {
         // Nothing to isolate: the merge started from `old` and touched status only.
@@ -165,6 +173,13 @@ pub(super) fn commit_update(
         let av = def.api_version(&ctx.version);
         patch::record_update(Some(old), &mut new, &ctx.writer(&av, &now));
     }
+    let attempt = Attempt {
+        operation: Operation::Update,
+        name: Some(&name),
+        object: Some(&mut new),
+        old: Some(old),
+    };
+    admission::gate(st, ctx, Phase::Validating, attempt)?;
     if new == **old {
         return Ok(served_stored(&def, &ctx.version, old));
     }
