@@ -4,6 +4,7 @@
 //! stop; apikey-operator's `local` mode, integration tests and benchmarks run on it.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod discovery;
 mod error;
 mod gc;
@@ -15,6 +16,9 @@ pub mod schema;
 mod selector;
 mod store;
 mod table;
+pub mod user;
+
+pub use user::UserInfo;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use auth::{Anonymous, StaticToken, TokenFileError, parse_token_file};
 pub use error::{ApiError, EmulatorError};
 use store::State;
 
@@ -38,6 +43,10 @@ pub struct EmulatorConfig {
     pub watch_history: usize,
     /// How often watches that asked for bookmarks get one (the real server: about a minute).
     pub bookmark_interval: Duration,
+    /// Bearer tokens of users besides the admin (kube-apiserver's `--token-auth-file`).
+    pub tokens: Vec<StaticToken>,
+    /// What a request without a token is.
+    pub anonymous: Anonymous,
 }
 
 impl Default for EmulatorConfig {
@@ -47,6 +56,8 @@ impl Default for EmulatorConfig {
             state_file: None,
             watch_history: 50_000,
             bookmark_interval: Duration::from_secs(30),
+            tokens: Vec::new(),
+            anonymous: Anonymous::default(),
         }
     }
 }
@@ -129,6 +140,7 @@ struct Shared {
     /// status-code`, for benchmarks and tests to break down.
     requests_by: Mutex<std::collections::BTreeMap<String, u64>>,
     available: AtomicBool,
+    authn: auth::Authn,
 }
 
 impl Shared {
@@ -136,6 +148,13 @@ impl Shared {
     /// `State::put`), so poisoning is ignored.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The RBAC index, brought up to date first if RBAC objects changed.
+    fn policy(&self) -> Arc<auth::Policy> {
+        let mut st = self.lock();
+        auth::refresh(&mut st);
+        st.policy.clone()
     }
 }
 
@@ -145,6 +164,7 @@ pub struct Emulator {
     shared: Arc<Shared>,
     port: u16,
     state_file: Option<PathBuf>,
+    admin_token: String,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
@@ -171,11 +191,19 @@ impl Emulator {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             ops::seed_namespace(&mut state, ns);
         }
+        auth::seed_bootstrap_policy(&mut state);
+        let admin_token = auth::tokens::random_token();
+        let mut tokens = vec![StaticToken {
+            token: admin_token.clone(),
+            user: UserInfo::admin(),
+        }];
+        tokens.extend(cfg.tokens.iter().cloned());
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             stats: Counters::default(),
             requests_by: Mutex::default(),
             available: AtomicBool::new(true),
+            authn: auth::Authn::new(&tokens, cfg.anonymous),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port))
             .await
@@ -228,6 +256,7 @@ impl Emulator {
             shared,
             port,
             state_file: cfg.state_file,
+            admin_token,
             stop: Some(stop),
             server,
             tasks: vec![gc_task, bookmark_task],
@@ -243,33 +272,83 @@ impl Emulator {
         self.port
     }
 
-    /// A kubeconfig with one cluster, user and context (namespace `default`).
+    /// A kubeconfig with one cluster, user and context (namespace `default`): the admin,
+    /// `system:admin` in group `system:masters`.
     pub fn kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_yaml_with(&[])
+    }
+
+    /// A kubeconfig whose current context is the admin's (`apikey-emulator`), with one more
+    /// context per given token, named after its user.
+    pub fn kubeconfig_yaml_with(&self, users: &[StaticToken]) -> String {
+        let mut contexts = String::new();
+        let mut entries = String::new();
+        let admin = std::iter::once(("apikey-emulator", self.admin_token.as_str()));
+        let others = users
+            .iter()
+            .map(|t| (t.user.username.as_str(), t.token.as_str()));
+        for (name, token) in admin.chain(others) {
+            let name = serde_json::to_string(name).unwrap_or_default();
+            let token = serde_json::to_string(token).unwrap_or_default();
+            contexts.push_str(&format!(
+                "- name: {name}\n  context:\n    cluster: apikey-emulator\n    user: {name}\n    namespace: default\n"
+            ));
+            entries.push_str(&format!("- name: {name}\n  user:\n    token: {token}\n"));
+        }
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: apikey-emulator\n  cluster:\n    server: {}\ncontexts:\n- name: apikey-emulator\n  context:\n    cluster: apikey-emulator\n    user: apikey-emulator\n    namespace: default\ncurrent-context: apikey-emulator\nusers:\n- name: apikey-emulator\n  user: {{}}\npreferences: {{}}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: apikey-emulator\n  cluster:\n    server: {}\ncontexts:\n{contexts}current-context: apikey-emulator\nusers:\n{entries}preferences: {{}}\n",
             self.url()
         )
     }
 
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), EmulatorError> {
-        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| EmulatorError::Kubeconfig {
-            path: path.display().to_string(),
-            source,
-        })
+        self.write_kubeconfig_with(path, &[])
     }
 
-    /// A kube client for this emulator (default namespace `default`).
+    /// `kubeconfig_yaml_with` written to `path` (readable by its owner only: it holds tokens).
+    pub fn write_kubeconfig_with(
+        &self,
+        path: &Path,
+        users: &[StaticToken],
+    ) -> Result<(), EmulatorError> {
+        let io = |source| EmulatorError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::write(path, self.kubeconfig_yaml_with(users)).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// A kube client for this emulator as the admin (default namespace `default`).
     pub async fn client(&self) -> Result<kube::Client, EmulatorError> {
         Ok(kube::Client::try_from(self.config()?)?)
     }
 
-    /// Connection settings for a client of this emulator.
+    /// Connection settings for a client of this emulator, as the admin.
     pub fn config(&self) -> Result<kube::Config, EmulatorError> {
+        self.config_with_token(&self.admin_token)
+    }
+
+    /// Connection settings for a client that authenticates with `token` (a static token from
+    /// `EmulatorConfig::tokens` or a ServiceAccount token).
+    pub fn config_with_token(&self, token: &str) -> Result<kube::Config, EmulatorError> {
         let url = self
             .url()
             .parse()
             .map_err(|e: axum::http::uri::InvalidUri| EmulatorError::Url(e.to_string()))?;
-        Ok(kube::Config::new(url))
+        let mut cfg = kube::Config::new(url);
+        cfg.auth_info.token = Some(secrecy::SecretString::from(token.to_owned()));
+        Ok(cfg)
+    }
+
+    /// The admin's bearer token (user `system:admin`, group `system:masters`).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     /// Requests to resources so far, by verb; those refused with 503 while

@@ -110,6 +110,10 @@ pub struct State {
     /// The uid of every stored object, so a write can tell at once whether
     /// its owners exist (the collector then only runs when one does not).
     pub uids: HashSet<String>,
+    /// The RBAC objects indexed for authorization (`auth::refresh` rebuilds it).
+    pub policy: Arc<crate::auth::Policy>,
+    /// Set when an RBAC object changed since `policy` was built.
+    pub rbac_dirty: bool,
 }
 
 impl State {
@@ -124,6 +128,8 @@ impl State {
             watchers: Vec::new(),
             gc_pending: false,
             uids: HashSet::new(),
+            policy: Arc::default(),
+            rbac_dirty: false,
         }
     }
 
@@ -164,6 +170,7 @@ impl State {
         if def.key() == CRD_KEY {
             self.rebuild_registry();
         }
+        self.rbac_dirty |= def.group == crate::auth::rbac::GROUP;
         self.publish(def, rv, kind, obj.clone(), previous);
         obj
     }
@@ -184,6 +191,7 @@ impl State {
         if def.key() == CRD_KEY {
             self.rebuild_registry();
         }
+        self.rbac_dirty |= def.group == crate::auth::rbac::GROUP;
         self.gc_pending = true;
         self.publish(def, rv, EventType::Deleted, obj.clone(), Some(old));
         Some(obj)
@@ -280,6 +288,7 @@ impl State {
                 .insert(obj_key(obj), Arc::new(obj.clone()));
         }
         self.rebuild_registry();
+        self.rbac_dirty = true;
     }
 }
 

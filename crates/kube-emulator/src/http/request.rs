@@ -12,12 +12,15 @@ use super::paths::Target;
 use crate::error::ApiError;
 use crate::ops::{DeleteOpts, FieldValidation, WriteCtx};
 use crate::selector::{FieldSelector, Filter, LabelSelector, extra_fields};
+use crate::user::UserInfo;
 
 pub(super) struct ApiRequest {
     pub(super) method: Method,
     pub(super) headers: HeaderMap,
     pub(super) query: HashMap<String, String>,
     pub(super) body: Bytes,
+    /// Who asks: the authenticated or impersonated user.
+    pub(super) user: UserInfo,
 }
 
 impl ApiRequest {
@@ -91,6 +94,7 @@ pub(super) fn write_ctx(t: &Target, req: &ApiRequest) -> Result<WriteCtx, ApiErr
         manager,
         validation,
         subresource: t.subresource.clone(),
+        user: req.user.clone(),
     })
 }
 

@@ -140,6 +140,15 @@ pub(super) fn apply_kind_rules(
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             accept_crd(st, ctx, obj, creating)?;
         }
+        (crate::auth::rbac::GROUP, _) => {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            let old = if creating {
+                None
+            } else {
+                st.get(&ctx.def.key(), &ctx.namespace, name)
+            };
+            crate::auth::escalation::check_rbac_write(st, ctx, obj, old.map(|o| &**o))?;
+        }
         _ => {}
     }
     Ok(())

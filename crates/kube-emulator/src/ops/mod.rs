@@ -20,6 +20,7 @@ use super::error::ApiError;
 use super::patch::Writer;
 use super::registry::ResourceDef;
 use super::store::State;
+use super::user::UserInfo;
 
 pub use apply::{apply, parse_apply_body};
 pub use crd::is_crd;
@@ -51,6 +52,8 @@ pub struct WriteCtx {
     pub validation: FieldValidation,
     /// `Some("status")` for writes to the status subresource.
     pub subresource: Option<String>,
+    /// Who writes: the authenticated (or impersonated) user of the request.
+    pub user: UserInfo,
 }
 
 impl WriteCtx {
@@ -64,6 +67,7 @@ impl WriteCtx {
             manager: "emulator-gc".into(),
             validation: FieldValidation::Prune,
             subresource: None,
+            user: UserInfo::admin(),
         }
     }
 
@@ -99,6 +103,17 @@ fn served_stored(def: &ResourceDef, version: &str, stored: &Arc<Value>) -> Arc<V
     } else {
         Arc::new(served(def, version, stored))
     }
+}
+
+/// A write the server makes to an object it has just read (ClusterRole aggregation): the
+/// update path without a client's checks of resourceVersion and name.
+pub fn update_stored(
+    st: &mut State,
+    ctx: &WriteCtx,
+    old: &Arc<Value>,
+    new: Value,
+) -> Result<Arc<Value>, ApiError> {
+    update::commit_update(st, ctx, old, new, update::Commit::Client)
 }
 
 /// Loads the current object or 404s.
