@@ -26,6 +26,8 @@ pub enum EmulatorError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot set up the emulator's TLS listener: {0}")]
+    Tls(String),
     #[error("the emulator URL is not valid: {0}")]
     Url(String),
     #[error("cannot build a kube client for the emulator: {0}")]

@@ -16,6 +16,7 @@ pub mod schema;
 mod selector;
 mod store;
 mod table;
+mod tls;
 pub mod user;
 
 pub use user::UserInfo;
@@ -163,6 +164,7 @@ impl Shared {
 pub struct Emulator {
     shared: Arc<Shared>,
     port: u16,
+    tls_port: u16,
     state_file: Option<PathBuf>,
     admin_token: String,
     stop: Option<oneshot::Sender<()>>,
@@ -221,6 +223,14 @@ impl Emulator {
         let app = axum::Router::new()
             .fallback(http::serve)
             .with_state(shared.clone());
+        let tls_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|source| EmulatorError::Bind { port: 0, source })?;
+        let tls_port = tls_listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind { port: 0, source })?
+            .port();
+        let tls_task = tokio::spawn(tls::serve(tls_listener, app.clone())?);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -240,6 +250,9 @@ impl Emulator {
                     st.gc_pending = false;
                     gc::collect(&mut st);
                 }
+                // ClusterRole aggregation, as the controller-manager does it: soon after a
+                // change (requests that need the policy refresh it at once).
+                auth::refresh(&mut st);
             }
         });
         let bm_shared = shared.clone();
@@ -255,11 +268,12 @@ impl Emulator {
         Ok(Emulator {
             shared,
             port,
+            tls_port,
             state_file: cfg.state_file,
             admin_token,
             stop: Some(stop),
             server,
-            tasks: vec![gc_task, bookmark_task],
+            tasks: vec![gc_task, bookmark_task, tls_task],
         })
     }
 
@@ -272,21 +286,47 @@ impl Emulator {
         self.port
     }
 
-    /// A kubeconfig with one cluster, user and context (namespace `default`): the admin,
-    /// `system:admin` in group `system:masters`.
-    pub fn kubeconfig_yaml(&self) -> String {
-        self.kubeconfig_yaml_with(&[])
+    /// `https://127.0.0.1:PORT`: the same API over TLS (certificate `tls_ca_pem`), which is
+    /// what kubectl needs to send a token or impersonation headers.
+    pub fn tls_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.tls_port)
     }
 
-    /// A kubeconfig whose current context is the admin's (`apikey-emulator`), with one more
-    /// context per given token, named after its user.
+    /// The CA certificate (PEM) of `tls_url`.
+    pub fn tls_ca_pem(&self) -> &'static str {
+        tls::CA_PEM
+    }
+
+    /// A kubeconfig with one cluster, user and context (namespace `default`): the admin,
+    /// `system:admin` in group `system:masters`, on the plain-HTTP URL. kube-rs sends the token
+    /// there; kubectl sends no credentials over HTTP, so it is anonymous, which is the admin
+    /// again only with `Anonymous::Admin` (the default).
+    pub fn kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_document(&self.url(), None, &[])
+    }
+
+    /// A kubeconfig on the TLS URL whose current context is the admin's (`apikey-emulator`),
+    /// with one more context per given token, named after its user: what kubectl needs to act
+    /// as those users.
     pub fn kubeconfig_yaml_with(&self, users: &[StaticToken]) -> String {
+        self.kubeconfig_document(&self.tls_url(), Some(tls::CA_PEM), users)
+    }
+
+    fn kubeconfig_document(&self, server: &str, ca: Option<&str>, users: &[StaticToken]) -> String {
+        use base64::Engine;
         let mut contexts = String::new();
         let mut entries = String::new();
         let admin = std::iter::once(("apikey-emulator", self.admin_token.as_str()));
         let others = users
             .iter()
-            .map(|t| (t.user.username.as_str(), t.token.as_str()));
+            .enumerate()
+            // A later token for the same user replaces an earlier one.
+            .filter(|(i, t)| {
+                !users[i + 1..]
+                    .iter()
+                    .any(|u| u.user.username == t.user.username)
+            })
+            .map(|(_, t)| (t.user.username.as_str(), t.token.as_str()));
         for (name, token) in admin.chain(others) {
             let name = serde_json::to_string(name).unwrap_or_default();
             let token = serde_json::to_string(token).unwrap_or_default();
@@ -295,27 +335,39 @@ impl Emulator {
             ));
             entries.push_str(&format!("- name: {name}\n  user:\n    token: {token}\n"));
         }
+        let ca = ca
+            .map(|pem| {
+                format!(
+                    "    certificate-authority-data: {}\n",
+                    base64::engine::general_purpose::STANDARD.encode(pem)
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: apikey-emulator\n  cluster:\n    server: {}\ncontexts:\n{contexts}current-context: apikey-emulator\nusers:\n{entries}preferences: {{}}\n",
-            self.url()
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: apikey-emulator\n  cluster:\n    server: {server}\n{ca}contexts:\n{contexts}current-context: apikey-emulator\nusers:\n{entries}preferences: {{}}\n"
         )
     }
 
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), EmulatorError> {
-        self.write_kubeconfig_with(path, &[])
+        self.write_private(path, &self.kubeconfig_yaml())
     }
 
-    /// `kubeconfig_yaml_with` written to `path` (readable by its owner only: it holds tokens).
+    /// `kubeconfig_yaml_with` written to `path`.
     pub fn write_kubeconfig_with(
         &self,
         path: &Path,
         users: &[StaticToken],
     ) -> Result<(), EmulatorError> {
+        self.write_private(path, &self.kubeconfig_yaml_with(users))
+    }
+
+    /// Writes a kubeconfig readable by its owner only (it holds tokens).
+    fn write_private(&self, path: &Path, text: &str) -> Result<(), EmulatorError> {
         let io = |source| EmulatorError::Kubeconfig {
             path: path.display().to_string(),
             source,
         };
-        std::fs::write(path, self.kubeconfig_yaml_with(users)).map_err(io)?;
+        std::fs::write(path, text).map_err(io)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

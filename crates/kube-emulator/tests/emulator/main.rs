@@ -2,10 +2,15 @@
 //! Kubernetes API server, structural-schema and CEL handling, and a throughput probe.
 //! `support` starts emulators and installs the test CRDs they share.
 
+mod authn;
 mod conformance;
 mod kubectl;
+mod kubectl_auth;
 mod perf;
+mod rbac;
 mod readme_example;
+mod reviews;
 mod schema;
 mod support;
 mod temp_dir;
+mod users;
