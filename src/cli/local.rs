@@ -26,13 +26,20 @@ pub enum LocalError {
     Cli(#[from] super::CliError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Users(#[from] UsersFileError),
+}
+
+/// Why `--users FILE` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersFileError {
     #[error("cannot read the users file {path}: {source}")]
-    UsersIo {
+    Io {
         path: String,
         source: std::io::Error,
     },
     #[error("the users file {path} is not valid: {source}")]
-    UsersFormat {
+    Format {
         path: String,
         source: kube_emulator::TokenFileError,
     },
@@ -110,16 +117,16 @@ pub async fn run_local(
 
 /// The ordinary users of the kubeconfig: `alice` (group `team-a`, a fresh token each start)
 /// unless the users file names its own `alice`, then the file's users.
-fn kubeconfig_users(file: Option<&std::path::Path>) -> Result<Vec<StaticToken>, LocalError> {
+fn kubeconfig_users(file: Option<&std::path::Path>) -> Result<Vec<StaticToken>, UsersFileError> {
     let from_file = match file {
         None => Vec::new(),
         Some(path) => {
             let shown = || path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|source| LocalError::UsersIo {
+            let text = std::fs::read_to_string(path).map_err(|source| UsersFileError::Io {
                 path: shown(),
                 source,
             })?;
-            kube_emulator::parse_token_file(&text).map_err(|source| LocalError::UsersFormat {
+            kube_emulator::parse_token_file(&text).map_err(|source| UsersFileError::Format {
                 path: shown(),
                 source,
             })?
@@ -177,7 +184,7 @@ mod tests {
         let path = users_file("only,two\n");
         assert!(matches!(
             kubeconfig_users(Some(&path)),
-            Err(LocalError::UsersFormat { .. })
+            Err(UsersFileError::Format { .. })
         ));
     }
 }

@@ -69,12 +69,12 @@ impl Attributes {
             _ => "",
         }
         .to_owned();
-        if rest[0] == "namespaces" {
-            if let Some(ns) = rest.get(1) {
-                a.namespace = (*ns).to_owned();
-                if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
-                    rest = &rest[2..];
-                }
+        if rest[0] == "namespaces"
+            && let Some(ns) = rest.get(1)
+        {
+            a.namespace = (*ns).to_owned();
+            if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
+                rest = &rest[2..];
             }
         }
         if let Some(r) = rest.first() {
@@ -168,7 +168,18 @@ mod tests {
 
     #[test]
     fn requests_read_as_request_info_reads_them() {
-        let cases: &[(&str, &str, Option<&str>, &str, &str, &str, &str, &str)] = &[
+        // method, path, query, then verb, group, resource/sub, namespace, name
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            &'a str,
+            &'a str,
+            &'a str,
+            &'a str,
+            &'a str,
+        );
+        let cases: &[Case] = &[
             // method, path, query, verb, group, resource/sub, namespace, name
             (
                 "GET",

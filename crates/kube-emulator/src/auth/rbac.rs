@@ -625,7 +625,7 @@ mod tests {
         ];
         for (servant, missing) in cases {
             assert_eq!(
-                uncovered(&owner, &[servant.clone()]).len(),
+                uncovered(&owner, std::slice::from_ref(&servant)).len(),
                 missing,
                 "{servant:?}"
             );

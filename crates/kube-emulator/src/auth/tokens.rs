@@ -381,13 +381,14 @@ mod tests {
     #[test]
     fn bound_tokens_are_checked_on_every_use() {
         let live = Some(("u1".to_owned(), false));
-        let cases: Vec<(
+        type Case<'a> = (
             BoundToken,
             Option<(String, bool)>,
-            &[&str],
+            &'a [&'a str],
             i64,
-            Result<&str, &str>,
-        )> = vec![
+            Result<&'a str, &'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 tok(100),
                 live.clone(),
