@@ -1,15 +1,15 @@
 //! `local` mode: the embedded Kubernetes API emulator (crate `kube-emulator`)
 //! with the operator wired exactly as `run` wires it, a kubeconfig written for
-//! kubectl once every listener is bound (an admin context, current, and one
-//! per ordinary user: `alice` in group `team-a`, plus `--users`), and
-//! manifests applied at start.
+//! kubectl once every listener is bound (an admin context, current, on plain
+//! HTTP, and one per ordinary user on TLS: `alice` in group `team-a`, plus
+//! `--users`), and manifests applied at start.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kube_emulator::{Anonymous, Emulator, EmulatorConfig, StaticToken};
+use kube_emulator::{Anonymous, Emulator, EmulatorConfig, KubeconfigAdmin, StaticToken};
 use tracing::info;
 
 use super::apply::{ApplyError, apply_path};
@@ -75,9 +75,10 @@ pub async fn run_local(
         port: opts.port,
         state_file: opts.state.clone(),
         tokens: users.clone(),
-        // As kube-apiserver by default: no token is `system:anonymous`, which RBAC lets
-        // read only /healthz, /version and the like.
-        anonymous: Anonymous::Enabled,
+        // The admin's context stays on plain HTTP, where kubectl sends no credentials, so a
+        // request without a token is the admin (as before there were users). Moving it to TLS
+        // and `Anonymous::Enabled` (kube-apiserver's default) is one step away.
+        anonymous: Anonymous::Admin,
         ..Default::default()
     })
     .await?;
@@ -93,7 +94,7 @@ pub async fn run_local(
     .await?;
     // Only now: a second instance whose ports are taken must not point the
     // first one's kubeconfig at an API server that is about to go away.
-    emulator.write_kubeconfig_with(&opts.kubeconfig, &users)?;
+    emulator.write_kubeconfig_with(&opts.kubeconfig, &users, KubeconfigAdmin::PlainHttp)?;
     let client = emulator.client().await?;
     super::install_crds(client.clone(), Duration::from_secs(30)).await?;
     let mut applied = 0;

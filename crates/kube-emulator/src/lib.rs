@@ -63,6 +63,16 @@ impl Default for EmulatorConfig {
     }
 }
 
+/// Where a kubeconfig's admin context points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeconfigAdmin {
+    /// The TLS URL, like the users' contexts: kubectl authenticates with the admin token.
+    Tls,
+    /// The plain-HTTP URL (`url()`): kube-rs sends the admin token there, kubectl sends no
+    /// credentials, so for kubectl it is the admin only with `Anonymous::Admin`.
+    PlainHttp,
+}
+
 /// Request counters by verb; take two snapshots and subtract to count what happened in between.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestStats {
@@ -302,21 +312,43 @@ impl Emulator {
     /// there; kubectl sends no credentials over HTTP, so it is anonymous, which is the admin
     /// again only with `Anonymous::Admin` (the default).
     pub fn kubeconfig_yaml(&self) -> String {
-        self.kubeconfig_document(&self.url(), None, &[])
+        self.kubeconfig_yaml_with(&[], KubeconfigAdmin::PlainHttp)
     }
 
-    /// A kubeconfig on the TLS URL whose current context is the admin's (`apikey-emulator`),
-    /// with one more context per given token, named after its user: what kubectl needs to act
-    /// as those users.
-    pub fn kubeconfig_yaml_with(&self, users: &[StaticToken]) -> String {
-        self.kubeconfig_document(&self.tls_url(), Some(tls::CA_PEM), users)
-    }
-
-    fn kubeconfig_document(&self, server: &str, ca: Option<&str>, users: &[StaticToken]) -> String {
+    /// A kubeconfig whose current context is the admin's (`apikey-emulator`), with one more
+    /// context per given token, named after its user, on the TLS URL (kubectl sends tokens
+    /// only over TLS); `admin` says where the admin's context points.
+    pub fn kubeconfig_yaml_with(&self, users: &[StaticToken], admin: KubeconfigAdmin) -> String {
         use base64::Engine;
+        let tls_cluster = |name: &str| {
+            format!(
+                "- name: {name}\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n",
+                self.tls_url(),
+                base64::engine::general_purpose::STANDARD.encode(tls::CA_PEM)
+            )
+        };
+        let (clusters, user_cluster) = match admin {
+            KubeconfigAdmin::Tls => (tls_cluster("apikey-emulator"), "apikey-emulator"),
+            KubeconfigAdmin::PlainHttp => (
+                format!(
+                    "- name: apikey-emulator\n  cluster:\n    server: {}\n{}",
+                    self.url(),
+                    if users.is_empty() {
+                        String::new()
+                    } else {
+                        tls_cluster("apikey-emulator-tls")
+                    }
+                ),
+                "apikey-emulator-tls",
+            ),
+        };
         let mut contexts = String::new();
         let mut entries = String::new();
-        let admin = std::iter::once(("apikey-emulator", self.admin_token.as_str()));
+        let admin = std::iter::once((
+            "apikey-emulator",
+            "apikey-emulator",
+            self.admin_token.as_str(),
+        ));
         let others = users
             .iter()
             .enumerate()
@@ -326,25 +358,17 @@ impl Emulator {
                     .iter()
                     .any(|u| u.user.username == t.user.username)
             })
-            .map(|(_, t)| (t.user.username.as_str(), t.token.as_str()));
-        for (name, token) in admin.chain(others) {
+            .map(|(_, t)| (user_cluster, t.user.username.as_str(), t.token.as_str()));
+        for (cluster, name, token) in admin.chain(others) {
             let name = serde_json::to_string(name).unwrap_or_default();
             let token = serde_json::to_string(token).unwrap_or_default();
             contexts.push_str(&format!(
-                "- name: {name}\n  context:\n    cluster: apikey-emulator\n    user: {name}\n    namespace: default\n"
+                "- name: {name}\n  context:\n    cluster: {cluster}\n    user: {name}\n    namespace: default\n"
             ));
             entries.push_str(&format!("- name: {name}\n  user:\n    token: {token}\n"));
         }
-        let ca = ca
-            .map(|pem| {
-                format!(
-                    "    certificate-authority-data: {}\n",
-                    base64::engine::general_purpose::STANDARD.encode(pem)
-                )
-            })
-            .unwrap_or_default();
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: apikey-emulator\n  cluster:\n    server: {server}\n{ca}contexts:\n{contexts}current-context: apikey-emulator\nusers:\n{entries}preferences: {{}}\n"
+            "apiVersion: v1\nkind: Config\nclusters:\n{clusters}contexts:\n{contexts}current-context: apikey-emulator\nusers:\n{entries}preferences: {{}}\n"
         )
     }
 
@@ -357,8 +381,9 @@ impl Emulator {
         &self,
         path: &Path,
         users: &[StaticToken],
+        admin: KubeconfigAdmin,
     ) -> Result<(), EmulatorError> {
-        self.write_private(path, &self.kubeconfig_yaml_with(users))
+        self.write_private(path, &self.kubeconfig_yaml_with(users, admin))
     }
 
     /// Writes a kubeconfig readable by its owner only (it holds tokens).

@@ -4,13 +4,15 @@
 
 use std::process::Output;
 
+use kube_emulator::KubeconfigAdmin;
+
 use crate::support::Kubectl;
 use crate::users::*;
 
 /// kubectl with a kubeconfig holding the admin context (current), `alice` and `bob`.
 fn kubectl_with_users(emu: &kube_emulator::Emulator) -> Kubectl {
     let k = Kubectl::new(emu);
-    emu.write_kubeconfig_with(&k.kubeconfig, &users())
+    emu.write_kubeconfig_with(&k.kubeconfig, &users(), KubeconfigAdmin::Tls)
         .expect("kubeconfig with users");
     k
 }
