@@ -221,6 +221,10 @@ pub struct LocalArgs {
     /// API server port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+    /// More users for the kubeconfig, in kube-apiserver's static token file format: one
+    /// `token,user,uid,"group1,group2"` line each; each gets a context named after the user.
+    #[arg(long, value_name = "FILE")]
+    pub users: Option<PathBuf>,
     #[command(flatten)]
     pub verify: VerifyArgs,
     #[command(flatten)]

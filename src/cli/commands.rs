@@ -89,6 +89,7 @@ async fn run_local(args: super::args::LocalArgs) -> Result {
         apply: args.apply,
         state: args.state,
         port: args.port,
+        users: args.users,
         verifier: args.verify.config(None)?,
         admin_addr: Some(args.admin.admin_addr),
     };

@@ -1,13 +1,15 @@
 //! `local` mode: the embedded Kubernetes API emulator (crate `kube-emulator`)
 //! with the operator wired exactly as `run` wires it, a kubeconfig written for
-//! kubectl once every listener is bound, and manifests applied at start.
+//! kubectl once every listener is bound (an admin context, current, on plain
+//! HTTP, and one per ordinary user on TLS: `alice` in group `team-a`, plus
+//! `--users`), and manifests applied at start.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kube_emulator::{Emulator, EmulatorConfig};
+use kube_emulator::{Anonymous, Emulator, EmulatorConfig, KubeconfigAdmin, StaticToken};
 use tracing::info;
 
 use super::apply::{ApplyError, apply_path};
@@ -24,6 +26,23 @@ pub enum LocalError {
     Cli(#[from] super::CliError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Users(#[from] UsersFileError),
+}
+
+/// Why `--users FILE` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersFileError {
+    #[error("cannot read the users file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the users file {path} is not valid: {source}")]
+    Format {
+        path: String,
+        source: kube_emulator::TokenFileError,
+    },
 }
 
 /// What `apikey-operator local` runs with.
@@ -37,6 +56,8 @@ pub struct LocalOptions {
     pub state: Option<PathBuf>,
     /// API port on 127.0.0.1 (0: a free one).
     pub port: u16,
+    /// A static token file with more users for the kubeconfig.
+    pub users: Option<PathBuf>,
     /// The verifier's settings.
     pub verifier: verifier::VerifierConfig,
     /// The admin server (/metrics, /healthz, /readyz); none when `None`.
@@ -49,9 +70,15 @@ pub async fn run_local(
     opts: LocalOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), LocalError> {
+    let users = kubeconfig_users(opts.users.as_deref())?;
     let emulator = Emulator::start(EmulatorConfig {
         port: opts.port,
         state_file: opts.state.clone(),
+        tokens: users.clone(),
+        // The admin's context stays on plain HTTP, where kubectl sends no credentials, so a
+        // request without a token is the admin (as before there were users). Moving it to TLS
+        // and `Anonymous::Enabled` (kube-apiserver's default) is one step away.
+        anonymous: Anonymous::Admin,
         ..Default::default()
     })
     .await?;
@@ -67,7 +94,7 @@ pub async fn run_local(
     .await?;
     // Only now: a second instance whose ports are taken must not point the
     // first one's kubeconfig at an API server that is about to go away.
-    emulator.write_kubeconfig(&opts.kubeconfig)?;
+    emulator.write_kubeconfig_with(&opts.kubeconfig, &users, KubeconfigAdmin::PlainHttp)?;
     let client = emulator.client().await?;
     super::install_crds(client.clone(), Duration::from_secs(30)).await?;
     let mut applied = 0;
@@ -87,4 +114,78 @@ pub async fn run_local(
     emulator.shutdown().await?;
     info!("local mode stopped");
     Ok(ran?)
+}
+
+/// The ordinary users of the kubeconfig: `alice` (group `team-a`, a fresh token each start)
+/// unless the users file names its own `alice`, then the file's users.
+fn kubeconfig_users(file: Option<&std::path::Path>) -> Result<Vec<StaticToken>, UsersFileError> {
+    let from_file = match file {
+        None => Vec::new(),
+        Some(path) => {
+            let shown = || path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| UsersFileError::Io {
+                path: shown(),
+                source,
+            })?;
+            kube_emulator::parse_token_file(&text).map_err(|source| UsersFileError::Format {
+                path: shown(),
+                source,
+            })?
+        }
+    };
+    let mut users = Vec::new();
+    if !from_file.iter().any(|t| t.user.username == "alice") {
+        users.push(StaticToken::generate("alice", &["team-a"]));
+    }
+    users.extend(from_file);
+    Ok(users)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users_file(text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "apikey-local-users-{}-{}.csv",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).expect("users file");
+        path
+    }
+
+    fn names(users: &[StaticToken]) -> Vec<(&str, Vec<String>)> {
+        users
+            .iter()
+            .map(|t| (t.user.username.as_str(), t.user.groups.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn alice_comes_first_unless_the_users_file_brings_its_own() {
+        let none = kubeconfig_users(None).expect("no file");
+        assert_eq!(names(&none), [("alice", vec!["team-a".to_owned()])]);
+        assert!(none[0].token.len() >= 32, "a random token");
+
+        let path = users_file("t-bob,bob,uid-bob,\"ops,team-b\"\n");
+        let with_bob = kubeconfig_users(Some(&path)).expect("bob");
+        assert_eq!(
+            names(&with_bob),
+            [
+                ("alice", vec!["team-a".to_owned()]),
+                ("bob", vec!["ops".to_owned(), "team-b".to_owned()]),
+            ]
+        );
+        let path = users_file("t-alice,alice,uid-a,admins\n");
+        let own_alice = kubeconfig_users(Some(&path)).expect("alice");
+        assert_eq!(names(&own_alice), [("alice", vec!["admins".to_owned()])]);
+        assert_eq!(own_alice[0].token, "t-alice");
+
+        let path = users_file("only,two\n");
+        assert!(matches!(
+            kubeconfig_users(Some(&path)),
+            Err(UsersFileError::Format { .. })
+        ));
+    }
 }

@@ -27,6 +27,8 @@ pub enum EmulatorError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot set up the emulator's TLS listener: {0}")]
+    Tls(String),
     #[error("the emulator URL is not valid: {0}")]
     Url(String),
     #[error("cannot build a kube client for the emulator: {0}")]
@@ -180,6 +182,33 @@ impl ApiError {
             format!("{} \"{name}\" is forbidden: {why}", def.qualified_plural()),
         )
         .with_details(json!({"name": name, "group": def.group, "kind": def.plural}))
+    }
+
+    /// 401 as kube-apiserver's authentication filter answers a request it cannot authenticate.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// 403 `<resource>[.<group>] ["<name>"] is forbidden: <why>` (`apierrors.NewForbidden`);
+    /// bare `forbidden: <why>` when there is no resource.
+    pub fn forbidden_resource(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let qualified = if group.is_empty() {
+            resource.to_owned()
+        } else {
+            format!("{resource}.{group}")
+        };
+        let message = match (qualified.is_empty(), name.is_empty()) {
+            (true, _) => format!("forbidden: {why}"),
+            (false, true) => format!("{qualified} is forbidden: {why}"),
+            (false, false) => format!("{qualified} \"{name}\" is forbidden: {why}"),
+        };
+        let mut details = serde_json::Map::new();
+        for (k, v) in [("name", name), ("group", group), ("kind", resource)] {
+            if !v.is_empty() {
+                details.insert(k.to_owned(), json!(v));
+            }
+        }
+        Self::new(403, "Forbidden", message).with_details(Value::Object(details))
     }
 
     pub fn method_not_allowed(what: &str) -> Self {

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod admission;
+mod auth;
 mod discovery;
 mod error;
 mod gc;
@@ -16,6 +17,7 @@ pub mod schema;
 mod selector;
 mod store;
 mod table;
+mod tls;
 pub mod user;
 
 use std::collections::HashMap;
@@ -28,6 +30,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use auth::{Anonymous, StaticToken, TokenFileError, parse_token_file};
 pub use error::{ApiError, EmulatorError};
 use store::State;
 pub use user::UserInfo;
@@ -46,6 +49,10 @@ pub struct EmulatorConfig {
     /// Where admission webhooks' `clientConfig.service` (namespace, name, port) are reached:
     /// no Services run here, so the embedding program says where it serves them.
     pub service_addrs: HashMap<(String, String, u16), SocketAddr>,
+    /// Bearer tokens of users besides the admin (kube-apiserver's `--token-auth-file`).
+    pub tokens: Vec<StaticToken>,
+    /// What a request without a token is.
+    pub anonymous: Anonymous,
 }
 
 impl Default for EmulatorConfig {
@@ -56,8 +63,20 @@ impl Default for EmulatorConfig {
             watch_history: 50_000,
             bookmark_interval: Duration::from_secs(30),
             service_addrs: HashMap::new(),
+            tokens: Vec::new(),
+            anonymous: Anonymous::default(),
         }
     }
+}
+
+/// Where a kubeconfig's admin context points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeconfigAdmin {
+    /// The TLS URL, like the users' contexts: kubectl authenticates with the admin token.
+    Tls,
+    /// The plain-HTTP URL (`url()`): kube-rs sends the admin token there, kubectl sends no
+    /// credentials, so for kubectl it is the admin only with `Anonymous::Admin`.
+    PlainHttp,
 }
 
 /// Request counters by verb; take two snapshots and subtract to count what happened in between.
@@ -140,6 +159,7 @@ struct Shared {
     available: AtomicBool,
     /// `EmulatorConfig::service_addrs`.
     services: admission::ServiceAddrs,
+    authn: auth::Authn,
 }
 
 impl Shared {
@@ -148,6 +168,13 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The RBAC index, brought up to date first if RBAC objects changed.
+    fn policy(&self) -> Arc<auth::Policy> {
+        let mut st = self.lock();
+        auth::refresh(&mut st);
+        st.policy.clone()
+    }
 }
 
 /// A running emulator.
@@ -155,7 +182,9 @@ impl Shared {
 pub struct Emulator {
     shared: Arc<Shared>,
     port: u16,
+    tls_port: u16,
     state_file: Option<PathBuf>,
+    admin_token: String,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
@@ -182,12 +211,20 @@ impl Emulator {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             ops::seed_namespace(&mut state, ns);
         }
+        auth::seed_bootstrap_policy(&mut state);
+        let admin_token = auth::tokens::random_token();
+        let mut tokens = vec![StaticToken {
+            token: admin_token.clone(),
+            user: UserInfo::admin(),
+        }];
+        tokens.extend(cfg.tokens.iter().cloned());
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             stats: Counters::default(),
             requests_by: Mutex::default(),
             available: AtomicBool::new(true),
             services: cfg.service_addrs.clone(),
+            authn: auth::Authn::new(&tokens, cfg.anonymous),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port))
             .await
@@ -205,6 +242,14 @@ impl Emulator {
         let app = axum::Router::new()
             .fallback(http::serve)
             .with_state(shared.clone());
+        let tls_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|source| EmulatorError::Bind { port: 0, source })?;
+        let tls_port = tls_listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind { port: 0, source })?
+            .port();
+        let tls_task = tokio::spawn(tls::serve(tls_listener, app.clone())?);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -224,6 +269,9 @@ impl Emulator {
                     st.gc_pending = false;
                     gc::collect(&mut st);
                 }
+                // ClusterRole aggregation, as the controller-manager does it: soon after a
+                // change (requests that need the policy refresh it at once).
+                auth::refresh(&mut st);
             }
         });
         let bm_shared = shared.clone();
@@ -239,10 +287,12 @@ impl Emulator {
         Ok(Emulator {
             shared,
             port,
+            tls_port,
             state_file: cfg.state_file,
+            admin_token,
             stop: Some(stop),
             server,
-            tasks: vec![gc_task, bookmark_task],
+            tasks: vec![gc_task, bookmark_task, tls_task],
         })
     }
 
@@ -255,33 +305,136 @@ impl Emulator {
         self.port
     }
 
-    /// A kubeconfig with one cluster, user and context (namespace `default`).
+    /// `https://127.0.0.1:PORT`: the same API over TLS (certificate `tls_ca_pem`), which is
+    /// what kubectl needs to send a token or impersonation headers.
+    pub fn tls_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.tls_port)
+    }
+
+    /// The CA certificate (PEM) of `tls_url`.
+    pub fn tls_ca_pem(&self) -> &'static str {
+        tls::CA_PEM
+    }
+
+    /// A kubeconfig with one cluster, user and context (namespace `default`): the admin,
+    /// `system:admin` in group `system:masters`, on the plain-HTTP URL. kube-rs sends the token
+    /// there; kubectl sends no credentials over HTTP, so it is anonymous, which is the admin
+    /// again only with `Anonymous::Admin` (the default).
     pub fn kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_yaml_with(&[], KubeconfigAdmin::PlainHttp)
+    }
+
+    /// A kubeconfig whose current context is the admin's (`apikey-emulator`), with one more
+    /// context per given token, named after its user, on the TLS URL (kubectl sends tokens
+    /// only over TLS); `admin` says where the admin's context points.
+    pub fn kubeconfig_yaml_with(&self, users: &[StaticToken], admin: KubeconfigAdmin) -> String {
+        use base64::Engine;
+        let tls_cluster = |name: &str| {
+            format!(
+                "- name: {name}\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n",
+                self.tls_url(),
+                base64::engine::general_purpose::STANDARD.encode(tls::CA_PEM)
+            )
+        };
+        let (clusters, user_cluster) = match admin {
+            KubeconfigAdmin::Tls => (tls_cluster("apikey-emulator"), "apikey-emulator"),
+            KubeconfigAdmin::PlainHttp => (
+                format!(
+                    "- name: apikey-emulator\n  cluster:\n    server: {}\n{}",
+                    self.url(),
+                    if users.is_empty() {
+                        String::new()
+                    } else {
+                        tls_cluster("apikey-emulator-tls")
+                    }
+                ),
+                "apikey-emulator-tls",
+            ),
+        };
+        let mut contexts = String::new();
+        let mut entries = String::new();
+        let admin = std::iter::once((
+            "apikey-emulator",
+            "apikey-emulator",
+            self.admin_token.as_str(),
+        ));
+        let others = users
+            .iter()
+            .enumerate()
+            // A later token for the same user replaces an earlier one.
+            .filter(|(i, t)| {
+                !users[i + 1..]
+                    .iter()
+                    .any(|u| u.user.username == t.user.username)
+            })
+            .map(|(_, t)| (user_cluster, t.user.username.as_str(), t.token.as_str()));
+        for (cluster, name, token) in admin.chain(others) {
+            let name = serde_json::to_string(name).unwrap_or_default();
+            let token = serde_json::to_string(token).unwrap_or_default();
+            contexts.push_str(&format!(
+                "- name: {name}\n  context:\n    cluster: {cluster}\n    user: {name}\n    namespace: default\n"
+            ));
+            entries.push_str(&format!("- name: {name}\n  user:\n    token: {token}\n"));
+        }
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: apikey-emulator\n  cluster:\n    server: {}\ncontexts:\n- name: apikey-emulator\n  context:\n    cluster: apikey-emulator\n    user: apikey-emulator\n    namespace: default\ncurrent-context: apikey-emulator\nusers:\n- name: apikey-emulator\n  user: {{}}\npreferences: {{}}\n",
-            self.url()
+            "apiVersion: v1\nkind: Config\nclusters:\n{clusters}contexts:\n{contexts}current-context: apikey-emulator\nusers:\n{entries}preferences: {{}}\n"
         )
     }
 
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), EmulatorError> {
-        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| EmulatorError::Kubeconfig {
-            path: path.display().to_string(),
-            source,
-        })
+        self.write_private(path, &self.kubeconfig_yaml())
     }
 
-    /// A kube client for this emulator (default namespace `default`).
+    /// `kubeconfig_yaml_with` written to `path`.
+    pub fn write_kubeconfig_with(
+        &self,
+        path: &Path,
+        users: &[StaticToken],
+        admin: KubeconfigAdmin,
+    ) -> Result<(), EmulatorError> {
+        self.write_private(path, &self.kubeconfig_yaml_with(users, admin))
+    }
+
+    /// Writes a kubeconfig readable by its owner only (it holds tokens).
+    fn write_private(&self, path: &Path, text: &str) -> Result<(), EmulatorError> {
+        let io = |source| EmulatorError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::write(path, text).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// A kube client for this emulator as the admin (default namespace `default`).
     pub async fn client(&self) -> Result<kube::Client, EmulatorError> {
         Ok(kube::Client::try_from(self.config()?)?)
     }
 
-    /// Connection settings for a client of this emulator.
+    /// Connection settings for a client of this emulator, as the admin.
     pub fn config(&self) -> Result<kube::Config, EmulatorError> {
+        self.config_with_token(&self.admin_token)
+    }
+
+    /// Connection settings for a client that authenticates with `token` (a static token from
+    /// `EmulatorConfig::tokens` or a ServiceAccount token).
+    pub fn config_with_token(&self, token: &str) -> Result<kube::Config, EmulatorError> {
         let url = self
             .url()
             .parse()
             .map_err(|e: axum::http::uri::InvalidUri| EmulatorError::Url(e.to_string()))?;
-        Ok(kube::Config::new(url))
+        let mut cfg = kube::Config::new(url);
+        cfg.auth_info.token = Some(secrecy::SecretString::from(token.to_owned()));
+        Ok(cfg)
+    }
+
+    /// The admin's bearer token (user `system:admin`, group `system:masters`).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     /// Requests to resources so far, by verb; those refused with 503 while

@@ -21,6 +21,8 @@ pub struct ResourceDef {
     pub short_names: Vec<String>,
     pub categories: Vec<String>,
     pub status_subresource: bool,
+    /// Reviews (access reviews, TokenReview): only `create`, answered and never stored.
+    pub create_only: bool,
     /// Set for custom resources: schema and printer columns per version.
     pub custom: Option<CustomInfo>,
 }
@@ -111,9 +113,22 @@ fn builtin(
         short_names: short_names.iter().map(|s| s.to_string()).collect(),
         categories: categories.iter().map(|s| s.to_string()).collect(),
         status_subresource: status,
+        create_only: false,
         custom: None,
     }
 }
+
+/// A create-only review kind (`authorization.k8s.io`, `authentication.k8s.io`).
+fn review(group: &str, kind: &str, plural: &str, namespaced: bool) -> ResourceDef {
+    ResourceDef {
+        create_only: true,
+        ..builtin(group, "v1", kind, plural, namespaced, &[], &[], false)
+    }
+}
+
+const RBAC: &str = "rbac.authorization.k8s.io";
+const AUTHZ: &str = "authorization.k8s.io";
+const AUTHN: &str = "authentication.k8s.io";
 
 /// All resource types currently served.
 #[derive(Debug, Clone)]
@@ -256,6 +271,58 @@ impl Registry {
                 &["api-extensions"],
                 false,
             ),
+            builtin(RBAC, "v1", "Role", "roles", true, &[], &[], false),
+            builtin(
+                RBAC,
+                "v1",
+                "ClusterRole",
+                "clusterroles",
+                false,
+                &[],
+                &[],
+                false,
+            ),
+            builtin(
+                RBAC,
+                "v1",
+                "RoleBinding",
+                "rolebindings",
+                true,
+                &[],
+                &[],
+                false,
+            ),
+            builtin(
+                RBAC,
+                "v1",
+                "ClusterRoleBinding",
+                "clusterrolebindings",
+                false,
+                &[],
+                &[],
+                false,
+            ),
+            review(AUTHZ, "SubjectAccessReview", "subjectaccessreviews", false),
+            review(
+                AUTHZ,
+                "LocalSubjectAccessReview",
+                "localsubjectaccessreviews",
+                true,
+            ),
+            review(
+                AUTHZ,
+                "SelfSubjectAccessReview",
+                "selfsubjectaccessreviews",
+                false,
+            ),
+            review(
+                AUTHZ,
+                "SelfSubjectRulesReview",
+                "selfsubjectrulesreviews",
+                false,
+            ),
+            review(AUTHN, "SelfSubjectReview", "selfsubjectreviews", false),
+            review(AUTHN, "TokenReview", "tokenreviews", false),
         ]
     }
 
@@ -366,6 +433,7 @@ pub fn def_from_crd(crd: &Value) -> Option<ResourceDef> {
         short_names: strings(&names["shortNames"]),
         categories: strings(&names["categories"]),
         status_subresource: status,
+        create_only: false,
         custom: Some(custom),
     })
 }

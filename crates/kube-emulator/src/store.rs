@@ -118,6 +118,10 @@ pub struct State {
     pub mutating_webhooks: Arc<[Arc<Webhook>]>,
     /// ValidatingAdmissionPolicies that have bindings, compiled with them.
     pub policies: Arc<[Arc<Policy>]>,
+    /// The RBAC objects indexed for authorization (`auth::refresh` rebuilds it).
+    pub policy: Arc<crate::auth::Policy>,
+    /// Set when an RBAC object changed since `policy` was built.
+    pub rbac_dirty: bool,
 }
 
 impl State {
@@ -135,6 +139,8 @@ impl State {
             webhooks: Arc::new([]),
             mutating_webhooks: Arc::new([]),
             policies: Arc::new([]),
+            policy: Arc::default(),
+            rbac_dirty: false,
         }
     }
 
@@ -173,6 +179,7 @@ impl State {
             .or_default()
             .insert(key, obj.clone());
         self.derived_changed(def);
+        self.rbac_dirty |= def.group == crate::auth::rbac::GROUP;
         self.publish(def, rv, kind, obj.clone(), previous);
         obj
     }
@@ -191,6 +198,7 @@ impl State {
         obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         let obj = Arc::new(obj);
         self.derived_changed(def);
+        self.rbac_dirty |= def.group == crate::auth::rbac::GROUP;
         self.gc_pending = true;
         self.publish(def, rv, EventType::Deleted, obj.clone(), Some(old));
         Some(obj)
@@ -318,6 +326,7 @@ impl State {
         }
         self.rebuild_registry();
         self.rebuild_webhooks();
+        self.rbac_dirty = true;
     }
 }
 

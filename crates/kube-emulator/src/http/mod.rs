@@ -14,18 +14,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::{Query, Request, State as AxState};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::Shared;
 use super::admission::{self, Phase};
+use super::auth;
 use super::discovery;
 use super::error::ApiError;
 use super::ops::{self, WriteCtx};
 use super::patch::PatchKind;
 use super::store::State;
 use super::table;
+use super::user::UserInfo;
 use list::{delete_collection, list};
 use paths::{Target, parse_target, verb_of};
 use request::{
@@ -63,6 +65,12 @@ pub async fn serve(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
         return resp;
     }
     let (parts, body) = req.into_parts();
+    let user = match identify(&shared, &parts.headers).and_then(|user| {
+        authorize_request(&shared, &user, &parts.method, &parts.uri).map(|()| user)
+    }) {
+        Ok(user) => user,
+        Err(e) => return error_response(&e),
+    };
     let query: HashMap<String, String> = Query::try_from_uri(&parts.uri)
         .map(|Query(q)| q)
         .unwrap_or_default();
@@ -85,6 +93,7 @@ pub async fn serve(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
         headers: parts.headers,
         query,
         body,
+        user,
     };
     let resp = match route(&shared, &segs, &req).await {
         Ok(resp) => resp,
@@ -92,6 +101,51 @@ pub async fn serve(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
     };
     tally_request(&shared, &req.method, &segs, resp.status().as_u16());
     resp
+}
+
+/// The user of a request: authentication, then impersonation.
+fn identify(shared: &Shared, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
+    let now = jiff::Timestamp::now().as_second();
+    let user =
+        shared
+            .authn
+            .authenticate(headers, |ns, name| service_account(shared, ns, name), now)?;
+    if !auth::impersonation::requested(headers) {
+        return Ok(user);
+    }
+    auth::impersonation::apply(&shared.policy(), user, headers)
+}
+
+/// A ServiceAccount's uid and whether it is being deleted, for bound tokens.
+fn service_account(shared: &Shared, ns: &str, name: &str) -> Option<(String, bool)> {
+    let st = shared.lock();
+    let sa = st.get("/serviceaccounts", ns, name)?;
+    Some((
+        sa["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        sa["metadata"]["deletionTimestamp"].is_string(),
+    ))
+}
+
+/// The authorizer chain on the request's attributes; 403 as upstream words it.
+fn authorize_request(
+    shared: &Shared,
+    user: &UserInfo,
+    method: &Method,
+    uri: &axum::http::Uri,
+) -> Result<(), ApiError> {
+    if user.groups.iter().any(|g| g == auth::MASTERS) {
+        return Ok(());
+    }
+    let attrs = auth::Attributes::of_request(method.as_str(), uri.path(), uri.query());
+    let d = auth::decide(&shared.policy(), user, &attrs);
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(auth::forbidden(user, &attrs, &d.reason))
+    }
 }
 
 /// Counts a write, or a GET of one object, under `METHOD resource[/subresource]
@@ -173,6 +227,9 @@ async fn resource(
         let st = shared.lock();
         parse_target(&st, group, version, rest)?
     };
+    if target.def.create_only || target.subresource.as_deref() == Some("token") {
+        return create_only(shared, &target, req);
+    }
     let is_watch = req.flag("watch");
     match (&req.method, target.name.is_some()) {
         (&Method::GET, true) => {
@@ -309,6 +366,54 @@ fn retry_input(st: &State, input: &mut Option<Value>) -> Value {
         input.clone()
     };
     value.unwrap_or_default()
+}
+
+/// The kinds that are answered rather than stored: reviews and TokenRequest.
+fn create_only(shared: &Arc<Shared>, t: &Target, req: &ApiRequest) -> Result<Response, ApiError> {
+    let path = format!("{}/{}", t.def.plural, t.name.as_deref().unwrap_or_default());
+    let token = t.subresource.is_some();
+    if req.method != Method::POST || token != t.name.is_some() {
+        return Err(ApiError::method_not_allowed(&path));
+    }
+    verb_counter(shared, "create");
+    let body = parse_body(req)?;
+    let now = jiff::Timestamp::now().as_second();
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    if token {
+        let name = t.name.as_deref().unwrap_or_default();
+        let spec = auth::tokens::token_spec(&body)?;
+        let sa = shared
+            .lock()
+            .get(&t.def.key(), ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&t.def, name))?;
+        let issued = auth::tokens::BoundToken {
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+            uid: sa["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            audiences: spec.audiences.clone(),
+            expires: now + spec.expiration_seconds,
+            jti: auth::tokens::new_jti(),
+        };
+        let token = shared.authn.bound.issue(issued, now);
+        let answer = auth::tokens::token_response(&body, &sa, &spec, &token, now);
+        return Ok(json_response(201, &answer));
+    }
+    let answer = if t.def.plural == "tokenreviews" {
+        auth::reviews::token_review(
+            &t.def,
+            &body,
+            &shared.authn,
+            |ns, name| service_account(shared, ns, name),
+            now,
+        )?
+    } else {
+        auth::reviews::review(&t.def, &body, &req.user, &shared.policy(), ns)?
+    };
+    Ok(json_response(201, &answer))
 }
 
 fn get(shared: &Arc<Shared>, t: &Target, req: &ApiRequest) -> Result<Response, ApiError> {

@@ -44,8 +44,9 @@ pub(super) fn parse_target(
     if def.namespaced && namespace.is_none() && name.is_some() {
         return Err(not_found());
     }
+    let token = def.group.is_empty() && def.plural == "serviceaccounts";
     if let Some(s) = &sub
-        && (s != "status" || !def.status_subresource)
+        && !((s == "status" && def.status_subresource) || (s == "token" && token))
     {
         return Err(not_found());
     }

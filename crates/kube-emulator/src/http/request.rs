@@ -19,6 +19,8 @@ pub(super) struct ApiRequest {
     pub(super) headers: HeaderMap,
     pub(super) query: HashMap<String, String>,
     pub(super) body: Bytes,
+    /// Who asks: the authenticated or impersonated user.
+    pub(super) user: UserInfo,
 }
 
 impl ApiRequest {
@@ -92,8 +94,7 @@ pub(super) fn write_ctx(t: &Target, req: &ApiRequest) -> Result<WriteCtx, ApiErr
         manager,
         validation,
         subresource: t.subresource.clone(),
-        // Until requests are authenticated, every client is the admin.
-        user: UserInfo::admin(),
+        user: req.user.clone(),
         admission: Admission::Required,
     })
 }

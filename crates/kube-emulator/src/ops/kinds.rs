@@ -151,6 +151,15 @@ pub(super) fn apply_kind_rules(
                 return Err(ApiError::invalid(&ctx.def, name, &errs));
             }
         }
+        (crate::auth::rbac::GROUP, _) => {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            let old = if creating {
+                None
+            } else {
+                st.get(&ctx.def.key(), &ctx.namespace, name)
+            };
+            crate::auth::escalation::check_rbac_write(st, ctx, obj, old.map(|o| &**o))?;
+        }
         _ => {}
     }
     Ok(())

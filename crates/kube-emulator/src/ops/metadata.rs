@@ -65,7 +65,33 @@ fn is_dns_subdomain(s: &str) -> bool {
         })
 }
 
+/// Why `name` is not a valid path segment (`path.IsValidPathSegmentName`).
+fn path_segment_problem(name: &str) -> Option<String> {
+    if name == "." || name == ".." {
+        return Some(format!("may not be '{name}'"));
+    }
+    ["/", "%"]
+        .iter()
+        .find(|bad| name.contains(*bad))
+        .map(|bad| format!("may not contain '{bad}'"))
+}
+
 pub(super) fn validate_name(def: &ResourceDef, name: &str) -> Result<(), ApiError> {
+    if def.group == crate::auth::rbac::GROUP {
+        // RBAC names are path segments (`system:discovery`), as `ValidateRBACName`.
+        if let Some(why) = path_segment_problem(name) {
+            return Err(ApiError::invalid(
+                def,
+                name,
+                &[field_error(
+                    "metadata.name",
+                    FieldErrorKind::Invalid,
+                    format!("Invalid value: \"{name}\": {why}"),
+                )],
+            ));
+        }
+        return Ok(());
+    }
     let ok = if def.plural == "namespaces" && def.group.is_empty() {
         name.len() <= 63 && !name.contains('.') && is_dns_subdomain(name)
     } else {

@@ -110,6 +110,17 @@ fn served_stored(def: &ResourceDef, version: &str, stored: &Arc<Value>) -> Arc<V
     }
 }
 
+/// A write the server makes to an object it has just read (ClusterRole aggregation): the
+/// update path without a client's checks of resourceVersion and name.
+pub fn update_stored(
+    st: &mut State,
+    ctx: &WriteCtx,
+    old: &Arc<Value>,
+    new: Value,
+) -> Result<Arc<Value>, ApiError> {
+    update::commit_update(st, ctx, old, new, update::Commit::Client)
+}
+
 /// Loads the current object or 404s.
 pub fn current(st: &State, ctx: &WriteCtx, name: &str) -> Result<Arc<Value>, ApiError> {
     st.get(&ctx.def.key(), &ctx.namespace, name)

@@ -7,13 +7,18 @@
 #![recursion_limit = "512"]
 
 mod admission;
+mod authn;
 mod conformance;
 mod fidelity;
 mod kubectl;
+mod kubectl_auth;
 mod perf;
+mod rbac;
 mod readme_example;
+mod reviews;
 mod schema;
 mod support;
 mod temp_dir;
 #[path = "../upstream/mod.rs"]
 mod upstream;
+mod users;
