@@ -181,14 +181,14 @@ fn resource(
         }
         (&Method::POST, false) => {
             verb_counter(shared, "create");
-            let obj = parse_body(req)?;
+            let obj = parse_body(req, &target)?;
             let ctx = write_ctx(&target, req)?;
             let created = ops::create(&mut shared.lock(), &ctx, obj)?;
             Ok(json_response(201, &created))
         }
         (&Method::PUT, true) => {
             verb_counter(shared, "update");
-            let obj = parse_body(req)?;
+            let obj = parse_body(req, &target)?;
             let ctx = write_ctx(&target, req)?;
             let name = target.name.as_deref().unwrap_or_default();
             let updated = ops::update(&mut shared.lock(), &ctx, name, obj)?;

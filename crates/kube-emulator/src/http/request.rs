@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::paths::Target;
 use crate::error::ApiError;
+use crate::protobuf;
 use crate::ops::{DeleteOpts, FieldValidation, WriteCtx};
 use crate::selector::{FieldSelector, Filter, LabelSelector, extra_fields};
 
@@ -40,17 +41,37 @@ impl ApiRequest {
     }
 }
 
-pub(super) fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
+/// The object in a create or update body: JSON, YAML or protobuf (built-in kinds only).
+pub(super) fn parse_body(req: &ApiRequest, t: &Target) -> Result<Value, ApiError> {
     let ct = req.header(header::CONTENT_TYPE);
     if ct.contains("yaml") {
         return serde_yaml::from_slice(&req.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")));
     }
-    if ct.contains("protobuf") || ct.contains("cbor") {
-        return Err(ApiError::unsupported_media(ct));
+    if is_protobuf(ct) {
+        let api_version = t.def.api_version(&t.version);
+        let expected = protobuf::Expected {
+            api_version: &api_version,
+            kind: &t.def.kind,
+        };
+        if t.def.custom.is_some() {
+            return Err(protobuf::custom_resource_error(&req.body, expected).into());
+        }
+        return Ok(protobuf::decode(&req.body, expected)?);
+    }
+    if ct.contains("cbor") {
+        return Err(ApiError::unsupported_body_media());
     }
     serde_json::from_slice(&req.body)
         .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))
+}
+
+/// `application/vnd.kubernetes.protobuf`, parameters aside.
+fn is_protobuf(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(protobuf::MEDIA_TYPE))
 }
 
 pub(super) fn write_ctx(t: &Target, req: &ApiRequest) -> Result<WriteCtx, ApiError> {
@@ -100,8 +121,16 @@ pub(super) fn delete_opts(req: &ApiRequest) -> Result<DeleteOpts, ApiError> {
         ..DeleteOpts::default()
     };
     if !req.body.is_empty() {
-        let body: Value = serde_json::from_slice(&req.body)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        let body: Value = if is_protobuf(req.header(header::CONTENT_TYPE)) {
+            let expected = protobuf::Expected {
+                api_version: "v1",
+                kind: "DeleteOptions",
+            };
+            protobuf::decode(&req.body, expected)?
+        } else {
+            serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        };
         if let Some(p) = body["propagationPolicy"].as_str() {
             opts.propagation = Some(p.to_string());
         }
