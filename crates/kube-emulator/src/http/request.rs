@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::paths::Target;
 use crate::error::ApiError;
-use crate::protobuf;
 use crate::ops::{DeleteOpts, FieldValidation, WriteCtx};
+use crate::protobuf;
 use crate::selector::{FieldSelector, Filter, LabelSelector, extra_fields};
 
 pub(super) struct ApiRequest {

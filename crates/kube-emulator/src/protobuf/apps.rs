@@ -193,9 +193,15 @@ fn daemon_set_status(s: DaemonSetStatus) -> Value {
         .collect();
     // The four counts without omitempty are always written, 0 included.
     GoJson::new()
-        .always("currentNumberScheduled", current_number_scheduled.unwrap_or(0))
+        .always(
+            "currentNumberScheduled",
+            current_number_scheduled.unwrap_or(0),
+        )
         .always("numberMisscheduled", number_misscheduled.unwrap_or(0))
-        .always("desiredNumberScheduled", desired_number_scheduled.unwrap_or(0))
+        .always(
+            "desiredNumberScheduled",
+            desired_number_scheduled.unwrap_or(0),
+        )
         .always("numberReady", number_ready.unwrap_or(0))
         .omitempty("observedGeneration", observed_generation)
         .omitempty("updatedNumberScheduled", updated_number_scheduled)

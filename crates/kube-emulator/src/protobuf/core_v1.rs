@@ -3,12 +3,14 @@
 
 use k8s_pb::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_pb::api::core::v1::{
-    ConfigMap, LocalObjectReference, Namespace, NamespaceCondition, NamespaceSpec,
-    NamespaceStatus, ObjectReference, Secret, ServiceAccount,
+    ConfigMap, LocalObjectReference, Namespace, NamespaceCondition, NamespaceSpec, NamespaceStatus,
+    ObjectReference, Secret, ServiceAccount,
 };
 use serde_json::Value;
 
-use super::go_json::{GoJson, Unconverted, bytes_map, micro_time, string_map, strings, time_or_null};
+use super::go_json::{
+    GoJson, Unconverted, bytes_map, micro_time, string_map, strings, time_or_null,
+};
 use super::meta::object_meta;
 
 pub(super) fn namespace(ns: Namespace) -> Result<Value, Unconverted> {

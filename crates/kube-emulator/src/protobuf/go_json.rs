@@ -79,7 +79,11 @@ impl GoJson {
             Value::Null => true,
             _ => false,
         };
-        if empty { self } else { self.always(name, value) }
+        if empty {
+            self
+        } else {
+            self.always(name, value)
+        }
     }
 
     /// A list or map without `omitempty`: Go writes `null` for an empty one (the decoder

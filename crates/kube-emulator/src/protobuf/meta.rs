@@ -2,8 +2,8 @@
 //! DeleteOptions body of a typed delete. Every field is converted.
 
 use k8s_pb::apimachinery::pkg::apis::meta::v1::{
-    DeleteOptions, FieldSelectorRequirement, LabelSelector, LabelSelectorRequirement, ManagedFieldsEntry, ObjectMeta,
-    OwnerReference, Preconditions,
+    DeleteOptions, FieldSelectorRequirement, LabelSelector, LabelSelectorRequirement,
+    ManagedFieldsEntry, ObjectMeta, OwnerReference, Preconditions,
 };
 use serde_json::Value;
 
@@ -49,7 +49,10 @@ pub(super) fn object_meta(m: Option<ObjectMeta>) -> Value {
         .nonempty("finalizers", strings(finalizers))
         .nonempty(
             "managedFields",
-            managed_fields.into_iter().map(managed_fields_entry).collect(),
+            managed_fields
+                .into_iter()
+                .map(managed_fields_entry)
+                .collect(),
         )
         .end()
 }

@@ -41,7 +41,9 @@ pub struct Expected<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// No magic, an empty body or a broken envelope (`transformDecodeError` without a kind).
-    #[error("the object provided is unrecognized (must be of type {expected}): {reason} ({summary})")]
+    #[error(
+        "the object provided is unrecognized (must be of type {expected}): {reason} ({summary})"
+    )]
     Unrecognized {
         expected: String,
         reason: String,
@@ -107,22 +109,30 @@ fn typed<M: Message + Default>(
 /// typed client sends its own group/version).
 const DECODERS: &[(&str, &str, Convert)] = &[
     ("v1", "Namespace", |raw| typed(raw, core_v1::namespace)),
-    ("v1", "ServiceAccount", |raw| typed(raw, core_v1::service_account)),
+    ("v1", "ServiceAccount", |raw| {
+        typed(raw, core_v1::service_account)
+    }),
     ("v1", "Secret", |raw| typed(raw, core_v1::secret)),
     ("v1", "ConfigMap", |raw| typed(raw, core_v1::config_map)),
-    ("coordination.k8s.io/v1", "Lease", |raw| typed(raw, core_v1::lease)),
+    ("coordination.k8s.io/v1", "Lease", |raw| {
+        typed(raw, core_v1::lease)
+    }),
     ("apps/v1", "Deployment", |raw| typed(raw, apps::deployment)),
     ("apps/v1", "DaemonSet", |raw| typed(raw, apps::daemon_set)),
-    ("rbac.authorization.k8s.io/v1", "Role", |raw| typed(raw, rbac::role)),
+    ("rbac.authorization.k8s.io/v1", "Role", |raw| {
+        typed(raw, rbac::role)
+    }),
     ("rbac.authorization.k8s.io/v1", "ClusterRole", |raw| {
         typed(raw, rbac::cluster_role)
     }),
     ("rbac.authorization.k8s.io/v1", "RoleBinding", |raw| {
         typed(raw, rbac::role_binding)
     }),
-    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", |raw| {
-        typed(raw, rbac::cluster_role_binding)
-    }),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        |raw| typed(raw, rbac::cluster_role_binding),
+    ),
     ("authentication.k8s.io/v1", "TokenRequest", |raw| {
         typed(raw, auth::token_request)
     }),
@@ -135,12 +145,16 @@ const DECODERS: &[(&str, &str, Convert)] = &[
     ("authorization.k8s.io/v1", "SubjectAccessReview", |raw| {
         typed(raw, auth::subject_access_review)
     }),
-    ("authorization.k8s.io/v1", "LocalSubjectAccessReview", |raw| {
-        typed(raw, auth::local_subject_access_review)
-    }),
-    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", |raw| {
-        typed(raw, auth::self_subject_access_review)
-    }),
+    (
+        "authorization.k8s.io/v1",
+        "LocalSubjectAccessReview",
+        |raw| typed(raw, auth::local_subject_access_review),
+    ),
+    (
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+        |raw| typed(raw, auth::self_subject_access_review),
+    ),
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview", |raw| {
         typed(raw, auth::self_subject_rules_review)
     }),

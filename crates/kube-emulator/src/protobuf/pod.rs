@@ -31,8 +31,8 @@ use serde_json::Value;
 
 use super::core_v1::local_object_reference;
 use super::go_json::{
-    GoJson, Unconverted, join, or_zero, quantity, quantity_map, refuse_unconverted,
-    string_map, strings,
+    GoJson, Unconverted, join, or_zero, quantity, quantity_map, refuse_unconverted, string_map,
+    strings,
 };
 use super::meta::object_meta;
 
@@ -44,7 +44,10 @@ pub(super) fn pod_template_spec(
     let PodTemplateSpec { metadata, spec } = t.unwrap_or_default();
     Ok(GoJson::new()
         .always("metadata", object_meta(metadata))
-        .always("spec", pod_spec(spec.unwrap_or_default(), &join(path, "spec"))?)
+        .always(
+            "spec",
+            pod_spec(spec.unwrap_or_default(), &join(path, "spec"))?,
+        )
         .end())
 }
 
@@ -226,7 +229,10 @@ fn container(c: Container, path: &str) -> Result<Value, Unconverted> {
         .nonempty("args", strings(args))
         .omitempty("workingDir", working_dir)
         .nonempty("ports", ports.into_iter().map(container_port).collect())
-        .nonempty("envFrom", env_from.into_iter().map(env_from_source).collect())
+        .nonempty(
+            "envFrom",
+            env_from.into_iter().map(env_from_source).collect(),
+        )
         .nonempty("env", Value::from(env))
         .always(
             "resources",

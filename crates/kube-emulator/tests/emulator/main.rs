@@ -5,6 +5,7 @@
 mod conformance;
 mod kubectl;
 mod perf;
+mod protobuf;
 mod readme_example;
 mod schema;
 mod support;
