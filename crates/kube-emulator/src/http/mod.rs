@@ -26,7 +26,7 @@ use super::patch::PatchKind;
 use super::table;
 use list::{delete_collection, list};
 use paths::{Target, parse_target, verb_of};
-use request::{ApiRequest, accept, delete_opts, parse_body, write_ctx};
+use request::{ApiRequest, accept, check_accept, delete_opts, parse_body, write_ctx};
 use watch::watch;
 
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -165,6 +165,7 @@ fn resource(
         let st = shared.lock();
         parse_target(&st, group, version, rest)?
     };
+    check_accept(req)?;
     let is_watch = req.flag("watch");
     match (&req.method, target.name.is_some()) {
         (&Method::GET, true) => {

@@ -49,10 +49,15 @@ pub(super) fn parse_body(req: &ApiRequest, t: &Target) -> Result<Value, ApiError
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")));
     }
     if is_protobuf(ct) {
-        let api_version = t.def.api_version(&t.version);
+        // The object a subresource takes is named in decode errors; `token` takes a
+        // TokenRequest, the others the resource's own kind.
+        let (api_version, kind) = match t.subresource.as_deref() {
+            Some("token") => ("authentication.k8s.io/v1".to_string(), "TokenRequest"),
+            _ => (t.def.api_version(&t.version), t.def.kind.as_str()),
+        };
         let expected = protobuf::Expected {
             api_version: &api_version,
-            kind: &t.def.kind,
+            kind,
         };
         if t.def.custom.is_some() {
             return Err(protobuf::custom_resource_error(&req.body, expected).into());
@@ -160,4 +165,32 @@ pub(super) fn filter_of(t: &Target, req: &ApiRequest) -> Result<Filter, ApiError
 
 pub(super) fn accept(req: &ApiRequest) -> &str {
     req.header(header::ACCEPT)
+}
+
+/// kube-apiserver answers in the first media type of Accept it can encode; the emulator
+/// encodes JSON only, which kubectl's `application/vnd.kubernetes.protobuf,application/json`
+/// allows. An Accept that names only binary types (protobuf, CBOR) gets the 406 the real
+/// server gives for types it cannot encode, rather than JSON the client cannot read.
+pub(super) fn check_accept(req: &ApiRequest) -> Result<(), ApiError> {
+    let ranges: Vec<String> = accept(req)
+        .split(',')
+        .map(|r| {
+            r.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|m| !m.is_empty())
+        .collect();
+    let json = |m: &str| matches!(m, "*/*" | "application/*" | "application/json");
+    let binary = |m: &str| m == protobuf::MEDIA_TYPE || m == "application/cbor";
+    if ranges.is_empty() || ranges.iter().any(|m| json(m)) || !ranges.iter().all(|m| binary(m)) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json",
+    ))
 }
