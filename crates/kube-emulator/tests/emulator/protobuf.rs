@@ -404,9 +404,12 @@ fn deployments_and_daemonsets_decode_with_their_pod_template() {
     ]);
 }
 
+/// Sets one field of the Deployment's pod spec.
+type PodTweak = Box<dyn FnOnce(&mut core::PodSpec)>;
+
 #[test]
 fn unconverted_pod_fields_are_refused_with_415_naming_the_field() {
-    let cases: Vec<(Box<dyn FnOnce(&mut core::PodSpec)>, &str)> = vec![
+    let cases: Vec<(PodTweak, &str)> = vec![
         (
             Box::new(|p| {
                 p.volumes = vec![core::Volume {
