@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 /// A field the converters do not convert was set; the body is refused rather than stored
 /// without it. `field` is the JSON path, e.g. `spec.template.spec.volumes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unconverted {
-    pub field: String,
+pub(super) struct Unconverted {
+    pub(super) field: String,
 }
 
 /// The Go zero value test behind `omitempty`.

@@ -2,7 +2,7 @@
 //! clients send since 1.32 (`kubectl create namespace|secret|role|token …`, `kubectl auth
 //! can-i`), decoded into the JSON the store keeps. The envelope (`k8s\0` + `runtime.Unknown`)
 //! names the kind; the k8s-pb message of that kind is decoded with prost and written as Go's
-//! JSON encoder writes the same struct (`go_json`), by one converter per kind: `core_v1`,
+//! JSON encoder writes the same struct (`go_json`), by one converter file per group: `core_v1`,
 //! `apps` (with `pod` for templates), `rbac`, `auth`, and `meta` for what they share.
 //! Called by `http::request` for create, update and delete bodies.
 
@@ -18,9 +18,8 @@ use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
 use prost::Message;
 use serde_json::Value;
 
-pub use go_json::Unconverted;
-
 use crate::error::ApiError;
+use go_json::Unconverted;
 
 /// The media type of a protobuf body.
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
