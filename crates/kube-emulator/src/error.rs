@@ -229,6 +229,16 @@ impl ApiError {
         )
     }
 
+    /// A create or update body in a media type no decoder takes (CBOR), worded as
+    /// kube-apiserver words it when CBOR serving is off.
+    pub fn unsupported_body_media() -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        )
+    }
+
     pub fn unavailable() -> Self {
         Self::new(
             503,

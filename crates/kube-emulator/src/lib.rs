@@ -12,6 +12,7 @@ mod gc;
 mod http;
 mod ops;
 mod patch;
+pub mod protobuf;
 mod registry;
 pub mod schema;
 mod selector;

@@ -31,7 +31,8 @@ use super::user::UserInfo;
 use list::{delete_collection, list};
 use paths::{Target, parse_target, verb_of};
 use request::{
-    ApiRequest, accept, delete_options, delete_opts, parse_body, write_ctx, write_options,
+    ApiRequest, accept, check_accept, delete_options, delete_opts, parse_body, write_ctx,
+    write_options,
 };
 use watch::watch;
 
@@ -227,6 +228,7 @@ async fn resource(
         let st = shared.lock();
         parse_target(&st, group, version, rest)?
     };
+    check_accept(req)?;
     if target.def.create_only || target.subresource.as_deref() == Some("token") {
         return create_only(shared, &target, req);
     }
@@ -246,7 +248,7 @@ async fn resource(
         }
         (&Method::POST, false) => {
             verb_counter(shared, "create");
-            let obj = parse_body(req)?;
+            let obj = parse_body(req, &target)?;
             let ctx = write_ctx(&target, req)?;
             let mut input = Some(obj);
             let options = || write_options(req);
@@ -258,7 +260,7 @@ async fn resource(
         }
         (&Method::PUT, true) => {
             verb_counter(shared, "update");
-            let obj = parse_body(req)?;
+            let obj = parse_body(req, &target)?;
             let ctx = write_ctx(&target, req)?;
             let name = target.name.as_deref().unwrap_or_default();
             let mut input = Some(obj);
@@ -376,7 +378,7 @@ fn create_only(shared: &Arc<Shared>, t: &Target, req: &ApiRequest) -> Result<Res
         return Err(ApiError::method_not_allowed(&path));
     }
     verb_counter(shared, "create");
-    let body = parse_body(req)?;
+    let body = parse_body(req, t)?;
     let now = jiff::Timestamp::now().as_second();
     let ns = t.namespace.as_deref().unwrap_or_default();
     if token {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::paths::Target;
 use crate::error::ApiError;
 use crate::ops::{Admission, DeleteOpts, FieldValidation, WriteCtx};
+use crate::protobuf;
 use crate::selector::{FieldSelector, Filter, LabelSelector, extra_fields};
 use crate::user::UserInfo;
 
@@ -43,17 +44,42 @@ impl ApiRequest {
     }
 }
 
-pub(super) fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
+/// The object in a create or update body: JSON, YAML or protobuf (built-in kinds only).
+pub(super) fn parse_body(req: &ApiRequest, t: &Target) -> Result<Value, ApiError> {
     let ct = req.header(header::CONTENT_TYPE);
     if ct.contains("yaml") {
         return serde_yaml::from_slice(&req.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")));
     }
-    if ct.contains("protobuf") || ct.contains("cbor") {
-        return Err(ApiError::unsupported_media(ct));
+    if is_protobuf(ct) {
+        // The object a subresource takes is named in decode errors; `token` takes a
+        // TokenRequest, the others the resource's own kind.
+        let (api_version, kind) = match t.subresource.as_deref() {
+            Some("token") => ("authentication.k8s.io/v1".to_string(), "TokenRequest"),
+            _ => (t.def.api_version(&t.version), t.def.kind.as_str()),
+        };
+        let expected = protobuf::Expected {
+            api_version: &api_version,
+            kind,
+        };
+        if t.def.custom.is_some() {
+            return Err(protobuf::custom_resource_error(&req.body, expected).into());
+        }
+        return Ok(protobuf::decode(&req.body, expected)?);
+    }
+    if ct.contains("cbor") {
+        return Err(ApiError::unsupported_body_media());
     }
     serde_json::from_slice(&req.body)
         .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))
+}
+
+/// `application/vnd.kubernetes.protobuf`, parameters aside.
+fn is_protobuf(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(protobuf::MEDIA_TYPE))
 }
 
 pub(super) fn write_ctx(t: &Target, req: &ApiRequest) -> Result<WriteCtx, ApiError> {
@@ -144,8 +170,16 @@ pub(super) fn delete_opts(req: &ApiRequest) -> Result<DeleteOpts, ApiError> {
         ..DeleteOpts::default()
     };
     if !req.body.is_empty() {
-        let body: Value = serde_json::from_slice(&req.body)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        let body: Value = if is_protobuf(req.header(header::CONTENT_TYPE)) {
+            let expected = protobuf::Expected {
+                api_version: "v1",
+                kind: "DeleteOptions",
+            };
+            protobuf::decode(&req.body, expected)?
+        } else {
+            serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        };
         if let Some(p) = body["propagationPolicy"].as_str() {
             opts.propagation = Some(p.to_string());
         }
@@ -175,4 +209,32 @@ pub(super) fn filter_of(t: &Target, req: &ApiRequest) -> Result<Filter, ApiError
 
 pub(super) fn accept(req: &ApiRequest) -> &str {
     req.header(header::ACCEPT)
+}
+
+/// kube-apiserver answers in the first media type of Accept it can encode; the emulator
+/// encodes JSON only, which kubectl's `application/vnd.kubernetes.protobuf,application/json`
+/// allows. An Accept that names only binary types (protobuf, CBOR) gets the 406 the real
+/// server gives for types it cannot encode, rather than JSON the client cannot read.
+pub(super) fn check_accept(req: &ApiRequest) -> Result<(), ApiError> {
+    let ranges: Vec<String> = accept(req)
+        .split(',')
+        .map(|r| {
+            r.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|m| !m.is_empty())
+        .collect();
+    let json = |m: &str| matches!(m, "*/*" | "application/*" | "application/json");
+    let binary = |m: &str| m == protobuf::MEDIA_TYPE || m == "application/cbor";
+    if ranges.is_empty() || ranges.iter().any(|m| json(m)) || !ranges.iter().all(|m| binary(m)) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json",
+    ))
 }

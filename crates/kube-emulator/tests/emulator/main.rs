@@ -13,6 +13,7 @@ mod fidelity;
 mod kubectl;
 mod kubectl_auth;
 mod perf;
+mod protobuf;
 mod rbac;
 mod readme_example;
 mod reviews;
