@@ -99,6 +99,15 @@ pub struct ApiTokenSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<Box<SecretTemplate>>,
 
+    /// The audiences the token is valid for, as in a Kubernetes TokenReview:
+    /// a review that names audiences succeeds only for those also listed
+    /// here, and a gateway route that requires an audience only for a token
+    /// listing it. Default: the key's `tokenDefaults.audiences`, else the
+    /// verifier's `--audience` flags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
+    pub audiences: Vec<String>,
+
     /// Suspends the token: the value is removed from the Secret and rejected
     /// by the verifier. Setting it back to false issues a fresh value.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

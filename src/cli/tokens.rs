@@ -359,6 +359,7 @@ pub fn token_object(new: &NewToken) -> ApiToken {
                     ..Default::default()
                 })
             }),
+            audiences: Vec::new(),
             disabled: false,
         },
     );

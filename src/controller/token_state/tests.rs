@@ -30,6 +30,7 @@ fn token(spec_edit: impl FnOnce(&mut ApiTokenSpec), status: Option<ApiTokenStatu
         expiration: None,
         rotation: None,
         secret: None,
+        audiences: Vec::new(),
         disabled: false,
     };
     spec_edit(&mut spec);
@@ -67,6 +68,8 @@ fn issued_status(value: &str, issued_at: &str) -> ApiTokenStatus {
 fn ours(value: &str) -> SecretView {
     SecretView::Ours {
         value_hash: Some(h(value)),
+        // The id `issued_status` records: an id from before ids were derived.
+        value_token_id: crate::token::TokenId::parse("abcdefghijklmnop").ok(),
     }
 }
 
