@@ -84,8 +84,10 @@ pub struct ApiTokenSpec {
 
     /// When the value stops working. Default: the key's
     /// `tokenDefaults.expiration`, else never.
+    // Boxed: with `audiences` inline, a cached token must still fit the
+    // 1 KiB allocation class (`a_cached_token_fits_the_1_kib_allocation_class`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiration: Option<Expiration>,
+    pub expiration: Option<Box<Expiration>>,
 
     /// When the value is replaced automatically. Default: the key's
     /// `tokenDefaults.rotation`, else only on request (annotation

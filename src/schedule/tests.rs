@@ -21,7 +21,7 @@ fn spec(expiration: Option<Expiration>, rotation: Option<Rotation>) -> ApiTokenS
         display_name: None,
         description: None,
         tags: Default::default(),
-        expiration,
+        expiration: expiration.map(Box::new),
         rotation: rotation.map(|schedule| TokenRotation {
             schedule,
             restart_targets: vec![],

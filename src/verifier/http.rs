@@ -171,7 +171,7 @@ impl AppState {
         if identity.audiences.is_empty() {
             self.audiences.iter().map(String::as_str).collect()
         } else {
-            identity.audiences.iter().map(|a| &**a).collect()
+            identity.audiences.iter().collect()
         }
     }
 

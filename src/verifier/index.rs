@@ -53,7 +53,8 @@ pub struct Index {
 struct TokenEntry {
     /// The token's namespace and ApiKey, one pointer shared by the key's tokens.
     key: Arc<KeyName>,
-    /// `<name>/<uid>` in one allocation (names cannot contain `/`).
+    /// `<name>/<uid>`, then each of `spec.audiences` after a NUL, in one
+    /// allocation (names cannot contain `/`; see [`Audiences`]).
     name_and_uid: Box<str>,
     current: Option<Digest>,
     previous: Box<[Previous]>,
@@ -69,9 +70,6 @@ struct TokenEntry {
     disabled: bool,
     /// The tokenId is the one derived from this object's uid.
     bound: bool,
-    /// The audiences the token is valid for (`spec.audiences`, else the
-    /// key's `tokenDefaults.audiences`); empty: the verifier's defaults.
-    audiences: Box<[Box<str>]>,
 }
 
 /// `TokenEntry::expires_at` of a token without expiry: no instant reaches it.
@@ -111,8 +109,32 @@ struct KeyEntry {
     ready: bool,
     /// [`uid_fingerprint`] of the key's uid.
     uid: u32,
-    /// `spec.tokenDefaults.audiences`.
-    audiences: Box<[Box<str>]>,
+    /// `spec.tokenDefaults.audiences`, packed as in [`Audiences`].
+    audiences: Box<str>,
+}
+
+/// A list of audiences packed into one string, each after a NUL (the
+/// separator a Kubernetes audience, a URI or name, does not contain; one
+/// that did would only split its own token's list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Audiences<'a>(&'a str);
+
+impl<'a> Audiences<'a> {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.0.split('\0').skip(1)
+    }
+}
+
+/// Appends `audiences` to `packed` as [`Audiences`] reads them.
+fn pack_audiences(packed: &mut String, audiences: &[String]) {
+    for audience in audiences {
+        packed.push('\0');
+        packed.push_str(audience);
+    }
 }
 
 /// Who a verified token belongs to.
@@ -154,7 +176,7 @@ pub struct IdentityRef<'a> {
     pub last_used_at: Option<Timestamp>,
     /// The audiences the token is valid for (its own, else its key's
     /// defaults); empty when neither lists any: the verifier's defaults apply.
-    pub audiences: &'a [Box<str>],
+    pub audiences: Audiences<'a>,
 }
 
 impl IdentityRef<'_> {
@@ -185,7 +207,7 @@ impl<'a> From<&'a Identity> for IdentityRef<'a> {
             token_id: &identity.token_id,
             previous_value: identity.previous_value,
             last_used_at: identity.last_used_at,
-            audiences: &[],
+            audiences: Audiences::default(),
         }
     }
 }
@@ -369,10 +391,9 @@ impl Index {
             uid,
             token_id: parsed.token_id(),
             previous_value: !current,
-            audiences: if entry.audiences.is_empty() {
-                &key.audiences
-            } else {
-                &entry.audiences
+            audiences: match entry.audiences() {
+                own if own.is_empty() => Audiences(&key.audiences),
+                own => own,
             },
             last_used_at: match entry.last_used_at.load(Ordering::Relaxed) {
                 NOT_USED => None,
@@ -443,7 +464,11 @@ impl Index {
         };
         let entry = TokenEntry {
             key,
-            name_and_uid: format!("{name}/{uid}").into_boxed_str(),
+            name_and_uid: {
+                let mut names = format!("{name}/{uid}");
+                pack_audiences(&mut names, &token.spec.audiences);
+                names.into_boxed_str()
+            },
             current,
             previous,
             expires_at: seconds(status.and_then(|s| s.expires_at.as_ref())).unwrap_or(NEVER),
@@ -459,12 +484,6 @@ impl Index {
                 .map_or(NO_OWNER, uid_fingerprint),
             disabled: token.spec.disabled,
             bound: TokenId::parse(token_id).is_ok_and(|id| id.is_bound_to(&uid)),
-            audiences: token
-                .spec
-                .audiences
-                .iter()
-                .map(|a| Box::from(a.as_str()))
-                .collect(),
         };
         if self.tokens.contains_key(&id) || self.contenders.contains_key(&id) {
             // Contested (a copied status): every claim is kept, and settled.
@@ -543,13 +562,13 @@ impl Index {
             owner_kind: key.spec.owner.kind,
             ready,
             uid: uid_fingerprint(key.uid().as_deref().unwrap_or_default()),
-            audiences: key
-                .spec
-                .token_defaults
-                .iter()
-                .flat_map(|d| d.audiences.iter())
-                .map(|a| Box::from(a.as_str()))
-                .collect(),
+            audiences: {
+                let mut packed = String::new();
+                if let Some(defaults) = &key.spec.token_defaults {
+                    pack_audiences(&mut packed, &defaults.audiences);
+                }
+                packed.into_boxed_str()
+            },
         };
         let keys = self.keys.entry(id.namespace.clone()).or_default();
         if keys.insert(id.name.clone(), entry).is_none() {
@@ -654,9 +673,19 @@ impl TokenEntry {
     }
 
     fn split_name_and_uid(&self) -> (&str, &str) {
-        self.name_and_uid
-            .split_once('/')
-            .unwrap_or((&self.name_and_uid, ""))
+        let names = match self.name_and_uid.split_once('\0') {
+            Some((names, _)) => names,
+            None => &self.name_and_uid,
+        };
+        names.split_once('/').unwrap_or((names, ""))
+    }
+
+    fn audiences(&self) -> Audiences<'_> {
+        let start = self
+            .name_and_uid
+            .find('\0')
+            .unwrap_or(self.name_and_uid.len());
+        Audiences(&self.name_and_uid[start..])
     }
 }
 

@@ -139,10 +139,10 @@ fn a_sub_second_issue_instant_needs_no_second_status_write() {
     // costs one more status write.
     let tok = token(
         |s| {
-            s.expiration = Some(Expiration {
+            s.expiration = Some(Box::new(Expiration {
                 lifetime: Some("90d".into()),
                 ..Default::default()
-            });
+            }));
             s.rotation = Some(TokenRotation {
                 schedule: Rotation {
                     every: Some("30d".into()),
@@ -251,10 +251,10 @@ fn tampered_or_deleted_secret_gets_a_fresh_value_with_the_same_expiry() {
     let status = issued_status("v1", "2026-06-01T00:00:00Z");
     let tok = token(
         |s| {
-            s.expiration = Some(Expiration {
+            s.expiration = Some(Box::new(Expiration {
                 expires_at: None,
                 lifetime: Some("30d".into()),
-            })
+            }))
         },
         Some(status),
     );
@@ -315,10 +315,10 @@ fn expiry_removes_the_value_and_reports_expired() {
     let status = issued_status("v1", "2026-05-01T00:00:00Z");
     let tok = token(
         |s| {
-            s.expiration = Some(Expiration {
+            s.expiration = Some(Box::new(Expiration {
                 expires_at: None,
                 lifetime: Some("7d".into()),
-            })
+            }))
         },
         Some(status),
     );
@@ -340,10 +340,10 @@ fn expiry_removes_the_value_and_reports_expired() {
     // Once expired and the Secret gone, nothing more happens.
     let tok = token(
         |s| {
-            s.expiration = Some(Expiration {
+            s.expiration = Some(Box::new(Expiration {
                 expires_at: None,
                 lifetime: Some("7d".into()),
-            })
+            }))
         },
         Some(d.status.clone()),
     );

@@ -72,7 +72,7 @@ impl Clock for FixedClock {
 }
 
 /// A token valid for `token_audiences` (none: the verifier's defaults, `defaults`).
-fn state(token_audiences: &[&str], defaults: &[&str]) -> (Arc<AppState>, TokenValue) {
+fn verifier_state(token_audiences: &[&str], defaults: &[&str]) -> (Arc<AppState>, TokenValue) {
     let v = value(ID);
     let mut token = token_json("tok", false, issued(&v));
     token.spec.audiences = strings(token_audiences);
@@ -120,7 +120,7 @@ async fn review(state: &Arc<AppState>, token: &TokenValue, audiences: &[&str]) -
 #[tokio::test]
 async fn an_unlisted_audience_is_not_echoed_as_granted() {
     for (token_audiences, defaults) in [(&["api"][..], &[][..]), (&[], &["api"])] {
-        let (state, v) = state(token_audiences, defaults);
+        let (state, v) = verifier_state(token_audiences, defaults);
         let body = review(&state, &v, &["anything"]).await;
         assert_eq!(body["status"]["authenticated"], false, "{body}");
         assert!(body["status"].get("audiences").is_none(), "{body}");
@@ -132,7 +132,7 @@ async fn an_unlisted_audience_is_not_echoed_as_granted() {
 
 #[tokio::test]
 async fn a_review_gets_the_intersection_or_the_tokens_audiences() {
-    let (state, v) = state(&["api", "vault"], &["default"]);
+    let (state, v) = verifier_state(&["api", "vault"], &["default"]);
     let body = review(&state, &v, &["vault", "other"]).await;
     assert_eq!(body["status"]["authenticated"], true, "{body}");
     assert_eq!(body["status"]["audiences"], json!(["vault"]));
@@ -141,7 +141,7 @@ async fn a_review_gets_the_intersection_or_the_tokens_audiences() {
     assert_eq!(body["status"]["audiences"], json!(["api", "vault"]));
 
     // A token listing none gets the verifier's defaults.
-    let (state, v) = state(&[], &["https://kubernetes.default.svc.cluster.local"]);
+    let (state, v) = verifier_state(&[], &["https://kubernetes.default.svc.cluster.local"]);
     let body = review(&state, &v, &[]).await;
     assert_eq!(
         body["status"]["audiences"],
@@ -163,7 +163,7 @@ async fn auth(state: &Arc<AppState>, uri: &str, token: &TokenValue) -> StatusCod
 
 #[tokio::test]
 async fn forward_auth_routes_require_their_audience() {
-    let (state, v) = state(&["api", "a b"], &[]);
+    let (state, v) = verifier_state(&["api", "a b"], &[]);
     let cases = [
         ("/auth", StatusCode::OK),
         ("/auth?audience=api", StatusCode::OK),

@@ -173,7 +173,7 @@ fn audiences_come_from_the_token_else_its_key() {
         let got = index
             .verify_ref(v.expose_secret(), now())
             .expect("accepted");
-        let got: Vec<&str> = got.audiences.iter().map(|a| &**a).collect();
+        let got: Vec<&str> = got.audiences.iter().collect();
         assert_eq!(got, expected);
     }
 }
