@@ -20,9 +20,16 @@ fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// (requested, the token's audiences, granted or `None`: not authenticated)
+type ReviewCase = (
+    &'static [&'static str],
+    &'static [&'static str],
+    Option<&'static [&'static str]>,
+);
+
 #[test]
 fn review_audiences_are_the_intersection() {
-    let cases: [(&[&str], &[&str], Option<&[&str]>); 7] = [
+    let cases: [ReviewCase; 7] = [
         // asked for none: the token's own audiences
         (&[], &["api"], Some(&["api"])),
         (&[], &[], Some(&[])),
