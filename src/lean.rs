@@ -208,6 +208,7 @@ impl Stub for ApiToken {
             expiration: None,
             rotation: None,
             secret: None,
+            audiences: Vec::new(),
             disabled: false,
         };
         ApiToken {

@@ -73,7 +73,7 @@ impl Policy {
     ) -> Result<Policy, PolicyError> {
         let expiration = spec
             .expiration
-            .as_ref()
+            .as_deref()
             .or_else(|| defaults.and_then(|d| d.expiration.as_ref()));
         let own = spec.rotation.as_ref().map(|r| &r.schedule);
         let fallback = defaults.and_then(|d| d.rotation.as_ref());

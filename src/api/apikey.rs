@@ -107,6 +107,11 @@ pub struct TokenDefaults {
     /// Default rotation of the key's tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<Rotation>,
+    /// Default audiences of the key's tokens (see the ApiToken's
+    /// `spec.audiences`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
+    pub audiences: Vec<String>,
 }
 
 /// Observed state of an ApiKey, written by the operator.

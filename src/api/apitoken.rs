@@ -84,8 +84,10 @@ pub struct ApiTokenSpec {
 
     /// When the value stops working. Default: the key's
     /// `tokenDefaults.expiration`, else never.
+    // Boxed: with `audiences` inline, a cached token must still fit the
+    // 1 KiB allocation class (`a_cached_token_fits_the_1_kib_allocation_class`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiration: Option<Expiration>,
+    pub expiration: Option<Box<Expiration>>,
 
     /// When the value is replaced automatically. Default: the key's
     /// `tokenDefaults.rotation`, else only on request (annotation
@@ -98,6 +100,15 @@ pub struct ApiTokenSpec {
     // bigger, past the 1 KiB allocation size class (BENCHMARKS.md §16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<Box<SecretTemplate>>,
+
+    /// The audiences the token is valid for, as in a Kubernetes TokenReview:
+    /// a review that names audiences succeeds only for those also listed
+    /// here, and a gateway route that requires an audience only for a token
+    /// listing it. Default: the key's `tokenDefaults.audiences`, else the
+    /// verifier's `--audience` flags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
+    pub audiences: Vec<String>,
 
     /// Suspends the token: the value is removed from the Secret and rejected
     /// by the verifier. Setting it back to false issues a fresh value.

@@ -77,6 +77,15 @@ pub struct VerifyArgs {
     /// user=X-Forwarded-User. Fields: user, uid, groups, namespace, apikey, apitoken.
     #[arg(long = "verify-header", value_name = "FIELD=HEADER")]
     headers: Vec<String>,
+    /// Audience of tokens that list none in `spec.audiences` (nor their
+    /// key's `tokenDefaults`), repeatable; TokenReview and forward-auth
+    /// routes grant only these to such tokens.
+    #[arg(
+        long = "audience",
+        value_name = "AUDIENCE",
+        default_value = verifier::DEFAULT_AUDIENCE
+    )]
+    audiences: Vec<String>,
 }
 
 impl VerifyArgs {
@@ -95,6 +104,7 @@ impl VerifyArgs {
             extra_groups: self.extra_groups,
             headers,
             namespace,
+            audiences: self.audiences,
         })
     }
 }

@@ -351,7 +351,7 @@ pub fn token_object(new: &NewToken) -> ApiToken {
             display_name: new.display_name.clone(),
             description: new.description.clone(),
             tags: new.tags.clone(),
-            expiration,
+            expiration: expiration.map(Box::new),
             rotation,
             secret: new.secret_name.as_ref().map(|name| {
                 Box::new(SecretTemplate {
@@ -359,6 +359,7 @@ pub fn token_object(new: &NewToken) -> ApiToken {
                     ..Default::default()
                 })
             }),
+            audiences: Vec::new(),
             disabled: false,
         },
     );

@@ -7,7 +7,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer};
 
-use crate::token::{self as tokens, TokenHash};
+use crate::token::{self as tokens, TokenHash, TokenId};
 
 /// A Secret's metadata and, per data key, the hash of its value. The watch
 /// cache and the reconciler's GETs decode Secrets into this type, so no token
@@ -24,16 +24,25 @@ pub struct HashedSecret {
     hashes: Box<Hashes>,
 }
 
-/// Data key → hash of its value; a Secret has one or a few keys.
-type Hashes = Box<[(Box<str>, TokenHash)]>;
+/// Data key → hash of its value, and the token id the value carries if it
+/// is a token value; a Secret has one or a few keys.
+type Hashes = Box<[(Box<str>, TokenHash, Option<TokenId>)]>;
 
 impl HashedSecret {
     /// The hash of the value under `key`, if the Secret has that key.
     pub fn hash_of(&self, key: &str) -> Option<&TokenHash> {
         self.hashes
             .iter()
-            .find(|(k, _)| &**k == key)
-            .map(|(_, hash)| hash)
+            .find(|(k, _, _)| &**k == key)
+            .map(|(_, hash, _)| hash)
+    }
+
+    /// The token id carried by the value under `key`, if it is a token value.
+    pub fn token_id_of(&self, key: &str) -> Option<&TokenId> {
+        self.hashes
+            .iter()
+            .find(|(k, _, _)| &**k == key)
+            .and_then(|(_, _, id)| id.as_ref())
     }
 }
 
@@ -42,9 +51,19 @@ fn hash_values<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Box<Hashes>
     Ok(Box::new(
         data.unwrap_or_default()
             .into_iter()
-            .map(|(key, value)| (key.into_boxed_str(), hash_bytes(&value.0)))
+            .map(|(key, value)| {
+                let id = token_id_in(&value.0);
+                (key.into_boxed_str(), hash_bytes(&value.0), id)
+            })
             .collect(),
     ))
+}
+
+/// The (non-secret) token id of a token value.
+fn token_id_in(value: &[u8]) -> Option<TokenId> {
+    let text = std::str::from_utf8(value).ok()?;
+    let parsed = tokens::parse(text).ok()?;
+    TokenId::parse(parsed.token_id()).ok()
 }
 
 fn hash_bytes(value: &[u8]) -> TokenHash {

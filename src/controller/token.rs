@@ -356,10 +356,12 @@ impl Reconciling<'_> {
         issue: Issue<'_>,
     ) -> Result<Option<String>, Error> {
         let (ctx, token) = (self.ctx, self.token);
-        let token_id = match self.current.token_id.as_deref().map(TokenId::parse) {
+        // The decision keeps the token's own id, or names the one to use
+        // instead of a foreign id; a first value gets the id derived from the uid.
+        let token_id = match decision.status.token_id.as_deref().map(TokenId::parse) {
             Some(Ok(id)) => id,
-            // Never issued, or the status was edited by hand: a new identifier.
-            _ => TokenId::generate(),
+            _ if self.uid.is_empty() => TokenId::generate(),
+            _ => TokenId::for_uid(&self.uid),
         };
         let value = tokens::generate(issue.token_kind, &token_id);
         let hash = value.hash();

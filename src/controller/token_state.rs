@@ -93,6 +93,7 @@ fn run_checks(f: &Facts<'_>, key: KeyState<'_>) -> Verdict<Decision> {
     let key = checks::usable_key(f, key)?;
     let policy = checks::valid_spec(f, key.defaults)?;
     checks::secret_conflict(f)?;
+    checks::foreign_token_id(f, &policy, key)?;
     checks::unfinished_issue(f, &policy, key)?;
     let plan = f.plan(&policy);
     let needed = checks::due_value(&plan)

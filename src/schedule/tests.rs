@@ -21,12 +21,13 @@ fn spec(expiration: Option<Expiration>, rotation: Option<Rotation>) -> ApiTokenS
         display_name: None,
         description: None,
         tags: Default::default(),
-        expiration,
+        expiration: expiration.map(Box::new),
         rotation: rotation.map(|schedule| TokenRotation {
             schedule,
             restart_targets: vec![],
         }),
         secret: None,
+        audiences: Vec::new(),
         disabled: false,
     }
 }
@@ -120,6 +121,7 @@ fn resolve_reads_durations_and_key_defaults() {
     let defaults = TokenDefaults {
         expiration: lifetime("90d"),
         rotation: rotation(Some("30d"), None, Some("1h")),
+        ..Default::default()
     };
     let own = spec(None, rotation(None, None, Some("2h")));
     let policy = Policy::resolve(&own, Some(&defaults)).expect("valid");

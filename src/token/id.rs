@@ -1,7 +1,11 @@
 //! The non-secret token id: lets the verifier find a token's record in O(1)
-//! and stays the same across rotations of one ApiToken.
+//! and stays the same across rotations of one ApiToken. Ids issued now are
+//! derived from the ApiToken's `metadata.uid` ([`TokenId::for_uid`]), so an
+//! id copied into another object's status is recognised as not its own.
 
 use std::fmt;
+
+use sha2::{Digest, Sha256};
 
 use super::random::{os_fill, push_uniform_chars};
 use super::{TOKEN_ID_ALPHABET, TOKEN_ID_LEN};
@@ -26,6 +30,31 @@ impl TokenId {
         let mut id = String::with_capacity(TOKEN_ID_LEN);
         push_uniform_chars(TOKEN_ID_ALPHABET, TOKEN_ID_LEN, &mut id, &mut os_fill);
         TokenId(id)
+    }
+
+    /// The id of the ApiToken whose `metadata.uid` is `uid`: the first 16
+    /// characters drawn from SHA-256 of the uid (domain-separated). The API
+    /// server assigns uids, so nobody can choose an object whose id is
+    /// another's; no key is needed because the id is not secret.
+    pub fn for_uid(uid: &str) -> TokenId {
+        let digest = Sha256::new()
+            .chain_update(b"apikeys.dev/tokenId/v1\0")
+            .chain_update(uid.as_bytes())
+            .finalize();
+        let alphabet = TOKEN_ID_ALPHABET;
+        // 256 = 7 * 36 + 4: the slight bias is harmless for a non-secret id.
+        let id = digest
+            .iter()
+            .take(TOKEN_ID_LEN)
+            .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
+            .collect();
+        TokenId(id)
+    }
+
+    /// True when this id is the one [`TokenId::for_uid`] gives `uid`; false
+    /// for a copied id, and for a random id issued before ids were derived.
+    pub fn is_bound_to(&self, uid: &str) -> bool {
+        !uid.is_empty() && *self == TokenId::for_uid(uid)
     }
 
     /// Validates an id read back from status.
@@ -64,6 +93,23 @@ mod tests {
         let ids: HashSet<TokenId> = (0..10_000).map(|_| TokenId::generate()).collect();
         assert_eq!(ids.len(), 10_000);
         assert!(ids.iter().all(|id| is_valid(id.as_str())));
+    }
+
+    #[test]
+    fn derived_ids_are_valid_stable_and_bound_to_their_uid() {
+        let uid = "5f0c6a8e-2f7b-4c55-9d8e-0d3c1b2a4f61";
+        let id = TokenId::for_uid(uid);
+        assert!(is_valid(id.as_str()));
+        assert_eq!(id, TokenId::for_uid(uid));
+        let cases = [
+            (uid, true),
+            ("5f0c6a8e-2f7b-4c55-9d8e-0d3c1b2a4f62", false),
+            ("", false),
+        ];
+        for (other, bound) in cases {
+            assert_eq!(id.is_bound_to(other), bound, "{other:?}");
+        }
+        assert!(!TokenId::generate().is_bound_to(uid));
     }
 
     #[test]

@@ -111,6 +111,8 @@ pub struct AppState {
     /// Added to the groups of every authenticated identity.
     pub extra_groups: Vec<String>,
     pub headers: HeaderNames,
+    /// The audiences of tokens that list none, nor their key (`--audience`).
+    pub audiences: Vec<String>,
 }
 
 /// All endpoints, with the body limit and request timeout applied.
@@ -163,6 +165,16 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 }
 
 impl AppState {
+    /// The audiences a verified token is valid for: its own, else its key's
+    /// defaults, else the verifier's `--audience` flags.
+    fn audiences_of<'a>(&'a self, identity: &IdentityRef<'a>) -> Vec<&'a str> {
+        if identity.audiences.is_empty() {
+            self.audiences.iter().map(String::as_str).collect()
+        } else {
+            identity.audiences.iter().collect()
+        }
+    }
+
     /// Verifies `presented` now and hands the verdict to `answer`, which
     /// builds the reply from names borrowed under the index's read lock.
     fn verify<R>(
@@ -269,10 +281,19 @@ async fn token_review(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
         )
     } else {
         state.verify(&request.spec.token, |verdict| match verdict {
-            Ok(identity) => (
-                authenticated(&state, &identity, request.spec.audiences),
-                metrics::OK,
-            ),
+            Ok(identity) => {
+                let valid_for = state.audiences_of(&identity);
+                match review_audiences(&request.spec.audiences, &valid_for) {
+                    Some(audiences) => (authenticated(&state, &identity, audiences), metrics::OK),
+                    None => (
+                        unauthenticated(
+                            "the token is not valid for any of the requested audiences \
+                             (spec.audiences); list them in the ApiToken's spec.audiences",
+                        ),
+                        metrics::WRONG_AUDIENCE,
+                    ),
+                }
+            }
             Err(reject) => (unauthenticated(&reject.to_string()), reject.as_str()),
         })
     };
@@ -292,9 +313,32 @@ async fn token_review(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
         .into_response()
 }
 
-/// Tokens are not bound to audiences: they are valid for every audience, so
-/// the intersection of the requested audiences with the token's is the
-/// requested list, which is echoed back (see docs/verifier.md).
+/// The audiences a review grants, as the TokenReview API defines them:
+/// asked for some, the ones the token is also valid for (`None` when there
+/// are none: not authenticated); asked for none, the token's own. The
+/// kube-apiserver takes an answer without audiences as "valid for the
+/// audiences I asked for", so an empty intersection is never answered as
+/// an empty list.
+pub fn review_audiences(requested: &[String], valid_for: &[&str]) -> Option<Vec<String>> {
+    if requested.is_empty() {
+        return Some(valid_for.iter().map(|a| (*a).to_owned()).collect());
+    }
+    let granted: Vec<String> = requested
+        .iter()
+        .filter(|a| valid_for.contains(&a.as_str()))
+        .cloned()
+        .collect();
+    (!granted.is_empty()).then_some(granted)
+}
+
+/// Whether a token valid for `valid_for` may pass a route that requires
+/// every audience of `required` (none: any token).
+pub fn route_admits(required: &[String], valid_for: &[&str]) -> bool {
+    required
+        .iter()
+        .all(|audience| valid_for.contains(&audience.as_str()))
+}
+
 fn authenticated(
     state: &AppState,
     identity: &IdentityRef<'_>,
@@ -368,9 +412,50 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
     })
 }
 
+/// The header in which a gateway names the audience a forward-auth route
+/// requires (beside the `audience` query parameter of the verifier's URL).
+pub const AUDIENCE_HEADER: &str = "x-auth-audience";
+
+/// The audiences a forward-auth route requires: every `audience` query
+/// parameter of the verifier's URL and every `X-Auth-Audience` header, set
+/// by the gateway's configuration. The token must be valid for all of them,
+/// so a value a client slips in can only narrow what passes, never widen it;
+/// the gateway examples overwrite the header all the same. `Err` when the
+/// query cannot be read.
+fn required_audiences(request: &Request) -> Result<Vec<String>, ()> {
+    let mut required = Vec::new();
+    if request.uri().query().is_some() {
+        let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(request.uri())
+            .map_err(|_| ())?;
+        required.extend(
+            pairs
+                .0
+                .into_iter()
+                .filter(|(n, _)| n == "audience")
+                .map(|(_, v)| v),
+        );
+    }
+    for value in request.headers().get_all(AUDIENCE_HEADER) {
+        required.push(value.to_str().map_err(|_| ())?.trim().to_owned());
+    }
+    Ok(required)
+}
+
 // Takes the request rather than a `HeaderMap`, which axum would copy.
 async fn forward_auth(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
+    let Ok(required) = required_audiences(&request) else {
+        state.metrics.observe(
+            metrics::FORWARD_AUTH,
+            metrics::BAD_REQUEST,
+            started.elapsed(),
+        );
+        return (
+            StatusCode::BAD_REQUEST,
+            "the verifier URL's query or the X-Auth-Audience header cannot be read\n",
+        )
+            .into_response();
+    };
     let (response, result) = match presented_token(request.headers()).filter(|t| !t.is_empty()) {
         None => (
             challenge(
@@ -380,6 +465,9 @@ async fn forward_auth(State(state): State<Arc<AppState>>, request: Request) -> R
             metrics::NO_CREDENTIALS,
         ),
         Some(token) => state.verify(token, |verdict| match verdict {
+            Ok(identity) if !route_admits(&required, &state.audiences_of(&identity)) => {
+                (forbidden_audience(), metrics::WRONG_AUDIENCE)
+            }
             Ok(identity) => (identity_response(&state, &identity), metrics::OK),
             Err(reject) => (
                 challenge(Some(reject.as_str()), &format!("{reject}\n")),
@@ -431,6 +519,26 @@ fn identity_response(state: &AppState, identity: &IdentityRef<'_>) -> Response {
     response
 }
 
+/// 403 for a genuine token that the route's audience does not admit: the
+/// token is valid, only not here (RFC 6750 `insufficient_scope`).
+fn forbidden_audience() -> Response {
+    let mut headers = HeaderMap::with_capacity(2);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static(
+            "Bearer realm=\"apikey-operator\", error=\"insufficient_scope\", \
+             error_description=\"wrong_audience\"",
+        ),
+    );
+    (
+        StatusCode::FORBIDDEN,
+        headers,
+        "the token is not valid for this route's audience; list it in the ApiToken's spec.audiences\n",
+    )
+        .into_response()
+}
+
 /// 401 with an RFC 6750 challenge. `error` is a bounded code, never the token.
 fn challenge(error: Option<&'static str>, body: &str) -> Response {
     let value = match error {
@@ -451,3 +559,6 @@ fn challenge(error: Option<&'static str>, body: &str) -> Response {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod audience_tests;

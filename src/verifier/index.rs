@@ -1,6 +1,13 @@
 //! The verifier's in-memory index: ApiTokens keyed by their tokenId, with the
 //! hashes that may be accepted and the ApiKeys whose principal they resolve
 //! to. Pure, no I/O: `watch` feeds it objects, `http` asks it [`Index::verify`].
+//!
+//! A tokenId is bound to its object: ids are derived from the ApiToken's uid
+//! (`TokenId::for_uid`), and when several objects claim one id (a status
+//! copied by hand), the one the id was derived for is the only one accepted,
+//! whatever order they arrive in; the others are kept aside, so that the
+//! rightful one stays when they are deleted. Ids issued before derivation
+//! (random) are accepted only while a single object claims them.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -24,7 +31,12 @@ type Digest = [u8; 32];
 /// Every ApiToken and ApiKey the verifier knows, as far as verifying needs.
 #[derive(Default)]
 pub struct Index {
+    /// Per tokenId, the one claim that is accepted.
     tokens: HashMap<IdKey, TokenEntry>,
+    /// Claims of an id by other objects than the accepted one (or by several
+    /// objects, none accepted): never accepted, kept to settle the id again
+    /// when a claimant changes or goes. Empty unless a status was copied.
+    contenders: HashMap<IdKey, Vec<TokenEntry>>,
     /// Fingerprint of `namespace/name` → the tokenId indexed for that object,
     /// so an object whose tokenId changed (status edited by hand) or that was
     /// deleted loses its old entry. 64-bit fingerprints keep this map small;
@@ -41,7 +53,8 @@ pub struct Index {
 struct TokenEntry {
     /// The token's namespace and ApiKey, one pointer shared by the key's tokens.
     key: Arc<KeyName>,
-    /// `<name>/<uid>` in one allocation (names cannot contain `/`).
+    /// `<name>/<uid>`, then each of `spec.audiences` after a NUL, in one
+    /// allocation (names cannot contain `/`; see [`Audiences`]).
     name_and_uid: Box<str>,
     current: Option<Digest>,
     previous: Box<[Previous]>,
@@ -55,6 +68,8 @@ struct TokenEntry {
     /// `NO_OWNER` without either.
     owner_key: u32,
     disabled: bool,
+    /// The tokenId is the one derived from this object's uid.
+    bound: bool,
 }
 
 /// `TokenEntry::expires_at` of a token without expiry: no instant reaches it.
@@ -94,6 +109,32 @@ struct KeyEntry {
     ready: bool,
     /// [`uid_fingerprint`] of the key's uid.
     uid: u32,
+    /// `spec.tokenDefaults.audiences`, packed as in [`Audiences`].
+    audiences: Box<str>,
+}
+
+/// A list of audiences packed into one string, each after a NUL (the
+/// separator a Kubernetes audience, a URI or name, does not contain; one
+/// that did would only split its own token's list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Audiences<'a>(&'a str);
+
+impl<'a> Audiences<'a> {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.0.split('\0').skip(1)
+    }
+}
+
+/// Appends `audiences` to `packed` as [`Audiences`] reads them.
+fn pack_audiences(packed: &mut String, audiences: &[String]) {
+    for audience in audiences {
+        packed.push('\0');
+        packed.push_str(audience);
+    }
 }
 
 /// Who a verified token belongs to.
@@ -133,6 +174,9 @@ pub struct IdentityRef<'a> {
     pub token_id: &'a str,
     pub previous_value: bool,
     pub last_used_at: Option<Timestamp>,
+    /// The audiences the token is valid for (its own, else its key's
+    /// defaults); empty when neither lists any: the verifier's defaults apply.
+    pub audiences: Audiences<'a>,
 }
 
 impl IdentityRef<'_> {
@@ -163,6 +207,7 @@ impl<'a> From<&'a Identity> for IdentityRef<'a> {
             token_id: &identity.token_id,
             previous_value: identity.previous_value,
             last_used_at: identity.last_used_at,
+            audiences: Audiences::default(),
         }
     }
 }
@@ -223,7 +268,8 @@ impl Reject {
 pub enum Skipped {
     /// No `status.tokenId` yet: nothing was issued, nothing to accept.
     NoTokenId,
-    /// `status.tokenId` is not a valid id (edited by hand).
+    /// `status.tokenId` is not a valid id (edited by hand), or another
+    /// ApiToken claims it and this one is not accepted under it.
     BadTokenId,
     /// A hash in status is not `sha256:<hex>`; that hash is ignored.
     BadHash,
@@ -233,7 +279,10 @@ impl Skipped {
     pub fn as_str(self) -> &'static str {
         match self {
             Skipped::NoTokenId => "no status.tokenId yet",
-            Skipped::BadTokenId => "status.tokenId is not a valid token id",
+            Skipped::BadTokenId => {
+                "status.tokenId is not a valid token id, or is claimed by another ApiToken \
+                 (a copied status); this token is not accepted under it"
+            }
             Skipped::BadHash => "a hash in status is not sha256:<64 hex digits>; it is ignored",
         }
     }
@@ -342,6 +391,10 @@ impl Index {
             uid,
             token_id: parsed.token_id(),
             previous_value: !current,
+            audiences: match entry.audiences() {
+                own if own.is_empty() => Audiences(&key.audiences),
+                own => own,
+            },
             last_used_at: match entry.last_used_at.load(Ordering::Relaxed) {
                 NOT_USED => None,
                 seconds => Timestamp::from_second(seconds).ok(),
@@ -378,13 +431,7 @@ impl Index {
             self.remove_object(fingerprint, &namespace, &name);
             return Some(Skipped::BadTokenId);
         };
-        if self
-            .by_object
-            .get(&fingerprint)
-            .is_some_and(|old| *old != id)
-        {
-            self.remove_object(fingerprint, &namespace, &name);
-        }
+        self.remove_object(fingerprint, &namespace, &name);
 
         let mut skipped = None;
         let mut digest_of = |text: &str| match TokenHash::parse(text) {
@@ -417,7 +464,11 @@ impl Index {
         };
         let entry = TokenEntry {
             key,
-            name_and_uid: format!("{name}/{uid}").into_boxed_str(),
+            name_and_uid: {
+                let mut names = format!("{name}/{uid}");
+                pack_audiences(&mut names, &token.spec.audiences);
+                names.into_boxed_str()
+            },
             current,
             previous,
             expires_at: seconds(status.and_then(|s| s.expires_at.as_ref())).unwrap_or(NEVER),
@@ -432,20 +483,56 @@ impl Index {
                 .or_else(|| token.controlling_key_uid())
                 .map_or(NO_OWNER, uid_fingerprint),
             disabled: token.spec.disabled,
+            bound: TokenId::parse(token_id).is_ok_and(|id| id.is_bound_to(&uid)),
         };
-        if let Some(other) = self.tokens.get(&id)
-            && (&*other.key.namespace, other.split_name_and_uid().0)
-                != (&*entry.key.namespace, &*name)
-        {
-            // Two objects claim one tokenId: only a copied status does that.
-            // Accept neither rather than guess which one is genuine.
-            self.tokens.remove(&id);
-            self.by_object.insert(fingerprint, id);
-            return Some(Skipped::BadTokenId);
+        if self.tokens.contains_key(&id) || self.contenders.contains_key(&id) {
+            // Contested (a copied status): every claim is kept, and settled.
+            if self
+                .tokens
+                .get(&id)
+                .is_some_and(|claim| claim.is_object(&namespace, &name))
+            {
+                // Left behind by a fingerprint collision: replaced, not doubled.
+                self.tokens.remove(&id);
+            }
+            let claims = self.contenders.entry(id).or_default();
+            claims.retain(|claim| !claim.is_object(&namespace, &name));
+            claims.push(entry);
+            self.settle(id);
+        } else {
+            self.tokens.insert(id, entry);
         }
-        self.tokens.insert(id, entry);
         self.by_object.insert(fingerprint, id);
-        skipped
+        let accepted = self
+            .tokens
+            .get(&id)
+            .is_some_and(|entry| entry.is_object(&namespace, &name));
+        if accepted {
+            skipped
+        } else {
+            Some(Skipped::BadTokenId)
+        }
+    }
+
+    /// Decides which claim of `id` is accepted: the one whose object the id
+    /// was derived for; else, for an id from before derivation, the only
+    /// claim (two objects with one random id: accept neither rather than
+    /// guess which one is genuine).
+    fn settle(&mut self, id: IdKey) {
+        let mut claims = self.contenders.remove(&id).unwrap_or_default();
+        claims.extend(self.tokens.remove(&id));
+        let mut bound = claims.iter().enumerate().filter(|(_, c)| c.bound);
+        let winner = match (bound.next(), bound.next()) {
+            (Some((at, _)), None) => Some(at),
+            _ if claims.len() == 1 => Some(0),
+            _ => None,
+        };
+        if let Some(at) = winner {
+            self.tokens.insert(id, claims.swap_remove(at));
+        }
+        if !claims.is_empty() {
+            self.contenders.insert(id, claims);
+        }
     }
 
     /// Removes a token (a watch Delete event).
@@ -475,6 +562,13 @@ impl Index {
             owner_kind: key.spec.owner.kind,
             ready,
             uid: uid_fingerprint(key.uid().as_deref().unwrap_or_default()),
+            audiences: {
+                let mut packed = String::new();
+                if let Some(defaults) = &key.spec.token_defaults {
+                    pack_audiences(&mut packed, &defaults.audiences);
+                }
+                packed.into_boxed_str()
+            },
         };
         let keys = self.keys.entry(id.namespace.clone()).or_default();
         if keys.insert(id.name.clone(), entry).is_none() {
@@ -493,12 +587,30 @@ impl Index {
         }
     }
 
-    /// After a relist: drops every token whose id is not in `seen`.
+    /// After a relist: drops every token whose object (`namespace/name`) is
+    /// not in `seen`.
     pub fn retain_tokens(&mut self, seen: &HashSet<String>) {
-        self.tokens
-            .retain(|id, _| std::str::from_utf8(id).is_ok_and(|id| seen.contains(id)));
-        let tokens = &self.tokens;
-        self.by_object.retain(|_, id| tokens.contains_key(id));
+        let was_seen = |entry: &TokenEntry| {
+            let (name, _) = entry.split_name_and_uid();
+            seen.contains(&format!("{}/{name}", entry.key.namespace))
+        };
+        let mut ids: Vec<IdKey> = self.contenders.keys().copied().collect();
+        self.tokens.retain(|id, entry| {
+            let keep = was_seen(entry);
+            if !keep {
+                ids.push(*id);
+            }
+            keep
+        });
+        for claims in self.contenders.values_mut() {
+            claims.retain(|entry| was_seen(entry));
+        }
+        for id in ids {
+            self.settle(id);
+        }
+        let (tokens, contenders) = (&self.tokens, &self.contenders);
+        self.by_object
+            .retain(|_, id| tokens.contains_key(id) || contenders.contains_key(id));
     }
 
     /// After a relist: drops every key not in `seen` (`namespace/name`).
@@ -511,23 +623,31 @@ impl Index {
         self.key_count = count;
     }
 
-    /// The tokenId an object is indexed under, for relist bookkeeping.
-    pub fn token_id_of(token: &ApiToken) -> Option<String> {
-        let id = token.status.as_ref()?.token_id.as_deref()?;
-        TokenId::parse(id).ok().map(|id| id.as_str().to_owned())
+    /// The name under which a relist remembers a token: `namespace/name`.
+    pub fn relist_name_of(token: &ApiToken) -> String {
+        format!(
+            "{}/{}",
+            token.namespace().unwrap_or_default(),
+            token.name_any()
+        )
     }
 
+    /// Drops the object's claim, and settles the id it claimed.
     fn remove_object(&mut self, fingerprint: u64, namespace: &str, name: &str) {
-        let Some(id) = self.by_object.get(&fingerprint).copied() else {
+        let Some(id) = self.by_object.remove(&fingerprint) else {
             return;
         };
-        let same_object = self.tokens.get(&id).is_some_and(|entry| {
-            &*entry.key.namespace == namespace && entry.split_name_and_uid().0 == name
-        });
-        if same_object {
+        if self
+            .tokens
+            .get(&id)
+            .is_some_and(|entry| entry.is_object(namespace, name))
+        {
             self.tokens.remove(&id);
         }
-        self.by_object.remove(&fingerprint);
+        if let Some(claims) = self.contenders.get_mut(&id) {
+            claims.retain(|entry| !entry.is_object(namespace, name));
+            self.settle(id);
+        }
     }
 
     /// The indexed key's names, shared by its tokens; new names for a key
@@ -548,10 +668,24 @@ impl Index {
 }
 
 impl TokenEntry {
+    fn is_object(&self, namespace: &str, name: &str) -> bool {
+        &*self.key.namespace == namespace && self.split_name_and_uid().0 == name
+    }
+
     fn split_name_and_uid(&self) -> (&str, &str) {
-        self.name_and_uid
-            .split_once('/')
-            .unwrap_or((&self.name_and_uid, ""))
+        let names = match self.name_and_uid.split_once('\0') {
+            Some((names, _)) => names,
+            None => &self.name_and_uid,
+        };
+        names.split_once('/').unwrap_or((names, ""))
+    }
+
+    fn audiences(&self) -> Audiences<'_> {
+        let start = self
+            .name_and_uid
+            .find('\0')
+            .unwrap_or(self.name_and_uid.len());
+        Audiences(&self.name_and_uid[start..])
     }
 }
 
@@ -576,3 +710,6 @@ fn object_fingerprint(namespace: &str, name: &str) -> u64 {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod id_binding_tests;

@@ -21,6 +21,8 @@ pub const OK: &str = "ok";
 pub const NO_CREDENTIALS: &str = "no_credentials";
 /// Result label of a request the verifier could not read.
 pub const BAD_REQUEST: &str = "bad_request";
+/// Result label of a genuine token that is not valid for the audience asked for.
+pub const WRONG_AUDIENCE: &str = "wrong_audience";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -56,7 +58,7 @@ pub struct Metrics {
 
 /// Every result label a request can end with.
 fn result_labels() -> impl Iterator<Item = &'static str> {
-    [OK, NO_CREDENTIALS, BAD_REQUEST]
+    [OK, NO_CREDENTIALS, BAD_REQUEST, WRONG_AUDIENCE]
         .into_iter()
         .chain(super::index::Reject::LABELS)
 }

@@ -63,7 +63,14 @@ pub struct VerifierConfig {
     pub headers: HeaderNames,
     /// Only index tokens of this namespace (all namespaces when `None`).
     pub namespace: Option<String>,
+    /// Audiences of tokens that list none, nor their key (`--audience`).
+    pub audiences: Vec<String>,
 }
+
+/// The `--audience` default: the kube-apiserver's usual API audience, so a
+/// token that lists none authenticates to the cluster's webhook token
+/// authenticator (as before audiences) and to no other audience.
+pub const DEFAULT_AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
 
 impl Default for VerifierConfig {
     fn default() -> Self {
@@ -73,6 +80,7 @@ impl Default for VerifierConfig {
             extra_groups: Vec::new(),
             headers: HeaderNames::default(),
             namespace: None,
+            audiences: vec![DEFAULT_AUDIENCE.to_owned()],
         }
     }
 }
@@ -134,6 +142,7 @@ pub async fn bind_with(
         usage: Arc::new(UsageRecorder::default()),
         extra_groups: cfg.extra_groups,
         headers: cfg.headers,
+        audiences: cfg.audiences,
     });
     Ok(Verifier {
         listener,

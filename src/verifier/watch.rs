@@ -73,7 +73,7 @@ impl Indexed for ApiToken {
         index.remove_token(self)
     }
     fn relist_name(&self) -> Option<String> {
-        Index::token_id_of(self)
+        Some(Index::relist_name_of(self))
     }
     fn retain(index: &mut Index, seen: &HashSet<String>) {
         index.retain_tokens(seen)

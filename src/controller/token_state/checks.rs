@@ -19,7 +19,7 @@ use super::{
 use crate::api::conditions::{READY, reason};
 use crate::api::{ApiTokenStatus, TokenDefaults};
 use crate::schedule::{Plan, Policy, Step, Validity};
-use crate::token::TokenHash;
+use crate::token::{TokenHash, TokenId};
 
 /// A check's outcome: `Break(decision)` when its trigger applies, else
 /// `Continue` with what it established for the checks after it.
@@ -114,6 +114,49 @@ pub(super) fn secret_conflict(f: &Facts<'_>) -> Verdict {
     ))
 }
 
+/// `status.tokenId` is not this token's: neither the id derived from its
+/// uid nor an id from before ids were derived that its own Secret's value
+/// carries. Only a status edited by hand (a tokenId copied from another
+/// ApiToken) does that; the verifier does not accept it under that id, and
+/// the token gets a Warning and a fresh id and value.
+pub(super) fn foreign_token_id(f: &Facts<'_>, policy: &Policy, key: ReadyKey<'_>) -> Verdict {
+    let Some(recorded) = f.current.token_id.as_deref() else {
+        return Continue(());
+    };
+    // Without the Secret an old id cannot be checked: the missing-Secret
+    // reissue gives the value the derived id (`issue::issued_token_id`).
+    if token_id_is_own(recorded, f.uid(), f.secret) || *f.secret == SecretView::Missing {
+        return Continue(());
+    }
+    let kind = IssueKind::Reissue {
+        secret_missing: false,
+    };
+    let mut decision = issue(f, policy, key.uid, ValueAction::Issue(kind), kind);
+    // Hashes recorded next to a foreign id are not this token's either.
+    decision.status.previous.clear();
+    decision.note = Some(Note {
+        warning: true,
+        reason: "TokenIdReplaced",
+        action: "Reissue",
+        message: format!(
+            "status.tokenId {recorded:?} is not this ApiToken's id (copied from another \
+             ApiToken?); the verifier does not accept it, and a fresh id and value were issued"
+        ),
+    });
+    Break(decision)
+}
+
+/// Whether `recorded` is the token id of the ApiToken `uid`: derived from
+/// the uid, or (an id issued before ids were derived) carried by the value
+/// in the token's own Secret.
+pub(super) fn token_id_is_own(recorded: &str, uid: &str, secret: &SecretView) -> bool {
+    let Ok(id) = TokenId::parse(recorded) else {
+        return false;
+    };
+    id.is_bound_to(uid)
+        || matches!(secret, SecretView::Ours { value_token_id: Some(carried), .. } if *carried == id)
+}
+
 /// An issue was started and not finished (a crash or a failed write between
 /// its phases): promoted when the Secret holds the pending value, else
 /// issued again, as the kind of issue it was started as.
@@ -122,8 +165,7 @@ pub(super) fn unfinished_issue(f: &Facts<'_>, policy: &Policy, key: ReadyKey<'_>
         return Continue(());
     };
     let kind = IssueKind::from_recorded(&pending.reason);
-    let in_secret =
-        matches!(f.secret, SecretView::Ours { value_hash: Some(h) } if h.as_str() == pending.hash);
+    let in_secret = matches!(f.secret, SecretView::Ours { value_hash: Some(h), .. } if h.as_str() == pending.hash);
     let action = if in_secret {
         ValueAction::Promote(kind)
     } else {
@@ -151,7 +193,7 @@ pub(super) fn missing_secret(f: &Facts<'_>, plan: &Plan) -> Option<IssueKind> {
 /// The Secret holds a value other than the recorded one (edited or tampered,
 /// or `spec.secret.key` changed): never accepted, replaced by a fresh value.
 pub(super) fn tampered_value(f: &Facts<'_>, plan: &Plan) -> Option<IssueKind> {
-    let SecretView::Ours { value_hash } = f.secret else {
+    let SecretView::Ours { value_hash, .. } = f.secret else {
         return None;
     };
     let recorded = f.current.hash.as_deref();

@@ -35,6 +35,11 @@ impl<'a> Facts<'a> {
         }
     }
 
+    /// The token's `metadata.uid`.
+    pub(super) fn uid(&self) -> &'a str {
+        self.token.metadata.uid.as_deref().unwrap_or_default()
+    }
+
     /// Whether the Secret is ours.
     pub(super) fn ours(&self) -> bool {
         matches!(self.secret, SecretView::Ours { .. })

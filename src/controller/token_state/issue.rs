@@ -5,12 +5,14 @@
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::checks::token_id_is_own;
 use super::facts::Facts;
 use super::notes::issue_note;
 use super::status::value_conditions;
 use super::{Decision, IssueKind, Requeue, ValueAction};
 use crate::api::{ApiTokenStatus, PreviousValue};
 use crate::schedule::{self, Observed, Policy};
+use crate::token::TokenId;
 
 /// Write a value of `kind` (or promote it: `action`) under the key `key_uid`.
 pub(super) fn issue(
@@ -58,6 +60,10 @@ pub(super) fn issue(
 
 /// The status once the new value is in the Secret, but for its hash, which
 /// `promoted` fills in, and the conditions.
+///
+/// The new value carries the token's own id (see `checks::token_id_is_own`),
+/// else the id derived from its uid; `None` (a random id) only for an object
+/// without a uid.
 fn issued_status(f: &Facts<'_>, policy: &Policy, key_uid: &str, kind: IssueKind) -> ApiTokenStatus {
     let (current, now) = (&f.current, f.now);
     let mut status = current.clone();
@@ -65,6 +71,7 @@ fn issued_status(f: &Facts<'_>, policy: &Policy, key_uid: &str, kind: IssueKind)
     status.pending = None;
     status.secret_name = Some(f.secret_name.clone());
     status.api_key_uid = Some(Box::new(key_uid.to_owned()));
+    status.token_id = issued_token_id(f);
     status.previous.retain(|p| p.valid_until.0 > now);
     record_issue(&mut status, current, policy, kind, now);
     // A value started before a crash answers only the request that was there
@@ -120,5 +127,14 @@ fn record_issue(
                 status.issued_at = Some(Time(now));
             }
         }
+    }
+}
+
+/// The id a new value of the token carries.
+fn issued_token_id(f: &Facts<'_>) -> Option<String> {
+    match f.current.token_id.as_deref() {
+        Some(id) if token_id_is_own(id, f.uid(), f.secret) => Some(id.to_owned()),
+        _ if f.uid().is_empty() => None,
+        _ => Some(TokenId::for_uid(f.uid()).to_string()),
     }
 }

@@ -10,7 +10,7 @@ use super::super::conditions::is_true;
 use super::super::hashed_secret::HashedSecret;
 use crate::api::conditions::READY;
 use crate::api::{ApiKey, TokenDefaults};
-use crate::token::TokenHash;
+use crate::token::{TokenHash, TokenId};
 
 /// What the reconciler knows about the token's ApiKey.
 #[derive(Clone, Copy, Debug)]
@@ -37,9 +37,11 @@ pub enum SecretView {
     Foreign {
         controller: Option<String>,
     },
-    /// Controlled by this ApiToken; the hash of the value under the token's key, if any.
+    /// Controlled by this ApiToken; the hash of the value under the token's
+    /// key, if any, and the token id that value carries.
     Ours {
         value_hash: Option<TokenHash>,
+        value_token_id: Option<TokenId>,
     },
 }
 
@@ -100,7 +102,11 @@ pub fn view(secret: &HashedSecret, uid: &str, key: &str) -> SecretView {
     match controller {
         Some(OwnerReference { uid: owner, .. }) if owner == uid => {
             let value_hash = secret.hash_of(key).cloned();
-            SecretView::Ours { value_hash }
+            let value_token_id = secret.token_id_of(key).cloned();
+            SecretView::Ours {
+                value_hash,
+                value_token_id,
+            }
         }
         other => SecretView::Foreign {
             controller: other.map(|o| format!("{} {}", o.kind, o.name)),

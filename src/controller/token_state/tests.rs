@@ -30,6 +30,7 @@ fn token(spec_edit: impl FnOnce(&mut ApiTokenSpec), status: Option<ApiTokenStatu
         expiration: None,
         rotation: None,
         secret: None,
+        audiences: Vec::new(),
         disabled: false,
     };
     spec_edit(&mut spec);
@@ -67,6 +68,8 @@ fn issued_status(value: &str, issued_at: &str) -> ApiTokenStatus {
 fn ours(value: &str) -> SecretView {
     SecretView::Ours {
         value_hash: Some(h(value)),
+        // The id `issued_status` records: an id from before ids were derived.
+        value_token_id: crate::token::TokenId::parse("abcdefghijklmnop").ok(),
     }
 }
 
@@ -136,10 +139,10 @@ fn a_sub_second_issue_instant_needs_no_second_status_write() {
     // costs one more status write.
     let tok = token(
         |s| {
-            s.expiration = Some(Expiration {
+            s.expiration = Some(Box::new(Expiration {
                 lifetime: Some("90d".into()),
                 ..Default::default()
-            });
+            }));
             s.rotation = Some(TokenRotation {
                 schedule: Rotation {
                     every: Some("30d".into()),
@@ -248,10 +251,10 @@ fn tampered_or_deleted_secret_gets_a_fresh_value_with_the_same_expiry() {
     let status = issued_status("v1", "2026-06-01T00:00:00Z");
     let tok = token(
         |s| {
-            s.expiration = Some(Expiration {
+            s.expiration = Some(Box::new(Expiration {
                 expires_at: None,
                 lifetime: Some("30d".into()),
-            })
+            }))
         },
         Some(status),
     );
@@ -312,10 +315,10 @@ fn expiry_removes_the_value_and_reports_expired() {
     let status = issued_status("v1", "2026-05-01T00:00:00Z");
     let tok = token(
         |s| {
-            s.expiration = Some(Expiration {
+            s.expiration = Some(Box::new(Expiration {
                 expires_at: None,
                 lifetime: Some("7d".into()),
-            })
+            }))
         },
         Some(status),
     );
@@ -337,10 +340,10 @@ fn expiry_removes_the_value_and_reports_expired() {
     // Once expired and the Secret gone, nothing more happens.
     let tok = token(
         |s| {
-            s.expiration = Some(Expiration {
+            s.expiration = Some(Box::new(Expiration {
                 expires_at: None,
                 lifetime: Some("7d".into()),
-            })
+            }))
         },
         Some(d.status.clone()),
     );
@@ -493,3 +496,4 @@ fn stray_value_in_our_secret_without_a_recorded_hash_is_removed() {
 }
 
 mod invalid_spec;
+mod token_ids;

@@ -41,6 +41,11 @@ fn fixture_with(headers: HeaderNames, principal_key: ApiKeyFixture) -> Fixture {
         ApiKeyFixture::ServiceAccount => {
             let mut key = key_json("key", true, Some("system:serviceaccount:ns:robot"));
             key.spec.owner.kind = crate::api::OwnerKind::ServiceAccount;
+            // The audiences its tokens are valid for, which a review may ask for.
+            key.spec.token_defaults = Some(crate::api::TokenDefaults {
+                audiences: vec!["https://api.example.com".into(), "vault".into()],
+                ..Default::default()
+            });
             key
         }
     });
@@ -61,6 +66,7 @@ fn fixture_with(headers: HeaderNames, principal_key: ApiKeyFixture) -> Fixture {
         usage: Arc::new(UsageRecorder::default()),
         extra_groups: vec!["tenants".into(), "system:authenticated".into()],
         headers,
+        audiences: Vec::new(),
     });
     Fixture {
         state,
@@ -395,6 +401,7 @@ async fn health_readiness_and_metrics() {
         usage: Arc::new(UsageRecorder::default()),
         extra_groups: Vec::new(),
         headers: HeaderNames::default(),
+        audiences: Vec::new(),
     });
     let (status, _, body) = send(&unsynced, get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

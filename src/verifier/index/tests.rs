@@ -329,7 +329,7 @@ fn relist_drops_what_was_not_seen() {
         ],
         &[ready_key(), key_json("old", true, Some("bob"))],
     );
-    index.retain_tokens(&HashSet::from([ID.to_owned()]));
+    index.retain_tokens(&HashSet::from(["ns/tok".to_owned()]));
     index.retain_keys(&HashSet::from(["ns/key".to_owned()]));
     assert_eq!((index.tokens_len(), index.keys_len()), (1, 1));
     assert!(index.verify(v.expose_secret(), t(NOW)).is_ok());

@@ -71,6 +71,7 @@ impl UsageVerifier {
             usage: usage.clone(),
             extra_groups: Vec::new(),
             headers: HeaderNames::default(),
+            audiences: Vec::new(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

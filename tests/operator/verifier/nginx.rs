@@ -151,6 +151,7 @@ async fn nginx_auth_request_passes_identity_and_rejects_bad_tokens() {
         usage: Arc::new(UsageRecorder::default()),
         extra_groups: Vec::new(),
         headers: HeaderNames::default(),
+        audiences: Vec::new(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

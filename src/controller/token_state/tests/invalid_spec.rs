@@ -8,10 +8,10 @@ fn invalid_policy(disabled: bool, status: ApiTokenStatus) -> ApiToken {
     token(
         |s| {
             s.disabled = disabled;
-            s.expiration = Some(Expiration {
+            s.expiration = Some(Box::new(Expiration {
                 expires_at: None,
                 lifetime: Some("1h".into()),
-            });
+            }));
             s.rotation = Some(TokenRotation {
                 schedule: Rotation {
                     every: None,
