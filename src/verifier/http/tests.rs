@@ -39,9 +39,7 @@ fn fixture_with(headers: HeaderNames, principal_key: ApiKeyFixture) -> Fixture {
     index.upsert_key(&match principal_key {
         ApiKeyFixture::User => ready_key(),
         ApiKeyFixture::ServiceAccount => {
-            let mut key = key_json("key", true, Some("system:serviceaccount:ns:robot"));
-            key.spec.owner.kind = crate::api::OwnerKind::ServiceAccount;
-            key
+            key_json("key", true, Some("system:serviceaccount:ns:robot"))
         }
     });
     index.upsert_token(&token_json("tok", false, issued(&v)));
