@@ -6,6 +6,7 @@
 // The fidelity suite's `json!` literals nest deeply.
 #![recursion_limit = "512"]
 
+mod authz;
 mod bad_input;
 mod cli;
 mod controller;
