@@ -334,3 +334,24 @@ fn parse_min_rotation_period(raw: &str) -> Result<jiff::SignedDuration, String> 
     }
     Ok(period)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--min-rotation-period` takes the CRD's durations and never goes
+    /// under the CRD's floor of one minute.
+    #[test]
+    fn min_rotation_period_is_a_duration_of_at_least_a_minute() {
+        let cases: [(&str, Option<jiff::SignedDuration>); 5] = [
+            ("1m", Some(jiff::SignedDuration::from_mins(1))),
+            ("2h", Some(jiff::SignedDuration::from_hours(2))),
+            ("59s", None),
+            ("0s", None),
+            ("an hour", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(parse_min_rotation_period(raw).ok(), want, "{raw}");
+        }
+    }
+}

@@ -408,7 +408,15 @@ mod tests {
             principal: sa.clone(),
             uid: uid.map(str::to_owned),
         };
-        let cases: Vec<(&str, Owner, Option<&str>, Option<Option<&str>>, OwnerCheck)> = vec![
+        /// Name, owner, recorded uid, ServiceAccount found, expected check.
+        type Case<'a> = (
+            &'a str,
+            Owner,
+            Option<&'a str>,
+            Option<Option<&'a str>>,
+            OwnerCheck,
+        );
+        let cases: Vec<Case<'_>> = vec![
             (
                 "user",
                 owner(User, "alice"),
