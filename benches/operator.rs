@@ -970,12 +970,16 @@ async fn storm(n: usize) -> Vec<Figure> {
     }
     op.stop();
 
-    // Every token's value now counts as issued at T0 and rotates every 20 s:
-    // all are due in the same second, T0 + 20 s.
+    // Every token's value now counts as issued 40 s before T0 and rotates every
+    // minute (the shortest period the CRD allows): all are due in the same
+    // second, T0 + 20 s.
     let t0 = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("t0");
-    let period = 20;
+    let (period, lead) = (60, 20);
+    let issued = t0
+        .checked_sub(jiff::SignedDuration::from_secs(period - lead))
+        .expect("issued");
     let due = t0
-        .checked_add(jiff::SignedDuration::from_secs(period))
+        .checked_add(jiff::SignedDuration::from_secs(lead))
         .expect("due");
     concurrently(n, |i| {
         let tokens = tokens.clone();
@@ -993,7 +997,7 @@ async fn storm(n: usize) -> Vec<Figure> {
                 .patch_status(
                     &name,
                     &PatchParams::default(),
-                    &Patch::Merge(&json!({"status": {"issuedAt": t0.to_string()}})),
+                    &Patch::Merge(&json!({"status": {"issuedAt": issued.to_string()}})),
                 )
                 .await
                 .expect("status");
@@ -1020,7 +1024,7 @@ async fn storm(n: usize) -> Vec<Figure> {
     let lean: Api<Lean<ApiToken>> = Api::namespaced(s.client.clone(), "storm");
     let stream = apikey_operator::lean::watcher(lean, watcher::Config::default());
     let mut stream = std::pin::pin!(stream);
-    let end = Instant::now() + Duration::from_secs(period as u64 + 120);
+    let end = Instant::now() + Duration::from_secs(lead as u64 + 120);
     while seen.len() < n && Instant::now() < end {
         let Ok(Ok(Some(event))) =
             tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await

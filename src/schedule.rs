@@ -10,6 +10,10 @@ use jiff::{SignedDuration, Timestamp};
 use crate::api::{ApiTokenSpec, Expiration, Rotation, TokenDefaults};
 use crate::duration::{DurationError, format_duration, parse_duration};
 
+/// The shortest `rotation.every` accepted (the CRD's CEL refuses less at
+/// admission; `--min-rotation-period` may raise the controller's floor).
+pub const MIN_ROTATION_PERIOD: SignedDuration = SignedDuration::from_mins(1);
+
 /// The longest warning window of the `ExpiringSoon` condition.
 const EXPIRING_SOON_MAX_WINDOW: SignedDuration = SignedDuration::from_hours(7 * 24);
 
@@ -57,6 +61,17 @@ pub enum PolicyError {
         lifetime: String,
     },
     #[error(
+        "spec.rotation.every ({every}) is shorter than this operator's minimum rotation period \
+         ({floor}); rotate less often"
+    )]
+    EveryTooShort { every: String, floor: String },
+    #[error(
+        "spec.rotation.gracePeriod ({grace}) must be shorter than the rotation period \
+         ({every}, from spec.rotation.every or the key's tokenDefaults); otherwise earlier values \
+         pile up, each still valid"
+    )]
+    GraceNotShorter { grace: String, every: String },
+    #[error(
         "spec.rotation.renewBefore needs spec.expiration.lifetime: with expiresAt every value \
          expires at the same instant, so renewing cannot extend it; use lifetime or remove renewBefore"
     )]
@@ -66,10 +81,12 @@ pub enum PolicyError {
 impl Policy {
     /// Resolves the token's own settings over its key's defaults. The
     /// expiration is taken as a whole (its two fields are one choice); the
-    /// rotation fields fall back one by one.
+    /// rotation fields fall back one by one. `every` must be at least
+    /// `min_every`, and a grace period shorter than `every`.
     pub fn resolve(
         spec: &ApiTokenSpec,
         defaults: Option<&TokenDefaults>,
+        min_every: SignedDuration,
     ) -> Result<Policy, PolicyError> {
         let expiration = spec
             .expiration
@@ -87,6 +104,7 @@ impl Policy {
         let renew_before = positive("rotation.renewBefore", pick(|r| &r.renew_before))?;
         let grace =
             duration("rotation.gracePeriod", pick(|r| &r.grace_period))?.unwrap_or_default();
+        check_rotation_bounds(every, grace, min_every)?;
 
         if let Some(renew_before) = renew_before {
             match expiry {
@@ -133,6 +151,30 @@ impl Policy {
             _ => Some(next),
         }
     }
+}
+
+/// Bounded rotation: `every` at least `min_every`, and a grace period
+/// shorter than `every`, so that at most one earlier value is in its grace
+/// period on a schedule.
+fn check_rotation_bounds(
+    every: Option<SignedDuration>,
+    grace: SignedDuration,
+    min_every: SignedDuration,
+) -> Result<(), PolicyError> {
+    let Some(every) = every else { return Ok(()) };
+    if every < min_every {
+        return Err(PolicyError::EveryTooShort {
+            every: format_duration(every),
+            floor: format_duration(min_every),
+        });
+    }
+    if grace >= every {
+        return Err(PolicyError::GraceNotShorter {
+            grace: format_duration(grace),
+            every: format_duration(every),
+        });
+    }
+    Ok(())
 }
 
 fn resolve_expiration(expiration: &Expiration) -> Result<Expiry, PolicyError> {

@@ -75,8 +75,15 @@ pub struct ApiKeySpec {
 }
 
 /// The identity behind an ApiKey.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+///
+/// A User name may not start with `system:` (reserved for Kubernetes
+/// components and ServiceAccounts) nor contain control characters; a
+/// ServiceAccount name is a DNS-1123 subdomain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(super::owner::NO_SYSTEM_USER).message("owner.name: user names starting with \"system:\" are reserved for Kubernetes components and ServiceAccounts; a User key may not name one (for a ServiceAccount, use owner.kind: ServiceAccount)"))]
+#[x_kube(validation = Rule::new(super::owner::NO_CONTROL_CHARACTERS).message("owner.name: a user name may not contain control characters"))]
+#[x_kube(validation = Rule::new(super::owner::SERVICE_ACCOUNT_NAME).message("owner.name: a ServiceAccount name is a DNS-1123 subdomain: lower-case letters, digits, '-' and '.'"))]
 pub struct Owner {
     /// `User` for a personal key, `ServiceAccount` for a key of a ServiceAccount
     /// in the key's namespace (which must exist before tokens are issued).
@@ -127,6 +134,14 @@ pub struct ApiKeyStatus {
     /// `system:serviceaccount:<namespace>:<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+
+    /// `metadata.uid` of the owning ServiceAccount, recorded when the key
+    /// first finds it. The key stays bound to that ServiceAccount: one
+    /// deleted and created again under the same name is another identity,
+    /// and the key's tokens do not authenticate as it.
+    #[serde(default, rename = "ownerUID", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub owner_uid: Option<String>,
 
     /// Number of ApiTokens referencing this key.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -220,8 +220,10 @@ pub struct ApiTokenStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingValue>,
 
-    /// Hashes of earlier values still inside their grace period.
+    /// Hashes of earlier values still inside their grace period, oldest
+    /// first; at most 10 (the oldest is dropped first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
     pub previous: Vec<PreviousValue>,
 
     /// When the current value was issued.
@@ -272,6 +274,13 @@ pub struct PendingValue {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_request: Option<String>,
 }
+
+/// The most earlier values `status.previous` holds (the CRD's `maxItems`).
+/// With grace shorter than a rotation period of at least a minute, a
+/// schedule alone keeps one; ten leave room for a burst of requested
+/// rotations inside one grace period, while bounding what a status (and the
+/// verifier's index, which compares every entry) carries.
+pub const MAX_PREVIOUS: usize = 10;
 
 /// An earlier value still accepted until `validUntil`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

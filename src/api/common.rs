@@ -31,13 +31,33 @@ pub struct Expiration {
     pub lifetime: Option<String>,
 }
 
+/// CEL on `rotation.every`: refuses a positive period under one minute
+/// (`0s`-like periods are left to the controller, which calls them
+/// InvalidSpec). The controller enforces the floor too, and
+/// `--min-rotation-period` may raise it there.
+const EVERY_AT_LEAST_A_MINUTE: &str = "!self.matches('^(0+[wdhm])*0*([1-9]|[1-5][0-9])s$')";
+
+/// CEL on a rotation: `gracePeriod` shorter than `every`, where CEL can read
+/// both (its `duration()` knows h, m and s; a grace of whole weeks or days
+/// is compared with 168h or 24h). Other combinations are checked by the
+/// controller, as are a token's grace against its key's default `every`.
+const GRACE_SHORTER_THAN_EVERY: &str = concat!(
+    "!has(self.every) || !has(self.gracePeriod) || !self.every.matches('^([0-9]+h)?([0-9]+m)?([0-9]+s)?$') || ",
+    "(self.gracePeriod.matches('^([0-9]+h)?([0-9]+m)?([0-9]+s)?$') ? duration(self.gracePeriod) < duration(self.every) : ",
+    "self.gracePeriod.matches('^0*[1-9][0-9]*w') ? duration(self.every) > duration('168h') : ",
+    "!self.gracePeriod.matches('^(0+w)?0*[1-9][0-9]*d') || duration(self.every) > duration('24h'))"
+);
+
 /// When the token's value is replaced by a fresh one.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(GRACE_SHORTER_THAN_EVERY).message("rotation.gracePeriod must be shorter than rotation.every: otherwise earlier values pile up, each still valid"))]
 pub struct Rotation {
-    /// Rotate on this period, counted from the last issue or rotation, e.g. `30d`.
+    /// Rotate on this period, counted from the last issue or rotation, e.g.
+    /// `30d`. At least one minute (the operator may be run with a higher floor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = crate::duration::DURATION_PATTERN), length(max = 32))]
+    #[x_kube(validation = Rule::new(EVERY_AT_LEAST_A_MINUTE).message("rotation.every must be at least 1m"))]
     pub every: Option<String>,
 
     /// Rotate this long before the value expires, e.g. `7d`. Must be shorter
@@ -48,8 +68,8 @@ pub struct Rotation {
     pub renew_before: Option<String>,
 
     /// How long the previous value stays valid after a rotation, so that
-    /// consumers can pick up the new value, e.g. `1h`. Default: no grace, the
-    /// previous value stops working at once.
+    /// consumers can pick up the new value, e.g. `1h`. Shorter than `every`
+    /// when both apply. Default: no grace, the previous value stops working at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = crate::duration::DURATION_PATTERN), length(max = 32))]
     pub grace_period: Option<String>,

@@ -14,6 +14,12 @@ pub mod reason {
     pub const OWNER_RESOLVED: &str = "OwnerResolved";
     /// Key: the owning ServiceAccount does not exist in the namespace.
     pub const OWNER_NOT_FOUND: &str = "OwnerNotFound";
+    /// Key: the rules forbid the owner (a User named `system:…` or with a
+    /// control character, an invalid ServiceAccount name); no principal.
+    pub const FORBIDDEN_OWNER: &str = "ForbiddenOwner";
+    /// Key: its ServiceAccount was deleted and created again (another uid);
+    /// the key stays bound to the first and its tokens authenticate no one.
+    pub const OWNER_REPLACED: &str = "OwnerReplaced";
     /// Token: a value is issued and recorded.
     pub const ISSUED: &str = "Issued";
     /// Token: a new value is being issued (between the two phases).

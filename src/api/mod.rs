@@ -7,11 +7,12 @@ mod apikey;
 mod apitoken;
 mod common;
 pub mod conditions;
+pub mod owner;
 
 pub use apikey::{ApiKey, ApiKeySpec, ApiKeyStatus, Owner, OwnerKind, TokenDefaults};
 pub use apitoken::{
-    ApiKeyRef, ApiToken, ApiTokenSpec, ApiTokenStatus, PendingValue, PreviousValue, RestartTarget,
-    RestartTargetKind, SecretTemplate, TokenRotation,
+    ApiKeyRef, ApiToken, ApiTokenSpec, ApiTokenStatus, MAX_PREVIOUS, PendingValue, PreviousValue,
+    RestartTarget, RestartTargetKind, SecretTemplate, TokenRotation,
 };
 pub use common::{Expiration, Rotation};
 

@@ -208,6 +208,12 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u16).range(1..=1024),
           env = "APIKEY_OPERATOR_CONCURRENCY")]
     pub concurrency: u16,
+    /// The shortest `rotation.every` a token may ask for, e.g. `1h`; at
+    /// least `1m` (the CRD's floor). A token asking for less gets
+    /// Ready=False, reason InvalidSpec.
+    #[arg(long, default_value = "1m", value_parser = parse_min_rotation_period,
+          env = "APIKEY_OPERATOR_MIN_ROTATION_PERIOD")]
+    pub min_rotation_period: jiff::SignedDuration,
     #[command(flatten)]
     pub verify: VerifyArgs,
     #[command(flatten)]
@@ -329,4 +335,37 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+/// `--min-rotation-period`: a duration of the CRD's grammar, not under the
+/// CRD's own floor of one minute.
+fn parse_min_rotation_period(raw: &str) -> Result<jiff::SignedDuration, String> {
+    let period = crate::duration::parse_duration(raw).map_err(|e| e.to_string())?;
+    if period < crate::schedule::MIN_ROTATION_PERIOD {
+        return Err(format!(
+            "{raw} is under the CRD's minimum of 1m; give 1m or more"
+        ));
+    }
+    Ok(period)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--min-rotation-period` takes the CRD's durations and never goes
+    /// under the CRD's floor of one minute.
+    #[test]
+    fn min_rotation_period_is_a_duration_of_at_least_a_minute() {
+        let cases: [(&str, Option<jiff::SignedDuration>); 5] = [
+            ("1m", Some(jiff::SignedDuration::from_mins(1))),
+            ("2h", Some(jiff::SignedDuration::from_hours(2))),
+            ("59s", None),
+            ("0s", None),
+            ("an hour", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(parse_min_rotation_period(raw).ok(), want, "{raw}");
+        }
+    }
 }

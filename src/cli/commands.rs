@@ -72,6 +72,7 @@ async fn run_operator(args: RunArgs) -> Result {
             namespace: args.namespace,
             selector: args.selector,
             concurrency: args.concurrency,
+            min_rotation: args.min_rotation_period,
             ..Default::default()
         },
         verifier,

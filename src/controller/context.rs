@@ -37,6 +37,9 @@ pub struct Config {
     /// Reconciles run at once per controller. Unbounded, a burst of 10,000
     /// tokens opened hundreds of API connections, each with its own buffers.
     pub concurrency: u16,
+    /// The shortest `rotation.every` accepted: a token asking for less gets
+    /// Ready=False, reason InvalidSpec (`--min-rotation-period`).
+    pub min_rotation: jiff::SignedDuration,
 }
 
 /// Default of `Config::concurrency`: enough to keep an API server busy. In a
@@ -53,6 +56,7 @@ impl Default for Config {
             resync: Duration::from_secs(3600),
             reporter: MANAGED_BY.to_owned(),
             concurrency: DEFAULT_CONCURRENCY,
+            min_rotation: crate::schedule::MIN_ROTATION_PERIOD,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The ApiKey reconciler: resolves the owner to a principal (a ServiceAccount
-//! owner must exist) and counts the key's tokens. `adopt` makes the key the
+//! owner must exist, and stays bound to the uid first seen; a forbidden owner
+//! resolves to none, see [`owner_check`]) and counts the key's tokens. `adopt` makes the key the
 //! controller owner of a token, so deleting a key deletes its tokens.
 //! `key_throttle` decides how often a key is looked at and written.
 
@@ -21,6 +22,7 @@ use super::context::{Context, object_key, store_ready};
 use super::error::{Error, kube_err};
 use super::metrics::API_KEY;
 use crate::api::conditions::{EXPIRED, READY, reason};
+use crate::api::owner::ForbiddenOwner;
 use crate::api::{ApiKey, ApiKeyStatus, ApiToken, Owner, OwnerKind};
 
 /// How long a reconcile waits for the token store's first list before retrying.
@@ -39,14 +41,6 @@ pub async fn reconcile(key: Arc<ApiKey>, ctx: Arc<Context>) -> Result<Action, Er
     result
 }
 
-/// The identity a key's tokens authenticate as.
-pub fn principal(namespace: &str, owner_kind: OwnerKind, owner_name: &str) -> String {
-    match owner_kind {
-        OwnerKind::User => owner_name.to_owned(),
-        OwnerKind::ServiceAccount => format!("system:serviceaccount:{namespace}:{owner_name}"),
-    }
-}
-
 async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     let ns = key
         .namespace()
@@ -58,7 +52,15 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     if let Some(wait) = ctx.key_throttle().look(&object, Instant::now()) {
         return Ok(Action::requeue(wait));
     }
-    let owner_found = owner_exists(ctx, &ns, &key.spec.owner).await?;
+    let recorded_uid = key.status.as_ref().and_then(|s| s.owner_uid.as_deref());
+    let check = match owner_check(&ns, &key.spec.owner, recorded_uid, None) {
+        // Only an owner the rules allow is looked up.
+        OwnerCheck::Resolved { .. } => {
+            let found = owner_uid(ctx, &ns, &key.spec.owner).await?;
+            owner_check(&ns, &key.spec.owner, recorded_uid, Some(found.as_deref()))
+        }
+        refused => refused,
+    };
 
     // Counting from a store that has not listed yet would report zero tokens.
     if tokio::time::timeout(STORE_SYNC, store_ready(&ctx.tokens))
@@ -69,7 +71,7 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     }
     let counts = token_counts(ctx, &ns, &name);
     let current = key.status.clone().unwrap_or_default();
-    let desired = desired_status(&current, &ns, key, owner_found, counts, ctx.clock.now());
+    let desired = desired_status(&current, key, &check, counts, ctx.clock.now());
     if desired != current && only_counts_differ(&current, &desired) {
         // During a burst of token changes the counts move every second; one
         // write once they settle (or every 10 s) instead of one per second.
@@ -81,27 +83,176 @@ async fn reconcile_key(key: &ApiKey, ctx: &Context) -> Result<Action, Error> {
     }
     if desired != current {
         write_status(ctx, &ns, &name, &desired).await?;
-        let was_ready = is_true(&current.conditions, READY);
-        if !owner_found && (was_ready || current.conditions.is_empty()) {
-            publish_owner_not_found(ctx, &ns, key).await;
+        let was = ready_reason(&current);
+        if let Some(why) = check.refusal().filter(|why| was != Some(*why)) {
+            if why != reason::OWNER_NOT_FOUND {
+                ctx.handles.metrics.owner_refused(why);
+            }
+            publish_refusal(ctx, key, why, check.message(&ns, &key.spec.owner)).await;
         }
     }
     Ok(ctx.requeue_at(None))
 }
 
-/// Whether the key's owner exists: a user always does, a ServiceAccount
-/// must exist in the key's namespace.
-async fn owner_exists(ctx: &Context, ns: &str, owner: &Owner) -> Result<bool, Error> {
+/// The reason of the key's Ready condition, if it has one.
+fn ready_reason(status: &ApiKeyStatus) -> Option<&str> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .map(|c| c.reason.as_str())
+}
+
+/// The uid of the key's owner ServiceAccount, `None` when it does not
+/// exist; a user needs no lookup (`Some("")`).
+async fn owner_uid(ctx: &Context, ns: &str, owner: &Owner) -> Result<Option<String>, Error> {
     Ok(match owner.kind {
-        OwnerKind::User => true,
+        OwnerKind::User => Some(String::new()),
         OwnerKind::ServiceAccount => {
             let sas: Api<ServiceAccount> = ctx.api(ns);
             sas.get_opt(&owner.name)
                 .await
                 .map_err(kube_err("looking up the owner ServiceAccount"))?
-                .is_some()
+                .map(|sa| sa.metadata.uid.unwrap_or_default())
         }
     })
+}
+
+/// What the owner check found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnerCheck {
+    /// Tokens authenticate as `principal`; a ServiceAccount owner is bound
+    /// to `uid` (recorded in `status.ownerUID`).
+    Resolved {
+        principal: String,
+        uid: Option<String>,
+    },
+    /// The rules forbid this owner (a `system:` user, a control character,
+    /// an invalid ServiceAccount name): no principal, whatever got stored.
+    Forbidden(ForbiddenOwner),
+    /// The ServiceAccount does not exist; `bound` is the uid the key was
+    /// bound to, if it ever found one.
+    NotFound {
+        principal: String,
+        bound: Option<String>,
+    },
+    /// The ServiceAccount was deleted and one created again under its name:
+    /// another identity, to which the key is not silently re-bound (as a
+    /// bound ServiceAccount token dies when its ServiceAccount is re-created).
+    Replaced {
+        principal: String,
+        bound: String,
+        found: String,
+    },
+}
+
+impl OwnerCheck {
+    /// The Ready reason of a key that is not Ready, `None` when it is.
+    fn refusal(&self) -> Option<&'static str> {
+        match self {
+            OwnerCheck::Resolved { .. } => None,
+            OwnerCheck::Forbidden(_) => Some(reason::FORBIDDEN_OWNER),
+            OwnerCheck::NotFound { .. } => Some(reason::OWNER_NOT_FOUND),
+            OwnerCheck::Replaced { .. } => Some(reason::OWNER_REPLACED),
+        }
+    }
+
+    /// The Ready condition's message: what holds, and what the user does.
+    fn message(&self, ns: &str, owner: &Owner) -> String {
+        let name = &owner.name;
+        match self {
+            OwnerCheck::Resolved { .. } => match owner.kind {
+                OwnerKind::User => format!("tokens authenticate as user {name:?}"),
+                OwnerKind::ServiceAccount => {
+                    format!("tokens authenticate as ServiceAccount {ns}/{name}")
+                }
+            },
+            OwnerCheck::Forbidden(why) => format!(
+                "owner {name:?} is not allowed: {why}. The key's tokens authenticate no one and \
+                 get no values; nothing is deleted. Delete this ApiKey (owner is immutable)"
+            ),
+            OwnerCheck::NotFound { bound: None, .. } => format!(
+                "ServiceAccount {name:?} does not exist in namespace {ns:?}; create it (no token \
+                 values are issued until it exists)"
+            ),
+            OwnerCheck::NotFound {
+                bound: Some(uid), ..
+            } => format!(
+                "ServiceAccount {name:?} (uid {uid}) was deleted from namespace {ns:?}; the values \
+                 of this key's tokens were removed. The key stays bound to that ServiceAccount: \
+                 one created again under this name is another identity and gets no values from \
+                 this key; delete and re-create the ApiKey (and its ApiTokens) to issue tokens for it"
+            ),
+            OwnerCheck::Replaced { bound, found, .. } => format!(
+                "ServiceAccount {name:?} was deleted and created again (this key is bound to uid \
+                 {bound}, the ServiceAccount now has uid {found}); tokens issued for the earlier \
+                 one no longer authenticate, and no values are issued for the new one. Delete \
+                 and re-create this ApiKey (and its ApiTokens) to issue tokens for it"
+            ),
+        }
+    }
+
+    fn principal(&self) -> Option<&str> {
+        match self {
+            OwnerCheck::Resolved { principal, .. }
+            | OwnerCheck::NotFound { principal, .. }
+            | OwnerCheck::Replaced { principal, .. } => Some(principal),
+            OwnerCheck::Forbidden(_) => None,
+        }
+    }
+
+    /// The ServiceAccount uid the key is bound to after this check.
+    fn bound_uid(&self) -> Option<&str> {
+        match self {
+            OwnerCheck::Resolved { uid, .. } | OwnerCheck::NotFound { bound: uid, .. } => {
+                uid.as_deref()
+            }
+            OwnerCheck::Replaced { bound, .. } => Some(bound),
+            OwnerCheck::Forbidden(_) => None,
+        }
+    }
+}
+
+/// Checks the key's owner: the rules first (`api::owner::principal`), then
+/// for a ServiceAccount what was `found` (`None`: not looked up yet, taken as
+/// resolved; `Some(None)`: it does not exist; `Some(Some(uid))`) against the
+/// uid the key is bound to (`recorded`, from `status.ownerUID`). The first
+/// uid seen binds the key.
+pub fn owner_check(
+    ns: &str,
+    owner: &Owner,
+    recorded: Option<&str>,
+    found: Option<Option<&str>>,
+) -> OwnerCheck {
+    let principal = match crate::api::owner::principal(ns, owner) {
+        Ok(principal) => principal,
+        Err(why) => return OwnerCheck::Forbidden(why),
+    };
+    if owner.kind == OwnerKind::User {
+        return OwnerCheck::Resolved {
+            principal,
+            uid: None,
+        };
+    }
+    let bound = recorded.filter(|uid| !uid.is_empty()).map(str::to_owned);
+    match found {
+        None => OwnerCheck::Resolved {
+            principal,
+            uid: bound,
+        },
+        Some(None) => OwnerCheck::NotFound { principal, bound },
+        Some(Some(found)) => match bound {
+            Some(bound) if bound != found => OwnerCheck::Replaced {
+                principal,
+                bound,
+                found: found.to_owned(),
+            },
+            _ => OwnerCheck::Resolved {
+                principal,
+                uid: Some(found.to_owned()),
+            },
+        },
+    }
 }
 
 /// The key's token counts `[all, ready, expired]` from the token store.
@@ -153,12 +304,12 @@ async fn write_status(
     Ok(())
 }
 
-/// The Warning that the key's ServiceAccount owner does not exist (best effort).
-async fn publish_owner_not_found(ctx: &Context, ns: &str, key: &ApiKey) {
+/// The Warning that the key's owner does not resolve, for reason `why` (best effort).
+async fn publish_refusal(ctx: &Context, key: &ApiKey, why: &'static str, note: String) {
     let event = Event {
         type_: EventType::Warning,
-        reason: reason::OWNER_NOT_FOUND.to_owned(),
-        note: Some(owner_message(ns, key, false)),
+        reason: why.to_owned(),
+        note: Some(note),
         action: "ResolveOwner".to_owned(),
         secondary: None,
     };
@@ -176,40 +327,28 @@ fn only_counts_differ(current: &ApiKeyStatus, desired: &ApiKeyStatus) -> bool {
     without_counts == *current
 }
 
-fn owner_message(ns: &str, key: &ApiKey, found: bool) -> String {
-    let owner = &key.spec.owner;
-    match (owner.kind, found) {
-        (OwnerKind::User, _) => format!("tokens authenticate as user {:?}", owner.name),
-        (OwnerKind::ServiceAccount, true) => {
-            format!("tokens authenticate as ServiceAccount {ns}/{}", owner.name)
-        }
-        (OwnerKind::ServiceAccount, false) => format!(
-            "ServiceAccount {:?} does not exist in namespace {ns:?}; create it (no token values are issued until it exists)",
-            owner.name
-        ),
-    }
-}
-
-/// The key's status: principal, Ready, and token counts `[all, ready, expired]`.
+/// The key's status: principal, bound ServiceAccount uid, Ready, and token
+/// counts `[all, ready, expired]`.
 pub fn desired_status(
     current: &ApiKeyStatus,
-    ns: &str,
     key: &ApiKey,
-    owner_found: bool,
+    check: &OwnerCheck,
     [tokens, ready, expired]: [i32; 3],
     now: Timestamp,
 ) -> ApiKeyStatus {
-    let why = if owner_found {
-        reason::OWNER_RESOLVED
-    } else {
-        reason::OWNER_NOT_FOUND
-    };
-    let ready_condition =
-        DesiredCondition::new(READY, owner_found, why, owner_message(ns, key, owner_found));
+    let ns = key.metadata.namespace.as_deref().unwrap_or_default();
+    let why = check.refusal().unwrap_or(reason::OWNER_RESOLVED);
+    let ready_condition = DesiredCondition::new(
+        READY,
+        check.refusal().is_none(),
+        why,
+        check.message(ns, &key.spec.owner),
+    );
     let generation = key.metadata.generation;
     ApiKeyStatus {
         conditions: conditions::merge(&current.conditions, &[ready_condition], generation, now),
-        principal: Some(principal(ns, key.spec.owner.kind, &key.spec.owner.name)),
+        principal: check.principal().map(str::to_owned),
+        owner_uid: check.bound_uid().map(str::to_owned),
         tokens: Some(tokens),
         ready_tokens: Some(ready),
         expired_tokens: Some(expired),
@@ -251,6 +390,177 @@ pub(crate) async fn adopt(ctx: &Context, key: &ApiKey, token: &ApiToken) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn owner(kind: OwnerKind, name: &str) -> Owner {
+        Owner {
+            kind,
+            name: name.to_owned(),
+        }
+    }
+
+    /// The owner check, one row per situation: the rules, then the
+    /// ServiceAccount found against the uid the key is bound to.
+    #[test]
+    fn owner_check_table() {
+        use OwnerKind::{ServiceAccount as Sa, User};
+        let sa = "system:serviceaccount:ns:ci".to_owned();
+        let resolved = |uid: Option<&str>| OwnerCheck::Resolved {
+            principal: sa.clone(),
+            uid: uid.map(str::to_owned),
+        };
+        /// Name, owner, recorded uid, ServiceAccount found, expected check.
+        type Case<'a> = (
+            &'a str,
+            Owner,
+            Option<&'a str>,
+            Option<Option<&'a str>>,
+            OwnerCheck,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "user",
+                owner(User, "alice"),
+                None,
+                Some(Some("")),
+                OwnerCheck::Resolved {
+                    principal: "alice".into(),
+                    uid: None,
+                },
+            ),
+            (
+                "system user",
+                owner(User, "system:kube-controller-manager"),
+                None,
+                None,
+                OwnerCheck::Forbidden(ForbiddenOwner::SystemUser),
+            ),
+            (
+                "a ServiceAccount's name as a user",
+                owner(User, "system:serviceaccount:kube-system:x"),
+                None,
+                Some(Some("")),
+                OwnerCheck::Forbidden(ForbiddenOwner::SystemUser),
+            ),
+            (
+                "control character",
+                owner(User, "alice\r\nX-Auth: admin"),
+                None,
+                None,
+                OwnerCheck::Forbidden(ForbiddenOwner::ControlCharacter),
+            ),
+            (
+                "invalid ServiceAccount name",
+                owner(Sa, "CI"),
+                None,
+                None,
+                OwnerCheck::Forbidden(ForbiddenOwner::ServiceAccountName("CI".into())),
+            ),
+            (
+                "first seen: bound",
+                owner(Sa, "ci"),
+                None,
+                Some(Some("u1")),
+                resolved(Some("u1")),
+            ),
+            (
+                "same uid",
+                owner(Sa, "ci"),
+                Some("u1"),
+                Some(Some("u1")),
+                resolved(Some("u1")),
+            ),
+            (
+                "not looked up yet",
+                owner(Sa, "ci"),
+                Some("u1"),
+                None,
+                resolved(Some("u1")),
+            ),
+            (
+                "missing, never bound",
+                owner(Sa, "ci"),
+                None,
+                Some(None),
+                OwnerCheck::NotFound {
+                    principal: sa.clone(),
+                    bound: None,
+                },
+            ),
+            (
+                "deleted: stays bound",
+                owner(Sa, "ci"),
+                Some("u1"),
+                Some(None),
+                OwnerCheck::NotFound {
+                    principal: sa.clone(),
+                    bound: Some("u1".into()),
+                },
+            ),
+            (
+                "re-created: not re-bound",
+                owner(Sa, "ci"),
+                Some("u1"),
+                Some(Some("u2")),
+                OwnerCheck::Replaced {
+                    principal: sa.clone(),
+                    bound: "u1".into(),
+                    found: "u2".into(),
+                },
+            ),
+        ];
+        for (name, owner, recorded, found, want) in cases {
+            assert_eq!(owner_check("ns", &owner, recorded, found), want, "{name}");
+        }
+    }
+
+    /// A forbidden or replaced owner: Ready=False with its reason, a message
+    /// saying what to do, no principal for a forbidden owner, and the bound
+    /// uid kept for a replaced ServiceAccount.
+    #[test]
+    fn refused_owners_in_status() {
+        let now: Timestamp = "2026-06-01T12:00:00Z".parse().expect("time");
+        let key = |kind: &str, name: &str| -> ApiKey {
+            serde_json::from_value(json!({
+                "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey",
+                "metadata": {"name": "k", "namespace": "ns", "uid": "k-1", "generation": 1},
+                "spec": {"owner": {"kind": kind, "name": name}},
+                "status": {"principal": name, "conditions": [{"type": "Ready", "status": "True",
+                    "reason": "OwnerResolved", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+            }))
+            .expect("ApiKey")
+        };
+        let forbidden = key("User", "system:kube-controller-manager");
+        let current = forbidden.status.clone().unwrap_or_default();
+        let check = owner_check("ns", &forbidden.spec.owner, None, None);
+        let status = desired_status(&current, &forbidden, &check, [1, 0, 0], now);
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "ForbiddenOwner")
+        );
+        assert!(ready.message.contains("reserved"), "{}", ready.message);
+        assert!(
+            ready.message.contains("nothing is deleted"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(status.principal, None);
+
+        let sa = key("ServiceAccount", "ci");
+        let check = owner_check("ns", &sa.spec.owner, Some("u1"), Some(Some("u2")));
+        let status = desired_status(&current, &sa, &check, [1, 0, 0], now);
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "OwnerReplaced")
+        );
+        assert!(
+            ready.message.contains("Delete and re-create this ApiKey"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(status.owner_uid.as_deref(), Some("u1"));
+    }
 
     #[test]
     fn only_the_counts_differ() {

@@ -42,6 +42,7 @@ pub struct ControllerMetrics {
     errors: Family<ErrorLabels, Counter>,
     issued: Family<ReasonLabels, Counter>,
     undecodable: Family<KindLabels, Gauge>,
+    owner_refused: Family<ReasonLabels, Counter>,
 }
 
 fn result_label(ok: bool) -> &'static str {
@@ -68,6 +69,20 @@ impl ControllerMetrics {
     /// `status.pending.reason` (Issue, Rotate, Renew, Request, Reissue).
     pub fn issued(&self, reason: &'static str) {
         self.issued.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// One ApiKey newly refused its owner; `reason` is ForbiddenOwner or OwnerReplaced.
+    pub fn owner_refused(&self, reason: &'static str) {
+        self.owner_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// ApiKeys refused their owner so far for `reason` (tests); reading adds no series.
+    pub fn owners_refused(&self, reason: &'static str) -> u64 {
+        self.owner_refused
+            .get(&ReasonLabels { reason })
+            .map_or(0, |c| c.get())
     }
 
     /// The gauge of the objects of `kind` stored in a form the controller
@@ -124,6 +139,11 @@ impl ControllerMetrics {
             "values_issued",
             "Token values written into Secrets by reason: Issue (first value), Rotate (scheduled), Renew (before expiry), Request (annotation or CLI), Reissue (Secret lost or altered)",
             self.issued.clone(),
+        );
+        registry.register(
+            "owners_refused",
+            "ApiKeys whose owner stopped resolving, by reason: ForbiddenOwner (a system: user, a control character or an invalid ServiceAccount name; stored before the CRD refused it, or past admission) and OwnerReplaced (the ServiceAccount was deleted and created again). The keys are kept, not Ready; their tokens authenticate no one",
+            self.owner_refused.clone(),
         );
         registry.register(
             "undecodable_objects",

@@ -224,7 +224,13 @@ impl Reconciling<'_> {
             }
             None => fetch_view(&self.secrets(), name, uid, key).await?,
         };
-        let mut decision = token_state::decide(token, key_state, &secret, ctx.clock.now());
+        let mut decision = token_state::decide_with_floor(
+            token,
+            key_state,
+            &secret,
+            ctx.clock.now(),
+            ctx.config.min_rotation,
+        );
         // A rotation depends on the clock, not on the Secret's content: the write's
         // resourceVersion precondition (below) is enough, and a rotation storm
         // saves one GET per token.
@@ -235,7 +241,13 @@ impl Reconciling<'_> {
             secret_rv = fresh_rv;
             if fresh != secret {
                 secret = fresh;
-                decision = token_state::decide(token, key_state, &secret, ctx.clock.now());
+                decision = token_state::decide_with_floor(
+                    token,
+                    key_state,
+                    &secret,
+                    ctx.clock.now(),
+                    ctx.config.min_rotation,
+                );
             }
         }
         Ok((decision, secret, secret_rv))

@@ -19,9 +19,10 @@ mod verdicts;
 
 use std::ops::ControlFlow::{Break, Continue};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::api::{ApiToken, ApiTokenStatus, ROTATE_ANNOTATION};
+use crate::schedule::MIN_ROTATION_PERIOD;
 use checks::Verdict;
 use facts::Facts;
 pub use observed::{KeyState, SecretView, key_fingerprint, key_state, view};
@@ -75,14 +76,26 @@ pub struct Decision {
     pub requeue: Requeue,
 }
 
-/// Decides what to do with the token: the first check whose trigger applies.
+/// Decides what to do with the token: the first check whose trigger
+/// applies, under the default floor of `rotation.every`.
 pub fn decide(
     token: &ApiToken,
     key: KeyState<'_>,
     secret: &SecretView,
     now: Timestamp,
 ) -> Decision {
-    let facts = Facts::new(token, secret, now);
+    decide_with_floor(token, key, secret, now, MIN_ROTATION_PERIOD)
+}
+
+/// [`decide`] with the operator's floor of `rotation.every` (`--min-rotation-period`).
+pub fn decide_with_floor(
+    token: &ApiToken,
+    key: KeyState<'_>,
+    secret: &SecretView,
+    now: Timestamp,
+    min_rotation: SignedDuration,
+) -> Decision {
+    let facts = Facts::new(token, secret, now, min_rotation);
     let (Break(decision) | Continue(decision)) = run_checks(&facts, key);
     decision
 }

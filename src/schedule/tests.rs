@@ -124,7 +124,7 @@ fn resolve_reads_durations_and_key_defaults() {
         ..Default::default()
     };
     let own = spec(None, rotation(None, None, Some("2h")));
-    let policy = Policy::resolve(&own, Some(&defaults)).expect("valid");
+    let policy = Policy::resolve(&own, Some(&defaults), MIN_ROTATION_PERIOD).expect("valid");
     assert_eq!(
         policy,
         Policy {
@@ -141,8 +141,46 @@ fn resolve_reads_durations_and_key_defaults() {
         }),
         None,
     );
-    let policy = Policy::resolve(&own_expiry, Some(&defaults)).expect("valid");
+    let policy = Policy::resolve(&own_expiry, Some(&defaults), MIN_ROTATION_PERIOD).expect("valid");
     assert_eq!(policy.expiry, Some(Expiry::At(t(T0))));
+}
+
+/// The floor and the grace bound apply to the key's defaults as to the
+/// token's own rotation, and the operator's flag may raise the floor.
+#[test]
+fn rotation_bounds_apply_to_defaults_and_the_configured_floor() {
+    let defaults = TokenDefaults {
+        rotation: rotation(Some("1h"), None, None),
+        ..Default::default()
+    };
+    let own_grace = spec(None, rotation(None, None, Some("2h")));
+    assert_eq!(
+        Policy::resolve(&own_grace, Some(&defaults), MIN_ROTATION_PERIOD),
+        Err(PolicyError::GraceNotShorter {
+            grace: "2h".into(),
+            every: "1h".into(),
+        })
+    );
+    let hourly = spec(None, rotation(Some("1h"), None, Some("59m")));
+    assert!(Policy::resolve(&hourly, None, MIN_ROTATION_PERIOD).is_ok());
+    assert!(
+        Policy::resolve(
+            &spec(None, rotation(Some("1m"), None, None)),
+            None,
+            MIN_ROTATION_PERIOD
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        Policy::resolve(&hourly, None, h(2)),
+        Err(PolicyError::EveryTooShort {
+            every: "1h".into(),
+            floor: "2h".into(),
+        })
+    );
+    // A grace period without a rotation period bounds nothing on a schedule.
+    let manual = spec(None, rotation(None, None, Some("100w")));
+    assert!(Policy::resolve(&manual, None, MIN_ROTATION_PERIOD).is_ok());
 }
 
 #[test]
@@ -200,12 +238,44 @@ fn resolve_rejects_what_cannot_be_scheduled() {
                 field: "rotation.every",
             },
         ),
+        (
+            "rotation period under the floor",
+            spec(None, rotation(Some("1s"), None, None)),
+            PolicyError::EveryTooShort {
+                every: "1s".into(),
+                floor: "1m".into(),
+            },
+        ),
+        (
+            "grace period longer than the rotation period",
+            spec(None, rotation(Some("1h"), None, Some("100w"))),
+            PolicyError::GraceNotShorter {
+                grace: format_duration(h(100 * 7 * 24)),
+                every: "1h".into(),
+            },
+        ),
+        (
+            "grace period equal to the rotation period",
+            spec(None, rotation(Some("1h"), None, Some("60m"))),
+            PolicyError::GraceNotShorter {
+                grace: "1h".into(),
+                every: "1h".into(),
+            },
+        ),
     ];
     for (name, spec, want) in cases {
-        assert_eq!(Policy::resolve(&spec, None), Err(want), "{name}");
+        assert_eq!(
+            Policy::resolve(&spec, None, MIN_ROTATION_PERIOD),
+            Err(want),
+            "{name}"
+        );
     }
-    let bad =
-        Policy::resolve(&spec(lifetime("ninety days"), None), None).expect_err("bad duration");
+    let bad = Policy::resolve(
+        &spec(lifetime("ninety days"), None),
+        None,
+        MIN_ROTATION_PERIOD,
+    )
+    .expect_err("bad duration");
     assert!(
         matches!(
             bad,

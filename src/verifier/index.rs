@@ -90,6 +90,17 @@ fn uid_fingerprint(uid: &str) -> u32 {
     hash.max(1)
 }
 
+/// The principal a key's tokens authenticate as, derived from its spec
+/// (`api::owner::principal`), never read from its status: anyone who may
+/// patch `apikeys/status` could write any name there. `status.principal`
+/// only has to be set (the controller resolved the key); a different name
+/// there changes nothing in the answer. A User key naming a `system:` user,
+/// or a name with control characters, names no one whatever its status says.
+fn principal_of(key: &ApiKey, namespace: &str) -> Option<String> {
+    key.status.as_ref()?.principal.as_deref()?;
+    crate::api::owner::principal(namespace, &key.spec.owner).ok()
+}
+
 /// A namespace and an ApiKey name.
 struct KeyName {
     namespace: Arc<str>,
@@ -555,10 +566,7 @@ impl Index {
         let id = self.key_name(&namespace, &name);
         let entry = KeyEntry {
             id: id.clone(),
-            principal: status
-                .and_then(|s| s.principal.as_deref())
-                .filter(|p| !p.is_empty())
-                .map(Arc::from),
+            principal: principal_of(key, &namespace).map(Arc::from),
             owner_kind: key.spec.owner.kind,
             ready,
             uid: uid_fingerprint(key.uid().as_deref().unwrap_or_default()),

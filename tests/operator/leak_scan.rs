@@ -115,8 +115,9 @@ kind: ApiToken
 metadata: {name: rotating, namespace: leaks}
 spec:
   apiKeyRef: {name: robot}
+  expiration: {lifetime: 1h}
   rotation:
-    every: 2s
+    renewBefore: 59m58s
     gracePeriod: 1m
     restartTargets: [{kind: Deployment, name: app}]
 ---
@@ -217,7 +218,7 @@ async fn scenario(client: &Client, verifier: SocketAddr, values: &Values) -> Vec
     })
     .await;
 
-    // Scheduled rotations (every 2 s) and the expiry of `short` (3 s).
+    // Renewals (every 2 s) and the expiry of `short` (3 s).
     wait_for(
         &tokens,
         "rotating",

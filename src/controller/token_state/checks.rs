@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::facts::Facts;
 use super::issue::issue;
-use super::status::{holds_a_value, value_conditions};
+use super::status::{bounded_previous, holds_a_value, value_conditions};
 use super::verdicts::{blocked, invalid_spec, keep_with_ready};
 use super::{
     Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction, secret_template_error,
@@ -75,7 +75,7 @@ fn issued_under_another_key(current: &ApiTokenStatus, uid: &str) -> bool {
 /// Invalid spec: a policy that cannot be scheduled, or Secret labels or
 /// annotations the API server would refuse. Else the checked policy.
 pub(super) fn valid_spec(f: &Facts<'_>, defaults: Option<&TokenDefaults>) -> Verdict<Policy> {
-    let err = match Policy::resolve(&f.token.spec, defaults) {
+    let err = match Policy::resolve(&f.token.spec, defaults, f.min_rotation) {
         Err(err) => err.to_string(),
         Ok(policy) => match secret_template_error(f.token) {
             None => return Continue(policy),
@@ -308,7 +308,7 @@ fn expired_before_issue(f: &Facts<'_>, plan: &Plan, status: &ApiTokenStatus) -> 
 fn refreshed(f: &Facts<'_>) -> ApiTokenStatus {
     let mut status = f.current.clone();
     status.observed_generation = f.generation;
-    status.previous.retain(|p| p.valid_until.0 > f.now);
+    bounded_previous(&mut status.previous, f.now);
     status
 }
 

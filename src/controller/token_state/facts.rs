@@ -1,6 +1,6 @@
 //! [`Facts`]: what every check of `decide` reads, gathered once.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use super::status::stored_precision;
 use super::{SecretView, rotation_request, secret_target};
@@ -20,10 +20,17 @@ pub(super) struct Facts<'a> {
     pub secret_name: String,
     /// The current value of the rotate annotation.
     pub request: Option<&'a str>,
+    /// The shortest `rotation.every` this operator accepts.
+    pub min_rotation: SignedDuration,
 }
 
 impl<'a> Facts<'a> {
-    pub(super) fn new(token: &'a ApiToken, secret: &'a SecretView, now: Timestamp) -> Self {
+    pub(super) fn new(
+        token: &'a ApiToken,
+        secret: &'a SecretView,
+        now: Timestamp,
+        min_rotation: SignedDuration,
+    ) -> Self {
         Facts {
             token,
             secret,
@@ -32,6 +39,7 @@ impl<'a> Facts<'a> {
             generation: token.metadata.generation,
             secret_name: secret_target(token).0,
             request: rotation_request(token),
+            min_rotation,
         }
     }
 

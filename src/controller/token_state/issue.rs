@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::checks::token_id_is_own;
 use super::facts::Facts;
 use super::notes::issue_note;
-use super::status::value_conditions;
+use super::status::{bounded_previous, value_conditions};
 use super::{Decision, IssueKind, Requeue, ValueAction};
 use crate::api::{ApiTokenStatus, PreviousValue};
 use crate::schedule::{self, Observed, Policy};
@@ -72,8 +72,8 @@ fn issued_status(f: &Facts<'_>, policy: &Policy, key_uid: &str, kind: IssueKind)
     status.secret_name = Some(f.secret_name.clone());
     status.api_key_uid = Some(Box::new(key_uid.to_owned()));
     status.token_id = issued_token_id(f);
-    status.previous.retain(|p| p.valid_until.0 > now);
     record_issue(&mut status, current, policy, kind, now);
+    bounded_previous(&mut status.previous, now);
     // A value started before a crash answers only the request that was there
     // when it was started; one that arrived since still gets its own rotation.
     let answered = match &current.pending {

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::super::conditions::{self, DesiredCondition};
 use super::{IssueKind, rotation_request, secret_target};
 use crate::api::conditions::{EXPIRED, EXPIRING_SOON, READY, reason};
-use crate::api::{ApiToken, ApiTokenStatus, PendingValue};
+use crate::api::{ApiToken, ApiTokenStatus, MAX_PREVIOUS, PendingValue, PreviousValue};
 use crate::schedule::Validity;
 use crate::token::TokenHash;
 
@@ -19,6 +19,16 @@ use crate::token::TokenHash;
 /// due instant is itself in whole seconds.
 pub(super) fn stored_precision(now: Timestamp) -> Timestamp {
     Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
+/// Earlier values still in their grace period at `now`, at most
+/// `MAX_PREVIOUS`: the oldest go first (`previous` is kept oldest first).
+/// Applied to every status written, so that one recorded before the cap
+/// (or edited) shrinks on the next write instead of being refused by the CRD.
+pub(super) fn bounded_previous(previous: &mut Vec<PreviousValue>, now: Timestamp) {
+    previous.retain(|p| p.valid_until.0 > now);
+    let excess = previous.len().saturating_sub(MAX_PREVIOUS);
+    previous.drain(..excess);
 }
 
 /// The status that records `hash` as pending before the Secret is written.
@@ -33,6 +43,8 @@ pub fn pending(
     let now = stored_precision(now);
     let (secret_name, _) = secret_target(token);
     let mut status = current.clone();
+    let excess = status.previous.len().saturating_sub(MAX_PREVIOUS);
+    status.previous.drain(..excess);
     status.token_id = Some(token_id.to_owned());
     status.pending = Some(PendingValue {
         hash: hash.as_str().to_owned(),

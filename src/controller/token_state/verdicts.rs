@@ -12,31 +12,56 @@ use crate::api::ApiTokenStatus;
 use crate::api::conditions::{EXPIRED, EXPIRING_SOON, READY, reason};
 
 /// No value may exist (the key is missing, replaced or not Ready): the
-/// status forgets every value, and a Secret of ours is deleted.
+/// status forgets every value, and a Secret of ours is deleted. An expired
+/// token stays expired: its issue time and expiry are kept, so that the key
+/// coming back (its owner found again) issues it no value; only a change of
+/// `spec.expiration` (or a rotation request) ends an expiry.
 pub(super) fn blocked(f: &Facts<'_>, why: &'static str, message: String) -> Decision {
     let current = &f.current;
+    let expired = was_expired(current, f.now);
     let mut status = current.clone();
     status.observed_generation = f.generation;
     status.hash = None;
     status.pending = None;
     status.previous.clear();
-    status.issued_at = None;
-    status.expires_at = None;
+    if !expired {
+        status.issued_at = None;
+        status.expires_at = None;
+    }
     status.next_rotation_at = None;
     status.secret_name = None;
     status.api_key_uid = None;
-    status.conditions = conditions::merge(
-        &current.conditions,
-        &[DesiredCondition::new(READY, false, why, message.clone())],
-        f.generation,
-        f.now,
-    );
+    let message = if expired {
+        format!(
+            "{message}. The value had expired and stays expired whatever happens to the key: \
+             set a later spec.expiration to get a fresh one"
+        )
+    } else {
+        message
+    };
+    let ready = DesiredCondition::new(READY, false, why, message.clone());
+    status.conditions = if expired {
+        // Expired (and ExpiringSoon) stay as they were: still expired.
+        with_ready(&current.conditions, ready, f.generation, f.now)
+    } else {
+        conditions::merge(&current.conditions, &[ready], f.generation, f.now)
+    };
     Decision {
         action: remove_if_ours(f.secret),
         status,
         note: block_note(current, why, message),
         requeue: Requeue::OnChange,
     }
+}
+
+/// The token's last value expired (and was removed, or is due to be).
+fn was_expired(current: &ApiTokenStatus, now: Timestamp) -> bool {
+    let expired_condition = current
+        .conditions
+        .iter()
+        .any(|c| c.type_ == EXPIRED && c.status == "True");
+    let past_expiry = current.expires_at.as_ref().is_some_and(|t| t.0 <= now);
+    current.issued_at.is_some() && (expired_condition || past_expiry)
 }
 
 /// Keep the value as `current` records it and only report why nothing else

@@ -35,11 +35,16 @@ pub(crate) fn key_json(name: &str, ready: bool, principal: Option<&str>) -> ApiK
     if let Some(p) = principal {
         status["principal"] = json!(p);
     }
+    // The owner the principal derives from (the verifier cross-checks them).
+    let owner = match principal.and_then(|p| p.strip_prefix("system:serviceaccount:ns:")) {
+        Some(sa) => json!({ "kind": "ServiceAccount", "name": sa }),
+        None => json!({ "kind": "User", "name": principal.unwrap_or("alice") }),
+    };
     serde_json::from_value(json!({
         "apiVersion": "apikeys.dev/v1alpha1",
         "kind": "ApiKey",
         "metadata": { "name": name, "namespace": "ns", "uid": format!("uid-key-{name}") },
-        "spec": { "owner": { "kind": "User", "name": "alice" } },
+        "spec": { "owner": owner },
         "status": status,
     }))
     .expect("valid ApiKey")
@@ -429,4 +434,36 @@ fn entry_is_compact() {
     // `name/uid` allocation; the fixed part is checked here.
     let slot = std::mem::size_of::<(IdKey, TokenEntry)>() + std::mem::size_of::<(u64, IdKey)>();
     assert!(slot <= 136, "{slot} bytes per token slot");
+}
+
+/// The principal comes from the key's spec: a forged `status.principal`
+/// changes nothing in the answer, and a User key naming a `system:` user (or
+/// with a control character in its name) authenticates no one, even when
+/// its status says Ready with that principal.
+#[test]
+fn the_principal_comes_from_the_spec_not_the_status() {
+    let v = value(ID);
+    let mut forged = ready_key();
+    if let Some(status) = forged.status.as_mut() {
+        status.principal = Some("system:masters".into());
+    }
+    let index = index_with(&[token_json("tok", false, issued(&v))], &[forged]);
+    let identity = index.verify(v.expose_secret(), t(NOW)).expect("accepted");
+    assert_eq!(&*identity.username, "alice");
+
+    for name in [
+        "system:kube-controller-manager",
+        "system:serviceaccount:kube-system:x",
+        "alice\nX-Auth-Request-User: admin",
+    ] {
+        let mut key = key_json("key", true, Some(name));
+        key.spec.owner.kind = crate::api::OwnerKind::User;
+        key.spec.owner.name = name.to_owned();
+        let index = index_with(&[token_json("tok", false, issued(&v))], &[key]);
+        assert_eq!(
+            index.verify(v.expose_secret(), t(NOW)),
+            Err(Reject::KeyNotReady),
+            "{name:?}"
+        );
+    }
 }

@@ -35,11 +35,12 @@ async fn api_outage_backs_off_recovers_and_the_verifier_keeps_answering() {
         )
         .await;
     }
-    // Due for rotation every 2 s: the controller has work to fail at during the outage.
+    // Due for renewal every 2 s (rotation.every is at least a minute): the
+    // controller has work to fail at during the outage.
     create_token(
         &cluster.api(NS),
         "busy",
-        "{apiKeyRef: {name: k}, rotation: {every: 2s, gracePeriod: 1h}}",
+        "{apiKeyRef: {name: k}, expiration: {lifetime: 1h}, rotation: {renewBefore: 59m58s, gracePeriod: 1h}}",
     )
     .await;
     let mut values = Vec::new();
