@@ -398,24 +398,27 @@ mod tests {
         }
     }
 
-    /// The owner check, one row per situation: the rules, then the
-    /// ServiceAccount found against the uid the key is bound to.
+    /// Name, owner, recorded uid, ServiceAccount found, expected check.
+    type Case<'a> = (
+        &'a str,
+        Owner,
+        Option<&'a str>,
+        Option<Option<&'a str>>,
+        OwnerCheck,
+    );
+
+    /// Runs the owner check on each row of an owner check table.
+    fn check_owner_cases(cases: Vec<Case<'_>>) {
+        for (name, owner, recorded, found, want) in cases {
+            assert_eq!(owner_check("ns", &owner, recorded, found), want, "{name}");
+        }
+    }
+
+    /// The owner check, one row per situation: the rules on the owner's
+    /// kind and name.
     #[test]
-    fn owner_check_table() {
+    fn owner_check_rules_table() {
         use OwnerKind::{ServiceAccount as Sa, User};
-        let sa = "system:serviceaccount:ns:ci".to_owned();
-        let resolved = |uid: Option<&str>| OwnerCheck::Resolved {
-            principal: sa.clone(),
-            uid: uid.map(str::to_owned),
-        };
-        /// Name, owner, recorded uid, ServiceAccount found, expected check.
-        type Case<'a> = (
-            &'a str,
-            Owner,
-            Option<&'a str>,
-            Option<Option<&'a str>>,
-            OwnerCheck,
-        );
         let cases: Vec<Case<'_>> = vec![
             (
                 "user",
@@ -455,6 +458,21 @@ mod tests {
                 None,
                 OwnerCheck::Forbidden(ForbiddenOwner::ServiceAccountName("CI".into())),
             ),
+        ];
+        check_owner_cases(cases);
+    }
+
+    /// The owner check, one row per situation: the ServiceAccount found
+    /// against the uid the key is bound to.
+    #[test]
+    fn owner_check_binding_table() {
+        use OwnerKind::ServiceAccount as Sa;
+        let sa = "system:serviceaccount:ns:ci".to_owned();
+        let resolved = |uid: Option<&str>| OwnerCheck::Resolved {
+            principal: sa.clone(),
+            uid: uid.map(str::to_owned),
+        };
+        let cases: Vec<Case<'_>> = vec![
             (
                 "first seen: bound",
                 owner(Sa, "ci"),
@@ -508,9 +526,7 @@ mod tests {
                 },
             ),
         ];
-        for (name, owner, recorded, found, want) in cases {
-            assert_eq!(owner_check("ns", &owner, recorded, found), want, "{name}");
-        }
+        check_owner_cases(cases);
     }
 
     /// A forbidden or replaced owner: Ready=False with its reason, a message
