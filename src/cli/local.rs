@@ -1,8 +1,8 @@
 //! `local` mode: the embedded Kubernetes API emulator (crate `kube-emulator`)
 //! with the operator wired exactly as `run` wires it, a kubeconfig written for
-//! kubectl once every listener is bound (an admin context, current, on plain
-//! HTTP, and one per ordinary user on TLS: `alice` in group `team-a`, plus
-//! `--users`), and manifests applied at start.
+//! kubectl once every listener is bound (an admin context, current, and one
+//! per ordinary user: `alice` in group `team-a`, plus `--users`; all on TLS, a
+//! request without credentials is anonymous), and manifests applied at start.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -75,10 +75,10 @@ pub async fn run_local(
         port: opts.port,
         state_file: opts.state.clone(),
         tokens: users.clone(),
-        // The admin's context stays on plain HTTP, where kubectl sends no credentials, so a
-        // request without a token is the admin (as before there were users). Moving it to TLS
-        // and `Anonymous::Enabled` (kube-apiserver's default) is one step away.
-        anonymous: Anonymous::Admin,
+        // kube-apiserver's default: a request without credentials is `system:anonymous`, whom
+        // RBAC lets read only the public endpoints. Every kubeconfig context is on TLS, where
+        // kubectl sends its token; the operator's own client carries the admin's token.
+        anonymous: Anonymous::Enabled,
         ..Default::default()
     })
     .await?;
@@ -94,7 +94,7 @@ pub async fn run_local(
     .await?;
     // Only now: a second instance whose ports are taken must not point the
     // first one's kubeconfig at an API server that is about to go away.
-    emulator.write_kubeconfig_with(&opts.kubeconfig, &users, KubeconfigAdmin::PlainHttp)?;
+    emulator.write_kubeconfig_with(&opts.kubeconfig, &users, KubeconfigAdmin::Tls)?;
     let client = emulator.client().await?;
     super::install_crds(client.clone(), Duration::from_secs(30)).await?;
     let mut applied = 0;

@@ -146,10 +146,14 @@ async fn quickstart_in_local_mode_authenticates_and_stops_cleanly() {
     eventually("the kubeconfig to be written", || {
         local.assert_running(&log);
         let written = std::fs::read_to_string(&kubeconfig)
-            .is_ok_and(|k| k.contains("server: http://127.0.0.1:"));
+            .is_ok_and(|k| k.contains("server: https://127.0.0.1:"));
         async move { written.then_some(()) }
     })
     .await;
+    // No context on plain HTTP, where kubectl would send no credentials and the
+    // request would be anonymous.
+    let written = std::fs::read_to_string(&kubeconfig).expect("kubeconfig");
+    assert!(!written.contains("server: http://"), "{written}");
     let token = eventually("the quickstart token to be Ready", || async {
         get_token(&kubeconfig).await.filter(is_ready)
     })
