@@ -286,3 +286,40 @@ fn local_help_names_the_documented_flags() {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }
+
+/// A second `local` whose verifier port is taken fails before it writes its
+/// kubeconfig, so the running instance's kubeconfig keeps pointing at a live
+/// API server.
+#[test]
+fn a_busy_port_fails_before_the_kubeconfig_is_written() {
+    let dir = temp_dir("local-busy");
+    let kubeconfig = dir.join("kubeconfig");
+    let running = "# the kubeconfig of an instance that is running\n";
+    std::fs::write(&kubeconfig, running).expect("kubeconfig");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to take");
+    let busy = taken.local_addr().expect("its address");
+    let [admin_port] = free_ports();
+    let out = Command::new(operator_binary())
+        .arg("local")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--verify-addr")
+        .arg(busy.to_string())
+        .arg("--admin-addr")
+        .arg(SocketAddr::from(([127, 0, 0, 1], admin_port)).to_string())
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("apikey-operator local runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "local started on a taken port: {stderr}"
+    );
+    assert!(stderr.contains(&busy.to_string()), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&kubeconfig).expect("kubeconfig"),
+        running,
+        "the failed start rewrote the kubeconfig"
+    );
+}
