@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admission;
 pub mod api;
 pub mod cli;
 pub mod clock;
@@ -16,5 +17,6 @@ pub mod leader;
 pub mod lean;
 pub mod metrics;
 pub mod schedule;
+pub mod serve;
 pub mod token;
 pub mod verifier;

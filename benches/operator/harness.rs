@@ -79,6 +79,7 @@ impl Operator {
             .args(["run", "--kubeconfig"])
             .arg(&stack.kubeconfig)
             .args(["--verify-addr", &format!("127.0.0.1:{port}")])
+            .args(["--webhook-addr", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

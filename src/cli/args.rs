@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kube::Client;
 
 use super::CliError;
-use crate::{admin, controller, leader, verifier};
+use crate::{admin, admission, controller, leader, verifier};
 
 /// Manage API keys and API tokens as Kubernetes resources.
 #[derive(Parser)]
@@ -118,6 +118,69 @@ pub struct AdminArgs {
     pub admin_addr: SocketAddr,
 }
 
+/// The validating admission webhook (who may create which key and token;
+/// docs/security.md). Served by every replica; the Helm chart registers it.
+#[derive(clap::Args)]
+pub struct WebhookArgs {
+    /// Address of the admission webhook (HTTPS, path /validate). In a cluster
+    /// use 0.0.0.0:9443 (the Helm chart does).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9443",
+        env = "APIKEY_OPERATOR_WEBHOOK_ADDR"
+    )]
+    webhook_addr: SocketAddr,
+    /// PEM certificate (chain) provided from outside, e.g. by cert-manager,
+    /// whose CA injector then keeps the configuration's caBundle current.
+    /// Without it the operator makes its own CA and certificate.
+    #[arg(long, requires = "webhook_tls_key", conflicts_with = "webhook_secret")]
+    webhook_tls_cert: Option<PathBuf>,
+    /// PEM private key for --webhook-tls-cert.
+    #[arg(long, requires = "webhook_tls_cert")]
+    webhook_tls_key: Option<PathBuf>,
+    /// Secret (in --webhook-namespace) where the operator keeps its webhook
+    /// CA and certificate, shared by all replicas. Without it each process
+    /// makes its own in memory (one replica only).
+    #[arg(long)]
+    webhook_secret: Option<String>,
+    /// Service (in --webhook-namespace) in front of the webhook: the names the
+    /// operator's certificate is made for. Default: localhost and 127.0.0.1.
+    #[arg(long)]
+    webhook_service: Option<String>,
+    /// Namespace of --webhook-secret and --webhook-service.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    webhook_namespace: String,
+    /// ValidatingWebhookConfiguration whose caBundle the operator keeps equal
+    /// to its own CA.
+    #[arg(long)]
+    webhook_configuration: Option<String>,
+}
+
+impl WebhookArgs {
+    /// The webhook's settings.
+    pub fn config(self) -> admission::WebhookConfig {
+        let ns = self.webhook_namespace;
+        let tls = match self.webhook_tls_cert.zip(self.webhook_tls_key) {
+            Some((cert, key)) => admission::WebhookTls::Files { cert, key },
+            None => admission::WebhookTls::Managed {
+                hosts: match &self.webhook_service {
+                    Some(svc) => ["", ".svc", ".svc.cluster.local"]
+                        .iter()
+                        .map(|suffix| format!("{svc}.{ns}{suffix}"))
+                        .collect(),
+                    None => vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+                },
+                secret: self.webhook_secret.map(|name| (ns.clone(), name)),
+            },
+        };
+        admission::WebhookConfig {
+            addr: self.webhook_addr,
+            tls,
+            configuration: self.webhook_configuration,
+        }
+    }
+}
+
 /// Leader election, for running several replicas.
 #[derive(clap::Args)]
 pub struct LeaderArgs {
@@ -167,7 +230,7 @@ pub enum Command {
     /// Print the CustomResourceDefinitions of ApiKey and ApiToken as YAML.
     Crds,
     /// Run the operator against a cluster (in cluster, or the current kubeconfig).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run everything on this machine: an embedded Kubernetes API server,
     /// the controller and the verifier, until Ctrl-C. Writes a kubeconfig so
     /// that kubectl works against it.
@@ -220,6 +283,31 @@ pub struct RunArgs {
     pub admin: AdminArgs,
     #[command(flatten)]
     pub leader: LeaderArgs,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+impl RunArgs {
+    /// Where the cluster is, and what `run` runs with these flags.
+    pub fn into_options(
+        self,
+    ) -> Result<(ClusterArgs, super::run::RunOptions), verifier::HeaderNameError> {
+        let verifier = self.verify.config(self.namespace.clone())?;
+        let opts = super::run::RunOptions {
+            controller: controller::Config {
+                namespace: self.namespace,
+                selector: self.selector,
+                concurrency: self.concurrency,
+                min_rotation: self.min_rotation_period,
+                ..Default::default()
+            },
+            verifier,
+            admin_addr: Some(self.admin.admin_addr),
+            leader: self.leader.config(),
+            webhook: Some(self.webhook.config()),
+        };
+        Ok((self.cluster, opts))
+    }
 }
 
 #[cfg(feature = "local")]

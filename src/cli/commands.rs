@@ -13,7 +13,6 @@ use super::args::{
     Cli, Command, CreateTokenArgs, ListArgs, LogFormat, RotateArgs, RunArgs, StatusArgs,
 };
 use super::{run, tokens};
-use crate::controller;
 
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
@@ -49,7 +48,7 @@ pub fn main() -> ExitCode {
 pub async fn execute(command: Command) -> Result {
     match command {
         Command::Crds => print!("{}", crate::api::crds_yaml()?),
-        Command::Run(args) => run_operator(args).await?,
+        Command::Run(args) => run_operator(*args).await?,
         #[cfg(feature = "local")]
         Command::Local(args) => run_local(args).await?,
         Command::Rotate(args) => rotate(args).await?,
@@ -65,20 +64,8 @@ pub async fn execute(command: Command) -> Result {
 }
 
 async fn run_operator(args: RunArgs) -> Result {
-    let verifier = args.verify.config(args.namespace.clone())?;
-    let config = args.cluster.config().await?;
-    let opts = run::RunOptions {
-        controller: controller::Config {
-            namespace: args.namespace,
-            selector: args.selector,
-            concurrency: args.concurrency,
-            min_rotation: args.min_rotation_period,
-            ..Default::default()
-        },
-        verifier,
-        admin_addr: Some(args.admin.admin_addr),
-        leader: args.leader.config(),
-    };
+    let (cluster, opts) = args.into_options()?;
+    let config = cluster.config().await?;
     run::run_operator(config, opts, shutdown_signal()).await?;
     Ok(())
 }

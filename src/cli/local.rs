@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::apply::{ApplyError, apply_path};
 use super::run::{self, RunError, RunOptions};
-use crate::{controller, verifier};
+use crate::{admission, controller, verifier};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -28,6 +28,8 @@ pub enum LocalError {
     Run(#[from] RunError),
     #[error(transparent)]
     Users(#[from] UsersFileError),
+    #[error("cannot register the admission webhook with the embedded API server: {0}")]
+    Webhook(String),
 }
 
 /// Why `--users FILE` cannot be used.
@@ -89,6 +91,14 @@ pub async fn run_local(
             verifier: opts.verifier,
             admin_addr: opts.admin_addr,
             leader: None,
+            webhook: Some(admission::WebhookConfig {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                tls: admission::WebhookTls::Managed {
+                    hosts: vec!["127.0.0.1".to_owned()],
+                    secret: None,
+                },
+                configuration: Some(WEBHOOK_CONFIGURATION.to_owned()),
+            }),
         },
     )
     .await?;
@@ -97,24 +107,53 @@ pub async fn run_local(
     emulator.write_kubeconfig_with(&opts.kubeconfig, &users, KubeconfigAdmin::Tls)?;
     let client = emulator.client().await?;
     super::install_crds(client.clone(), Duration::from_secs(30)).await?;
-    let mut applied = 0;
-    for path in &opts.apply {
-        applied += apply_path(&client, path).await?;
+    if let Some(webhook) = operator.webhook() {
+        admission::registration::register_url(&client, WEBHOOK_CONFIGURATION, webhook)
+            .await
+            .map_err(|e| LocalError::Webhook(e.to_string()))?;
     }
-    info!(
-        api = %emulator.url(),
-        kubeconfig = %opts.kubeconfig.display(),
-        verifier = %operator.verify_addr(),
-        applied,
-        "local mode ready: try `kubectl --kubeconfig {} get apitokens -A`",
-        opts.kubeconfig.display()
-    );
-    let ran = operator.run(shutdown).await;
+    let verify_addr = operator.verify_addr();
+    // The manifests go through the webhook, so the operator serves while they are applied;
+    // a manifest that fails stops it again.
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown => {}
+            // Only a send stops it: the sender is dropped once all manifests are in.
+            Ok(()) = failed_rx => {}
+        }
+    };
+    let apply = async {
+        let mut applied = 0;
+        for path in &opts.apply {
+            match apply_path(&client, path).await {
+                Ok(n) => applied += n,
+                Err(e) => {
+                    let _ = failed_tx.send(());
+                    return Err(e);
+                }
+            }
+        }
+        info!(
+            api = %emulator.url(),
+            kubeconfig = %opts.kubeconfig.display(),
+            verifier = %verify_addr,
+            applied,
+            "local mode ready: try `kubectl --kubeconfig {} get apitokens -A`",
+            opts.kubeconfig.display()
+        );
+        Ok(())
+    };
+    let (ran, applied) = tokio::join!(operator.run(stop), apply);
     // The emulator goes down (and saves its state) whether or not the operator failed.
     emulator.shutdown().await?;
     info!("local mode stopped");
+    applied?;
     Ok(ran?)
 }
+
+/// The ValidatingWebhookConfiguration `local` registers (the chart's has the same rules).
+pub const WEBHOOK_CONFIGURATION: &str = "apikey-operator";
 
 /// The ordinary users of the kubeconfig: `alice` (group `team-a`, a fresh token each start)
 /// unless the users file names its own `alice`, then the file's users.

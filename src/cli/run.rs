@@ -20,6 +20,7 @@ use kube::Client;
 use tokio::sync::oneshot;
 
 use crate::admin::{self, AdminServer, AdminState};
+use crate::admission;
 use crate::clock::SystemClock;
 use crate::controller::{self, Handles};
 use crate::leader::{self, LeaseConfig};
@@ -33,6 +34,8 @@ pub struct RunOptions {
     pub verifier: VerifierConfig,
     /// `--admin-addr`; no admin server when `None`.
     pub admin_addr: Option<SocketAddr>,
+    /// The admission webhook; not served when `None` (tests of other parts).
+    pub webhook: Option<admission::WebhookConfig>,
     /// `Some` with `--leader-elect`.
     pub leader: Option<LeaseConfig>,
 }
@@ -45,6 +48,8 @@ pub enum RunError {
     Verifier(#[from] verifier::VerifierError),
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
+    #[error(transparent)]
+    Webhook(#[from] admission::WebhookError),
     #[error(
         "could not create the API client: {0}; check the kubeconfig or the in-cluster service account"
     )]
@@ -138,6 +143,7 @@ pub struct BoundOperator {
     config: kube::Config,
     verifier: verifier::Verifier,
     admin: Option<AdminServer>,
+    webhook: Option<admission::Webhook>,
     handles: Arc<Handles>,
     leading: Arc<AtomicBool>,
     controller: controller::Config,
@@ -154,7 +160,11 @@ pub async fn bind_operator(
         lease.validate()?;
     }
     let client = Client::try_from(config.clone()).map_err(|e| RunError::Client(e.to_string()))?;
-    let verifier = verifier::bind(client, opts.verifier).await?;
+    let verifier = verifier::bind(client.clone(), opts.verifier).await?;
+    let webhook = match opts.webhook {
+        Some(cfg) => Some(admission::bind(client, cfg).await?),
+        None => None,
+    };
     let handles = Arc::new(Handles::default());
     let leading = Arc::new(AtomicBool::new(opts.leader.is_none()));
     let admin = match opts.admin_addr {
@@ -178,6 +188,7 @@ pub async fn bind_operator(
         config,
         verifier,
         admin,
+        webhook,
         handles,
         leading,
         controller: opts.controller,
@@ -191,6 +202,11 @@ impl BoundOperator {
         self.verifier.local_addr()
     }
 
+    /// The admission webhook, when served.
+    pub fn webhook(&self) -> Option<&admission::Webhook> {
+        self.webhook.as_ref()
+    }
+
     /// Runs until `shutdown` completes or a part fails; the first failure
     /// stops the rest.
     pub async fn run(
@@ -201,6 +217,7 @@ impl BoundOperator {
             config,
             verifier,
             admin,
+            webhook,
             handles,
             leading,
             controller: settings,
@@ -227,10 +244,16 @@ impl BoundOperator {
                 admin.run(shutdown.clone()).await;
             }
         };
+        let webhook_run = async {
+            if let Some(webhook) = webhook {
+                webhook.run(shutdown.clone()).await;
+            }
+        };
         tokio::try_join!(
             controllers.run_until(shutdown.clone()),
             verifier.run(shutdown.clone()).err_into::<RunError>(),
             admin_run.map(Ok),
+            webhook_run.map(Ok),
         )?;
         Ok(())
     }

@@ -18,14 +18,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use kube::{Api, Client};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 pub use http::{HeaderNameError, HeaderNames};
 pub use index::{Identity, IdentityRef, Index, Reject};
@@ -33,22 +30,18 @@ pub use index::{Identity, IdentityRef, Index, Reject};
 use crate::api::{ApiKey, ApiToken};
 use crate::clock::{Clock, SystemClock};
 use crate::lean::{Lean, scoped};
+use crate::serve::TlsSource;
 use http::AppState;
 use last_used::UsageRecorder;
 use metrics::Metrics;
 use tls::{ReloadingTls, TlsError};
 use watch::{Readiness, SharedIndex};
 
-/// Largest request head (request line and headers) accepted; larger ones get 431.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// A client must send its request head within this.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// A TLS handshake must complete within this.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::serve::{
+    DRAIN_TIMEOUT, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, TLS_HANDSHAKE_TIMEOUT,
+};
 /// How often the TLS files are checked for changes.
 pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-/// On shutdown, open connections get this long to finish their requests.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where and how the verifier serves.
 #[derive(Clone, Debug)]
@@ -229,54 +222,11 @@ impl Verifier {
 
         let router = http::router(state);
         info!(addr = %local_addr, tls = tls.is_some(), "verifier listening");
-        let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let service = TowerToHyperService::new(router.clone());
-                        let stop = stop_rx.clone();
-                        let tls = tls.as_ref().map(|tls| tls.acceptor());
-                        connections.spawn(async move {
-                            match tls {
-                                None => serve_connection(stream, service, stop).await,
-                                Some(acceptor) => {
-                                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                        Ok(Ok(stream)) => serve_connection(stream, service, stop).await,
-                                        Ok(Err(err)) => debug!(error = %err, "TLS handshake failed"),
-                                        Err(_) => debug!("TLS handshake timed out"),
-                                    }
-                                }
-                            }
-                        });
-                    }
-                    Err(err) => {
-                        // Usually out of file descriptors: back off instead of spinning.
-                        warn!(error = %err, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-            }
-        }
-
+        let tls = tls.map(|tls| tls as Arc<dyn TlsSource>);
+        crate::serve::serve(listener, router, tls, shutdown).await;
         info!("verifier shutting down");
-        drop(listener);
+        // After the drain: the last `lastUsedAt` batch includes the drained requests.
         let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            warn!(
-                open = connections.len(),
-                "closing connections still open after the drain timeout"
-            );
-            connections.abort_all();
-        }
         background.abort_all();
         let _ = reporter.await;
         info!("verifier stopped");
@@ -284,37 +234,7 @@ impl Verifier {
     }
 }
 
-async fn serve_connection<I>(
-    io: I,
-    service: TowerToHyperService<axum::Router>,
-    mut stop: signal::Receiver<bool>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES)
-        .serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(err) = result {
-                debug!(error = %err, "connection ended with an error");
-            }
-        }
-        _ = stop_requested(&mut stop) => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
-    }
-}
-
-async fn stop_requested(stop: &mut signal::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
-async fn reload_tls(tls: Arc<ReloadingTls>) {
+pub(crate) async fn reload_tls(tls: Arc<ReloadingTls>) {
     let mut ticks = tokio::time::interval(TLS_RELOAD_INTERVAL);
     loop {
         ticks.tick().await;

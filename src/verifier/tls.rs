@@ -82,6 +82,12 @@ impl ReloadingTls {
     }
 }
 
+impl crate::serve::TlsSource for ReloadingTls {
+    fn acceptor(&self) -> Arc<TlsAcceptor> {
+        ReloadingTls::acceptor(self)
+    }
+}
+
 fn stamp(cert: &Path, key: &Path) -> Stamp {
     let one = |path: &Path| match std::fs::metadata(path) {
         Ok(meta) => (meta.modified().ok(), meta.len()),
@@ -100,29 +106,51 @@ fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     };
     let cert_pem = read("certificate", cert)?;
     let key_pem = read("key", key)?;
-    let pem_error = |what: &'static str, path: &Path, detail: String| TlsError::Pem {
-        what,
-        path: path.display().to_string(),
-        detail,
-    };
-    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+    acceptor_from_pem(&cert_pem, &key_pem).map_err(|problem| match problem {
+        PemProblem::Certificate(detail) => TlsError::Pem {
+            what: "certificate",
+            path: cert.display().to_string(),
+            detail,
+        },
+        PemProblem::Key(detail) => TlsError::Pem {
+            what: "key",
+            path: key.display().to_string(),
+            detail,
+        },
+        PemProblem::Pair(detail) => TlsError::Config(detail),
+    })
+}
+
+/// What is wrong with a PEM certificate chain and key.
+#[derive(Debug, thiserror::Error)]
+pub enum PemProblem {
+    #[error("the certificate is not usable PEM: {0}")]
+    Certificate(String),
+    #[error("the private key is not usable PEM: {0}")]
+    Key(String),
+    #[error("the certificate and key do not form a usable pair: {0}")]
+    Pair(String),
+}
+
+/// A TLS acceptor (HTTP/1.1, safe defaults, ring) from a PEM certificate
+/// chain and private key.
+pub fn acceptor_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, PemProblem> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error("certificate", cert, e.to_string()))?;
+        .map_err(|e| PemProblem::Certificate(e.to_string()))?;
     if certs.is_empty() {
-        return Err(pem_error(
-            "certificate",
-            cert,
+        return Err(PemProblem::Certificate(
             "no CERTIFICATE block found".to_owned(),
         ));
     }
-    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| pem_error("key", key, e.to_string()))?;
+    let key_der =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| PemProblem::Key(e.to_string()))?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
+        .map_err(|e| PemProblem::Pair(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        .map_err(|e| PemProblem::Pair(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

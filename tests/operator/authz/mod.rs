@@ -5,6 +5,7 @@
 //! its ServiceAccount's uid; token ids are bound to their ApiToken; audiences follow the
 //! TokenReview contract.
 
+mod admission;
 mod audiences;
 mod owner;
 mod rotation;

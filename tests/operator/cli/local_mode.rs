@@ -323,3 +323,99 @@ fn a_busy_port_fails_before_the_kubeconfig_is_written() {
         "the failed start rewrote the kubeconfig"
     );
 }
+
+/// The machine's kubectl with `kubeconfig` and `input` on stdin: (success, stdout and stderr).
+async fn kubectl_with_input(kubeconfig: &Path, args: &[&str], input: &str) -> (bool, String) {
+    use std::io::Write;
+    let kubeconfig: PathBuf = kubeconfig.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let input = input.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs (is /usr/bin/kubectl installed?)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("manifest written");
+        let out = child.wait_with_output().expect("kubectl ends");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    })
+    .await
+    .expect("kubectl task")
+}
+
+/// README's walk-through for alice in `local`: after the platform admin's role binding her own
+/// key goes in, and a key for bob is refused by the operator's admission webhook with the
+/// message README quotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_local_mode_alice_may_create_her_own_key_and_not_bobs() {
+    let dir = temp_dir("local-webhook");
+    let kubeconfig = dir.join("kubeconfig");
+    let log = dir.join("local.log");
+    let [verify_port, admin_port] = free_ports();
+    let verify = SocketAddr::from(([127, 0, 0, 1], verify_port));
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let mut local = LocalProcess::spawn(&kubeconfig, verify, admin, &log);
+    eventually("the quickstart applied", || {
+        local.assert_running(&log);
+        let ready = std::fs::read_to_string(&log).is_ok_and(|l| l.contains("local mode ready"));
+        async move { ready.then_some(()) }
+    })
+    .await;
+    for args in [
+        &["create", "namespace", "team-a"][..],
+        &[
+            "create",
+            "role",
+            "apikeys-editor",
+            "-n",
+            "team-a",
+            "--verb=get,list,watch,create,update,patch,delete",
+            "--resource=apikeys,apitokens",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "alice-apikeys",
+            "-n",
+            "team-a",
+            "--role=apikeys-editor",
+            "--user=alice",
+        ],
+    ] {
+        let (ok, out) = kubectl_with_input(&kubeconfig, args, "").await;
+        assert!(ok, "kubectl {args:?}: {out}");
+    }
+    let key = |name: &str, owner: &str| {
+        format!(
+            "apiVersion: apikeys.dev/v1alpha1\nkind: ApiKey\nmetadata: {{name: {name}}}\n\
+             spec: {{owner: {{kind: User, name: {owner}}}}}\n"
+        )
+    };
+    let alice_applies = ["--context", "alice", "apply", "-n", "team-a", "-f", "-"];
+    let (ok, out) = kubectl_with_input(&kubeconfig, &alice_applies, &key("mine", "alice")).await;
+    assert!(ok, "her own key: {out}");
+    let (ok, out) = kubectl_with_input(&kubeconfig, &alice_applies, &key("bobs", "bob")).await;
+    assert!(!ok, "a key for bob went in: {out}");
+    assert!(
+        out.contains(
+            "admission webhook \"authorization.apikeys.dev\" denied the request: \"alice\" may \
+             not create an ApiKey owned by user \"bob\""
+        ),
+        "{out}"
+    );
+}

@@ -31,6 +31,7 @@ impl Replica {
         let child = Command::new(env!("CARGO_BIN_EXE_apikey-operator"))
             .args(["run", "--kubeconfig"])
             .arg(kubeconfig)
+            .args(["--webhook-addr", "127.0.0.1:0"])
             .args([
                 "--leader-elect",
                 "--leader-election-namespace",

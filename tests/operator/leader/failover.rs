@@ -43,6 +43,7 @@ impl Replica {
         let child = Command::new(operator_binary())
             .args(["run", "--kubeconfig"])
             .arg(kubeconfig)
+            .args(["--webhook-addr", "127.0.0.1:0"])
             .args([
                 "--leader-elect",
                 "--leader-election-namespace",

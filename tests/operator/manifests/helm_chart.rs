@@ -21,7 +21,7 @@ use kube::discovery;
 use serde::Deserialize;
 use serde_json::Value;
 
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/apikey-operator");
+pub(super) const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/apikey-operator");
 
 /// Rendered kinds the emulator does not serve; anything else must apply.
 const NOT_SERVED: &[&str] = &[
@@ -46,7 +46,7 @@ const ALL_ON: &[&str] = &[
     "rbac.restartTargets=true",
 ];
 
-fn helm() -> Option<PathBuf> {
+pub(super) fn helm() -> Option<PathBuf> {
     let cached = std::env::var_os("HOME")
         .map(|h| PathBuf::from(h).join(".cache/apikey-operator-tools/bin/helm"));
     cached.filter(|p| p.is_file()).or_else(|| {
@@ -82,7 +82,7 @@ fn run(helm: &PathBuf, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-fn template(helm: &PathBuf, sets: &[&str], extra: &[&str]) -> Vec<Value> {
+pub(super) fn template(helm: &PathBuf, sets: &[&str], extra: &[&str]) -> Vec<Value> {
     let mut args = vec!["template", "ako", CHART, "--namespace", "apikey-system"];
     for set in sets {
         args.extend(["--set", set]);
@@ -95,7 +95,7 @@ fn template(helm: &PathBuf, sets: &[&str], extra: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-fn find<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+pub(super) fn find<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
     docs.iter().filter(|d| d["kind"] == kind).collect()
 }
 
@@ -146,6 +146,7 @@ fn the_pod_is_hardened_and_probed_on_the_admin_port() {
         "--leader-elect",
         "--admin-addr=0.0.0.0:9090",
         "--verify-addr=0.0.0.0:8443",
+        "--webhook-addr=0.0.0.0:9443",
     ] {
         assert!(args.contains(&want), "{want} missing from {args:?}");
     }
@@ -158,7 +159,8 @@ fn the_pod_is_hardened_and_probed_on_the_admin_port() {
         services,
         [
             "ako-apikey-operator-verifier",
-            "ako-apikey-operator-metrics"
+            "ako-apikey-operator-metrics",
+            "ako-apikey-operator-webhook"
         ]
     );
 }
@@ -199,6 +201,13 @@ fn rbac_is_least_privilege() {
         ("", "secrets", "get,list,watch,create,patch,delete"),
         ("", "serviceaccounts", "get,list,watch"),
         ("events.k8s.io", "events", "create,patch"),
+        // The admission webhook: access reviews, and its own configuration's caBundle.
+        ("authorization.k8s.io", "subjectaccessreviews", "create"),
+        (
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+            "get,list,watch,update",
+        ),
     ];
     let expected: Vec<(String, String, String)> = expected
         .iter()
@@ -207,11 +216,39 @@ fn rbac_is_least_privilege() {
     assert_eq!(rules, expected);
     assert_eq!(
         rules_of(&docs, "Role"),
-        [(
-            "coordination.k8s.io".to_owned(),
-            "leases".to_owned(),
-            "get,create,update".to_owned()
-        )]
+        [
+            // The webhook's certificate Secret (get and update by name; create cannot be).
+            ("".to_owned(), "secrets".to_owned(), "get,update".to_owned()),
+            ("".to_owned(), "secrets".to_owned(), "create".to_owned()),
+            (
+                "coordination.k8s.io".to_owned(),
+                "leases".to_owned(),
+                "get,create,update".to_owned()
+            ),
+        ]
+    );
+    // Only the configuration of this release, only the Secret of this release.
+    let named = |kind: &str, resource: &str| -> Vec<String> {
+        find(&docs, kind)
+            .iter()
+            .flat_map(|r| r["rules"].as_array().into_iter().flatten())
+            .filter(|rule| rule["resources"][0] == resource && rule["verbs"][0] != "create")
+            .flat_map(|rule| {
+                rule["resourceNames"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        named("ClusterRole", "validatingwebhookconfigurations"),
+        ["ako-apikey-operator"]
+    );
+    assert_eq!(
+        named("Role", "secrets"),
+        ["ako-apikey-operator-webhook-tls"]
     );
     let all = serde_json::to_string(&docs).expect("json");
     assert!(!all.contains("\"*\""), "no wildcards anywhere");
@@ -223,7 +260,13 @@ fn rbac_is_least_privilege() {
     }
 
     let namespaced = template(&helm, &["watchNamespace=team-a"], &[]);
-    assert!(find(&namespaced, "ClusterRole").is_empty());
+    // Only the webhook's cluster-scoped needs stay in a ClusterRole.
+    let cluster_roles: Vec<&Value> = find(&namespaced, "ClusterRole");
+    assert_eq!(cluster_roles.len(), 1);
+    assert_eq!(
+        cluster_roles[0]["metadata"]["name"],
+        "ako-apikey-operator-webhook"
+    );
     let roles = find(&namespaced, "Role");
     assert!(roles.iter().any(|r| r["metadata"]["namespace"] == "team-a"));
 }
@@ -245,11 +288,8 @@ fn several_replicas_need_leader_election() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs leaderElection.enabled=true"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rendered_manifests_apply_to_the_emulator() {
-    let helm = require_helm!();
-    let docs = template(&helm, ALL_ON, &["--include-crds"]);
-    let cluster = Cluster::start("apikey-system").await;
+/// Applies every rendered document the emulator serves, by server-side apply; the kinds applied.
+pub(super) async fn apply_rendered(cluster: &Cluster, docs: Vec<Value>) -> Vec<String> {
     let mut applied = Vec::new();
     for doc in docs {
         let object: DynamicObject = serde_json::from_value(doc).expect("object");
@@ -285,11 +325,22 @@ async fn rendered_manifests_apply_to_the_emulator() {
         .unwrap_or_else(|e| panic!("applying {} {name}: {e}", types.kind));
         applied.push(types.kind);
     }
+    applied
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_manifests_apply_to_the_emulator() {
+    let helm = require_helm!();
+    let docs = template(&helm, ALL_ON, &["--include-crds"]);
+    let cluster = Cluster::start("apikey-system").await;
+    let applied = apply_rendered(&cluster, docs).await;
     for kind in [
         "CustomResourceDefinition",
         "ServiceAccount",
         "Deployment",
         "ConfigMap",
+        "ClusterRole",
+        "ValidatingWebhookConfiguration",
     ] {
         assert!(
             applied.iter().any(|k| k == kind),

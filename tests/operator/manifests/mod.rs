@@ -5,5 +5,7 @@ mod admission_policy;
 mod argocd_health;
 mod crds;
 mod examples;
+#[macro_use]
 mod helm_chart;
+mod chart_rbac;
 mod kubectl_get;

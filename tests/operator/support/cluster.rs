@@ -24,14 +24,17 @@ pub struct Cluster {
 impl Cluster {
     /// An emulator with the CRDs installed and a namespace `ns`.
     pub async fn start(ns: &str) -> Cluster {
+        Cluster::start_with(ns, EmulatorConfig::default()).await
+    }
+
+    /// The same on an emulator started with `config` (users, anonymous access).
+    pub async fn start_with(ns: &str, config: EmulatorConfig) -> Cluster {
         // RUST_LOG=apikey_operator=debug shows the controller's logs under the failing test.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let emulator = Emulator::start(EmulatorConfig::default())
-            .await
-            .expect("emulator starts");
+        let emulator = Emulator::start(config).await.expect("emulator starts");
         let client = emulator.client().await.expect("client");
         apikey_operator::cli::install_crds(client.clone(), DEADLINE)
             .await

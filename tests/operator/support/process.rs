@@ -14,7 +14,7 @@ pub struct OperatorProcess {
 
 impl OperatorProcess {
     /// Starts `apikey-operator run --kubeconfig <kubeconfig> --verify-addr 127.0.0.1:0`
-    /// (admin port 127.0.0.1:0 too) with `env` added, stderr appended to `log`.
+    /// (admin and webhook ports 127.0.0.1:0 too) with `env` added, stderr appended to `log`.
     pub fn spawn(kubeconfig: &Path, env: &[(&str, &str)], log: &Path) -> OperatorProcess {
         let stderr = File::options()
             .create(true)
@@ -29,9 +29,10 @@ impl OperatorProcess {
             .args(["--verify-addr", "127.0.0.1:0"])
             .env_remove("KUBECONFIG")
             .env_remove("RUST_LOG")
-            // Tests run in parallel: the default admin port (9090) would be
-            // taken by whichever operator started first. `env` may override.
+            // Tests run in parallel: the default admin (9090) and webhook (9443) ports
+            // would be taken by whichever operator started first. `env` may override.
             .env("APIKEY_OPERATOR_ADMIN_ADDR", "127.0.0.1:0")
+            .env("APIKEY_OPERATOR_WEBHOOK_ADDR", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
