@@ -1,14 +1,15 @@
-//! A real NGINX with `auth_request` in front of an upstream, asking the
-//! verifier's `/auth`. Needs the `nginx` binary (with the auth_request
-//! module), so it is ignored by `cargo test`; `tests/operator/verifier/nginx.sh`
-//! installs NGINX and runs it. The NGINX configuration used here is the one
-//! documented in docs/verifier.md.
+//! A real NGINX running the `server` block of docs/verifier.md as written (only its listen port
+//! and the two addresses replaced) in front of a backend that records every request it gets,
+//! asking this process's verifier. Clients forge every identity header; the backend must see the
+//! verifier's values only. Needs `nginx` with the auth_request module (Debian's `nginx`): without
+//! it the test skips with a note, unless `APIKEY_NGINX_REQUIRED=1` (set by `.ci/run`, which
+//! installs it).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use apikey_operator::api::{ApiKey, ApiToken};
@@ -20,111 +21,255 @@ use apikey_operator::verifier::index::Index;
 use apikey_operator::verifier::last_used::UsageRecorder;
 use apikey_operator::verifier::metrics::Metrics;
 use apikey_operator::verifier::watch::Readiness;
+use axum::extract::State;
+use axum::http::HeaderMap;
 use serde_json::json;
 
+use super::gateway_docs::{identity_headers, nginx_example};
+use crate::support::DEADLINE;
 use crate::support::ports::free_ports;
-use crate::support::temp_dir::temp_dir;
+use crate::support::temp_dir::{TempDir, temp_dir};
+
+/// Header names and values, in order, duplicates kept.
+type Headers = Vec<(String, String)>;
 
 const ID: &str = "nginxnginxnginx0";
+/// A token valid for the audience `other` only; the doc's route requires `billing`.
+const OTHER_AUDIENCE_ID: &str = "nginxnginxnginx1";
 
-/// The server blocks of docs/verifier.md, with test ports and paths.
-fn nginx_conf(dir: &Path, port: u16, upstream: u16, verifier: SocketAddr) -> String {
+/// The `nginx` binary with the auth_request module; `None` (after a note) when there is none and
+/// `APIKEY_NGINX_REQUIRED` is not `1`.
+fn nginx_binary() -> Option<PathBuf> {
+    let required = std::env::var("APIKEY_NGINX_REQUIRED").is_ok_and(|v| v == "1");
+    // Debian puts it in /usr/sbin, which is not on every user's PATH.
+    let found = ["nginx", "/usr/sbin/nginx"]
+        .into_iter()
+        .find_map(|candidate| Some((candidate, Command::new(candidate).arg("-V").output().ok()?)));
+    let missing = match &found {
+        None => "nginx is not installed",
+        Some((_, out))
+            if !String::from_utf8_lossy(&out.stderr)
+                .contains("--with-http_auth_request_module") =>
+        {
+            "this nginx lacks the auth_request module"
+        }
+        Some((binary, _)) => return Some(PathBuf::from(binary)),
+    };
+    assert!(
+        !required,
+        "APIKEY_NGINX_REQUIRED=1 but {missing} (apt-get install nginx)"
+    );
+    eprintln!("note: skipping the NGINX test: {missing} (apt-get install nginx)");
+    None
+}
+
+/// `text` with `from`, which must occur exactly once, replaced.
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "the nginx example of docs/verifier.md must contain `{from}` once: the test replaces it"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// The doc's server block, inside a main configuration that keeps every file in `dir`.
+fn nginx_conf(dir: &Path, port: u16, backend: SocketAddr, verifier: SocketAddr) -> String {
+    let server = nginx_example();
+    let server = replace_once(&server, "listen 80;", &format!("listen 127.0.0.1:{port};"));
+    let server = replace_once(
+        &server,
+        "proxy_pass http://backend;",
+        &format!("proxy_pass http://{backend};"),
+    );
+    let server = replace_once(
+        &server,
+        "proxy_pass http://127.0.0.1:8080/auth;",
+        &format!("proxy_pass http://{verifier}/auth;"),
+    );
     let d = dir.display();
     format!(
-        r#"
-daemon off;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-
-    # The protected upstream: echoes the identity headers it was given.
-    server {{
-        listen 127.0.0.1:{upstream};
-        location / {{
-            return 200 "user=$http_x_auth_user groups=$http_x_auth_groups token=$http_x_auth_apitoken authorization=[$http_authorization]\n";
-        }}
-    }}
-
-    server {{
-        listen 127.0.0.1:{port};
-
-        location / {{
-            auth_request /_apikey_auth;
-            auth_request_set $auth_user   $upstream_http_x_auth_user;
-            auth_request_set $auth_groups $upstream_http_x_auth_groups;
-            auth_request_set $auth_token  $upstream_http_x_auth_apitoken;
-            auth_request_set $auth_challenge $upstream_http_www_authenticate;
-            add_header WWW-Authenticate $auth_challenge always;
-
-            proxy_set_header X-Auth-User     $auth_user;
-            proxy_set_header X-Auth-Groups   $auth_groups;
-            proxy_set_header X-Auth-ApiToken $auth_token;
-            # Do not pass the token on to the upstream.
-            proxy_set_header Authorization "";
-            proxy_set_header X-API-Key "";
-            proxy_pass http://127.0.0.1:{upstream};
-        }}
-
-        location = /_apikey_auth {{
-            internal;
-            proxy_pass http://{verifier}/auth;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-        }}
-    }}
-}}
-"#
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
+         fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\n\
+         {server}}}\n"
     )
 }
 
-struct Nginx(Child);
+struct Nginx {
+    child: Child,
+    error_log: PathBuf,
+}
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-fn get(port: u16, headers: &[(&str, &str)]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(mut stream) => {
-                let mut request =
-                    "GET /app/x HTTP/1.1\r\nHost: test\r\nConnection: close\r\n".to_owned();
-                for (name, value) in headers {
-                    request.push_str(&format!("{name}: {value}\r\n"));
-                }
-                request.push_str("\r\n");
-                stream.write_all(request.as_bytes()).expect("write");
-                let mut response = String::new();
-                stream.read_to_string(&mut response).expect("read");
-                return response;
+impl Nginx {
+    /// Starts NGINX on `dir/nginx.conf` and waits until `port` accepts connections. `Err` with
+    /// the error log when NGINX exits first.
+    fn start(binary: &Path, dir: &Path, port: u16) -> Result<Nginx, String> {
+        let error_log = dir.join("error.log");
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(&error_log)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx");
+        let mut nginx = Nginx { child, error_log };
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(nginx);
             }
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(err) => panic!("NGINX did not start listening: {err}"),
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                return Err(format!("nginx exited ({status}):\n{}", nginx.log()));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen on {port} within {DEADLINE:?}:\n{}",
+                nginx.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.error_log).unwrap_or_default()
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the nginx binary; run tests/operator/verifier/nginx.sh"]
-async fn nginx_auth_request_passes_identity_and_rejects_bad_tokens() {
-    if Command::new("nginx").arg("-v").output().is_err() {
-        panic!("nginx is not installed; tests/operator/verifier/nginx.sh installs it");
+/// The backend: records the headers of every request, answers 200.
+#[derive(Clone, Default)]
+struct Backend(Arc<Mutex<Vec<HeaderMap>>>);
+
+impl Backend {
+    fn received(&self) -> Vec<HeaderMap> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+async fn record(State(backend): State<Backend>, headers: HeaderMap) -> &'static str {
+    backend
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(headers);
+    "backend\n"
+}
+
+/// A response's status and head (status line and headers), read over a fresh connection.
+struct Response {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Vec<&str> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+            .collect()
+    }
+}
+
+fn get(addr: SocketAddr, path: &str, headers: &[(String, String)]) -> Response {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {head}"));
+    Response {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+/// Forged values for every identity header: as named, in capitals, and under the aliases
+/// (`_`, `.`) that CGI-style backends read as the same header.
+fn forged_headers() -> Headers {
+    identity_headers()
+        .iter()
+        .flat_map(|name| {
+            let value = format!("forged-{name}");
+            [
+                name.clone(),
+                name.to_ascii_uppercase(),
+                name.replace('-', "_"),
+                name.replace('-', "."),
+            ]
+            .map(|alias| (alias, value.clone()))
+        })
+        .chain([("X-Auth-User".into(), "system:admin".into())])
+        .collect()
+}
+
+/// The backend's headers, for failure messages: token headers redacted.
+fn describe(headers: &HeaderMap) -> String {
+    headers
+        .iter()
+        .map(|(name, value)| match name.as_str() {
+            "authorization" | "x-api-key" => format!("{name}: <redacted>\n"),
+            _ => format!("{name}: {}\n", value.to_str().unwrap_or("<not text>")),
+        })
+        .collect()
+}
+
+/// The identity headers of what the backend got, under CGI-style normalized names, so that an
+/// alias counts as the header it stands for.
+fn identity_seen(headers: &HeaderMap) -> Headers {
+    let identity = identity_headers();
+    let mut seen: Headers = headers
+        .iter()
+        .map(|(name, value)| {
+            let normalized: String = name
+                .as_str()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            (
+                normalized,
+                value.to_str().unwrap_or("<not text>").to_owned(),
+            )
+        })
+        .filter(|(name, _)| identity.contains(name))
+        .collect();
+    seen.sort();
+    seen
+}
+
+fn objects() -> (ApiKey, ApiToken, ApiToken, [String; 3]) {
     let value = generate(TokenKind::Personal, &TokenId::parse(ID).expect("id"));
-    let forged = generate(TokenKind::Personal, &TokenId::parse(ID).expect("id"));
+    let other = generate(
+        TokenKind::Personal,
+        &TokenId::parse(OTHER_AUDIENCE_ID).expect("id"),
+    );
+    let wrong = generate(TokenKind::Personal, &TokenId::parse(ID).expect("id"));
     let key: ApiKey = serde_json::from_value(json!({
         "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey",
         "metadata": { "name": "key", "namespace": "team-a", "uid": "k1" },
@@ -140,9 +285,49 @@ async fn nginx_auth_request_passes_identity_and_rejects_bad_tokens() {
         "status": { "tokenId": ID, "hash": value.hash().as_str() },
     }))
     .expect("token");
-    let mut index = Index::new();
-    index.upsert_key(&key);
-    index.upsert_token(&token);
+    let other_token: ApiToken = serde_json::from_value(json!({
+        "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
+        "metadata": { "name": "elsewhere", "namespace": "team-a", "uid": "t2" },
+        "spec": { "apiKeyRef": { "name": "key" }, "audiences": ["other"] },
+        "status": { "tokenId": OTHER_AUDIENCE_ID, "hash": other.hash().as_str() },
+    }))
+    .expect("token");
+    let values = [value, other, wrong].map(|v| v.expose_secret().to_owned());
+    (key, token, other_token, values)
+}
+
+/// NGINX with the doc's configuration in front of `backend`, asking `verifier`.
+struct Gateway {
+    // Before the directory, so NGINX stops before the directory is removed.
+    _nginx: Nginx,
+    _dir: TempDir,
+    addr: SocketAddr,
+}
+
+fn start_gateway(binary: &Path, backend: SocketAddr, verifier: SocketAddr) -> Gateway {
+    let dir = temp_dir("nginx");
+    // A port picked free can be taken before NGINX binds it; then it starts again.
+    let mut attempt = 1;
+    loop {
+        let [port] = free_ports();
+        let conf = nginx_conf(&dir, port, backend, verifier);
+        std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
+        match Nginx::start(binary, &dir, port) {
+            Ok(nginx) => {
+                return Gateway {
+                    _nginx: nginx,
+                    _dir: dir,
+                    addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                };
+            }
+            Err(log) if log.contains("Address already in use") && attempt < 3 => attempt += 1,
+            Err(log) => panic!("{log}"),
+        }
+    }
+}
+
+/// A verifier on a port of its own, serving `index` with identity headers named `headers`.
+async fn start_verifier(index: Index, headers: HeaderNames) -> SocketAddr {
     let state = Arc::new(AppState {
         index: Arc::new(RwLock::new(index)),
         readiness: Arc::new(Readiness::default()),
@@ -150,69 +335,215 @@ async fn nginx_auth_request_passes_identity_and_rejects_bad_tokens() {
         metrics: Arc::new(Metrics::new()),
         usage: Arc::new(UsageRecorder::default()),
         extra_groups: Vec::new(),
-        headers: HeaderNames::default(),
-        audiences: Vec::new(),
+        headers,
+        // Tokens that list no audience are valid for the doc's route audience.
+        audiences: vec!["billing".into()],
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let verifier = listener.local_addr().expect("addr");
+    let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    addr
+}
 
-    // Declared before the nginx guard, so nginx stops before it is removed.
-    let dir = temp_dir("nginx");
-    let [port, upstream] = free_ports();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(&dir, port, upstream, verifier)).expect("conf");
-    let _nginx = Nginx(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(&*dir)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx"),
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_from_the_docs_passes_only_the_verifiers_identity_headers() {
+    let Some(binary) = nginx_binary() else {
+        return;
+    };
+    let (key, token, other_token, [value, other_audience, wrong]) = objects();
+    let index = || {
+        let mut index = Index::new();
+        index.upsert_key(&key);
+        index.upsert_token(&token);
+        index.upsert_token(&other_token);
+        index
+    };
+    let verifier = start_verifier(index(), HeaderNames::default()).await;
+    // One whose user header is renamed (`--verify-header user=X-Forwarded-User`) while the
+    // gateway still copies X-Auth-User: the copy is empty, and NGINX sends none.
+    let mut renamed = HeaderNames::default();
+    renamed.set("user=X-Forwarded-User").expect("rename");
+    let renamed_verifier = start_verifier(index(), renamed).await;
+    let backend = Backend::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let backend_addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new()
+        .fallback(record)
+        .with_state(backend.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let bearer = format!("Bearer {}", value.expose_secret());
-    let secret = value.expose_secret()[23..].to_owned();
     tokio::task::spawn_blocking(move || {
-        let ok = get(port, &[("Authorization", &bearer)]);
-        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
-        assert!(
-            ok.contains("user=alice groups=system:authenticated token=ci authorization=[]"),
-            "{ok}"
+        let gateway = start_gateway(&binary, backend_addr, verifier);
+        check_through_nginx(
+            gateway.addr,
+            verifier,
+            &backend,
+            &value,
+            &other_audience,
+            &wrong,
         );
-        assert!(
-            !ok.contains(&secret),
-            "the token reached the upstream: {ok}"
-        );
+        drop(gateway);
 
-        let ok = get(port, &[("X-API-Key", &bearer["Bearer ".len()..])]);
-        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
-
-        let none = get(port, &[]);
-        assert!(none.starts_with("HTTP/1.1 401"), "{none}");
+        let gateway = start_gateway(&binary, backend_addr, renamed_verifier);
+        let mut headers = forged_headers();
+        headers.push(("Authorization".into(), format!("Bearer {value}")));
+        let response = get(gateway.addr, "/app/x", &headers);
+        assert_eq!(response.status, 200, "{}", response.head);
+        let received = backend.received();
+        let got = received.last().expect("a request at the backend");
+        let user = HeaderNames::default().user;
+        let seen = identity_seen(got);
         assert!(
-            none.contains("WWW-Authenticate: Bearer realm=\"apikey-operator\""),
-            "{none}"
+            !seen.iter().any(|(name, _)| *name == user.as_str()),
+            "{user} reached the backend, though the verifier sent none:\n{}",
+            describe(got)
         );
-
-        let forged = get(
-            port,
-            &[(
-                "Authorization",
-                &format!("Bearer {}", forged.expose_secret()),
-            )],
-        );
-        assert!(forged.starts_with("HTTP/1.1 401"), "{forged}");
-        assert!(
-            forged.contains("error_description=\"mismatch\""),
-            "{forged}"
+        assert_eq!(
+            seen.len(),
+            5,
+            "the other identity headers:\n{}",
+            describe(got)
         );
     })
     .await
     .expect("requests");
+}
+
+fn check_through_nginx(
+    gateway: SocketAddr,
+    verifier: SocketAddr,
+    backend: &Backend,
+    value: &str,
+    other_audience: &str,
+    wrong: &str,
+) {
+    let names = HeaderNames::default();
+    let mut expected: Headers = [
+        (&names.user, "alice"),
+        (&names.uid, "t1"),
+        (&names.groups, "system:authenticated"),
+        (&names.namespace, "team-a"),
+        (&names.api_key, "key"),
+        (&names.api_token, "ci"),
+    ]
+    .map(|(name, v)| (name.as_str().to_owned(), v.to_owned()))
+    .into();
+    expected.sort();
+
+    // What the verifier itself answers: the values the backend must get, and nothing else.
+    let bearer = format!("Bearer {value}");
+    let answer = get(
+        verifier,
+        "/auth",
+        &[("Authorization".into(), bearer.clone())],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    let mut answered: Headers = expected
+        .iter()
+        .map(|(name, _)| (name.clone(), answer.header(name).join(",")))
+        .collect();
+    answered.sort();
+    assert_eq!(answered, expected, "the verifier's own answer");
+
+    let forged = forged_headers();
+    let with = |extra: &[(&str, &str)]| -> Headers {
+        let mut headers = forged.clone();
+        headers.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        headers
+    };
+
+    // Accepted, by either header, and whatever audience the client names: the backend gets
+    // exactly the verifier's identity, no forged value under any spelling, and no token.
+    let accepted = [
+        ("Bearer", with(&[("Authorization", &bearer)])),
+        ("X-API-Key", with(&[("X-API-Key", value)])),
+        (
+            "Bearer with a client-sent X-Auth-Audience",
+            with(&[("Authorization", &bearer), ("X-Auth-Audience", "other")]),
+        ),
+    ];
+    for (case, headers) in accepted {
+        let before = backend.received().len();
+        let response = get(gateway, "/app/x", &headers);
+        assert_eq!(response.status, 200, "{case}: {}", response.head);
+        assert_eq!(response.body, "backend\n", "{case}");
+        let received = backend.received();
+        assert_eq!(
+            received.len(),
+            before + 1,
+            "{case}: requests at the backend"
+        );
+        let got = received.last().expect("one request");
+        assert_eq!(
+            identity_seen(got),
+            expected,
+            "{case}: the identity headers the backend got:\n{}",
+            describe(got)
+        );
+        for (name, value) in got {
+            let value = value.to_str().unwrap_or("");
+            assert!(
+                !forged.iter().any(|(_, f)| f == value),
+                "{case}: the forged {name} reached the backend:\n{}",
+                describe(got)
+            );
+        }
+        for token_header in ["authorization", "x-api-key"] {
+            assert!(
+                !got.contains_key(token_header),
+                "{case}: the backend got {token_header}:\n{}",
+                describe(got)
+            );
+        }
+    }
+
+    // Refused: the client gets the verifier's status (and on a 401 its challenge, once), the
+    // backend nothing. NGINX sends a 403 without the challenge.
+    let refused: [(&str, Headers, u16, Option<&str>); 3] = [
+        (
+            "no token",
+            with(&[]),
+            401,
+            Some("Bearer realm=\"apikey-operator\""),
+        ),
+        (
+            "a wrong token",
+            with(&[("Authorization", &format!("Bearer {wrong}"))]),
+            401,
+            Some(
+                "Bearer realm=\"apikey-operator\", error=\"invalid_token\", error_description=\"mismatch\"",
+            ),
+        ),
+        (
+            "a token for another audience, naming it",
+            with(&[
+                ("Authorization", &format!("Bearer {other_audience}")),
+                ("X-Auth-Audience", "other"),
+            ]),
+            403,
+            None,
+        ),
+    ];
+    for (case, headers, status, challenge) in refused {
+        let before = backend.received().len();
+        let response = get(gateway, "/app/x", &headers);
+        assert_eq!(response.status, status, "{case}: {}", response.head);
+        if let Some(challenge) = challenge {
+            assert_eq!(
+                response.header("WWW-Authenticate"),
+                [challenge],
+                "{case}: {}",
+                response.head
+            );
+        }
+        assert_eq!(
+            backend.received().len(),
+            before,
+            "{case}: the request reached the backend"
+        );
+    }
 }
