@@ -142,12 +142,18 @@ async fn adopted_key_state<'k>(
     let Some(key) = key.filter(|key| !adopted_by(token, key)) else {
         return Ok(Continue(state));
     };
+    let uid = key.metadata.uid.as_deref().unwrap_or_default();
+    let created = key.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    if token_state::bound_elsewhere(token, uid, created) {
+        // Created for an earlier key of this name: never adopted by this one
+        // (`usable_key` says what to do).
+        return Ok(Continue(KeyState::Replaced));
+    }
     if token.controlling_key_uid().is_some() && holds_a_value(token) {
         // The key it was issued under was deleted and one of the same
         // name created (kubectl replace --force, or a re-sync) before the
         // garbage collector took this token: that value was issued for
         // the earlier key's owner and must not pass to the new one's.
-        // Removed first; adopted and issued afresh after.
         return Ok(Continue(KeyState::Replaced));
     }
     if key.metadata.deletion_timestamp.is_some() {

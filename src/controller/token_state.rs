@@ -25,7 +25,7 @@ use crate::api::{ApiToken, ApiTokenStatus, ROTATE_ANNOTATION};
 use crate::schedule::MIN_ROTATION_PERIOD;
 use checks::Verdict;
 use facts::Facts;
-pub use observed::{KeyState, SecretView, key_fingerprint, key_state, view};
+pub use observed::{KeyState, SecretView, bound_elsewhere, key_fingerprint, key_state, view};
 pub use secret_spec::{DEFAULT_SECRET_KEY, secret_target, secret_template_error};
 pub use status::{holds_a_value, pending, promoted, same_status};
 

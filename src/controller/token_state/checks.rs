@@ -11,10 +11,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::facts::Facts;
 use super::issue::issue;
-use super::status::{bounded_previous, holds_a_value, value_conditions};
+use super::status::{bounded_previous, value_conditions};
 use super::verdicts::{blocked, invalid_spec, keep_with_ready};
 use super::{
-    Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction, secret_template_error,
+    Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction, bound_elsewhere,
+    secret_template_error,
 };
 use crate::api::conditions::{READY, reason};
 use crate::api::{ApiTokenStatus, TokenDefaults};
@@ -32,21 +33,27 @@ pub(super) struct ReadyKey<'k> {
     pub uid: &'k str,
 }
 
-/// Missing, replaced or not Ready key: no value may exist. A key is
-/// replaced when the value was issued under an earlier key of this name
-/// (deleted and created again): removed, so that a fresh one is issued
-/// under the current key.
+/// Missing, replaced or not Ready key: no value may exist. A token stays
+/// bound to the key it was created for: under a key of the same name
+/// created since (the first deleted), it gets no value, ever — whoever
+/// created it was checked against the earlier key's owner only.
 pub(super) fn usable_key<'k>(f: &Facts<'_>, key: KeyState<'k>) -> Verdict<ReadyKey<'k>> {
     let key_name = &f.token.spec.api_key_ref.name;
     let (why, message) = match key {
-        KeyState::Ready { defaults, uid } if !issued_under_another_key(&f.current, uid) => {
+        KeyState::Ready {
+            defaults,
+            uid,
+            created,
+        } if !bound_elsewhere(f.token, uid, created) => {
             return Continue(ReadyKey { defaults, uid });
         }
         KeyState::Ready { .. } | KeyState::Replaced => (
             reason::KEY_REPLACED,
             format!(
-                "ApiKey {key_name:?} was deleted and created again; the value issued under the \
-                 earlier key was removed, and a fresh one is issued under the new key"
+                "ApiKey {key_name:?} is not the key this ApiToken was created for (that one was \
+                 deleted, and this one created after the token): values are issued only under \
+                 the key a token was created for, whose owner its creator was checked against. \
+                 Delete this ApiToken and create it again for the current key"
             ),
         ),
         KeyState::Missing => (
@@ -61,15 +68,6 @@ pub(super) fn usable_key<'k>(f: &Facts<'_>, key: KeyState<'k>) -> Verdict<ReadyK
         ),
     };
     Break(blocked(f, why, message))
-}
-
-/// The status holds a value recorded under a key uid other than `uid`.
-fn issued_under_another_key(current: &ApiTokenStatus, uid: &str) -> bool {
-    holds_a_value(current)
-        && current
-            .api_key_uid
-            .as_deref()
-            .is_some_and(|issued| issued != uid)
 }
 
 /// Invalid spec: a policy that cannot be scheduled, or Secret labels or

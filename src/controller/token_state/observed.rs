@@ -3,13 +3,14 @@
 //! the Secret (hashes only), and the fingerprint of what a token reads of its
 //! key, so that other key changes wake no token.
 
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 
 use super::super::conditions::is_true;
 use super::super::hashed_secret::HashedSecret;
 use crate::api::conditions::READY;
-use crate::api::{ApiKey, TokenDefaults};
+use crate::api::{ApiKey, ApiToken, TokenDefaults};
 use crate::token::{TokenHash, TokenId};
 
 /// What the reconciler knows about the token's ApiKey.
@@ -26,6 +27,8 @@ pub enum KeyState<'a> {
         defaults: Option<&'a TokenDefaults>,
         /// The key's `metadata.uid`.
         uid: &'a str,
+        /// The key's `metadata.creationTimestamp`.
+        created: Option<Timestamp>,
     },
 }
 
@@ -45,6 +48,24 @@ pub enum SecretView {
     },
 }
 
+/// Whether `token` belongs to a key other than the one with `key_uid`
+/// (created at `key_created`): its status records the key its values were
+/// issued under, and that is another; or it records none and the token is
+/// older than the key, so it was admitted against an earlier key of that
+/// name (or none). Such a token gets no value under this key, whose owner
+/// the token's creator was never checked against.
+pub fn bound_elsewhere(token: &ApiToken, key_uid: &str, key_created: Option<Timestamp>) -> bool {
+    match token.status.as_ref().and_then(|s| s.api_key_uid.as_deref()) {
+        Some(bound) => bound != key_uid,
+        None => token
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .zip(key_created)
+            .is_some_and(|(token_created, key_created)| token_created.0 < key_created),
+    }
+}
+
 /// The key as the decision sees it: a key being deleted, or not (yet)
 /// Ready, blocks its tokens.
 pub fn key_state(key: Option<&ApiKey>) -> KeyState<'_> {
@@ -60,6 +81,7 @@ pub fn key_state(key: Option<&ApiKey>) -> KeyState<'_> {
                 KeyState::Ready {
                     defaults: key.spec.token_defaults.as_ref(),
                     uid: key.metadata.uid.as_deref().unwrap_or_default(),
+                    created: key.metadata.creation_timestamp.as_ref().map(|t| t.0),
                 }
             } else {
                 let message = conditions

@@ -49,6 +49,7 @@ fn token(spec_edit: impl FnOnce(&mut ApiTokenSpec), status: Option<ApiTokenStatu
 const READY_KEY: KeyState<'static> = KeyState::Ready {
     defaults: None,
     uid: "key-uid",
+    created: None,
 };
 
 fn h(value: &str) -> TokenHash {
@@ -434,9 +435,10 @@ fn foreign_secret_is_never_touched() {
 }
 
 /// A value records the uid of the key it was issued under; under a key of
-/// the same name and another uid it is removed, then issued afresh.
+/// the same name and another uid it is removed, and none is issued again:
+/// the token stays bound to its key, and says to re-create it.
 #[test]
-fn a_value_issued_under_another_key_uid_is_removed() {
+fn a_token_bound_to_another_key_uid_loses_its_value_and_gets_none_again() {
     let fresh = decide(
         &token(|_| {}, None),
         READY_KEY,
@@ -460,24 +462,69 @@ fn a_value_issued_under_another_key_uid_is_removed() {
     );
     assert_eq!(d.action, ValueAction::Remove);
     assert_eq!(d.status.hash, None);
-    assert_eq!(d.status.api_key_uid, None);
+    assert_eq!(
+        d.status.api_key_uid.as_deref().map(String::as_str),
+        Some("earlier-uid"),
+        "still bound to the earlier key"
+    );
     assert_eq!(ready(&d.status), ("False", reason::KEY_REPLACED));
+    let message = &d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready")
+        .message;
+    assert!(
+        message.contains("Delete this ApiToken and create it again"),
+        "{message}"
+    );
     let again = decide(
-        &token(|_| {}, Some(d.status)),
+        &token(|_| {}, Some(d.status.clone())),
         READY_KEY,
         &SecretView::Missing,
         t(NOW),
     );
-    assert!(matches!(
-        again.action,
-        ValueAction::Issue(IssueKind::Initial)
-    ));
     assert_eq!(
-        again.status.api_key_uid.as_deref().map(String::as_str),
-        Some("key-uid")
+        again.action,
+        ValueAction::Keep,
+        "no value under the new key"
     );
+    assert!(same_status(&again.status, &d.status), "and no write");
+}
 
-    // A value from before the uid was recorded is judged by the owner reference.
+/// A token that never got a value is bound by its age: older than the key,
+/// it was created for an earlier key of that name (or none), and gets none.
+#[test]
+fn a_token_older_than_its_key_gets_no_value() {
+    let created = |at: &str| {
+        let mut tok = token(|_| {}, None);
+        tok.metadata.creation_timestamp = Some(Time(at.parse().expect("time")));
+        tok
+    };
+    let key = KeyState::Ready {
+        defaults: None,
+        uid: "key-uid",
+        created: Some("2026-06-01T00:00:10Z".parse().expect("time")),
+    };
+    let older = created("2026-06-01T00:00:09Z");
+    let d = decide(&older, key, &SecretView::Missing, t(NOW));
+    assert_eq!(d.action, ValueAction::Keep);
+    assert_eq!(ready(&d.status), ("False", reason::KEY_REPLACED));
+    for at in ["2026-06-01T00:00:10Z", "2026-06-01T00:00:11Z"] {
+        let d = decide(&created(at), key, &SecretView::Missing, t(NOW));
+        assert!(
+            matches!(d.action, ValueAction::Issue(IssueKind::Initial)),
+            "created at {at}: {:?}",
+            d.action
+        );
+    }
+}
+
+/// A value from before the uid was recorded is judged by the owner
+/// reference (in the shell, `adopted_key_state`), not here.
+#[test]
+fn a_value_from_before_the_key_uid_was_recorded_is_kept() {
     let unrecorded = issued_status("v1", "2026-06-01T00:00:00Z");
     let d = decide(
         &token(|_| {}, Some(unrecorded)),

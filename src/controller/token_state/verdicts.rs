@@ -30,7 +30,7 @@ pub(super) fn blocked(f: &Facts<'_>, why: &'static str, message: String) -> Deci
     }
     status.next_rotation_at = None;
     status.secret_name = None;
-    status.api_key_uid = None;
+    // Kept: the key the token is bound to (`bound_elsewhere`).
     let message = if expired {
         format!(
             "{message}. The value had expired and stays expired whatever happens to the key: \

@@ -69,11 +69,13 @@ async fn deleting_a_key_that_never_became_ready_deletes_its_tokens() {
     wait_gone(&tokens, "waiting").await;
 }
 
-/// A token still controlled by an earlier ApiKey of the same name (deleted
-/// and created again before the garbage collector took the token, e.g.
-/// `kubectl replace --force` with another owner) does not carry its value
-/// over to the new key: the value is removed, and a fresh one is issued
-/// once the new key has adopted the token.
+/// A token whose controller reference names another ApiKey than the one its
+/// value was issued under (as when a key is replaced before the garbage
+/// collector takes its tokens, or after a hand edit of the reference) does
+/// not keep that value: it is removed, and since the status binds the token
+/// to the current key, a fresh one is issued once that key has adopted it.
+/// (A token bound to an earlier key gets none:
+/// `reliability::replaced_key`.)
 #[tokio::test]
 async fn a_value_issued_under_an_earlier_key_of_the_same_name_is_not_kept() {
     let cluster = Cluster::start(NS).await;
