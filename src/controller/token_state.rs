@@ -107,8 +107,8 @@ fn run_checks(f: &Facts<'_>, key: KeyState<'_>) -> Verdict<Decision> {
     let policy = checks::valid_spec(f, key.defaults)?;
     checks::secret_conflict(f)?;
     checks::foreign_token_id(f, &policy, key)?;
-    checks::unfinished_issue(f, &policy, key)?;
     checks::revocation(f, &policy, key)?;
+    checks::unfinished_issue(f, &policy, key)?;
     let plan = f.plan(&policy);
     let needed = checks::due_value(&plan)
         .or_else(|| checks::missing_secret(f, &plan))

@@ -12,7 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::facts::Facts;
 use super::issue::issue;
 use super::notes::revoked_note;
-use super::status::{bounded_previous, holds_a_value, revoke_every_value, value_conditions};
+use super::status::{
+    bounded_previous, holds_a_value, revoke_every_value, revoking, value_conditions,
+};
 use super::verdicts::{blocked, invalid_spec, keep_with_ready, remove_if_ours};
 use super::{
     Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction, secret_template_error,
@@ -189,12 +191,23 @@ pub(super) fn unfinished_issue(f: &Facts<'_>, policy: &Policy, key: ReadyKey<'_>
 /// current value and every earlier one stop being accepted at once, with no
 /// grace period, and a fresh value replaces them. It comes before the
 /// schedule, so it wins over a rotation due at the same time (due again
-/// from the fresh value's issue). Where no value may be issued (disabled,
-/// or `expiresAt` passed) the values only go.
+/// from the fresh value's issue), and before an unfinished issue of another
+/// kind, whose value (perhaps in the Secret, never accepted yet) it
+/// replaces. Where no value may be issued (disabled, or `expiresAt` passed)
+/// the values only go. A token that holds no value and is due its first
+/// one (new, re-enabled) gets it as usual, and that issue answers the request.
 pub(super) fn revocation(f: &Facts<'_>, policy: &Policy, key: ReadyKey<'_>) -> Verdict {
     let Some(request) = f.new_revocation else {
         return Continue(());
     };
+    // A revocation under way is finished by `unfinished_issue`; a newer
+    // request is acted on after it.
+    if revoking(&f.current) {
+        return Continue(());
+    }
+    if !holds_a_value(&f.current) && f.plan(policy).step.issue_kind().is_some() {
+        return Continue(());
+    }
     let expiry_passed = policy.expires_at(f.now).filter(|at| *at <= f.now);
     let mut status = refreshed(f);
     revoke_every_value(&mut status, request);

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::checks::token_id_is_own;
 use super::facts::Facts;
 use super::notes::issue_note;
-use super::status::{bounded_previous, value_conditions};
+use super::status::{bounded_previous, holds_a_value, revoking, value_conditions};
 use super::{Decision, IssueKind, Requeue, ValueAction};
 use crate::api::{ApiTokenStatus, PreviousValue};
 use crate::schedule::{self, Observed, Policy};
@@ -91,9 +91,10 @@ fn issued_status(f: &Facts<'_>, policy: &Policy, key_uid: &str, kind: IssueKind)
         status.last_rotation_request = Some(request);
     }
     // A revocation resumed after a crash answers the request its pending
-    // status recorded; only a fresh one records the annotation's value.
-    if kind == IssueKind::Revocation
-        && current.pending.is_none()
+    // status recorded. A fresh one answers the annotation's value, and so
+    // does the first value of a token that held none (nothing to refuse).
+    let fresh_revocation = kind == IssueKind::Revocation && !revoking(current);
+    if (fresh_revocation || !holds_a_value(current))
         && let Some(request) = f.new_revocation
     {
         status.last_revocation_request = Some(Box::new(request.to_owned()));

@@ -46,15 +46,12 @@ pub fn pending(
     let excess = status.previous.len().saturating_sub(MAX_PREVIOUS);
     status.previous.drain(..excess);
     status.token_id = Some(token_id.to_owned());
-    let revoking = kind == IssueKind::Revocation;
-    if revoking {
+    let revocation = kind == IssueKind::Revocation;
+    if revocation {
         // The revoked values stop being accepted with this write, before the
         // fresh one exists. Redoing a revocation (its value never reached the
         // Secret) keeps the request it answers: a newer one is answered after.
-        let redo = current
-            .pending
-            .as_ref()
-            .is_some_and(|p| IssueKind::from_recorded(&p.reason) == IssueKind::Revocation);
+        let redo = revoking(current);
         status.hash = None;
         status.previous.clear();
         if !redo {
@@ -69,7 +66,7 @@ pub fn pending(
         rotation_request: rotation_request(token).map(str::to_owned),
     });
     if status.hash.is_none() {
-        let message = if revoking {
+        let message = if revocation {
             format!(
                 "the earlier values were revoked; writing a fresh value to Secret {secret_name:?}"
             )
@@ -100,6 +97,14 @@ pub(super) fn revoke_every_value(status: &mut ApiTokenStatus, request: &str) {
     status.secret_name = None;
     status.next_rotation_at = None;
     status.last_revocation_request = Some(Box::new(request.to_owned()));
+}
+
+/// Whether the status records a revocation under way (its pending value).
+pub(super) fn revoking(status: &ApiTokenStatus) -> bool {
+    status
+        .pending
+        .as_ref()
+        .is_some_and(|p| IssueKind::from_recorded(&p.reason) == IssueKind::Revocation)
 }
 
 /// Whether the status records a value (current, pending or in grace).

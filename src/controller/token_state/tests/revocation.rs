@@ -332,3 +332,61 @@ fn an_unfinished_revocation_is_finished_and_a_newer_request_acted_on_after() {
     assert_eq!(d.action, ValueAction::Issue(IssueKind::Revocation));
     assert_eq!(revoked(&d.status), Some("leak-2"));
 }
+
+/// A token created with the annotation already set (a GitOps repository
+/// replayed into a new cluster) holds nothing to revoke: its first value is
+/// issued as usual, publishes no Event, and answers the request.
+#[test]
+fn the_first_value_of_a_new_token_answers_a_revoke_request() {
+    let tok = revoke(token(|_| {}, None), "leak-1");
+    let d = decide(&tok, READY_KEY, &SecretView::Missing, t(NOW));
+    assert_eq!(d.action, ValueAction::Issue(IssueKind::Initial));
+    assert_eq!(d.note, None);
+    assert_eq!(revoked(&d.status), Some("leak-1"));
+    let p = pending(
+        &ApiTokenStatus::default(),
+        &tok,
+        IssueKind::Initial,
+        &h("v1"),
+        "abcdefghijklmnop",
+        t(NOW),
+    );
+    // Crash before the promotion: the value may be in the Secret and was
+    // never accepted; the revoke replaces it rather than promote it.
+    let mut tok = tok;
+    tok.status = Some(p);
+    let d = decide(&tok, READY_KEY, &ours("v1"), t(NOW));
+    assert_eq!(d.action, ValueAction::Issue(IssueKind::Revocation));
+    assert_eq!(revoked(&d.status), Some("leak-1"));
+}
+
+/// A rotation under way when a revoke comes: the revoke replaces it, and
+/// the rotation's grace keeps nothing.
+#[test]
+fn a_revoke_replaces_an_unfinished_rotation() {
+    let status = ApiTokenStatus {
+        pending: Some(PendingValue {
+            hash: h("v3").as_str().to_owned(),
+            reason: "Request".into(),
+            started_at: Time(t(NOW)),
+            rotation_request: Some("r1".into()),
+        }),
+        ..in_grace("v2", "v1")
+    };
+    let tok = revoke(token(grace_1h, Some(status.clone())), "leak-1");
+    let d = decide(&tok, READY_KEY, &ours("v3"), t(NOW));
+    assert_eq!(d.action, ValueAction::Issue(IssueKind::Revocation));
+    assert!(d.status.previous.is_empty());
+    assert_eq!(revoked(&d.status), Some("leak-1"));
+    assert_eq!(d.status.last_rotation_request.as_deref(), Some("r1"));
+    let p = pending(
+        &status,
+        &tok,
+        IssueKind::Revocation,
+        &h("v4"),
+        "abcdefghijklmnop",
+        t(NOW),
+    );
+    assert_eq!((p.hash.as_deref(), p.previous.len()), (None, 0));
+    assert_eq!(revoked(&p), Some("leak-1"));
+}
