@@ -297,6 +297,10 @@ pub enum IssueKind {
     /// First value, value after a re-enable or after an expiry was extended.
     Initial,
     Rotation(RotateReason),
+    /// The revoke annotation has a value not acted on before: the current
+    /// value and every earlier one are dropped at once (no grace period),
+    /// and a fresh value replaces them.
+    Revocation,
     /// The recorded value is missing from the Secret or the Secret holds another value.
     Reissue {
         secret_missing: bool,
@@ -305,11 +309,12 @@ pub enum IssueKind {
 
 impl IssueKind {
     /// Every kind as recorded (`secret_missing` only words the Event).
-    const RECORDED: [IssueKind; 5] = [
+    const RECORDED: [IssueKind; 6] = [
         IssueKind::Initial,
         IssueKind::Rotation(RotateReason::Scheduled),
         IssueKind::Rotation(RotateReason::Renewal),
         IssueKind::Rotation(RotateReason::Requested),
+        IssueKind::Revocation,
         IssueKind::Reissue {
             secret_missing: false,
         },
@@ -322,6 +327,7 @@ impl IssueKind {
             IssueKind::Rotation(RotateReason::Scheduled) => "Rotate",
             IssueKind::Rotation(RotateReason::Renewal) => "Renew",
             IssueKind::Rotation(RotateReason::Requested) => "Request",
+            IssueKind::Revocation => "Revoke",
             IssueKind::Reissue { .. } => "Reissue",
         }
     }

@@ -91,7 +91,9 @@ pub struct ApiTokenSpec {
 
     /// When the value is replaced automatically. Default: the key's
     /// `tokenDefaults.rotation`, else only on request (annotation
-    /// `apikeys.dev/rotate` or `apikey-operator rotate`).
+    /// `apikeys.dev/rotate` or `apikey-operator rotate`). A leaked value is
+    /// revoked at once, without a grace period, by the annotation
+    /// `apikeys.dev/revoke` or `apikey-operator revoke`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<TokenRotation>,
 
@@ -250,6 +252,13 @@ pub struct ApiTokenStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation_request: Option<String>,
 
+    /// The last value of the `apikeys.dev/revoke` annotation acted on: from
+    /// then on no value issued before it is accepted.
+    // Boxed: a cached token must fit the 1 KiB allocation class (see
+    // `a_cached_token_fits_the_1_kib_allocation_class`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_revocation_request: Option<Box<String>>,
+
     /// When the verifier last accepted a value of this token (minute precision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<Time>,
@@ -265,7 +274,7 @@ pub struct ApiTokenStatus {
 pub struct PendingValue {
     /// `sha256:<hex>` of the value being written.
     pub hash: String,
-    /// Why it is issued: Issue, Rotate, Renew, Request or Reissue.
+    /// Why it is issued: Issue, Rotate, Renew, Request, Revoke or Reissue.
     pub reason: String,
     /// When the issue started.
     pub started_at: Time,

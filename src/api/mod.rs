@@ -29,6 +29,10 @@ pub const GROUP_PREFIX: &str = "apikeys.dev/";
 pub const VERSION: &str = "v1alpha1";
 /// Annotation whose every new value rotates an ApiToken exactly once.
 pub const ROTATE_ANNOTATION: &str = "apikeys.dev/rotate";
+/// Annotation whose every new value revokes an ApiToken exactly once: the
+/// current value and every earlier one stop working at once, and a fresh
+/// value is issued.
+pub const REVOKE_ANNOTATION: &str = "apikeys.dev/revoke";
 
 /// Both CRDs, in the order they should be applied.
 pub fn crds() -> Vec<CustomResourceDefinition> {

@@ -238,6 +238,11 @@ pub enum Command {
     Local(LocalArgs),
     /// Request a rotation of an ApiToken (sets the apikeys.dev/rotate annotation).
     Rotate(RotateArgs),
+    /// Revoke an ApiToken at once (sets the apikeys.dev/revoke annotation):
+    /// the current value and every earlier one still in its grace period
+    /// are refused from then on, and a fresh value is issued. The answer to
+    /// a leaked value.
+    Revoke(RevokeArgs),
     /// List ApiTokens with their key, readiness, expiry and grace state.
     List(ListArgs),
     /// Show one ApiToken in detail, conditions included.
@@ -348,6 +353,23 @@ pub struct RotateArgs {
     #[arg(long)]
     pub request: Option<String>,
     /// Wait up to this many seconds for the operator to rotate (0: do not wait).
+    #[arg(long, default_value_t = 30)]
+    pub wait: u64,
+}
+
+#[derive(clap::Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Name of the ApiToken.
+    pub name: String,
+    /// Namespace of the ApiToken (default: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// The request value (default: the current time); each new value revokes once.
+    #[arg(long)]
+    pub request: Option<String>,
+    /// Wait up to this many seconds for the operator to revoke (0: do not wait).
     #[arg(long, default_value_t = 30)]
     pub wait: u64,
 }

@@ -1,6 +1,6 @@
 //! What each subcommand does with its parsed flags: `main` parses, sets up
 //! logging and the runtime, and `execute` hands each command to one function
-//! here, which calls the library (`run`, `local`, `tokens`, `rotate`).
+//! here, which calls the library (`run`, `local`, `tokens`, `rotate`, `revoke`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches};
 
 use super::args::{
-    Cli, Command, CreateTokenArgs, ListArgs, LogFormat, RotateArgs, RunArgs, StatusArgs,
+    Cli, Command, CreateTokenArgs, ListArgs, LogFormat, RevokeArgs, RotateArgs, RunArgs, StatusArgs,
 };
 use super::{run, tokens};
 
@@ -52,6 +52,7 @@ pub async fn execute(command: Command) -> Result {
         #[cfg(feature = "local")]
         Command::Local(args) => run_local(args).await?,
         Command::Rotate(args) => rotate(args).await?,
+        Command::Revoke(args) => revoke(args).await?,
         Command::List(args) => list(args).await?,
         Command::Status(args) => status(args).await?,
         Command::CreateToken(args) => create_token(args).await?,
@@ -94,6 +95,34 @@ async fn rotate(args: RotateArgs) -> Result {
     let wait = (args.wait > 0).then(|| Duration::from_secs(args.wait));
     super::rotate(client, &namespace, &name, &request, wait).await?;
     println!("apitoken {namespace}/{name}: rotation requested ({request})");
+    Ok(())
+}
+
+async fn revoke(args: RevokeArgs) -> Result {
+    let client = args.cluster.client().await?;
+    let namespace = args
+        .namespace
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let name = args.name;
+    let request = args
+        .request
+        .unwrap_or_else(|| jiff::Timestamp::now().to_string());
+    let wait = (args.wait > 0).then(|| Duration::from_secs(args.wait));
+    let what = format!("apitoken {namespace}/{name}");
+    match super::revoke(client, &namespace, &name, &request, wait).await? {
+        None => println!(
+            "{what}: revocation requested ({request}); not waiting: until the operator acts on it \
+             the values are still accepted"
+        ),
+        Some(super::Revoked::Reissued { secret }) => println!(
+            "{what}: revoked ({request}); every earlier value is refused, a fresh value is in \
+             Secret {namespace}/{secret}"
+        ),
+        Some(super::Revoked::NoValue { reason, message }) => println!(
+            "{what}: revoked ({request}); every earlier value is refused, and no value is issued \
+             for now ({reason}: {message})"
+        ),
+    }
     Ok(())
 }
 

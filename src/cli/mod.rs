@@ -2,8 +2,8 @@
 //! subcommand; `run` wires the operator (for `run` and `local`), `local`
 //! adds the embedded API server (feature `local`), `apply` applies manifest
 //! files, `tokens` serves kubectl users (list, status, create-token). Here:
-//! building a client from a kubeconfig, requesting a rotation, installing
-//! the CRDs.
+//! building a client from a kubeconfig, requesting a rotation or a
+//! revocation, installing the CRDs.
 
 pub mod apply;
 pub mod args;
@@ -21,7 +21,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::json;
 
-use crate::api::{ApiToken, ROTATE_ANNOTATION};
+use crate::api::{ApiToken, REVOKE_ANNOTATION, ROTATE_ANNOTATION};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
 /// Errors of CLI commands, each saying what to do.
@@ -49,6 +49,23 @@ pub enum CliError {
         "ApiToken {namespace}/{name} already exists; pick another name, or rotate it with `rotate {name}`"
     )]
     TokenExists { namespace: String, name: String },
+    #[error(
+        "revoke request {request:?} was acted on before, and each request value revokes once; \
+         pass another --request (or none: the current time) to revoke again"
+    )]
+    RevokeRepeated { request: String },
+    #[error(
+        "the operator has not acted on revoke request {request:?} of ApiToken {namespace}/{name} \
+         within {timeout:?}, so its values may still be accepted; is the operator running? The \
+         annotation stays set and is acted on as soon as it runs: check `status {name}` and the \
+         operator's logs, or set spec.disabled: true to refuse every value without it"
+    )]
+    RevokeTimeout {
+        namespace: String,
+        name: String,
+        request: String,
+        timeout: Duration,
+    },
     #[error("the API server rejected the ApiToken: {0}")]
     Invalid(String),
     #[error(
@@ -142,6 +159,110 @@ pub async fn rotate(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// What a revocation came to, once the operator acted on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    /// Every earlier value is refused; a fresh value is in this Secret.
+    Reissued { secret: String },
+    /// Every earlier value is refused, and no value is issued for now: the
+    /// token's Ready condition says why (disabled, expired, key not Ready, ...).
+    NoValue { reason: String, message: String },
+}
+
+/// Requests a revocation by setting the revoke annotation to `request`;
+/// with `wait`, waits until the operator acted on it and says what it came
+/// to (`None` without `wait`).
+pub async fn revoke(
+    client: Client,
+    namespace: &str,
+    name: &str,
+    request: &str,
+    wait: Option<Duration>,
+) -> Result<Option<Revoked>, CliError> {
+    let api: Api<ApiToken> = Api::namespaced(client, namespace);
+    let not_found = || CliError::TokenNotFound {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    };
+    let token = api
+        .get_opt(name)
+        .await
+        .map_err(|source| CliError::Kube {
+            action: "reading the ApiToken",
+            source,
+        })?
+        .ok_or_else(not_found)?;
+    // Reporting an old request as done would tell a user a value is
+    // revoked when nothing happened.
+    let acted_on = token
+        .status
+        .as_ref()
+        .and_then(|s| s.last_revocation_request.as_deref());
+    if acted_on.is_some_and(|r| r == request) {
+        return Err(CliError::RevokeRepeated {
+            request: request.to_owned(),
+        });
+    }
+    let patch = json!({ "metadata": { "annotations": { REVOKE_ANNOTATION: request } } });
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Err(not_found()),
+        Err(source) => {
+            return Err(CliError::Kube {
+                action: "setting the revoke annotation",
+                source,
+            });
+        }
+    }
+    let Some(timeout) = wait else { return Ok(None) };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let token = api.get(name).await.map_err(|source| CliError::Kube {
+            action: "reading the ApiToken",
+            source,
+        })?;
+        if let Some(done) = token.status.as_ref().and_then(|s| revoked(s, request)) {
+            return Ok(Some(done));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::RevokeTimeout {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                request: request.to_owned(),
+                timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What the revocation `request` came to, once `status` records it done.
+fn revoked(status: &crate::api::ApiTokenStatus, request: &str) -> Option<Revoked> {
+    let acted_on = status
+        .last_revocation_request
+        .as_deref()
+        .map(String::as_str);
+    if acted_on != Some(request) || status.pending.is_some() {
+        return None;
+    }
+    if let (Some(_), Some(secret)) = (&status.hash, &status.secret_name) {
+        return Some(Revoked::Reissued {
+            secret: secret.clone(),
+        });
+    }
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == crate::api::conditions::READY);
+    Some(Revoked::NoValue {
+        reason: ready.map(|c| c.reason.clone()).unwrap_or_default(),
+        message: ready.map(|c| c.message.clone()).unwrap_or_default(),
+    })
 }
 
 /// Creates or updates both CRDs (server-side apply) and waits until they are Established.

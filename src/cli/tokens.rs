@@ -223,6 +223,9 @@ pub fn status_text(token: &ApiToken, now: Timestamp) -> String {
         if let Some(n) = s.rotations {
             let _ = writeln!(out, "{:<16}{n}", "Rotations:");
         }
+        if let Some(request) = &s.last_revocation_request {
+            let _ = writeln!(out, "{:<16}on request {request:?}", "Last revoked:");
+        }
         time_line(
             &mut out,
             "Last used:",

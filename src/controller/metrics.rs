@@ -66,7 +66,7 @@ impl ControllerMetrics {
     }
 
     /// One value written into a Secret; `reason` is the word recorded in
-    /// `status.pending.reason` (Issue, Rotate, Renew, Request, Reissue).
+    /// `status.pending.reason` (Issue, Rotate, Renew, Request, Revoke, Reissue).
     pub fn issued(&self, reason: &'static str) {
         self.issued.get_or_create(&ReasonLabels { reason }).inc();
     }
@@ -137,7 +137,7 @@ impl ControllerMetrics {
         );
         registry.register(
             "values_issued",
-            "Token values written into Secrets by reason: Issue (first value), Rotate (scheduled), Renew (before expiry), Request (annotation or CLI), Reissue (Secret lost or altered)",
+            "Token values written into Secrets by reason: Issue (first value), Rotate (scheduled), Renew (before expiry), Request (annotation or CLI), Revoke (revoke annotation or CLI), Reissue (Secret lost or altered)",
             self.issued.clone(),
         );
         registry.register(

@@ -371,7 +371,7 @@ fn slim_token(t: &mut ApiToken) {
     t.spec.display_name = None;
     t.spec.description = None;
     t.spec.tags.clear();
-    // Only our own annotations are read (`apikeys.dev/rotate`); kubectl's
+    // Only our own annotations are read (`apikeys.dev/rotate`, `apikeys.dev/revoke`); kubectl's
     // last-applied-configuration alone can be as big as the token.
     t.annotations_mut()
         .retain(|k, _| k.starts_with(crate::api::GROUP_PREFIX));

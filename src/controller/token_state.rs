@@ -21,7 +21,7 @@ use std::ops::ControlFlow::{Break, Continue};
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::api::{ApiToken, ApiTokenStatus, ROTATE_ANNOTATION};
+use crate::api::{ApiToken, ApiTokenStatus, REVOKE_ANNOTATION, ROTATE_ANNOTATION};
 use crate::schedule::MIN_ROTATION_PERIOD;
 use checks::Verdict;
 use facts::Facts;
@@ -107,6 +107,7 @@ fn run_checks(f: &Facts<'_>, key: KeyState<'_>) -> Verdict<Decision> {
     let policy = checks::valid_spec(f, key.defaults)?;
     checks::secret_conflict(f)?;
     checks::foreign_token_id(f, &policy, key)?;
+    checks::revocation(f, &policy, key)?;
     checks::unfinished_issue(f, &policy, key)?;
     let plan = f.plan(&policy);
     let needed = checks::due_value(&plan)
@@ -125,6 +126,16 @@ pub fn rotation_request(token: &ApiToken) -> Option<&str> {
         .annotations
         .as_ref()?
         .get(ROTATE_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// The current value of the revoke annotation.
+pub fn revocation_request(token: &ApiToken) -> Option<&str> {
+    token
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(REVOKE_ANNOTATION)
         .map(String::as_str)
 }
 

@@ -1,5 +1,5 @@
 //! No token value leaks: a representative run — issue, scheduled and
-//! requested rotation, tampering, a deleted Secret, expiry, verification over
+//! requested rotation, revocation, tampering, a deleted Secret, expiry, verification over
 //! HTTP (TokenReview, `Authorization: Bearer`, `X-API-Key`) — while every
 //! value that ever sits in a Secret is collected. Then no value, nor its
 //! 43-character secret part, may appear in:
@@ -22,7 +22,7 @@ use crate::support::ports::free_ports;
 use crate::support::process::{OperatorProcess, listening_addr};
 use crate::support::temp_dir::temp_dir;
 use crate::support::*;
-use apikey_operator::api::{ApiKey, ApiToken, ROTATE_ANNOTATION};
+use apikey_operator::api::{ApiKey, ApiToken, REVOKE_ANNOTATION, ROTATE_ANNOTATION};
 use apikey_operator::token::{self, TokenId, TokenKind};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -137,7 +137,7 @@ spec:
 "#;
 const NS: &str = "leaks";
 
-/// The scenario: issue, rotate on request and on schedule, tamper, delete a
+/// The scenario: issue, rotate on request and on schedule, revoke, tamper, delete a
 /// Secret, expire, and verify every value over HTTP. Returns the forged values.
 async fn scenario(client: &Client, verifier: SocketAddr, values: &Values) -> Vec<String> {
     apikey_operator::cli::apply::apply_manifests(client, "scenario", MANIFESTS)
@@ -175,6 +175,29 @@ async fn scenario(client: &Client, verifier: SocketAddr, values: &Values) -> Vec
         })
         .await;
     }
+
+    // A revocation: the values in grace go with the current one.
+    tokens
+        .patch(
+            "plain",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {REVOKE_ANNOTATION: "leaked"}}})),
+        )
+        .await
+        .expect("revoke request");
+    wait_for(
+        &tokens,
+        "plain",
+        "the revocation",
+        |t: Option<&ApiToken>| {
+            t.and_then(|t| t.status.as_ref()).is_some_and(|s| {
+                s.last_revocation_request.as_deref().map(String::as_str) == Some("leaked")
+                    && s.hash.is_some()
+                    && s.pending.is_none()
+            })
+        },
+    )
+    .await;
 
     // Tampering: a well-formed forged value with the token's real id.
     let plain = tokens.get("plain").await.expect("plain");

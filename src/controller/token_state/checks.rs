@@ -11,8 +11,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::facts::Facts;
 use super::issue::issue;
-use super::status::{bounded_previous, value_conditions};
-use super::verdicts::{blocked, invalid_spec, keep_with_ready};
+use super::notes::revoked_note;
+use super::status::{
+    bounded_previous, holds_a_value, revoke_every_value, revoking, value_conditions,
+};
+use super::verdicts::{blocked, invalid_spec, keep_with_ready, remove_if_ours};
 use super::{
     Decision, IssueKind, KeyState, Note, Requeue, SecretView, ValueAction, bound_elsewhere,
     secret_template_error,
@@ -99,17 +102,27 @@ pub(super) fn secret_conflict(f: &Facts<'_>) -> Verdict {
     );
     // A pending value can only be bound for this Secret, which is never
     // written: it was dropped, and nothing may record it as coming.
-    let current = ApiTokenStatus {
+    let mut current = ApiTokenStatus {
         pending: None,
         ..f.current.clone()
     };
-    Break(keep_with_ready(
+    // A revoke cannot wait for the conflict to end: the values go now (the
+    // Secret that held them, if another, is deleted), a fresh one comes after.
+    if let Some(request) = f.new_revocation {
+        revoke_every_value(&mut current, request);
+    }
+    let revoked = f
+        .new_revocation
+        .map(|r| revoked_note(r, &format!("no value is issued meanwhile: {message}")));
+    let mut decision = keep_with_ready(
         f,
         &current,
         reason::SECRET_CONFLICT,
         message,
         Requeue::Later,
-    ))
+    );
+    decision.note = revoked.or(decision.note);
+    Break(decision)
 }
 
 /// `status.tokenId` is not this token's: neither the id derived from its
@@ -170,6 +183,54 @@ pub(super) fn unfinished_issue(f: &Facts<'_>, policy: &Policy, key: ReadyKey<'_>
         ValueAction::Issue(kind)
     };
     Break(issue(f, policy, key.uid, action, kind))
+}
+
+/// A revoke request not acted on yet (annotation `apikeys.dev/revoke`): the
+/// current value and every earlier one stop being accepted at once, with no
+/// grace period, and a fresh value replaces them. It comes before the
+/// schedule, so it wins over a rotation due at the same time (due again
+/// from the fresh value's issue), and before an unfinished issue of another
+/// kind, whose value (perhaps in the Secret, never accepted yet) it
+/// replaces. Where no value may be issued (disabled, or `expiresAt` passed)
+/// the values only go. A token that holds no value and is due its first
+/// one (new, re-enabled) gets it as usual, and that issue answers the request.
+pub(super) fn revocation(f: &Facts<'_>, policy: &Policy, key: ReadyKey<'_>) -> Verdict {
+    let Some(request) = f.new_revocation else {
+        return Continue(());
+    };
+    // A revocation under way is finished by `unfinished_issue`; a newer
+    // request is acted on after it.
+    if revoking(&f.current) {
+        return Continue(());
+    }
+    if !holds_a_value(&f.current) && f.plan(policy).step.issue_kind().is_some() {
+        return Continue(());
+    }
+    let expiry_passed = policy.expires_at(f.now).filter(|at| *at <= f.now);
+    let mut status = refreshed(f);
+    revoke_every_value(&mut status, request);
+    let then = match (f.token.spec.disabled, expiry_passed) {
+        (false, None) => {
+            let kind = IssueKind::Revocation;
+            return Break(issue(f, policy, key.uid, ValueAction::Issue(kind), kind));
+        }
+        (true, _) => {
+            // As `disabled` does: enabling the token again issues a fresh value.
+            status.issued_at = None;
+            "no value is issued while spec.disabled is true".to_owned()
+        }
+        (false, Some(at)) => {
+            format!("no value is issued: the expiry {at} has passed; set a later spec.expiration")
+        }
+    };
+    let note = revoked_note(request, &then);
+    Break(settled(
+        f,
+        &f.plan(policy),
+        status,
+        remove_if_ours(f.secret),
+        Some(note),
+    ))
 }
 
 /// A value is due: the first one, a scheduled rotation or renewal, or a

@@ -3,7 +3,7 @@
 use jiff::{SignedDuration, Timestamp};
 
 use super::status::stored_precision;
-use super::{SecretView, rotation_request, secret_target};
+use super::{SecretView, revocation_request, rotation_request, secret_target};
 use crate::api::{ApiToken, ApiTokenStatus};
 use crate::schedule::{self, Observed, Plan, Policy};
 
@@ -20,6 +20,8 @@ pub(super) struct Facts<'a> {
     pub secret_name: String,
     /// The current value of the rotate annotation.
     pub request: Option<&'a str>,
+    /// The value of the revoke annotation, if it is one not acted on yet.
+    pub new_revocation: Option<&'a str>,
     /// The shortest `rotation.every` this operator accepts.
     pub min_rotation: SignedDuration,
 }
@@ -31,14 +33,21 @@ impl<'a> Facts<'a> {
         now: Timestamp,
         min_rotation: SignedDuration,
     ) -> Self {
+        let current = token.status.clone().unwrap_or_default();
+        let acted_on = current
+            .last_revocation_request
+            .as_deref()
+            .map(String::as_str);
+        let new_revocation = revocation_request(token).filter(|r| Some(*r) != acted_on);
         Facts {
             token,
             secret,
             now: stored_precision(now),
-            current: token.status.clone().unwrap_or_default(),
+            current,
             generation: token.metadata.generation,
             secret_name: secret_target(token).0,
             request: rotation_request(token),
+            new_revocation,
             min_rotation,
         }
     }

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::checks::token_id_is_own;
 use super::facts::Facts;
 use super::notes::issue_note;
-use super::status::{bounded_previous, value_conditions};
+use super::status::{bounded_previous, holds_a_value, revoking, value_conditions};
 use super::{Decision, IssueKind, Requeue, ValueAction};
 use crate::api::{ApiTokenStatus, PreviousValue};
 use crate::schedule::{self, Observed, Policy};
@@ -50,10 +50,17 @@ pub(super) fn issue(
         .secret_name
         .as_deref()
         .filter(|old| *old != f.secret_name);
+    let request = match kind {
+        IssueKind::Revocation => status
+            .last_revocation_request
+            .as_deref()
+            .map(String::as_str),
+        _ => f.request,
+    };
     Decision {
         action,
+        note: issue_note(kind, &f.secret_name, moved_from, request),
         status,
-        note: issue_note(kind, &f.secret_name, moved_from, f.request),
         requeue: after.next_due.map_or(Requeue::OnChange, Requeue::At),
     }
 }
@@ -82,6 +89,15 @@ fn issued_status(f: &Facts<'_>, policy: &Policy, key_uid: &str, kind: IssueKind)
     };
     if let Some(request) = answered {
         status.last_rotation_request = Some(request);
+    }
+    // A revocation resumed after a crash answers the request its pending
+    // status recorded. A fresh one answers the annotation's value, and so
+    // does the first value of a token that held none (nothing to refuse).
+    let fresh_revocation = kind == IssueKind::Revocation && !revoking(current);
+    if (fresh_revocation || !holds_a_value(current))
+        && let Some(request) = f.new_revocation
+    {
+        status.last_revocation_request = Some(Box::new(request.to_owned()));
     }
     let issued_at = status.issued_at.as_ref().map_or(now, |t| t.0);
     status.expires_at = policy.expires_at(issued_at).map(Time);
@@ -119,6 +135,11 @@ fn record_issue(
             status.issued_at = Some(Time(now));
             status.last_rotated_at = Some(Time(now));
             status.rotations = Some(current.rotations.unwrap_or(0) + 1);
+        }
+        // Nothing issued before stays valid: no grace period.
+        IssueKind::Revocation => {
+            status.previous.clear();
+            status.issued_at = Some(Time(now));
         }
         // A re-issued value inherits the schedule of the value it replaces:
         // deleting the Secret must not extend a token's life.

@@ -7,7 +7,8 @@ use crate::schedule::RotateReason;
 /// is what the user asked for, the Ready condition (reason `Issued`) and the
 /// `issued` metric record it, and an Event per token would add a fifth API
 /// write to every token created. Events are for what changes a value later.
-/// `moved_from`: the Secret the value was in, when `spec.secret.name` changed.
+/// `moved_from`: the Secret the value was in, when `spec.secret.name` changed;
+/// `request`: the rotate request (the revoke request for a revocation).
 pub(super) fn issue_note(
     kind: IssueKind,
     secret_name: &str,
@@ -41,6 +42,10 @@ pub(super) fn issue_note(
                 request.unwrap_or_default()
             ),
         },
+        IssueKind::Revocation => revoked_note(
+            request.unwrap_or_default(),
+            &format!("issued a fresh value in Secret {secret_name:?}"),
+        ),
         IssueKind::Rotation(RotateReason::Renewal) => Note {
             warning: false,
             reason: "Renewed",
@@ -67,4 +72,18 @@ pub(super) fn issue_note(
             ),
         },
     })
+}
+
+/// The Event of a revoke request acted on; `then` says what became of the
+/// token (a fresh value, or why none is issued).
+pub(super) fn revoked_note(request: &str, then: &str) -> Note {
+    Note {
+        warning: false,
+        reason: "Revoked",
+        action: "Revoke",
+        message: format!(
+            "revoked on request {request:?}: the current value and every earlier one are refused \
+             from now on; {then}"
+        ),
+    }
 }

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::super::conditions::{self, DesiredCondition};
-use super::{IssueKind, rotation_request, secret_target};
+use super::{IssueKind, revocation_request, rotation_request, secret_target};
 use crate::api::conditions::{EXPIRED, EXPIRING_SOON, READY, reason};
 use crate::api::{ApiToken, ApiTokenStatus, MAX_PREVIOUS, PendingValue, PreviousValue};
 use crate::schedule::Validity;
@@ -46,6 +46,19 @@ pub fn pending(
     let excess = status.previous.len().saturating_sub(MAX_PREVIOUS);
     status.previous.drain(..excess);
     status.token_id = Some(token_id.to_owned());
+    let revocation = kind == IssueKind::Revocation;
+    if revocation {
+        // The revoked values stop being accepted with this write, before the
+        // fresh one exists. Redoing a revocation (its value never reached the
+        // Secret) keeps the request it answers: a newer one is answered after.
+        let redo = revoking(current);
+        status.hash = None;
+        status.previous.clear();
+        if !redo {
+            status.last_revocation_request =
+                revocation_request(token).map(|r| Box::new(r.to_owned()));
+        }
+    }
     status.pending = Some(PendingValue {
         hash: hash.as_str().to_owned(),
         reason: kind.as_str().to_owned(),
@@ -53,12 +66,14 @@ pub fn pending(
         rotation_request: rotation_request(token).map(str::to_owned),
     });
     if status.hash.is_none() {
-        let issuing = DesiredCondition::new(
-            READY,
-            false,
-            reason::ISSUING,
-            format!("writing a new value to Secret {secret_name:?}"),
-        );
+        let message = if revocation {
+            format!(
+                "the earlier values were revoked; writing a fresh value to Secret {secret_name:?}"
+            )
+        } else {
+            format!("writing a new value to Secret {secret_name:?}")
+        };
+        let issuing = DesiredCondition::new(READY, false, reason::ISSUING, message);
         status.conditions =
             with_ready(&current.conditions, issuing, token.metadata.generation, now);
     }
@@ -71,6 +86,25 @@ pub fn promoted(decided: &ApiTokenStatus, hash: &str, token_id: &str) -> ApiToke
     status.hash = Some(hash.to_owned());
     status.token_id = Some(token_id.to_owned());
     status
+}
+
+/// Drops every value the status records (current, pending, in grace) and
+/// records `request` as the revoke request acted on.
+pub(super) fn revoke_every_value(status: &mut ApiTokenStatus, request: &str) {
+    status.hash = None;
+    status.pending = None;
+    status.previous.clear();
+    status.secret_name = None;
+    status.next_rotation_at = None;
+    status.last_revocation_request = Some(Box::new(request.to_owned()));
+}
+
+/// Whether the status records a revocation under way (its pending value).
+pub(super) fn revoking(status: &ApiTokenStatus) -> bool {
+    status
+        .pending
+        .as_ref()
+        .is_some_and(|p| IssueKind::from_recorded(&p.reason) == IssueKind::Revocation)
 }
 
 /// Whether the status records a value (current, pending or in grace).

@@ -544,4 +544,5 @@ fn stray_value_in_our_secret_without_a_recorded_hash_is_removed() {
 
 mod invalid_spec;
 mod owner_and_bounds;
+mod revocation;
 mod token_ids;

@@ -6,7 +6,8 @@ use jiff::Timestamp;
 
 use super::super::conditions::{self, DesiredCondition};
 use super::facts::Facts;
-use super::status::{ready_reason, with_ready};
+use super::notes::revoked_note;
+use super::status::{ready_reason, revoke_every_value, with_ready};
 use super::{Decision, Note, Requeue, SecretView, ValueAction};
 use crate::api::ApiTokenStatus;
 use crate::api::conditions::{EXPIRED, EXPIRING_SOON, READY, reason};
@@ -46,10 +47,20 @@ pub(super) fn blocked(f: &Facts<'_>, why: &'static str, message: String) -> Deci
     } else {
         conditions::merge(&current.conditions, &[ready], f.generation, f.now)
     };
+    // No value is left to revoke: the request is answered, and the fresh
+    // value comes when the key does.
+    let note = match f.new_revocation {
+        Some(request) => {
+            status.last_revocation_request = Some(Box::new(request.to_owned()));
+            let then = format!("no value is issued meanwhile: {message}");
+            Some(revoked_note(request, &then))
+        }
+        None => block_note(current, why, message),
+    };
     Decision {
         action: remove_if_ours(f.secret),
         status,
-        note: block_note(current, why, message),
+        note,
         requeue: Requeue::OnChange,
     }
 }
@@ -116,6 +127,9 @@ pub(super) fn remove_if_ours(secret: &SecretView) -> ValueAction {
 pub(super) fn invalid_spec(f: &Facts<'_>, err: &str) -> Decision {
     if f.token.spec.disabled {
         return disabled_under_invalid_spec(f, err);
+    }
+    if let Some(request) = f.new_revocation {
+        return revoked_under_invalid_spec(f, err, request);
     }
     let expires_at = f.current.expires_at.as_ref().map(|t| t.0);
     match expires_at.filter(|_| f.current.hash.is_some()) {
@@ -186,6 +200,28 @@ fn expired_under_invalid_spec(f: &Facts<'_>, err: &str, expired_at: Timestamp) -
     }
 }
 
+/// A revoke request while the spec is invalid: a leaked value must not
+/// outlive the spec's repair, so every value goes now; the fresh one is
+/// issued once the spec is fixed. The issue time and expiry stay recorded,
+/// so the repair does not extend the token's life.
+fn revoked_under_invalid_spec(f: &Facts<'_>, err: &str, request: &str) -> Decision {
+    let mut status = f.current.clone();
+    revoke_every_value(&mut status, request);
+    let mut decision = keep_with_ready(
+        f,
+        &status,
+        reason::INVALID_SPEC,
+        format!("{err}; no value is kept (revoked), a fresh one is issued once the spec is fixed"),
+        Requeue::OnChange,
+    );
+    decision.action = remove_if_ours(f.secret);
+    decision.note = Some(revoked_note(
+        request,
+        &format!("no value is issued until the spec is fixed: {err}"),
+    ));
+    decision
+}
+
 /// `spec.disabled` with a spec that is otherwise invalid: disabling needs no
 /// policy, and the value goes as it would with a valid spec.
 fn disabled_under_invalid_spec(f: &Facts<'_>, err: &str) -> Decision {
@@ -206,6 +242,9 @@ fn disabled_under_invalid_spec(f: &Facts<'_>, err: &str) -> Decision {
     status.issued_at = None;
     status.next_rotation_at = None;
     status.secret_name = None;
+    if let Some(request) = f.new_revocation {
+        status.last_revocation_request = Some(Box::new(request.to_owned()));
+    }
     if had_value {
         let secret_name = &f.secret_name;
         decision.note = Some(Note {

@@ -1,9 +1,10 @@
 //! The kubectl-user subcommands as the real binary runs them against an
 //! emulator kubeconfig (the controller runs in-process): `create-token`
 //! prints the value once on stdout and nowhere else, `rotate` requests and
-//! waits for a rotation, `list` shows key, readiness, expiry and grace, and
-//! `status` one token in detail; `list`, `status` and `create-token` default
-//! to the kubeconfig context's namespace.
+//! waits for a rotation, `revoke` for a revocation, `list` shows key,
+//! readiness, expiry and grace, and `status` one token in detail; `list`,
+//! `status`, `create-token` and `revoke` default to the kubeconfig context's
+//! namespace.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -371,6 +372,133 @@ async fn rotate_list_and_status_show_what_the_status_says() {
     assert!(!detail.contains(&value), "status carries a value");
 
     let missing = run(&s.kubeconfig, &["status", "nope", "-n", NS]).await;
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains(&format!("ApiToken {NS}/nope not found")),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_refuses_every_earlier_value_and_says_what_became_of_the_token() {
+    let s = setup().await;
+    let tokens = s.cluster.api::<ApiToken>(NS);
+    create_token(
+        &tokens,
+        "leaked",
+        "{apiKeyRef: {name: ci-bot}, rotation: {gracePeriod: 1h}}",
+    )
+    .await;
+    create_token(
+        &tokens,
+        "parked",
+        "{apiKeyRef: {name: ci-bot}, disabled: true}",
+    )
+    .await;
+    ready_token(&tokens, "leaked").await;
+    apikey_operator::cli::rotate(s.cluster.client.clone(), NS, "leaked", "r1", Some(DEADLINE))
+        .await
+        .expect("rotated");
+    let before = tokens.get("leaked").await.expect("token");
+    assert_eq!(before.status.as_ref().map(|s| s.previous.len()), Some(1));
+
+    // revoke, without -n: the context's namespace; waits and says where the fresh value is.
+    let out = run(
+        &s.kubeconfig_in_ns,
+        &["revoke", "leaked", "--request", "leak-1"],
+    )
+    .await;
+    assert_eq!(
+        ok(&out, "revoke").trim(),
+        format!(
+            "apitoken {NS}/leaked: revoked (leak-1); every earlier value is refused, a fresh \
+             value is in Secret {NS}/leaked"
+        )
+    );
+    let after = tokens.get("leaked").await.expect("token");
+    let status = after.status.as_ref().expect("status");
+    assert_eq!(
+        status
+            .last_revocation_request
+            .as_deref()
+            .map(String::as_str),
+        Some("leak-1")
+    );
+    assert!(status.previous.is_empty(), "no earlier value stays valid");
+    assert_ne!(
+        status.hash,
+        before.status.as_ref().and_then(|s| s.hash.clone())
+    );
+    let value = secret_value(
+        &s.cluster
+            .api::<Secret>(NS)
+            .get("leaked")
+            .await
+            .expect("Secret"),
+        "token",
+    );
+    assert_eq!(
+        Some(token::hash_value(&value).as_str()),
+        status.hash.as_deref(),
+        "the Secret holds the fresh value"
+    );
+    let detail = ok(
+        &run(&s.kubeconfig_in_ns, &["status", "leaked"]).await,
+        "status",
+    );
+    assert!(
+        detail
+            .lines()
+            .any(|l| l.trim_end() == format!("{:<16}on request \"leak-1\"", "Last revoked:")),
+        "{detail}"
+    );
+
+    // The same request value again: refused, with what to do.
+    let again = run(
+        &s.kubeconfig,
+        &["revoke", "leaked", "-n", NS, "--request", "leak-1"],
+    )
+    .await;
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("pass another --request"),
+        "{}",
+        stderr(&again)
+    );
+    let unchanged = tokens.get("leaked").await.expect("token");
+    assert_eq!(
+        unchanged.status.as_ref().and_then(|s| s.hash.clone()),
+        status.hash
+    );
+
+    // Without --request (the current time): a new request, revoked again.
+    let out = run(&s.kubeconfig, &["revoke", "leaked", "-n", NS]).await;
+    assert!(
+        ok(&out, "revoke").contains(": revoked ("),
+        "{}",
+        stdout(&out)
+    );
+    let newest = tokens.get("leaked").await.expect("token");
+    assert_ne!(
+        newest.status.as_ref().and_then(|s| s.hash.clone()),
+        status.hash
+    );
+
+    // A disabled token: revoked, and it says why no value is issued.
+    let out = run(
+        &s.kubeconfig,
+        &["revoke", "parked", "-n", NS, "--request", "leak-2"],
+    )
+    .await;
+    let said = ok(&out, "revoke of a disabled token");
+    assert!(
+        said.contains("no value is issued for now (Disabled: "),
+        "{said}"
+    );
+
+    // A token that does not exist.
+    let missing = run(&s.kubeconfig, &["revoke", "nope", "-n", NS]).await;
     assert!(!missing.status.success());
     assert!(
         stderr(&missing).contains(&format!("ApiToken {NS}/nope not found")),

@@ -7,6 +7,7 @@ mod expiring_soon;
 mod expiry;
 mod issue;
 mod keys;
+mod revocation;
 mod rotation;
 mod secret_options;
 mod secrets;
