@@ -52,6 +52,10 @@ pub struct Index {
     /// namespace → key name → key.
     keys: HashMap<Arc<str>, HashMap<Arc<str>, KeyEntry>>,
     key_count: usize,
+    /// namespace → ServiceAccount name → [`uid_fingerprint`] of its uid: a
+    /// ServiceAccount key's values authenticate only while the ServiceAccount
+    /// it was bound to exists (as bound ServiceAccount tokens do).
+    service_accounts: HashMap<Arc<str>, HashMap<Box<str>, u32>>,
 }
 
 /// What verifying needs of one ApiToken; kept small (see `entry_is_compact`):
@@ -126,6 +130,10 @@ struct KeyEntry {
     ready: bool,
     /// [`uid_fingerprint`] of the key's uid.
     uid: u32,
+    /// For a ServiceAccount key: the ServiceAccount's name and the
+    /// [`uid_fingerprint`] of the uid the key is bound to (`status.ownerUID`,
+    /// `NO_OWNER` before the controller recorded one).
+    service_account: Option<(Box<str>, u32)>,
     /// `spec.tokenDefaults.audiences`, packed as in [`Audiences`].
     audiences: Box<str>,
 }
@@ -212,6 +220,13 @@ impl Index {
             .filter(|key| key.ready)
             .ok_or(Reject::KeyNotReady)?;
         let principal = key.principal.as_ref().ok_or(Reject::KeyNotReady)?;
+        if let Some((name, bound)) = &key.service_account
+            && !self.service_account_is(&entry.key.namespace, name, *bound)
+        {
+            // Deleted, or deleted and created again (another identity), even
+            // if the controller has not marked the key yet.
+            return Err(Reject::KeyNotReady);
+        }
         if entry.owner_key != NO_OWNER && entry.owner_key != key.uid {
             // Issued for the earlier key's owner, who may not be this one's.
             return Err(Reject::KeyReplaced);
@@ -380,6 +395,12 @@ impl Index {
             owner_kind: key.spec.owner.kind,
             ready,
             uid: uid_fingerprint(key.uid().as_deref().unwrap_or_default()),
+            service_account: (key.spec.owner.kind == OwnerKind::ServiceAccount).then(|| {
+                let bound = status
+                    .and_then(|s| s.owner_uid.as_deref())
+                    .map_or(NO_OWNER, uid_fingerprint);
+                (key.spec.owner.name.as_str().into(), bound)
+            }),
             audiences: {
                 let mut packed = String::new();
                 if let Some(defaults) = &key.spec.token_defaults {
@@ -403,6 +424,41 @@ impl Index {
         {
             self.key_count -= 1;
         }
+    }
+
+    /// Adds or replaces a ServiceAccount (namespace, name and uid are all the
+    /// index keeps of it).
+    pub fn upsert_service_account(&mut self, namespace: &str, name: &str, uid: &str) {
+        let namespace = self.namespace_name(namespace);
+        self.service_accounts
+            .entry(namespace)
+            .or_default()
+            .insert(name.into(), uid_fingerprint(uid));
+    }
+
+    /// Removes a ServiceAccount: its keys' values are refused from now on.
+    pub fn remove_service_account(&mut self, namespace: &str, name: &str) {
+        if let Some(accounts) = self.service_accounts.get_mut(namespace) {
+            accounts.remove(name);
+        }
+    }
+
+    /// After a relist: drops every ServiceAccount not in `seen` (`namespace/name`).
+    pub fn retain_service_accounts(&mut self, seen: &HashSet<String>) {
+        for (namespace, accounts) in &mut self.service_accounts {
+            accounts.retain(|name, _| seen.contains(&format!("{namespace}/{name}")));
+        }
+    }
+
+    /// The ServiceAccount `namespace/name` exists with the uid `bound`
+    /// fingerprints (never true for `NO_OWNER`).
+    fn service_account_is(&self, namespace: &str, name: &str, bound: u32) -> bool {
+        bound != NO_OWNER
+            && self
+                .service_accounts
+                .get(namespace)
+                .and_then(|accounts| accounts.get(name))
+                == Some(&bound)
     }
 
     /// After a relist: drops every token whose object (`namespace/name`) is
@@ -452,14 +508,19 @@ impl Index {
 
     /// The indexed key's names, shared by its tokens; new names for a key
     /// not indexed (yet).
+    /// The namespace's name, shared with its keys when it has any.
+    fn namespace_name(&self, namespace: &str) -> Arc<str> {
+        match self.keys.get_key_value(namespace) {
+            Some((ns, _)) => ns.clone(),
+            None => Arc::from(namespace),
+        }
+    }
+
     fn key_name(&self, namespace: &str, name: &str) -> Arc<KeyName> {
         if let Some(key) = self.keys.get(namespace).and_then(|keys| keys.get(name)) {
             return key.id.clone();
         }
-        let namespace = match self.keys.get_key_value(namespace) {
-            Some((ns, _)) => ns.clone(),
-            None => Arc::from(namespace),
-        };
+        let namespace = self.namespace_name(namespace);
         Arc::new(KeyName {
             namespace,
             name: Arc::from(name),

@@ -18,6 +18,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::core::PartialObjectMeta;
 use kube::{Api, Client};
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
@@ -177,7 +179,7 @@ impl Verifier {
         self.state.metrics.clone()
     }
 
-    /// Watches ApiTokens and ApiKeys and serves until `shutdown` completes;
+    /// Watches ApiTokens, ApiKeys and ServiceAccounts (metadata) and serves until `shutdown` completes;
     /// then stops accepting, lets open requests finish (up to
     /// [`DRAIN_TIMEOUT`]) and writes the last `lastUsedAt` batch.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), VerifierError> {
@@ -205,6 +207,16 @@ impl Verifier {
         ));
         background.spawn(watch::watch(
             keys,
+            state.index.clone(),
+            state.readiness.clone(),
+            state.metrics.clone(),
+        ));
+        let service_accounts: Api<PartialObjectMeta<ServiceAccount>> = match namespace.as_deref() {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        background.spawn(watch::watch_service_accounts(
+            service_accounts,
             state.index.clone(),
             state.readiness.clone(),
             state.metrics.clone(),

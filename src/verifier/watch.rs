@@ -1,6 +1,7 @@
-//! Keeps the index current by watching ApiTokens and ApiKeys (never Secrets:
-//! status holds hashes only). [`apply_event`] is the pure part, tested by
-//! feeding it watcher events; [`watch`] is the I/O loop around it.
+//! Keeps the index current by watching ApiTokens, ApiKeys and the metadata of
+//! ServiceAccounts (never Secrets: status holds hashes only). [`apply_event`]
+//! is the pure part, tested by feeding it watcher events; [`watch`] is the
+//! I/O loop around it.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,9 @@ use tracing::{debug, info, warn};
 
 use super::index::{Index, Skipped};
 use super::metrics::Metrics;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::core::PartialObjectMeta;
+
 use crate::api::{ApiKey, ApiToken};
 use crate::lean::Lean;
 
@@ -21,24 +25,29 @@ use crate::lean::Lean;
 /// Writers hold the lock for one event; readers for one verify.
 pub type SharedIndex = Arc<RwLock<Index>>;
 
-/// Whether both watches have completed their initial list.
+/// Whether every watch has completed its initial list.
 #[derive(Debug, Default)]
 pub struct Readiness {
     tokens: AtomicBool,
     keys: AtomicBool,
+    service_accounts: AtomicBool,
 }
 
 impl Readiness {
-    /// True once ApiTokens and ApiKeys were both listed once; stays true
-    /// through later relists (the index keeps answering from what it had).
+    /// True once ApiTokens, ApiKeys and ServiceAccounts were all listed once;
+    /// stays true through later relists (the index keeps answering from what
+    /// it had).
     pub fn ready(&self) -> bool {
-        self.tokens.load(Ordering::Acquire) && self.keys.load(Ordering::Acquire)
+        self.tokens.load(Ordering::Acquire)
+            && self.keys.load(Ordering::Acquire)
+            && self.service_accounts.load(Ordering::Acquire)
     }
 
     pub(crate) fn mark(&self, kind: Kind) {
         match kind {
             Kind::Token => &self.tokens,
             Kind::Key => &self.keys,
+            Kind::ServiceAccount => &self.service_accounts,
         }
         .store(true, Ordering::Release);
     }
@@ -49,6 +58,18 @@ impl Readiness {
 pub enum Kind {
     Token,
     Key,
+    /// Metadata only: which ServiceAccounts exist, with which uid.
+    ServiceAccount,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Token => "ApiToken",
+            Kind::Key => "ApiKey",
+            Kind::ServiceAccount => "ServiceAccount",
+        }
+    }
 }
 
 /// An object the index holds: how it enters, leaves and is named in a relist.
@@ -106,6 +127,31 @@ impl Indexed for ApiKey {
     }
 }
 
+impl Indexed for PartialObjectMeta<ServiceAccount> {
+    fn upsert(&self, index: &mut Index) -> Option<Skipped> {
+        let namespace = self.namespace().unwrap_or_default();
+        let uid = self.uid().unwrap_or_default();
+        index.upsert_service_account(&namespace, &self.name_any(), &uid);
+        None
+    }
+    fn remove(&self, index: &mut Index) {
+        index.remove_service_account(&self.namespace().unwrap_or_default(), &self.name_any())
+    }
+    fn relist_name(&self) -> Option<String> {
+        Some(format!(
+            "{}/{}",
+            self.namespace().unwrap_or_default(),
+            self.name_any()
+        ))
+    }
+    fn retain(index: &mut Index, seen: &HashSet<String>) {
+        index.retain_service_accounts(seen)
+    }
+    fn watched_kind() -> Kind {
+        Kind::ServiceAccount
+    }
+}
+
 /// Relist bookkeeping of one watch.
 #[derive(Debug, Default)]
 pub struct WatchState {
@@ -160,15 +206,33 @@ pub async fn watch<K>(
 ) where
     K: Indexed + crate::lean::Stub,
 {
+    let events = crate::lean::watcher(api, watcher::Config::default());
+    follow(events, index, readiness, metrics).await;
+}
+
+/// Watches the metadata of ServiceAccounts (their names and uids, nothing
+/// else), as [`watch`] does.
+pub async fn watch_service_accounts(
+    api: Api<PartialObjectMeta<ServiceAccount>>,
+    index: SharedIndex,
+    readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
+) {
+    let events = watcher::watcher(api, watcher::Config::default());
+    follow(events, index, readiness, metrics).await;
+}
+
+/// Applies the events of one watch to the index until the stream ends.
+async fn follow<K: Indexed>(
+    events: impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send,
+    index: SharedIndex,
+    readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
+) {
     let kind = K::watched_kind();
-    let label = match kind {
-        Kind::Token => "ApiToken",
-        Kind::Key => "ApiKey",
-    };
+    let label = kind.label();
     let mut state = WatchState::default();
-    let mut events = crate::lean::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut events = events.default_backoff().boxed();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(event) => event,
@@ -299,12 +363,14 @@ mod tests {
     }
 
     #[test]
-    fn readiness_needs_both_kinds() {
+    fn readiness_needs_every_kind() {
         let readiness = Readiness::default();
         assert!(!readiness.ready());
         readiness.mark(Kind::Token);
         assert!(!readiness.ready());
         readiness.mark(Kind::Key);
+        assert!(!readiness.ready());
+        readiness.mark(Kind::ServiceAccount);
         assert!(readiness.ready());
     }
 }

@@ -36,6 +36,7 @@ fn fixture_with(headers: HeaderNames, principal_key: ApiKeyFixture) -> Fixture {
     let expired_id = "expiredexpired00";
     let expired = value(expired_id);
     let mut index = Index::new();
+    crate::verifier::index::tests::with_service_accounts(&mut index);
     index.upsert_key(&match principal_key {
         ApiKeyFixture::User => ready_key(),
         ApiKeyFixture::ServiceAccount => {
@@ -58,6 +59,7 @@ fn fixture_with(headers: HeaderNames, principal_key: ApiKeyFixture) -> Fixture {
     let readiness = Arc::new(Readiness::default());
     readiness.mark(Kind::Token);
     readiness.mark(Kind::Key);
+    readiness.mark(Kind::ServiceAccount);
     let state = Arc::new(AppState {
         index: Arc::new(RwLock::new(index)),
         readiness,

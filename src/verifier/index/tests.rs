@@ -35,9 +35,13 @@ pub(crate) fn key_json(name: &str, ready: bool, principal: Option<&str>) -> ApiK
     if let Some(p) = principal {
         status["principal"] = json!(p);
     }
-    // The owner the principal derives from (the verifier cross-checks them).
+    // The owner the principal derives from (the verifier cross-checks them);
+    // a ServiceAccount key is bound to the uid `with_service_accounts` gives.
     let owner = match principal.and_then(|p| p.strip_prefix("system:serviceaccount:ns:")) {
-        Some(sa) => json!({ "kind": "ServiceAccount", "name": sa }),
+        Some(sa) => {
+            status["ownerUID"] = json!(format!("uid-sa-{sa}"));
+            json!({ "kind": "ServiceAccount", "name": sa })
+        }
         None => json!({ "kind": "User", "name": principal.unwrap_or("alice") }),
     };
     serde_json::from_value(json!({
@@ -69,8 +73,15 @@ pub(crate) fn issued(value: &TokenValue) -> Value {
     json!({ "tokenId": ID, "hash": value.hash().as_str() })
 }
 
+/// The ServiceAccounts of namespace `ns` every ServiceAccount key of the
+/// tests is bound to: `robot`, with the uid `key_json` records.
+pub(crate) fn with_service_accounts(index: &mut Index) {
+    index.upsert_service_account("ns", "robot", "uid-sa-robot");
+}
+
 fn index_with(tokens: &[ApiToken], keys: &[ApiKey]) -> Index {
     let mut index = Index::new();
+    with_service_accounts(&mut index);
     for key in keys {
         index.upsert_key(key);
     }
@@ -316,6 +327,58 @@ fn key_updates_apply_to_existing_tokens() {
     let identity = index.verify(v.expose_secret(), t(NOW)).expect("accepted");
     assert_eq!(&*identity.username, "system:serviceaccount:ns:robot");
     assert_eq!(index.keys_len(), 1);
+}
+
+/// A ServiceAccount key's values authenticate only while the ServiceAccount
+/// with the uid the key is bound to exists: deleted, or deleted and created
+/// again, they are refused at once, before the controller marks the key.
+#[test]
+fn a_service_account_key_needs_its_service_account_with_the_bound_uid() {
+    let v = value(ID);
+    let sa_key = key_json("key", true, Some("system:serviceaccount:ns:robot"));
+    let mut index = index_with(
+        &[token_json("tok", false, issued(&v))],
+        std::slice::from_ref(&sa_key),
+    );
+    assert!(index.verify(v.expose_secret(), t(NOW)).is_ok());
+
+    index.remove_service_account("ns", "robot");
+    assert_eq!(
+        index.verify(v.expose_secret(), t(NOW)),
+        Err(Reject::KeyNotReady),
+        "deleted"
+    );
+    index.upsert_service_account("ns", "robot", "uid-of-another-robot");
+    assert_eq!(
+        index.verify(v.expose_secret(), t(NOW)),
+        Err(Reject::KeyNotReady),
+        "created again: another identity"
+    );
+    index.upsert_service_account("ns", "robot", "uid-sa-robot");
+    assert!(index.verify(v.expose_secret(), t(NOW)).is_ok());
+
+    // A key whose status records no uid yet is not bound to anything.
+    let mut unbound = sa_key;
+    unbound.status.as_mut().expect("status").owner_uid = None;
+    index.upsert_key(&unbound);
+    assert_eq!(
+        index.verify(v.expose_secret(), t(NOW)),
+        Err(Reject::KeyNotReady)
+    );
+
+    let mut seen = HashSet::new();
+    seen.insert("ns/other".to_owned());
+    index.upsert_key(&key_json(
+        "key",
+        true,
+        Some("system:serviceaccount:ns:robot"),
+    ));
+    index.retain_service_accounts(&seen);
+    assert_eq!(
+        index.verify(v.expose_secret(), t(NOW)),
+        Err(Reject::KeyNotReady),
+        "gone in a relist"
+    );
 }
 
 #[test]

@@ -394,3 +394,73 @@ async fn a_service_account_created_again_does_not_inherit_the_key() {
         "bound to the new one"
     );
 }
+
+/// The verifier binds a ServiceAccount key to its ServiceAccount by itself: with the controller
+/// stopped (so the key stays Ready in its status, naming the old uid), deleting the ServiceAccount
+/// refuses the value at once, and creating one of the same name again (another identity, as for
+/// bound ServiceAccount tokens) keeps it refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verifier_refuses_a_service_account_keys_values_once_it_is_gone_or_replaced() {
+    const NS: &str = "owner-sa-verifier";
+    let cluster = Cluster::start(NS).await;
+    let keys = cluster.api::<ApiKey>(NS);
+    let tokens = cluster.api::<ApiToken>(NS);
+    let secrets = cluster.api::<Secret>(NS);
+    let sas = cluster.api::<ServiceAccount>(NS);
+    let verifier = InProcessVerifier::start(cluster.client.clone()).await;
+    let operator = cluster.controller();
+
+    create(&sas, "metadata: {name: ci}").await;
+    create_key(&keys, "ci", "ServiceAccount", "ci").await;
+    create_token(&tokens, "live", "{apiKeyRef: {name: ci}}").await;
+    let (_, value) = eventually("a value", || settled_with_value(&tokens, &secrets, "live")).await;
+    eventually("the value accepted", || async {
+        verifier.verify(&value).ok()
+    })
+    .await;
+    operator.stop().await;
+
+    sas.delete("ci", &DeleteParams::default())
+        .await
+        .expect("ServiceAccount deleted");
+    eventually("the value refused without the ServiceAccount", || async {
+        (!authenticated(verifier.addr, &value).await).then_some(())
+    })
+    .await;
+    let second = create(&sas, "metadata: {name: ci}").await;
+    let key = keys.get("ci").await.expect("key");
+    assert_eq!(
+        key.status
+            .as_ref()
+            .and_then(|s| s.conditions.first())
+            .map(|c| c.status.as_str()),
+        Some("True"),
+        "the key still looks Ready: only the verifier's own check refuses"
+    );
+    // A second key bound to the new ServiceAccount (its status written by hand, as the stopped
+    // controller would): once its value authenticates, the verifier has seen the new one.
+    create_key(&keys, "ci-again", "ServiceAccount", "ci").await;
+    create_token(&tokens, "again", "{apiKeyRef: {name: ci-again}}").await;
+    let bound = json!({"status": {"ownerUID": second.metadata.uid}});
+    keys.patch_status("ci-again", &PatchParams::default(), &Patch::Merge(bound))
+        .await
+        .expect("bound to the new ServiceAccount");
+    let principal = format!("system:serviceaccount:{NS}:ci");
+    let again = forge_issued(
+        &cluster,
+        NS,
+        "ci-again",
+        &principal,
+        "again",
+        "zzzzzzzzzzzzzzzz",
+    )
+    .await;
+    eventually("the new ServiceAccount's key accepted", || async {
+        authenticated(verifier.addr, &again).await.then_some(())
+    })
+    .await;
+    assert!(
+        !authenticated(verifier.addr, &value).await,
+        "the key bound to the deleted ServiceAccount stays refused"
+    );
+}

@@ -62,6 +62,12 @@ impl UsageVerifier {
                 readiness.clone(),
                 metrics.clone(),
             )),
+            tokio::spawn(watch::watch_service_accounts(
+                Api::namespaced(client.clone(), NS),
+                index.clone(),
+                readiness.clone(),
+                metrics.clone(),
+            )),
         ];
         let state = Arc::new(AppState {
             index: index.clone(),
