@@ -282,9 +282,23 @@ async fn a_tenant_cannot_mint_an_identity_it_cannot_act_as() {
         ),
         "{message}"
     );
-    // A `system:` user: the CRD's rule refuses it before the webhook is asked.
-    let system = apply_yaml::<ApiKey>(&key_yaml("kcm", "User", "system:kube-controller-manager"));
-    assert!(keys.create(&PostParams::default(), &system).await.is_err());
+    // `system:` users (a component; a ServiceAccount's user name): the CRD's rule refuses them
+    // before the webhook is asked.
+    for (name, owner) in [
+        ("kcm", "system:kube-controller-manager"),
+        ("sa-name", "system:serviceaccount:kube-system:default"),
+    ] {
+        let system = apply_yaml::<ApiKey>(&key_yaml(name, "User", owner));
+        match keys.create(&PostParams::default(), &system).await {
+            Err(kube::Error::Api(status)) => assert!(
+                status
+                    .message
+                    .contains("reserved for Kubernetes components"),
+                "{status:?}"
+            ),
+            other => panic!("a key for {owner} went in: {other:?}"),
+        }
+    }
 
     let admin_keys: Api<ApiKey> = guarded.cluster.api(NS);
     let admin_tokens: Api<ApiToken> = guarded.cluster.api(NS);
