@@ -249,8 +249,10 @@ pub struct ApiTokenStatus {
     pub rotations: Option<i64>,
 
     /// The last value of the `apikeys.dev/rotate` annotation acted on.
+    // Boxed: a cached token must fit the 1 KiB allocation class (see
+    // `a_cached_token_fits_the_1_kib_allocation_class`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_rotation_request: Option<String>,
+    pub last_rotation_request: Option<Box<String>>,
 
     /// The last value of the `apikeys.dev/revoke` annotation acted on: from
     /// then on no value issued before it is accepted.
@@ -258,6 +260,15 @@ pub struct ApiTokenStatus {
     // `a_cached_token_fits_the_1_kib_allocation_class`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_revocation_request: Option<Box<String>>,
+
+    /// The last value taken away from the token (expired, disabled, revoked,
+    /// its key gone or replaced) and why: never accepted, kept only so that
+    /// the verifier answers someone still presenting it with the reason
+    /// instead of `mismatch`.
+    // Boxed: a cached token must fit the 1 KiB allocation class (see
+    // `a_cached_token_fits_the_1_kib_allocation_class`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<Box<RetiredValue>>,
 
     /// When the verifier last accepted a value of this token (minute precision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,6 +293,18 @@ pub struct PendingValue {
     /// `lastRotationRequest` when the value is promoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_request: Option<String>,
+}
+
+/// A value that is no longer accepted, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetiredValue {
+    /// `sha256:<hex>` of the value.
+    pub hash: String,
+    /// Why it went: `Expired`, `Disabled`, `Revoked`, `ApiKeyNotFound`,
+    /// `ApiKeyNotReady` or `ApiKeyReplaced`.
+    #[schemars(length(max = 64))]
+    pub reason: String,
 }
 
 /// The most earlier values `status.previous` holds (the CRD's `maxItems`).

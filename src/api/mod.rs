@@ -12,7 +12,7 @@ pub mod owner;
 pub use apikey::{ApiKey, ApiKeySpec, ApiKeyStatus, Owner, OwnerKind, TokenDefaults};
 pub use apitoken::{
     ApiKeyRef, ApiToken, ApiTokenSpec, ApiTokenStatus, MAX_PREVIOUS, PendingValue, PreviousValue,
-    RestartTarget, RestartTargetKind, SecretTemplate, TokenRotation,
+    RestartTarget, RestartTargetKind, RetiredValue, SecretTemplate, TokenRotation,
 };
 pub use common::{Expiration, Rotation};
 

@@ -150,7 +150,7 @@ pub async fn rotate(
         let seen = token
             .status
             .as_ref()
-            .and_then(|s| s.last_rotation_request.as_deref());
+            .and_then(|s| s.last_rotation_request.as_deref().map(String::as_str));
         if seen == Some(request) && token.status.as_ref().is_some_and(|s| s.pending.is_none()) {
             return Ok(());
         }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use jiff::Timestamp;
 use kube::ResourceExt;
-use subtle::{Choice, ConstantTimeEq};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::api::conditions::READY;
 use crate::api::{ApiKey, ApiToken, OwnerKind};
@@ -120,6 +120,45 @@ struct KeyName {
 struct Previous {
     hash: Digest,
     valid_until: Timestamp,
+    /// `Some` for the value `status.retired` records: never accepted, only
+    /// answered with why it went.
+    retired: Option<Retired>,
+}
+
+/// Why a retired value went (`status.retired.reason`), as the verifier answers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Retired {
+    Expired = 1,
+    Disabled,
+    Revoked,
+    KeyNotReady,
+    KeyReplaced,
+}
+
+impl Retired {
+    fn from_reason(reason: &str) -> Option<Retired> {
+        use crate::api::conditions::reason;
+        Some(match reason {
+            reason::EXPIRED => Retired::Expired,
+            reason::DISABLED => Retired::Disabled,
+            "Revoked" => Retired::Revoked,
+            reason::KEY_NOT_FOUND | reason::KEY_NOT_READY => Retired::KeyNotReady,
+            reason::KEY_REPLACED => Retired::KeyReplaced,
+            _ => return None,
+        })
+    }
+
+    fn from_code(code: u8) -> Option<Reject> {
+        Some(match code {
+            1 => Reject::Expired,
+            2 => Reject::Disabled,
+            3 => Reject::Revoked,
+            4 => Reject::KeyNotReady,
+            5 => Reject::KeyReplaced,
+            _ => return None,
+        })
+    }
 }
 
 struct KeyEntry {
@@ -200,14 +239,20 @@ impl Index {
         }
         let mut previous_any = Choice::from(0);
         let mut previous_in_grace = Choice::from(0);
+        let mut retired = 0u8;
         for previous in entry.previous.iter() {
             let matched = digest.ct_eq(&previous.hash);
-            previous_any |= matched;
-            previous_in_grace |= matched & Choice::from(u8::from(now < previous.valid_until));
+            let code = previous.retired.map_or(0, |why| why as u8);
+            let accepted = Choice::from(u8::from(code == 0));
+            previous_any |= matched & accepted;
+            previous_in_grace |=
+                matched & accepted & Choice::from(u8::from(now < previous.valid_until));
+            retired.conditional_assign(&code, matched & !accepted);
         }
         let current = bool::from(current);
         if !current && !bool::from(previous_any) {
-            return Err(Reject::Mismatch);
+            // A retired value is answered with why it went, only after it matched.
+            return Err(Retired::from_code(retired).unwrap_or(Reject::Mismatch));
         }
 
         if entry.disabled {
@@ -302,6 +347,13 @@ impl Index {
         let current = status
             .and_then(|s| s.hash.as_deref())
             .and_then(&mut digest_of);
+        let retired = status.and_then(|s| s.retired.as_deref()).and_then(|r| {
+            Some(Previous {
+                hash: digest_of(&r.hash)?,
+                valid_until: Timestamp::MIN,
+                retired: Some(Retired::from_reason(&r.reason)?),
+            })
+        });
         let previous: Box<[Previous]> = status
             .map(|s| s.previous.as_slice())
             .unwrap_or_default()
@@ -310,8 +362,10 @@ impl Index {
                 digest_of(&p.hash).map(|hash| Previous {
                     hash,
                     valid_until: p.valid_until.0,
+                    retired: None,
                 })
             })
+            .chain(retired)
             .collect();
 
         let key = self.key_name(&namespace, &token.spec.api_key_ref.name);

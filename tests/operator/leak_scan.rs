@@ -170,7 +170,8 @@ async fn scenario(client: &Client, verifier: SocketAddr, values: &Values) -> Vec
             .expect("rotate request");
         wait_for(&tokens, "plain", "the rotation", |t: Option<&ApiToken>| {
             t.and_then(|t| t.status.as_ref()).is_some_and(|s| {
-                s.last_rotation_request.as_deref() == Some(request) && s.hash.is_some()
+                s.last_rotation_request.as_deref().map(String::as_str) == Some(request)
+                    && s.hash.is_some()
             })
         })
         .await;

@@ -13,7 +13,8 @@ use super::facts::Facts;
 use super::issue::issue;
 use super::notes::revoked_note;
 use super::status::{
-    bounded_previous, holds_a_value, revoke_every_value, revoking, value_conditions,
+    bounded_previous, holds_a_value, renewal_hint, retire, revoke_every_value, revoking,
+    value_conditions,
 };
 use super::verdicts::{blocked, invalid_spec, keep_with_ready, remove_if_ours};
 use super::{
@@ -62,7 +63,9 @@ pub(super) fn usable_key<'k>(f: &Facts<'_>, key: KeyState<'k>) -> Verdict<ReadyK
         KeyState::Missing => (
             reason::KEY_NOT_FOUND,
             format!(
-                "ApiKey {key_name:?} does not exist in this namespace; create it or fix spec.apiKeyRef.name"
+                "ApiKey {key_name:?} does not exist in this namespace (deleted, or never \
+                 created), so this ApiToken has no value. A token stays bound to the key it was \
+                 created for: delete this ApiToken, and create it again once the key exists"
             ),
         ),
         KeyState::NotReady { message } => (
@@ -286,7 +289,7 @@ pub(super) fn expired(f: &Facts<'_>, plan: &Plan) -> Verdict {
         return Continue(());
     }
     let mut status = refreshed(f);
-    status.hash = None;
+    retire(&mut status, reason::EXPIRED);
     let secret_name = &f.secret_name;
     let note = Note {
         warning: true,
@@ -306,7 +309,7 @@ pub(super) fn disabled(f: &Facts<'_>, plan: &Plan) -> Verdict {
         return Continue(());
     }
     let mut status = refreshed(f);
-    status.hash = None;
+    retire(&mut status, reason::DISABLED);
     status.previous.clear();
     status.issued_at = None;
     let secret_name = &f.secret_name;
@@ -358,7 +361,8 @@ fn expired_before_issue(f: &Facts<'_>, plan: &Plan, status: &ApiTokenStatus) -> 
         reason: "Expired",
         action: "Expire",
         message: format!(
-            "the expiry {at} is in the past, so no value is issued; set a later spec.expiration"
+            "the expiry {at} is in the past, so no value is issued; {}",
+            renewal_hint(&f.token.spec)
         ),
     })
 }
@@ -367,7 +371,7 @@ fn expired_before_issue(f: &Facts<'_>, plan: &Plan, status: &ApiTokenStatus) -> 
 fn refreshed(f: &Facts<'_>) -> ApiTokenStatus {
     let mut status = f.current.clone();
     status.observed_generation = f.generation;
-    bounded_previous(&mut status.previous, f.now);
+    bounded_previous(&mut status, f.now);
     status
 }
 
@@ -381,7 +385,7 @@ fn settled(
     note: Option<Note>,
 ) -> Decision {
     if plan.consumes_request {
-        status.last_rotation_request = f.request.map(str::to_owned);
+        status.last_rotation_request = f.request.map(|r| Box::new(r.to_owned()));
     }
     status.expires_at = plan.expires_at.map(Time);
     status.next_rotation_at = plan.next_rotation_at.map(Time);
@@ -393,7 +397,7 @@ fn settled(
         &f.current,
         &status,
         has_value,
-        f.token.spec.disabled,
+        &f.token.spec,
         plan.validity,
         &f.secret_name,
         f.generation,

@@ -69,7 +69,7 @@ impl<'a> Facts<'a> {
             has_value: current.hash.is_some(),
             issued_at: current.issued_at.as_ref().map(|t| t.0),
             grace_ends: current.previous.iter().map(|p| p.valid_until.0).collect(),
-            last_rotation_request: current.last_rotation_request.as_deref(),
+            last_rotation_request: current.last_rotation_request.as_deref().map(String::as_str),
         };
         let intent = schedule::Intent {
             disabled: self.token.spec.disabled,

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::checks::token_id_is_own;
 use super::facts::Facts;
 use super::notes::issue_note;
-use super::status::{bounded_previous, holds_a_value, revoking, value_conditions};
+use super::status::{REVOKED, bounded_previous, holds_a_value, retire, revoking, value_conditions};
 use super::{Decision, IssueKind, Requeue, ValueAction};
 use crate::api::{ApiTokenStatus, PreviousValue};
 use crate::schedule::{self, Observed, Policy};
@@ -30,7 +30,7 @@ pub(super) fn issue(
             has_value: true,
             issued_at: Some(status.issued_at.as_ref().map_or(now, |t| t.0)),
             grace_ends: status.previous.iter().map(|p| p.valid_until.0).collect(),
-            last_rotation_request: status.last_rotation_request.as_deref(),
+            last_rotation_request: status.last_rotation_request.as_deref().map(String::as_str),
         },
         schedule::Intent::default(),
         now,
@@ -40,7 +40,7 @@ pub(super) fn issue(
         current,
         &status,
         true,
-        false,
+        &f.token.spec,
         after.validity,
         &f.secret_name,
         f.generation,
@@ -74,13 +74,17 @@ pub(super) fn issue(
 fn issued_status(f: &Facts<'_>, policy: &Policy, key_uid: &str, kind: IssueKind) -> ApiTokenStatus {
     let (current, now) = (&f.current, f.now);
     let mut status = current.clone();
+    if kind == IssueKind::Revocation {
+        // As the pending status did: the revoked value is answered `revoked`.
+        retire(&mut status, REVOKED);
+    }
     status.observed_generation = f.generation;
     status.pending = None;
     status.secret_name = Some(f.secret_name.clone());
     status.api_key_uid = Some(Box::new(key_uid.to_owned()));
     status.token_id = issued_token_id(f);
     record_issue(&mut status, current, policy, kind, now);
-    bounded_previous(&mut status.previous, now);
+    bounded_previous(&mut status, now);
     // A value started before a crash answers only the request that was there
     // when it was started; one that arrived since still gets its own rotation.
     let answered = match &current.pending {
@@ -88,7 +92,7 @@ fn issued_status(f: &Facts<'_>, policy: &Policy, key_uid: &str, kind: IssueKind)
         None => f.request.map(str::to_owned),
     };
     if let Some(request) = answered {
-        status.last_rotation_request = Some(request);
+        status.last_rotation_request = Some(Box::new(request));
     }
     // A revocation resumed after a crash answers the request its pending
     // status recorded. A fresh one answers the annotation's value, and so

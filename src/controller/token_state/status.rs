@@ -8,7 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::super::conditions::{self, DesiredCondition};
 use super::{IssueKind, revocation_request, rotation_request, secret_target};
 use crate::api::conditions::{EXPIRED, EXPIRING_SOON, READY, reason};
-use crate::api::{ApiToken, ApiTokenStatus, MAX_PREVIOUS, PendingValue, PreviousValue};
+use crate::api::{
+    ApiToken, ApiTokenSpec, ApiTokenStatus, MAX_PREVIOUS, PendingValue, RetiredValue,
+};
 use crate::schedule::Validity;
 use crate::token::TokenHash;
 
@@ -25,7 +27,22 @@ pub(super) fn stored_precision(now: Timestamp) -> Timestamp {
 /// `MAX_PREVIOUS`: the oldest go first (`previous` is kept oldest first).
 /// Applied to every status written, so that one recorded before the cap
 /// (or edited) shrinks on the next write instead of being refused by the CRD.
-pub(super) fn bounded_previous(previous: &mut Vec<PreviousValue>, now: Timestamp) {
+/// The latest value whose grace ended becomes `status.retired` (`Expired`).
+pub(super) fn bounded_previous(status: &mut ApiTokenStatus, now: Timestamp) {
+    // The latest value whose grace ended is remembered as expired (see `retire`).
+    let ended = status
+        .previous
+        .iter()
+        .filter(|p| p.valid_until.0 <= now)
+        .max_by_key(|p| p.valid_until.0)
+        .map(|p| p.hash.clone());
+    if let Some(hash) = ended {
+        status.retired = Some(Box::new(RetiredValue {
+            hash,
+            reason: reason::EXPIRED.to_owned(),
+        }));
+    }
+    let previous = &mut status.previous;
     previous.retain(|p| p.valid_until.0 > now);
     let excess = previous.len().saturating_sub(MAX_PREVIOUS);
     previous.drain(..excess);
@@ -52,7 +69,7 @@ pub fn pending(
         // fresh one exists. Redoing a revocation (its value never reached the
         // Secret) keeps the request it answers: a newer one is answered after.
         let redo = revoking(current);
-        status.hash = None;
+        retire(&mut status, REVOKED);
         status.previous.clear();
         if !redo {
             status.last_revocation_request =
@@ -88,10 +105,25 @@ pub fn promoted(decided: &ApiTokenStatus, hash: &str, token_id: &str) -> ApiToke
     status
 }
 
+/// Takes the current value away, remembering its hash as `status.retired`
+/// with `why` (a condition reason) so that the verifier can answer someone
+/// still presenting it with the reason instead of `mismatch`; never accepted.
+pub(super) fn retire(status: &mut ApiTokenStatus, why: &str) {
+    if let Some(hash) = status.hash.take() {
+        status.retired = Some(Box::new(RetiredValue {
+            hash,
+            reason: why.to_owned(),
+        }));
+    }
+}
+
+/// The reason `status.retired` records for a revoked value.
+pub const REVOKED: &str = "Revoked";
+
 /// Drops every value the status records (current, pending, in grace) and
 /// records `request` as the revoke request acted on.
 pub(super) fn revoke_every_value(status: &mut ApiTokenStatus, request: &str) {
-    status.hash = None;
+    retire(status, REVOKED);
     status.pending = None;
     status.previous.clear();
     status.secret_name = None;
@@ -130,20 +162,31 @@ pub(super) fn value_conditions(
     previous: &ApiTokenStatus,
     next: &ApiTokenStatus,
     has_value: bool,
-    disabled: bool,
+    spec: &ApiTokenSpec,
     validity: Validity,
     secret_name: &str,
     generation: Option<i64>,
     now: Timestamp,
 ) -> Vec<Condition> {
-    let ready = ready_condition(previous, next, has_value, disabled, validity, secret_name);
+    let ready = ready_condition(previous, next, has_value, spec, validity, secret_name);
     let expires = next
         .expires_at
         .as_ref()
         .map(|t| t.0.to_string())
         .unwrap_or_default();
-    let expired = expired_condition(validity, &expires);
-    let soon = expiring_soon_condition(validity, &expires, next);
+    let (expired, soon) = if spec.disabled && !has_value && validity != Validity::Expired {
+        // No value exists, so none expires: not "the value never expires".
+        let none = "spec.disabled is true: there is no value to expire";
+        (
+            DesiredCondition::new(EXPIRED, false, reason::DISABLED, none),
+            DesiredCondition::new(EXPIRING_SOON, false, reason::DISABLED, none),
+        )
+    } else {
+        (
+            expired_condition(validity, &expires),
+            expiring_soon_condition(validity, &expires, next),
+        )
+    };
     conditions::merge(
         &previous.conditions,
         &[ready, expired, soon],
@@ -157,7 +200,7 @@ fn ready_condition(
     previous: &ApiTokenStatus,
     next: &ApiTokenStatus,
     has_value: bool,
-    disabled: bool,
+    spec: &ApiTokenSpec,
     validity: Validity,
     secret_name: &str,
 ) -> DesiredCondition {
@@ -168,7 +211,7 @@ fn ready_condition(
             reason::ISSUED,
             format!("a valid value is in Secret {secret_name:?}"),
         )
-    } else if disabled {
+    } else if spec.disabled {
         DesiredCondition::new(
             READY,
             false,
@@ -184,9 +227,7 @@ fn ready_condition(
             READY,
             false,
             reason::EXPIRED,
-            format!(
-                "{hint}; extend spec.expiration or request a rotation (annotation apikeys.dev/rotate) to issue a fresh value"
-            ),
+            format!("{hint}; {}", renewal_hint(spec)),
         )
     } else {
         DesiredCondition::new(
@@ -195,6 +236,21 @@ fn ready_condition(
             reason::ISSUING,
             format!("a value is being issued into Secret {secret_name:?}"),
         )
+    }
+}
+
+/// What brings a fresh value after an expiry: a fixed `expiresAt` only moves
+/// with the spec; a `lifetime` starts again with every fresh value.
+pub(super) fn renewal_hint(spec: &ApiTokenSpec) -> &'static str {
+    if spec
+        .expiration
+        .as_ref()
+        .is_some_and(|e| e.expires_at.is_some())
+    {
+        "set a later spec.expiration.expiresAt to issue a fresh value"
+    } else {
+        "request a rotation (apikey-operator rotate, or the annotation apikeys.dev/rotate) to \
+         issue a fresh value with a new lifetime"
     }
 }
 

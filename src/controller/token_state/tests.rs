@@ -66,6 +66,15 @@ fn issued_status(value: &str, issued_at: &str) -> ApiTokenStatus {
     }
 }
 
+/// The retired value's hash and why it went.
+fn retired(status: &ApiTokenStatus) -> Option<(TokenHash, &str)> {
+    let retired = status.retired.as_deref()?;
+    Some((
+        TokenHash::parse(&retired.hash).expect("a hash"),
+        retired.reason.as_str(),
+    ))
+}
+
 fn ours(value: &str) -> SecretView {
     SecretView::Ours {
         value_hash: Some(h(value)),
@@ -188,7 +197,13 @@ fn pending_value_found_in_the_secret_is_promoted() {
         ValueAction::Promote(IssueKind::Rotation(RotateReason::Requested))
     );
     assert_eq!(d.status.pending, None);
-    assert_eq!(d.status.last_rotation_request.as_deref(), Some("r1"));
+    assert_eq!(
+        d.status
+            .last_rotation_request
+            .as_deref()
+            .map(String::as_str),
+        Some("r1")
+    );
     assert_eq!(d.status.rotations, Some(1));
 }
 
@@ -309,6 +324,26 @@ fn rotation_keeps_the_old_hash_for_the_grace_period() {
         Requeue::At(t("2026-06-01T13:00:00Z")),
         "the end of grace comes first"
     );
+
+    // At the end of grace the old value goes, remembered as expired.
+    let rotated = promoted(&d.status, h("v2").as_str(), "abcdefghijklmnop");
+    let tok = token(
+        |s| {
+            s.rotation = Some(TokenRotation {
+                schedule: Rotation {
+                    every: Some("12h".into()),
+                    renew_before: None,
+                    grace_period: Some("1h".into()),
+                },
+                restart_targets: vec![],
+            })
+        },
+        Some(rotated),
+    );
+    let d = decide(&tok, READY_KEY, &ours("v2"), t("2026-06-01T13:00:00Z"));
+    assert_eq!(d.action, ValueAction::Keep);
+    assert!(d.status.previous.is_empty());
+    assert_eq!(retired(&d.status), Some((h("v1"), reason::EXPIRED)));
 }
 
 #[test]
@@ -326,6 +361,7 @@ fn expiry_removes_the_value_and_reports_expired() {
     let d = decide(&tok, READY_KEY, &ours("v1"), t(NOW));
     assert_eq!(d.action, ValueAction::Remove);
     assert_eq!(d.status.hash, None);
+    assert_eq!(retired(&d.status), Some((h("v1"), reason::EXPIRED)));
     assert_eq!(
         d.status.expires_at,
         Some(Time(t("2026-05-08T00:00:00Z"))),
@@ -365,9 +401,15 @@ fn disabled_token_loses_its_value_and_reenabling_issues_a_fresh_one() {
     let d = decide(&tok, READY_KEY, &ours("v1"), t(NOW));
     assert_eq!(d.action, ValueAction::Remove);
     assert_eq!(ready(&d.status), ("False", reason::DISABLED));
+    assert_eq!(retired(&d.status), Some((h("v1"), reason::DISABLED)));
     let tok = token(|s| s.disabled = false, Some(d.status));
     let d = decide(&tok, READY_KEY, &SecretView::Missing, t(NOW));
     assert_eq!(d.action, ValueAction::Issue(IssueKind::Initial));
+    assert_eq!(
+        retired(&d.status),
+        Some((h("v1"), reason::DISABLED)),
+        "the fresh value leaves the retired one as it was: still refused, with its reason"
+    );
 }
 
 #[test]
@@ -378,6 +420,7 @@ fn missing_or_unready_key_means_no_value() {
     assert_eq!(d.action, ValueAction::Remove);
     assert_eq!(d.status.hash, None);
     assert_eq!(ready(&d.status), ("False", reason::KEY_NOT_FOUND));
+    assert_eq!(retired(&d.status), Some((h("v1"), reason::KEY_NOT_FOUND)));
     let d = decide(
         &tok,
         KeyState::NotReady {
@@ -546,3 +589,72 @@ mod invalid_spec;
 mod owner_and_bounds;
 mod revocation;
 mod token_ids;
+
+fn condition<'s>(status: &'s ApiTokenStatus, type_: &str) -> (&'s str, &'s str, &'s str) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+}
+
+/// A disabled token has no value: its Expired and ExpiringSoon conditions say so, instead of
+/// "the value never expires" (it had a one-week lifetime).
+#[test]
+fn a_disabled_tokens_conditions_describe_no_value() {
+    let tok = token(
+        |s| {
+            s.disabled = true;
+            s.expiration = Some(Box::new(Expiration {
+                expires_at: None,
+                lifetime: Some("7d".into()),
+            }));
+        },
+        Some(issued_status("v1", "2026-06-01T00:00:00Z")),
+    );
+    let d = decide(&tok, READY_KEY, &ours("v1"), t(NOW));
+    for type_ in [EXPIRED, "ExpiringSoon"] {
+        let (status, why, message) = condition(&d.status, type_);
+        assert_eq!((status, why), ("False", reason::DISABLED), "{type_}");
+        assert!(message.contains("no value"), "{type_}: {message}");
+    }
+}
+
+/// Each situation gets the one instruction that works: an expired `expiresAt` moves only with
+/// the spec; an expired `lifetime` starts again with a rotation; a missing key cannot be fixed
+/// in the (immutable) `apiKeyRef`.
+#[test]
+fn every_instruction_is_one_that_can_be_followed() {
+    let expiring = |expiration: Expiration| {
+        token(
+            move |s| s.expiration = Some(Box::new(expiration)),
+            Some(issued_status("v1", "2026-05-01T00:00:00Z")),
+        )
+    };
+    let fixed = expiring(Expiration {
+        expires_at: Some(Time(t("2026-05-02T00:00:00Z"))),
+        lifetime: None,
+    });
+    let d = decide(&fixed, READY_KEY, &ours("v1"), t(NOW));
+    let (_, _, message) = condition(&d.status, READY);
+    assert!(
+        message.contains("set a later spec.expiration.expiresAt"),
+        "{message}"
+    );
+    assert!(!message.contains("rotat"), "{message}");
+
+    let lifetime = expiring(Expiration {
+        expires_at: None,
+        lifetime: Some("1d".into()),
+    });
+    let d = decide(&lifetime, READY_KEY, &ours("v1"), t(NOW));
+    let (_, _, message) = condition(&d.status, READY);
+    assert!(message.contains("request a rotation"), "{message}");
+
+    let tok = token(|_| {}, Some(issued_status("v1", "2026-06-01T00:00:00Z")));
+    let d = decide(&tok, KeyState::Missing, &ours("v1"), t(NOW));
+    let (_, _, message) = condition(&d.status, READY);
+    assert!(!message.contains("fix spec.apiKeyRef"), "{message}");
+    assert!(message.contains("delete this ApiToken"), "{message}");
+}

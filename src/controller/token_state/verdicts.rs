@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use super::super::conditions::{self, DesiredCondition};
 use super::facts::Facts;
 use super::notes::revoked_note;
-use super::status::{ready_reason, revoke_every_value, with_ready};
+use super::status::{ready_reason, retire, revoke_every_value, with_ready};
 use super::{Decision, Note, Requeue, SecretView, ValueAction};
 use crate::api::ApiTokenStatus;
 use crate::api::conditions::{EXPIRED, EXPIRING_SOON, READY, reason};
@@ -22,7 +22,7 @@ pub(super) fn blocked(f: &Facts<'_>, why: &'static str, message: String) -> Deci
     let expired = was_expired(current, f.now);
     let mut status = current.clone();
     status.observed_generation = f.generation;
-    status.hash = None;
+    retire(&mut status, why);
     status.pending = None;
     status.previous.clear();
     if !expired {
@@ -161,7 +161,7 @@ fn expired_under_invalid_spec(f: &Facts<'_>, err: &str, expired_at: Timestamp) -
     let (current, now) = (&f.current, f.now);
     let mut status = current.clone();
     status.observed_generation = f.generation;
-    status.hash = None;
+    retire(&mut status, reason::EXPIRED);
     status.secret_name = None;
     status.next_rotation_at = None;
     status.previous.retain(|p| p.valid_until.0 > now);
@@ -236,7 +236,7 @@ fn disabled_under_invalid_spec(f: &Facts<'_>, err: &str) -> Decision {
     let had_value =
         current.hash.is_some() || current.pending.is_some() || !current.previous.is_empty();
     let status = &mut decision.status;
-    status.hash = None;
+    retire(status, reason::DISABLED);
     status.pending = None;
     status.previous.clear();
     status.issued_at = None;

@@ -530,3 +530,53 @@ fn the_principal_comes_from_the_spec_not_the_status() {
         );
     }
 }
+
+/// A value the controller took away (`status.retired`) is never accepted; someone still
+/// presenting it hears why it went, and only after it matched: any other value is a
+/// `mismatch`, and a reason the verifier does not know is one too.
+#[test]
+fn a_retired_value_is_refused_with_why_it_went() {
+    let old = value(ID);
+    let fresh = value(ID);
+    let guess = value(ID);
+    for (reason, answer) in [
+        ("Expired", Reject::Expired),
+        ("Disabled", Reject::Disabled),
+        ("Revoked", Reject::Revoked),
+        ("ApiKeyNotFound", Reject::KeyNotReady),
+        ("ApiKeyNotReady", Reject::KeyNotReady),
+        ("ApiKeyReplaced", Reject::KeyReplaced),
+        ("SomethingNew", Reject::Mismatch),
+    ] {
+        let status = json!({
+            "tokenId": ID,
+            "hash": fresh.hash().as_str(),
+            "retired": {"hash": old.hash().as_str(), "reason": reason},
+        });
+        let index = index_with(&[token_json("tok", false, status)], &[ready_key()]);
+        assert_eq!(
+            index.verify(old.expose_secret(), t(NOW)),
+            Err(answer.clone()),
+            "{reason}"
+        );
+        assert_eq!(
+            index.verify(guess.expose_secret(), t(NOW)),
+            Err(Reject::Mismatch),
+            "{reason}: nothing about a value that does not match"
+        );
+        assert!(
+            index.verify(fresh.expose_secret(), t(NOW)).is_ok(),
+            "{reason}"
+        );
+    }
+    // With no current value at all (disabled, expired), the same.
+    let status = json!({
+        "tokenId": ID,
+        "retired": {"hash": old.hash().as_str(), "reason": "Expired"},
+    });
+    let index = index_with(&[token_json("tok", false, status)], &[ready_key()]);
+    assert_eq!(
+        index.verify(old.expose_secret(), t(NOW)),
+        Err(Reject::Expired)
+    );
+}

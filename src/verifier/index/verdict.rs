@@ -126,10 +126,12 @@ pub enum Reject {
     #[error("the token's ApiKey is missing or not Ready")]
     KeyNotReady,
     #[error(
-        "the value was issued under an earlier ApiKey of this name, since deleted; a fresh value \
-         is issued under the current key"
+        "the value was issued under an earlier ApiKey of this name, since deleted; the ApiToken \
+         gets no value under the current key: re-create it"
     )]
     KeyReplaced,
+    #[error("the value was revoked")]
+    Revoked,
 }
 
 impl Reject {
@@ -143,11 +145,12 @@ impl Reject {
             Reject::Disabled => "disabled",
             Reject::KeyNotReady => "key_not_ready",
             Reject::KeyReplaced => "key_replaced",
+            Reject::Revoked => "revoked",
         }
     }
 
     /// Every label [`Reject::as_str`] can return.
-    pub const LABELS: [&'static str; 7] = [
+    pub const LABELS: [&'static str; 8] = [
         "malformed",
         "unknown",
         "mismatch",
@@ -155,6 +158,7 @@ impl Reject {
         "disabled",
         "key_not_ready",
         "key_replaced",
+        "revoked",
     ];
 }
 

@@ -255,7 +255,10 @@ async fn rotate_list_and_status_show_what_the_status_says() {
         Some(1),
         "rotated once, before rotate returned"
     );
-    assert_eq!(status.last_rotation_request.as_deref(), Some("r1"));
+    assert_eq!(
+        status.last_rotation_request.as_deref().map(String::as_str),
+        Some("r1")
+    );
     assert_ne!(
         status.hash,
         rotated.status.as_ref().and_then(|s| s.hash.clone())

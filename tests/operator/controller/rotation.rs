@@ -84,7 +84,7 @@ async fn rotation_annotation_rotates_exactly_once_per_value() {
         after
             .status
             .as_ref()
-            .and_then(|s| s.last_rotation_request.as_deref()),
+            .and_then(|s| s.last_rotation_request.as_deref().map(String::as_str)),
         Some("2026-11-27")
     );
 

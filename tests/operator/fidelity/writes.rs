@@ -159,7 +159,7 @@ async fn operator_status_apply_and_rotation_request_work_upstream() {
     );
     let mut done = token_state::promoted(&recorded, hash.as_str(), "tid");
     done.pending = None;
-    done.last_rotation_request = Some("r1".into());
+    done.last_rotation_request = Some(Box::new("r1".into()));
     tokens
         .patch_status(
             "t1",

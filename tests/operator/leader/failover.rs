@@ -118,7 +118,7 @@ async fn converged(
         if !ready || s.pending.is_some() {
             return Err(format!("{name} not settled: {s:?}"));
         }
-        if request.is_some() && s.last_rotation_request.as_deref() != request {
+        if request.is_some() && s.last_rotation_request.as_deref().map(String::as_str) != request {
             return Err(format!("{name} has not answered {request:?} yet"));
         }
         let secret = secret_list

@@ -124,7 +124,7 @@ pub async fn settled_with_value(
     if !ready
         || status.pending.is_some()
         || status.observed_generation != token.metadata.generation
-        || (request.is_some() && request != status.last_rotation_request.as_ref())
+        || (request.is_some() && request != status.last_rotation_request.as_deref())
     {
         return None;
     }

@@ -7,4 +7,5 @@ mod e2e;
 mod gateway_docs;
 mod last_used;
 mod nginx;
+mod reasons;
 mod tls;

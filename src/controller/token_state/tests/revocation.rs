@@ -13,7 +13,7 @@ fn in_grace(value: &str, old: &str) -> ApiTokenStatus {
             valid_until: Time(t("2026-06-01T12:30:00Z")),
         }],
         rotations: Some(1),
-        last_rotation_request: Some("r0".into()),
+        last_rotation_request: Some(Box::new("r0".into())),
         ..issued_status(value, "2026-06-01T11:50:00Z")
     }
 }
@@ -85,6 +85,12 @@ fn a_revoke_request_drops_every_value_and_issues_a_fresh_one() {
     assert_eq!(p.hash, None);
     assert!(p.previous.is_empty());
     assert_eq!(revoked(&p), Some("leak-1"));
+    // The revoked current value is remembered as such: the verifier answers it `revoked`.
+    let retired = p.retired.as_deref().expect("retired");
+    assert_eq!(
+        (retired.hash.as_str(), retired.reason.as_str()),
+        (h("v2").as_str(), "Revoked")
+    );
     assert_eq!(
         p.pending.as_ref().map(|p| p.reason.as_str()),
         Some("Revoke")
@@ -115,7 +121,13 @@ fn a_revoke_wins_over_a_due_rotation_and_answers_a_rotate_request() {
         d.status.previous.is_empty(),
         "the rotation's grace is not kept"
     );
-    assert_eq!(d.status.last_rotation_request.as_deref(), Some("r1"));
+    assert_eq!(
+        d.status
+            .last_rotation_request
+            .as_deref()
+            .map(String::as_str),
+        Some("r1")
+    );
     assert_eq!(
         d.status.next_rotation_at,
         Some(Time(t("2026-06-01T16:00:00Z")))
@@ -378,7 +390,13 @@ fn a_revoke_replaces_an_unfinished_rotation() {
     assert_eq!(d.action, ValueAction::Issue(IssueKind::Revocation));
     assert!(d.status.previous.is_empty());
     assert_eq!(revoked(&d.status), Some("leak-1"));
-    assert_eq!(d.status.last_rotation_request.as_deref(), Some("r1"));
+    assert_eq!(
+        d.status
+            .last_rotation_request
+            .as_deref()
+            .map(String::as_str),
+        Some("r1")
+    );
     let p = pending(
         &status,
         &tok,
