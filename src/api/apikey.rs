@@ -27,12 +27,18 @@ use super::common::{Expiration, Rotation};
     shortname = "apik",
     category = "apikey-operator",
     doc = "An API key: the identity (a user or a ServiceAccount) that its ApiTokens authenticate as.",
-    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner.kind"),
-    printcolumn(name = "Name", type_ = "string", json_path = ".spec.owner.name"),
+    printcolumn(name = "Owner-Kind", type_ = "string", json_path = ".spec.owner.kind"),
+    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner.name"),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
     ),
     printcolumn(name = "Tokens", type_ = "integer", json_path = ".status.tokens"),
     printcolumn(

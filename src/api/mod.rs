@@ -44,7 +44,10 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
                 .as_mut()
                 .and_then(|s| s.open_api_v3_schema.as_mut())
             {
-                bound_times(schema);
+                walk(schema, &mut |s| {
+                    bound_time(s);
+                    unwrap_description(s);
+                });
             }
         }
     }
@@ -62,8 +65,8 @@ const TIME_PATTERN: &str = concat!(
     "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 );
 
-/// Gives every `date-time` field, spec, status and conditions, the pattern
-/// above: only what the Rust clients (jiff) can read gets stored. Go accepts
+/// Gives a `date-time` field (every one, spec, status and conditions, by
+/// `walk`) the pattern above: only what the Rust clients (jiff) can read gets stored. Go accepts
 /// instants to the end of 9999, jiff only to 9999-12-30T22:00Z, and it
 /// refuses the odd forms IsDateTime lets through. One such value in a
 /// token's status made every later watch event of that token undecodable
@@ -71,20 +74,50 @@ const TIME_PATTERN: &str = concat!(
 /// who may create ApiTokens writes, it made every list of ApiTokens
 /// undecodable, so no operator or verifier could start. (An object stored
 /// before this bound is dropped alone: see `crate::lean`.)
-fn bound_times(schema: &mut JSONSchemaProps) {
+fn bound_time(schema: &mut JSONSchemaProps) {
     if schema.format.as_deref() == Some("date-time") && schema.pattern.is_none() {
         schema.pattern = Some(TIME_PATTERN.to_owned());
     }
+}
+
+/// Doc comments are wrapped at 100 columns in the source; `kubectl explain`
+/// shows descriptions as they are, so a wrap would break a sentence in two.
+/// Lines are joined within a paragraph; blank lines and list items stay.
+fn unwrap_description(schema: &mut JSONSchemaProps) {
+    let Some(text) = schema.description.as_mut() else {
+        return;
+    };
+    let mut out = String::with_capacity(text.len());
+    for (i, paragraph) in text.split("\n\n").enumerate() {
+        if i > 0 {
+            out.push_str("\n\n");
+        }
+        for (j, line) in paragraph.lines().enumerate() {
+            let item = line.starts_with("- ") || line.starts_with("* ");
+            if j > 0 {
+                out.push(if item { '\n' } else { ' ' });
+            }
+            out.push_str(if item { line } else { line.trim_start() });
+        }
+    }
+    *text = out;
+}
+
+/// Applies `change` to `schema` and every schema inside it.
+fn walk(schema: &mut JSONSchemaProps, change: &mut impl FnMut(&mut JSONSchemaProps)) {
+    change(schema);
     for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
-        bound_times(child);
+        walk(child, change);
     }
     match &mut schema.items {
-        Some(JSONSchemaPropsOrArray::Schema(item)) => bound_times(item),
-        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(bound_times),
+        Some(JSONSchemaPropsOrArray::Schema(item)) => walk(item, change),
+        Some(JSONSchemaPropsOrArray::Schemas(items)) => {
+            items.iter_mut().for_each(|item| walk(item, change))
+        }
         None => {}
     }
     if let Some(JSONSchemaPropsOrBool::Schema(extra)) = &mut schema.additional_properties {
-        bound_times(extra);
+        walk(extra, change);
     }
 }
 
@@ -96,4 +129,32 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
         out.push_str(&serde_yaml::to_string(&crd)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `kubectl explain` shows a description as it is: the source's line wraps are joined
+    /// within a paragraph; paragraphs and list items stay apart.
+    #[test]
+    fn descriptions_read_as_sentences() {
+        let mut schema = JSONSchemaProps {
+            description: Some(
+                "Deployments whose pods\nread the Secret.\n\nEither:\n- a lifetime\n- an instant"
+                    .to_owned(),
+            ),
+            ..JSONSchemaProps::default()
+        };
+        unwrap_description(&mut schema);
+        assert_eq!(
+            schema.description.as_deref(),
+            Some("Deployments whose pods read the Secret.\n\nEither:\n- a lifetime\n- an instant")
+        );
+        let every = crds_yaml().expect("yaml");
+        assert!(
+            !every.contains("whose pods\n"),
+            "a wrapped description in the CRDs"
+        );
+    }
 }

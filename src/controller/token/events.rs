@@ -1,6 +1,6 @@
 //! Events about a token, published best effort: a failed publish is logged
-//! and never fails the reconcile. Names too long for kube's `Recorder` get
-//! the same Event under a shortened name.
+//! and never fails the reconcile. Names too long for kube's `Recorder`, and
+//! Events whose note differs each time, are published as new Events.
 
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
@@ -24,8 +24,12 @@ pub(super) async fn publish(ctx: &Context, token: &ApiToken, note: &Note) {
         secondary: None,
     };
     let reference = token.object_ref(&());
-    let published = if token.name_any().len() > MAX_RECORDER_NAME {
-        publish_long_name(ctx, &event, reference).await
+    // kube's Recorder counts an Event like the last one of the same reason
+    // and action as a repeat of it, keeping the first one's note: the Events
+    // of rotations and revocations name their request, so each is its own.
+    let own_note = matches!(note.reason, "Rotated" | "Revoked");
+    let published = if own_note || token.name_any().len() > MAX_RECORDER_NAME {
+        publish_unaggregated(ctx, &event, reference).await
     } else {
         ctx.recorder.publish(&event, &reference).await
     };
@@ -39,9 +43,10 @@ pub(super) async fn publish(ctx: &Context, token: &ApiToken, note: &Note) {
 /// (`<name>.<16 hex digits>` must fit the 253 characters of an object name).
 const MAX_RECORDER_NAME: usize = 253 - 17;
 
-/// Publishes an Event about a token whose name is too long for the Recorder's
-/// naming scheme: the same Event under a shortened name (no series counting).
-async fn publish_long_name(
+/// Publishes an Event as a new one, never a repeat of an earlier one (no
+/// series counting), named after the token (shortened when the name is too
+/// long for the Recorder's naming scheme).
+async fn publish_unaggregated(
     ctx: &Context,
     event: &Event,
     reference: k8s_openapi::api::core::v1::ObjectReference,

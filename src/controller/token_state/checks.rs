@@ -73,7 +73,13 @@ pub(super) fn usable_key<'k>(f: &Facts<'_>, key: KeyState<'k>) -> Verdict<ReadyK
             format!("ApiKey {key_name:?} is not Ready: {message}"),
         ),
     };
-    Break(blocked(f, why, message))
+    let mut decision = blocked(f, why, message);
+    if matches!(key, KeyState::Missing) && f.token.controlling_key_uid().is_some() {
+        // The key that owns it was deleted: the garbage collector deletes this token next.
+        // Nothing for anyone to do, so no Warning (one per token of a deleted key).
+        decision.note = None;
+    }
+    Break(decision)
 }
 
 /// Invalid spec: a policy that cannot be scheduled, or Secret labels or

@@ -658,3 +658,26 @@ fn every_instruction_is_one_that_can_be_followed() {
     assert!(!message.contains("fix spec.apiKeyRef"), "{message}");
     assert!(message.contains("delete this ApiToken"), "{message}");
 }
+
+/// Deleting a key deletes its tokens: a token whose owning key is gone gets no Warning (one
+/// per token, for nothing anyone must do); a token whose key never owned it does.
+#[test]
+fn a_token_of_a_deleted_key_goes_without_a_warning() {
+    let mut owned = token(|_| {}, Some(issued_status("v1", "2026-06-01T00:00:00Z")));
+    owned.metadata.owner_references = Some(vec![
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiKey", "name": "k",
+            "uid": "key-uid", "controller": true,
+        }))
+        .expect("owner reference"),
+    ]);
+    let d = decide(&owned, KeyState::Missing, &ours("v1"), t(NOW));
+    assert_eq!(d.action, ValueAction::Remove);
+    assert_eq!(ready(&d.status), ("False", reason::KEY_NOT_FOUND));
+    assert!(d.note.is_none(), "{:?}", d.note);
+
+    let unowned = token(|_| {}, Some(issued_status("v1", "2026-06-01T00:00:00Z")));
+    let d = decide(&unowned, KeyState::Missing, &ours("v1"), t(NOW));
+    let note = d.note.expect("a Warning");
+    assert!(note.warning && note.reason == reason::KEY_NOT_FOUND);
+}

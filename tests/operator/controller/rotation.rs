@@ -109,6 +109,27 @@ async fn rotation_annotation_rotates_exactly_once_per_value() {
         "display edits never rotate"
     );
     assert_eq!(renamed.status.as_ref().and_then(|s| s.rotations), Some(1));
+
+    // A second request gets an Event of its own, naming it (not a repeat of the first one's).
+    apikey_operator::cli::rotate(client.clone(), NS, "manual", "2026-11-28", Some(DEADLINE))
+        .await
+        .expect("rotated again");
+    let notes = eventually("an Event for each request", || async {
+        let notes: Vec<String> = events_for(&client, NS, "manual")
+            .await
+            .into_iter()
+            .filter(|(_, reason, _)| reason == "Rotated")
+            .map(|(_, _, note)| note)
+            .collect();
+        (notes.len() == 2).then_some(notes)
+    })
+    .await;
+    for request in ["2026-11-27", "2026-11-28"] {
+        assert!(
+            notes.iter().any(|n| n.contains(request)),
+            "no Event names {request}: {notes:?}"
+        );
+    }
 }
 
 #[tokio::test]
