@@ -95,7 +95,9 @@ pub struct Verifier {
     listener: TcpListener,
     local_addr: SocketAddr,
     state: Arc<AppState>,
-    tls: Option<Arc<ReloadingTls>>,
+    tls: Option<Arc<dyn TlsSource>>,
+    /// The files behind `tls`, polled for changes.
+    files: Option<Arc<ReloadingTls>>,
     client: Client,
     namespace: Option<String>,
 }
@@ -111,7 +113,7 @@ pub async fn bind_with(
     cfg: VerifierConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<Verifier, VerifierError> {
-    let tls = match &cfg.tls {
+    let files = match &cfg.tls {
         Some((cert, key)) => Some(Arc::new(ReloadingTls::load(cert, key)?)),
         None => None,
     };
@@ -141,7 +143,8 @@ pub async fn bind_with(
         listener,
         local_addr,
         state,
-        tls,
+        tls: files.clone().map(|f| f as Arc<dyn TlsSource>),
+        files,
         client,
         namespace: cfg.namespace,
     })
@@ -172,6 +175,14 @@ impl Verifier {
         self.state.index.clone()
     }
 
+    /// Serves HTTPS with `tls` (a certificate the operator manages itself)
+    /// unless TLS files were given, which win.
+    pub fn serve_tls_from(&mut self, tls: Arc<dyn TlsSource>) {
+        if self.files.is_none() {
+            self.tls = Some(tls);
+        }
+    }
+
     /// The verifier's metrics; the admin server's /metrics includes them.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.state.metrics.clone()
@@ -186,6 +197,7 @@ impl Verifier {
             local_addr,
             state,
             tls,
+            files,
             client,
             namespace,
         } = self;
@@ -209,8 +221,8 @@ impl Verifier {
             state.readiness.clone(),
             state.metrics.clone(),
         ));
-        if let Some(tls) = tls.clone() {
-            background.spawn(reload_tls(tls));
+        if let Some(files) = files {
+            background.spawn(reload_tls(files));
         }
         let reporter = tokio::spawn(last_used::report_usage(
             client,
@@ -222,7 +234,6 @@ impl Verifier {
 
         let router = http::router(state);
         info!(addr = %local_addr, tls = tls.is_some(), "verifier listening");
-        let tls = tls.map(|tls| tls as Arc<dyn TlsSource>);
         crate::serve::serve(listener, router, tls, shutdown).await;
         info!("verifier shutting down");
         // After the drain: the last `lastUsedAt` batch includes the drained requests.
