@@ -35,7 +35,7 @@ pub enum ManagedError {
 enum Keeper {
     /// The Secret every replica reads and renews.
     Secret {
-        api: Api<Secret>,
+        api: Box<Api<Secret>>,
         namespace: String,
         name: String,
     },
@@ -69,7 +69,7 @@ impl ManagedCert {
                 (
                     store,
                     Keeper::Secret {
-                        api,
+                        api: Box::new(api),
                         namespace,
                         name,
                     },

@@ -70,6 +70,10 @@ pub struct VerifyArgs {
     /// PEM private key for HTTPS; reloaded when the file changes.
     #[arg(long, requires = "verify_tls_cert")]
     verify_tls_key: Option<PathBuf>,
+    /// PEM CA certificates: only clients presenting a certificate they
+    /// signed may connect, on every path (read at start).
+    #[arg(long, value_name = "FILE", requires = "verify_tls_cert")]
+    verify_client_ca: Option<PathBuf>,
     /// Group added to every authenticated identity (repeatable).
     #[arg(long = "extra-group", value_name = "GROUP")]
     extra_groups: Vec<String>,
@@ -101,6 +105,7 @@ impl VerifyArgs {
         Ok(verifier::VerifierConfig {
             addr: self.verify_addr,
             tls: self.verify_tls_cert.zip(self.verify_tls_key),
+            client_ca: self.verify_client_ca,
             extra_groups: self.extra_groups,
             headers,
             namespace,

@@ -50,6 +50,9 @@ pub struct VerifierConfig {
     pub addr: SocketAddr,
     /// PEM certificate chain and private key files; plain HTTP when `None`.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// PEM CA certificates: only clients with a certificate they signed may
+    /// connect (`--verify-client-ca`; needs `tls`).
+    pub client_ca: Option<PathBuf>,
     /// Groups added to every authenticated identity (`--extra-group`).
     pub extra_groups: Vec<String>,
     /// Names of the forward-auth identity headers.
@@ -70,6 +73,7 @@ impl Default for VerifierConfig {
         VerifierConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls: None,
+            client_ca: None,
             extra_groups: Vec::new(),
             headers: HeaderNames::default(),
             namespace: None,
@@ -113,8 +117,14 @@ pub async fn bind_with(
     cfg: VerifierConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<Verifier, VerifierError> {
+    let clients = match &cfg.client_ca {
+        Some(path) => Some(tls::client_verifier(path)?),
+        None => None,
+    };
     let files = match &cfg.tls {
-        Some((cert, key)) => Some(Arc::new(ReloadingTls::load(cert, key)?)),
+        Some((cert, key)) => Some(Arc::new(ReloadingTls::load_for_clients(
+            cert, key, clients,
+        )?)),
         None => None,
     };
     let listener = TcpListener::bind(cfg.addr)
