@@ -5,8 +5,8 @@ use super::*;
 use crate::support::*;
 use apikey_operator::api::{ApiKey, ApiToken};
 use kube::ResourceExt;
-use kube::runtime::wait::Condition;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::wait::Condition;
 use serde_json::json;
 
 /// An ApiKey deleted with `--cascade=orphan` and created again under the same
