@@ -214,3 +214,102 @@ pub fn acceptor_for_clients(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, Issuer, KeyPair,
+    };
+    use tokio_rustls::rustls::ClientConfig;
+    use tokio_rustls::rustls::pki_types::ServerName;
+
+    /// A CA for clients, and a client certificate it signed (PEM chain, PEM key).
+    fn client_pki() -> (String, String, String) {
+        let ca_key = KeyPair::generate().expect("key");
+        let mut ca = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, "clients");
+        ca.distinguished_name = name;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_pem = ca.clone().self_signed(&ca_key).expect("ca").pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().expect("key");
+        let mut client = CertificateParams::new(vec!["kube-apiserver".to_owned()]).expect("params");
+        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = client.signed_by(&key, &issuer).expect("client cert");
+        (ca_pem, cert.pem(), key.serialize_pem())
+    }
+
+    /// Whether the server accepts a handshake from a client with `identity`.
+    async fn server_accepts(
+        acceptor: TlsAcceptor,
+        ca: &str,
+        identity: Option<(&str, &str)>,
+    ) -> bool {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+            roots.add(cert.expect("pem")).expect("root");
+        }
+        let builder = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots);
+        let config = match identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    CertificateDer::pem_slice_iter(cert.as_bytes())
+                        .collect::<Result<_, _>>()
+                        .expect("chain"),
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key"),
+                )
+                .expect("client auth"),
+            None => builder.with_no_client_auth(),
+        };
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move { acceptor.accept(a).await.is_ok() });
+        let name = ServerName::try_from("verifier.ns.svc").expect("name");
+        // Kept open until the server is done: it writes session tickets after the handshake.
+        let _client = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, b)
+            .await;
+        server.await.expect("server task")
+    }
+
+    /// With `--verify-client-ca`, only clients presenting a certificate that CA signed get through
+    /// the handshake.
+    #[tokio::test]
+    async fn a_client_ca_admits_only_the_clients_it_signed() {
+        let now = jiff::Timestamp::now();
+        let server_ca = crate::certs::Authority::new(now).expect("server ca");
+        let serving = server_ca
+            .issue(&["verifier.ns.svc".to_owned()], now)
+            .expect("serving");
+        let (client_ca, cert, key) = client_pki();
+        let (_, stranger_cert, stranger_key) = client_pki();
+        let path = std::env::temp_dir().join(format!("client-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, &client_ca).expect("ca file");
+        let clients = client_verifier(&path).expect("a usable CA");
+        let _ = std::fs::remove_file(&path);
+        let acceptor = || {
+            acceptor_for_clients(
+                serving.cert_pem.as_bytes(),
+                serving.key_pem.as_bytes(),
+                Some(clients.clone()),
+            )
+            .expect("acceptor")
+        };
+        let ca = &server_ca.cert_pem;
+        assert!(server_accepts(acceptor(), ca, Some((&cert, &key))).await);
+        assert!(
+            !server_accepts(acceptor(), ca, None).await,
+            "no certificate"
+        );
+        assert!(
+            !server_accepts(acceptor(), ca, Some((&stranger_cert, &stranger_key))).await,
+            "a certificate of another CA"
+        );
+        assert!(client_verifier(Path::new("/nonexistent/ca.pem")).is_err());
+    }
+}
