@@ -37,8 +37,9 @@ pub struct AdminError {
 pub struct AdminState {
     pub sources: Sources,
     pub operator: OperatorMetrics,
-    pub verifier_metrics: Arc<VerifierMetrics>,
-    pub verifier_ready: Arc<Readiness>,
+    /// The verifier's, when this process runs it.
+    pub verifier_metrics: Option<Arc<VerifierMetrics>>,
+    pub verifier_ready: Option<Arc<Readiness>>,
 }
 
 /// A bound admin server that does not serve yet.
@@ -90,12 +91,13 @@ pub fn router(state: Arc<AdminState>) -> Router {
 }
 
 /// What keeps this replica from being ready, if anything: the verifier's
-/// watches must have synced, and, on the replica that reconciles (the
-/// leader, or the only one), the controller's caches too. A replica waiting
-/// for leadership is ready: it serves the verifier.
+/// watches must have synced (where it runs), and, on the replica that
+/// reconciles (the leader, or the only one), the controller's caches too. A
+/// replica waiting for leadership is ready: it serves the verifier or the
+/// webhook.
 pub fn not_ready(state: &AdminState) -> Vec<&'static str> {
     let mut missing = Vec::new();
-    if !state.verifier_ready.ready() {
+    if state.verifier_ready.as_ref().is_some_and(|r| !r.ready()) {
         missing.push("the verifier's ApiToken and ApiKey watches have not synced yet");
     }
     let leading = state.sources.leading.load(Ordering::SeqCst);
@@ -120,7 +122,9 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
     let mut body = state.operator.render_open();
-    body.push_str(&state.verifier_metrics.render());
+    if let Some(verifier) = &state.verifier_metrics {
+        body.push_str(&verifier.render());
+    }
     (
         [(
             CONTENT_TYPE,

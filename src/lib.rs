@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod admission;
 pub mod api;
+pub mod certs;
 pub mod cli;
 pub mod clock;
 pub mod controller;

@@ -3,42 +3,36 @@
 //! already act as (docs/security.md, "Admission").
 //!
 //! `decision` holds the rules as pure functions, `review` answers one
-//! AdmissionReview with them, `certs` makes the webhook's CA and serving
-//! certificate, `secret` shares them between replicas through a Secret,
-//! `registration` keeps the ValidatingWebhookConfiguration's `caBundle`
-//! current. Every replica serves the webhook, leader or not: it only reads.
+//! AdmissionReview with them, `registration` keeps the
+//! ValidatingWebhookConfiguration's `caBundle` current; the CA and serving
+//! certificate come from `crate::certs` (shared between replicas through a
+//! Secret). Every replica serves the webhook, leader or not: it only reads.
 
-pub mod certs;
 pub mod decision;
 pub mod registration;
 pub mod review;
-pub mod secret;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::routing::post;
-use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
 use kube::core::DynamicObject;
 use kube::core::admission::AdmissionReview;
-use kube::{Api, Client};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::info;
 
+use crate::certs::managed::{ManagedCert, ManagedError};
 use crate::serve::TlsSource;
 use crate::verifier::tls::{ReloadingTls, TlsError};
-use certs::{Authority, CertError, CertStore};
 
 /// The path the API server posts AdmissionReviews to.
 pub const PATH: &str = "/validate";
-/// How often a managed certificate is checked for renewal (and the shared
-/// Secret re-read, to pick up another replica's renewal).
-pub const RENEW_CHECK_INTERVAL: Duration = Duration::from_secs(10 * 60);
+pub use crate::certs::managed::RENEW_CHECK_INTERVAL;
 
 /// Where the serving certificate comes from.
 #[derive(Clone, Debug)]
@@ -76,23 +70,8 @@ pub enum WebhookError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error(transparent)]
-    Cert(#[from] CertError),
-    #[error(
-        "cannot read or write the webhook's certificate Secret {secret}: {source}; check that \
-         the operator may get, create and update it"
-    )]
-    Secret { secret: String, source: kube::Error },
-}
-
-/// The managed certificate's state, renewed in the background.
-struct Managed {
-    store: Arc<CertStore>,
-    hosts: Vec<String>,
-    secret: Option<Api<Secret>>,
-    secret_name: String,
-    /// The in-memory CA (no Secret).
-    authority: Option<Authority>,
+    #[error("the webhook's certificate: {0}")]
+    Managed(#[from] ManagedError),
 }
 
 /// A bound webhook that does not serve yet.
@@ -102,7 +81,7 @@ pub struct Webhook {
     client: Client,
     tls: Arc<dyn TlsSource>,
     files: Option<Arc<ReloadingTls>>,
-    managed: Option<Managed>,
+    managed: Option<ManagedCert>,
     configuration: Option<String>,
 }
 
@@ -125,32 +104,8 @@ pub async fn bind(client: Client, cfg: WebhookConfig) -> Result<Webhook, Webhook
             (files.clone(), Some(files), None)
         }
         WebhookTls::Managed { hosts, secret } => {
-            let (store, authority, api, secret_name) = match secret {
-                Some((namespace, name)) => {
-                    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-                    let shown = format!("{namespace}/{name}");
-                    let pair = secret::ensure(&api, &name, &hosts, now)
-                        .await
-                        .map_err(|e| e.into_webhook_error(&shown))?;
-                    let store = CertStore::new(pair.ca_bundle.clone(), &pair.serving)?;
-                    (store, None, Some(api), name)
-                }
-                None => {
-                    let authority = Authority::new(now)?;
-                    let serving = authority.issue(&hosts, now)?;
-                    let store = CertStore::new(authority.cert_pem.clone(), &serving)?;
-                    (store, Some(authority), None, String::new())
-                }
-            };
-            let store = Arc::new(store);
-            let managed = Managed {
-                store: store.clone(),
-                hosts,
-                secret: api,
-                secret_name,
-                authority,
-            };
-            (store, None, Some(managed))
+            let managed = ManagedCert::load(&client, hosts, secret, now).await?;
+            (managed.store(), None, Some(managed))
         }
     };
     Ok(Webhook {
@@ -173,7 +128,7 @@ impl Webhook {
     /// The PEM CA bundle the API server must trust, when the operator
     /// manages the certificate.
     pub fn ca_bundle(&self) -> Option<String> {
-        self.managed.as_ref().map(|m| m.store.ca_bundle())
+        self.managed.as_ref().map(|m| m.store().ca_bundle())
     }
 
     /// Serves until `shutdown` completes, renewing a managed certificate and
@@ -198,11 +153,11 @@ impl Webhook {
                 background.spawn(registration::keep_ca_bundle(
                     client.clone(),
                     name,
-                    managed.store.clone(),
+                    managed.store(),
                     renewed.clone(),
                 ));
             }
-            background.spawn(renew(managed, renewed));
+            background.spawn(managed.keep_renewed("admission webhook", renewed));
         }
         let reviewer = review::Reviewer::new(client);
         let router = axum::Router::new()
@@ -220,57 +175,4 @@ async fn validate(
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
     Json(reviewer.answer(review).await)
-}
-
-/// Renews the managed certificate when due, and picks up another replica's
-/// renewal from the shared Secret; `renewed` tells the registration.
-async fn renew(mut managed: Managed, renewed: Arc<Notify>) {
-    let mut ticks = tokio::time::interval(RENEW_CHECK_INTERVAL);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        let now = jiff::Timestamp::now();
-        let before = managed.store.ca_bundle();
-        let result = match (&managed.secret, &mut managed.authority) {
-            (Some(api), _) => secret::ensure(api, &managed.secret_name, &managed.hosts, now)
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|pair| {
-                    managed
-                        .store
-                        .replace(pair.ca_bundle, &pair.serving)
-                        .map_err(|e| e.to_string())
-                }),
-            (None, Some(authority)) => {
-                in_memory_renewal(authority, &managed.store, &managed.hosts, now)
-                    .map_err(|e| e.to_string())
-            }
-            (None, None) => Ok(()),
-        };
-        match result {
-            Ok(()) if managed.store.ca_bundle() != before => {
-                info!("admission webhook CA renewed");
-                renewed.notify_one();
-            }
-            Ok(()) => {}
-            Err(err) => {
-                warn!(error = %err, "renewing the admission webhook's certificate failed; retrying later")
-            }
-        }
-    }
-}
-
-fn in_memory_renewal(
-    authority: &mut Authority,
-    store: &CertStore,
-    hosts: &[String],
-    now: jiff::Timestamp,
-) -> Result<(), CertError> {
-    if authority.due(now) {
-        *authority = Authority::new(now)?;
-    }
-    // A fresh serving certificate each check is cheap, and nothing else
-    // remembers the old one's end.
-    let serving = authority.issue(hosts, now)?;
-    store.replace(authority.cert_pem.clone(), &serving)
 }

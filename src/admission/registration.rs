@@ -18,8 +18,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use super::certs::CertStore;
 use crate::api::{GROUP, VERSION};
+use crate::certs::CertStore;
 
 /// The webhook's name in the configuration (a qualified name, as the API requires).
 pub const WEBHOOK_NAME: &str = "authorization.apikeys.dev";

@@ -70,6 +70,10 @@ pub struct VerifyArgs {
     /// PEM private key for HTTPS; reloaded when the file changes.
     #[arg(long, requires = "verify_tls_cert")]
     verify_tls_key: Option<PathBuf>,
+    /// PEM CA certificates: only clients presenting a certificate they
+    /// signed may connect, on every path (read at start).
+    #[arg(long, value_name = "FILE", requires = "verify_tls_cert")]
+    verify_client_ca: Option<PathBuf>,
     /// Group added to every authenticated identity (repeatable).
     #[arg(long = "extra-group", value_name = "GROUP")]
     extra_groups: Vec<String>,
@@ -101,6 +105,7 @@ impl VerifyArgs {
         Ok(verifier::VerifierConfig {
             addr: self.verify_addr,
             tls: self.verify_tls_cert.zip(self.verify_tls_key),
+            client_ca: self.verify_client_ca,
             extra_groups: self.extra_groups,
             headers,
             namespace,
@@ -163,13 +168,7 @@ impl WebhookArgs {
         let tls = match self.webhook_tls_cert.zip(self.webhook_tls_key) {
             Some((cert, key)) => admission::WebhookTls::Files { cert, key },
             None => admission::WebhookTls::Managed {
-                hosts: match &self.webhook_service {
-                    Some(svc) => ["", ".svc", ".svc.cluster.local"]
-                        .iter()
-                        .map(|suffix| format!("{svc}.{ns}{suffix}"))
-                        .collect(),
-                    None => vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
-                },
+                hosts: service_hosts(self.webhook_service.as_deref(), &ns),
                 secret: self.webhook_secret.map(|name| (ns.clone(), name)),
             },
         };
@@ -178,6 +177,76 @@ impl WebhookArgs {
             tls,
             configuration: self.webhook_configuration,
         }
+    }
+}
+
+/// The names a certificate for the Service `service` in `namespace` is made
+/// for; without a Service, this machine's.
+fn service_hosts(service: Option<&str>, namespace: &str) -> Vec<String> {
+    match service {
+        Some(svc) => ["", ".svc", ".svc.cluster.local"]
+            .iter()
+            .map(|suffix| format!("{svc}.{namespace}{suffix}"))
+            .collect(),
+        None => vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+    }
+}
+
+/// The verifier's certificate, made and renewed by the operator (the Helm
+/// chart's default), for a verifier Deployment that mounts its Secret.
+#[derive(clap::Args)]
+pub struct VerifierCertArgs {
+    /// Secret (in --verify-cert-namespace) where the operator keeps a CA and a
+    /// serving certificate for the verifier, renewed like the webhook's and
+    /// shared by all replicas. A verifier run elsewhere mounts it
+    /// (--verify-tls-cert/--verify-tls-key); one in this process serves with
+    /// it unless given those files.
+    #[arg(long)]
+    verify_cert_secret: Option<String>,
+    /// Service (in --verify-cert-namespace) in front of the verifier: the
+    /// names the certificate is made for. Default: localhost and 127.0.0.1.
+    #[arg(long, requires = "verify_cert_secret")]
+    verify_cert_service: Option<String>,
+    /// ConfigMap (in --verify-cert-namespace) where the operator publishes the
+    /// verifier's CA bundle under `ca.crt`, for its clients.
+    #[arg(long, requires = "verify_cert_secret")]
+    verify_ca_configmap: Option<String>,
+    /// Namespace of --verify-cert-secret, --verify-cert-service and --verify-ca-configmap.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    verify_cert_namespace: String,
+}
+
+impl VerifierCertArgs {
+    /// The certificate's settings, when the operator manages one.
+    pub fn config(self) -> Option<super::run::VerifierCertConfig> {
+        let namespace = self.verify_cert_namespace;
+        self.verify_cert_secret
+            .map(|secret| super::run::VerifierCertConfig {
+                hosts: service_hosts(self.verify_cert_service.as_deref(), &namespace),
+                secret,
+                ca_configmap: self.verify_ca_configmap,
+                namespace,
+            })
+    }
+}
+
+/// A part of the operator that `run` can run alone (`--components`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Component {
+    /// The reconcilers of ApiKeys and ApiTokens (leader-elected with --leader-elect).
+    Controller,
+    /// The validating admission webhook.
+    Webhook,
+    /// The verifier: TokenReview and forward-auth.
+    Verifier,
+}
+
+/// The parts named by `--components`.
+pub fn components(named: &[Component]) -> super::run::Components {
+    super::run::Components {
+        controller: named.contains(&Component::Controller),
+        webhook: named.contains(&Component::Webhook),
+        verifier: named.contains(&Component::Verifier),
     }
 }
 
@@ -282,8 +351,16 @@ pub struct RunArgs {
     #[arg(long, default_value = "1m", value_parser = parse_min_rotation_period,
           env = "APIKEY_OPERATOR_MIN_ROTATION_PERIOD")]
     pub min_rotation_period: jiff::SignedDuration,
+    /// The parts to run, comma-separated: controller, webhook, verifier.
+    /// The Helm chart runs controller,webhook in one Deployment and the
+    /// verifier in another, which then needs no access to Secrets or Leases.
+    #[arg(long, value_enum, value_delimiter = ',', num_args = 1..,
+          default_value = "controller,webhook,verifier", env = "APIKEY_OPERATOR_COMPONENTS")]
+    pub components: Vec<Component>,
     #[command(flatten)]
     pub verify: VerifyArgs,
+    #[command(flatten)]
+    pub verify_cert: VerifierCertArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
     #[command(flatten)]
@@ -299,6 +376,8 @@ impl RunArgs {
     ) -> Result<(ClusterArgs, super::run::RunOptions), verifier::HeaderNameError> {
         let verifier = self.verify.config(self.namespace.clone())?;
         let opts = super::run::RunOptions {
+            components: components(&self.components),
+            verifier_cert: self.verify_cert.config(),
             controller: controller::Config {
                 namespace: self.namespace,
                 selector: self.selector,
@@ -477,5 +556,28 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(parse_min_rotation_period(raw).ok(), want, "{raw}");
         }
+    }
+
+    fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let argv = ["apikey-operator", "run"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(run) => Ok(*run),
+            _ => unreachable!("parsed `run`"),
+        }
+    }
+
+    /// `--components` takes a comma-separated subset; everything by default.
+    #[test]
+    fn components_name_the_parts_to_run() {
+        let parts = |args: &[&str]| run_args(args).map(|a| components(&a.components));
+        let all = super::super::run::Components::ALL;
+        assert_eq!(parts(&[]).expect("default"), all);
+        let verifier = parts(&["--components", "verifier"]).expect("verifier");
+        assert!(verifier.verifier && !verifier.controller && !verifier.webhook);
+        let both = parts(&["--components=controller,webhook"]).expect("two");
+        assert!(both.controller && both.webhook && !both.verifier);
+        let err = parts(&["--components", "controler"]).expect_err("a typo");
+        assert!(err.to_string().contains("possible values"), "{err}");
+        assert!(parts(&["--components="]).is_err(), "none");
     }
 }

@@ -87,6 +87,8 @@ pub async fn run_local(
     let operator = run::bind_operator(
         emulator.config()?,
         RunOptions {
+            components: run::Components::ALL,
+            verifier_cert: None,
             controller: controller::Config::default(),
             verifier: opts.verifier,
             admin_addr: opts.admin_addr,
@@ -112,7 +114,9 @@ pub async fn run_local(
             .await
             .map_err(|e| LocalError::Webhook(e.to_string()))?;
     }
-    let verify_addr = operator.verify_addr();
+    let verify_addr = operator
+        .verify_addr()
+        .map_or_else(String::new, |addr| addr.to_string());
     // The manifests go through the webhook, so the operator serves while they are applied;
     // a manifest that fails stops it again.
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,6 +1,9 @@
-//! The operator's wiring, the same for `run` and `local`: the verifier and
-//! the admin server on every replica, the controllers on the leader (or
-//! always, without leader election), all stopped together on shutdown.
+//! The operator's wiring, the same for `run` and `local`: the verifier, the
+//! admission webhook and the admin server on every replica, the controllers
+//! on the leader (or always, without leader election), all stopped together
+//! on shutdown. `--components` runs a subset: the Helm chart runs the
+//! controller and the webhook in one Deployment and the verifier, which then
+//! needs no Secrets and no Lease, in another.
 //!
 //! The controllers run on a thread of their own, on a single-threaded
 //! runtime with its own API client: their watch streams, reconciles and API
@@ -14,24 +17,72 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, TryFutureExt};
 use kube::Client;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use crate::admin::{self, AdminServer, AdminState};
 use crate::admission;
+use crate::certs::managed::{ManagedCert, ManagedError};
+use crate::certs::published;
 use crate::clock::SystemClock;
 use crate::controller::{self, Handles};
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::{OperatorMetrics, Sources};
 use crate::verifier::{self, VerifierConfig};
 
+/// Which parts a process runs (`--components`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Components {
+    /// The reconcilers (leader-elected with `--leader-elect`).
+    pub controller: bool,
+    /// The admission webhook.
+    pub webhook: bool,
+    /// The verifier (TokenReview and forward-auth).
+    pub verifier: bool,
+}
+
+impl Components {
+    /// Everything, as `local` and a plain `run` do.
+    pub const ALL: Components = Components {
+        controller: true,
+        webhook: true,
+        verifier: true,
+    };
+}
+
+impl Default for Components {
+    fn default() -> Self {
+        Components::ALL
+    }
+}
+
+/// The verifier's certificate, made and renewed by this process like the
+/// webhook's and kept in a Secret, for a verifier Deployment that mounts it
+/// (which then needs no access to Secrets); its CA bundle is published in a
+/// ConfigMap for the verifier's clients. A verifier in this process serves
+/// with it unless it was given TLS files.
+#[derive(Clone, Debug)]
+pub struct VerifierCertConfig {
+    pub namespace: String,
+    /// The Secret holding the CA and the serving certificate.
+    pub secret: String,
+    /// The names the serving certificate is for.
+    pub hosts: Vec<String>,
+    /// The ConfigMap the CA bundle is published in (`ca.crt`).
+    pub ca_configmap: Option<String>,
+}
+
 /// Everything `run` needs besides the client.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
+    /// The parts to run; the settings of the others are ignored.
+    pub components: Components,
     pub controller: controller::Config,
     pub verifier: VerifierConfig,
+    /// The verifier's certificate, when this process manages it.
+    pub verifier_cert: Option<VerifierCertConfig>,
     /// `--admin-addr`; no admin server when `None`.
     pub admin_addr: Option<SocketAddr>,
     /// The admission webhook; not served when `None` (tests of other parts).
@@ -50,6 +101,10 @@ pub enum RunError {
     Admin(#[from] admin::AdminError),
     #[error(transparent)]
     Webhook(#[from] admission::WebhookError),
+    #[error("the verifier's certificate: {0}")]
+    VerifierCert(#[from] ManagedError),
+    #[error("{0}")]
+    Components(&'static str),
     #[error(
         "could not create the API client: {0}; check the kubeconfig or the in-cluster service account"
     )]
@@ -141,13 +196,15 @@ fn thread_result(
 /// fails [`bind_operator`] before anything starts.
 pub struct BoundOperator {
     config: kube::Config,
-    verifier: verifier::Verifier,
+    verifier: Option<verifier::Verifier>,
     admin: Option<AdminServer>,
     webhook: Option<admission::Webhook>,
+    verifier_cert: Option<(ManagedCert, VerifierCertConfig)>,
     handles: Arc<Handles>,
     leading: Arc<AtomicBool>,
-    controller: controller::Config,
+    controller: Option<controller::Config>,
     leader: Option<LeaseConfig>,
+    client: Client,
 }
 
 /// Binds the verifier's and the admin server's ports and checks the Lease
@@ -156,29 +213,57 @@ pub async fn bind_operator(
     config: kube::Config,
     opts: RunOptions,
 ) -> Result<BoundOperator, RunError> {
+    let parts = opts.components;
+    if !(parts.controller || parts.webhook || parts.verifier) {
+        return Err(RunError::Components(
+            "--components names no part to run; give controller, webhook and/or verifier",
+        ));
+    }
     if let Some(lease) = &opts.leader {
+        if !parts.controller {
+            return Err(RunError::Components(
+                "--leader-elect elects a controller, and --components runs none; drop \
+                 --leader-elect or add the controller",
+            ));
+        }
         lease.validate()?;
     }
     let client = Client::try_from(config.clone()).map_err(|e| RunError::Client(e.to_string()))?;
-    let verifier = verifier::bind(client.clone(), opts.verifier).await?;
-    let webhook = match opts.webhook {
-        Some(cfg) => Some(admission::bind(client, cfg).await?),
+    let mut verifier = match parts.verifier {
+        true => Some(verifier::bind(client.clone(), opts.verifier).await?),
+        false => None,
+    };
+    let webhook = match opts.webhook.filter(|_| parts.webhook) {
+        Some(cfg) => Some(admission::bind(client.clone(), cfg).await?),
+        None => None,
+    };
+    let verifier_cert = match opts.verifier_cert {
+        Some(cfg) => {
+            let secret = Some((cfg.namespace.clone(), cfg.secret.clone()));
+            let cert =
+                ManagedCert::load(&client, cfg.hosts.clone(), secret, jiff::Timestamp::now())
+                    .await?;
+            if let Some(verifier) = &mut verifier {
+                verifier.serve_tls_from(cert.store());
+            }
+            Some((cert, cfg))
+        }
         None => None,
     };
     let handles = Arc::new(Handles::default());
-    let leading = Arc::new(AtomicBool::new(opts.leader.is_none()));
+    let leading = Arc::new(AtomicBool::new(parts.controller && opts.leader.is_none()));
     let admin = match opts.admin_addr {
         Some(addr) => {
             let sources = Sources {
                 controller: handles.clone(),
-                index: verifier.index(),
+                index: verifier.as_ref().map(|v| v.index()).unwrap_or_default(),
                 leading: leading.clone(),
             };
             let state = AdminState {
                 operator: OperatorMetrics::new(sources.clone()),
                 sources,
-                verifier_metrics: verifier.metrics(),
-                verifier_ready: verifier.readiness(),
+                verifier_metrics: verifier.as_ref().map(|v| v.metrics()),
+                verifier_ready: verifier.as_ref().map(|v| v.readiness()),
             };
             Some(admin::bind(addr, state).await?)
         }
@@ -189,17 +274,20 @@ pub async fn bind_operator(
         verifier,
         admin,
         webhook,
+        verifier_cert,
         handles,
         leading,
-        controller: opts.controller,
+        controller: parts.controller.then_some(opts.controller),
         leader: opts.leader,
+        client,
     })
 }
 
 impl BoundOperator {
-    /// The verifier's address (the real port when port 0 was asked for).
-    pub fn verify_addr(&self) -> SocketAddr {
-        self.verifier.local_addr()
+    /// The verifier's address (the real port when port 0 was asked for),
+    /// when it runs.
+    pub fn verify_addr(&self) -> Option<SocketAddr> {
+        self.verifier.as_ref().map(|v| v.local_addr())
     }
 
     /// The admission webhook, when served.
@@ -218,27 +306,63 @@ impl BoundOperator {
             verifier,
             admin,
             webhook,
+            verifier_cert,
             handles,
             leading,
             controller: settings,
             leader,
+            client,
         } = self;
         let shutdown = shutdown.boxed().shared();
-        let controllers = spawn_controllers(config, move |client, stop| async move {
-            let run = |stop| {
-                controller::run_with(
-                    client.clone(),
-                    settings.clone(),
-                    Arc::new(SystemClock),
-                    handles.clone(),
-                    stop,
-                )
-            };
-            match leader {
-                None => run(stop).await,
-                Some(lease) => leader::run_elected(client.clone(), lease, leading, stop, run).await,
+        let controllers = match settings {
+            Some(settings) => Some(spawn_controllers(config, move |client, stop| async move {
+                let run = |stop| {
+                    controller::run_with(
+                        client.clone(),
+                        settings.clone(),
+                        Arc::new(SystemClock),
+                        handles.clone(),
+                        stop,
+                    )
+                };
+                match leader {
+                    None => run(stop).await,
+                    Some(lease) => {
+                        leader::run_elected(client.clone(), lease, leading, stop, run).await
+                    }
+                }
+            })?),
+            None => None,
+        };
+        let controllers_run = async {
+            match controllers {
+                Some(controllers) => controllers.run_until(shutdown.clone()).await,
+                None => Ok(()),
             }
-        })?;
+        };
+        let verifier_run = async {
+            match verifier {
+                Some(verifier) => verifier.run(shutdown.clone()).await.map_err(RunError::from),
+                None => Ok(()),
+            }
+        };
+        let cert_run = async {
+            if let Some((cert, cfg)) = verifier_cert {
+                let renewed = Arc::new(Notify::new());
+                let store = cert.store();
+                let renewal = cert.keep_renewed("verifier", renewed.clone());
+                let publishing = async {
+                    if let Some(name) = cfg.ca_configmap {
+                        let api = kube::Api::namespaced(client, &cfg.namespace);
+                        published::keep_published(api, name, store, renewed).await;
+                    }
+                };
+                tokio::select! {
+                    () = shutdown.clone() => {}
+                    _ = futures::future::join(renewal, publishing) => {}
+                }
+            }
+        };
         let admin_run = async {
             if let Some(admin) = admin {
                 admin.run(shutdown.clone()).await;
@@ -250,10 +374,11 @@ impl BoundOperator {
             }
         };
         tokio::try_join!(
-            controllers.run_until(shutdown.clone()),
-            verifier.run(shutdown.clone()).err_into::<RunError>(),
+            controllers_run,
+            verifier_run,
             admin_run.map(Ok),
             webhook_run.map(Ok),
+            cert_run.map(Ok),
         )?;
         Ok(())
     }
@@ -308,5 +433,46 @@ mod tests {
         .expect("run_until returns without waiting for shutdown");
         let err = ended.expect_err("a panic is an error").to_string();
         assert!(err.contains("panicked"), "{err}");
+    }
+
+    /// A verifier-only process elects no leader: `--leader-elect` without
+    /// the controller is refused before anything starts.
+    #[tokio::test]
+    async fn leader_election_needs_the_controller() {
+        let opts = |components| RunOptions {
+            components,
+            controller: controller::Config::default(),
+            verifier: VerifierConfig::default(),
+            verifier_cert: None,
+            admin_addr: None,
+            webhook: None,
+            leader: Some(LeaseConfig {
+                namespace: "ns".to_owned(),
+                name: "lease".to_owned(),
+                identity: "me".to_owned(),
+                lease_duration: std::time::Duration::from_secs(15),
+                renew_deadline: std::time::Duration::from_secs(10),
+                retry_period: std::time::Duration::from_secs(2),
+            }),
+        };
+        let verifier_only = Components {
+            controller: false,
+            webhook: false,
+            verifier: true,
+        };
+        let err = bind_operator(config(), opts(verifier_only))
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("--leader-elect"), "{err}");
+        let nothing = Components {
+            verifier: false,
+            ..verifier_only
+        };
+        let err = bind_operator(config(), opts(nothing))
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("no part"), "{err}");
     }
 }

@@ -52,6 +52,9 @@ pub struct VerifierConfig {
     pub addr: SocketAddr,
     /// PEM certificate chain and private key files; plain HTTP when `None`.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// PEM CA certificates: only clients with a certificate they signed may
+    /// connect (`--verify-client-ca`; needs `tls`).
+    pub client_ca: Option<PathBuf>,
     /// Groups added to every authenticated identity (`--extra-group`).
     pub extra_groups: Vec<String>,
     /// Names of the forward-auth identity headers.
@@ -72,6 +75,7 @@ impl Default for VerifierConfig {
         VerifierConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls: None,
+            client_ca: None,
             extra_groups: Vec::new(),
             headers: HeaderNames::default(),
             namespace: None,
@@ -97,7 +101,9 @@ pub struct Verifier {
     listener: TcpListener,
     local_addr: SocketAddr,
     state: Arc<AppState>,
-    tls: Option<Arc<ReloadingTls>>,
+    tls: Option<Arc<dyn TlsSource>>,
+    /// The files behind `tls`, polled for changes.
+    files: Option<Arc<ReloadingTls>>,
     client: Client,
     namespace: Option<String>,
 }
@@ -113,8 +119,14 @@ pub async fn bind_with(
     cfg: VerifierConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<Verifier, VerifierError> {
-    let tls = match &cfg.tls {
-        Some((cert, key)) => Some(Arc::new(ReloadingTls::load(cert, key)?)),
+    let clients = match &cfg.client_ca {
+        Some(path) => Some(tls::client_verifier(path)?),
+        None => None,
+    };
+    let files = match &cfg.tls {
+        Some((cert, key)) => Some(Arc::new(ReloadingTls::load_for_clients(
+            cert, key, clients,
+        )?)),
         None => None,
     };
     let listener = TcpListener::bind(cfg.addr)
@@ -143,7 +155,8 @@ pub async fn bind_with(
         listener,
         local_addr,
         state,
-        tls,
+        tls: files.clone().map(|f| f as Arc<dyn TlsSource>),
+        files,
         client,
         namespace: cfg.namespace,
     })
@@ -174,6 +187,14 @@ impl Verifier {
         self.state.index.clone()
     }
 
+    /// Serves HTTPS with `tls` (a certificate the operator manages itself)
+    /// unless TLS files were given, which win.
+    pub fn serve_tls_from(&mut self, tls: Arc<dyn TlsSource>) {
+        if self.files.is_none() {
+            self.tls = Some(tls);
+        }
+    }
+
     /// The verifier's metrics; the admin server's /metrics includes them.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.state.metrics.clone()
@@ -188,6 +209,7 @@ impl Verifier {
             local_addr,
             state,
             tls,
+            files,
             client,
             namespace,
         } = self;
@@ -221,8 +243,8 @@ impl Verifier {
             state.readiness.clone(),
             state.metrics.clone(),
         ));
-        if let Some(tls) = tls.clone() {
-            background.spawn(reload_tls(tls));
+        if let Some(files) = files {
+            background.spawn(reload_tls(files));
         }
         let reporter = tokio::spawn(last_used::report_usage(
             client,
@@ -234,7 +256,6 @@ impl Verifier {
 
         let router = http::router(state);
         info!(addr = %local_addr, tls = tls.is_some(), "verifier listening");
-        let tls = tls.map(|tls| tls as Arc<dyn TlsSource>);
         crate::serve::serve(listener, router, tls, shutdown).await;
         info!("verifier shutting down");
         // After the drain: the last `lastUsedAt` batch includes the drained requests.

@@ -447,7 +447,7 @@ async fn the_webhook_fails_closed_and_restores_its_ca_bundle() {
     };
     let good = bundle(&ours).expect("a caBundle");
 
-    let stranger = admission::certs::Authority::new(jiff::Timestamp::now()).expect("a CA");
+    let stranger = apikey_operator::certs::Authority::new(jiff::Timestamp::now()).expect("a CA");
     let mut overwritten = ours.clone();
     overwritten.webhooks.as_mut().expect("webhooks")[0]
         .client_config

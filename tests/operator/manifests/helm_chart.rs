@@ -9,7 +9,9 @@
 //! Kinds the emulator does not serve are checked here by content only and
 //! not applied: RBAC (ClusterRole, ClusterRoleBinding, Role, RoleBinding),
 //! Service, PodDisruptionBudget, ServiceMonitor, PrometheusRule,
-//! ValidatingAdmissionPolicy and its binding ([`NOT_SERVED`]).
+//! ValidatingAdmissionPolicy and its binding, NetworkPolicy ([`NOT_SERVED`]).
+//! The verifier's own Deployment, the user roles and the NetworkPolicies are
+//! checked in `chart_least_privilege`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -35,6 +37,7 @@ const NOT_SERVED: &[&str] = &[
     "PrometheusRule",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
+    "NetworkPolicy",
 ];
 
 /// Every optional part on.
@@ -44,6 +47,8 @@ const ALL_ON: &[&str] = &[
     "metrics.prometheusRule.enabled=true",
     "metrics.dashboard.enabled=true",
     "rbac.restartTargets=true",
+    "verifier.clientCA.configMapName=apiserver-client-ca",
+    "verifier.audiences={https://kubernetes.default.svc,gateway}",
 ];
 
 pub(super) fn helm() -> Option<PathBuf> {
@@ -108,17 +113,63 @@ fn lint_passes_with_and_without_the_optional_parts() {
         args.extend(["--set", set]);
     }
     run(&helm, &args);
-    run(
-        &helm,
-        &["lint", "--strict", CHART, "--set", "watchNamespace=team-a"],
-    );
+    for set in [
+        "watchNamespace=team-a",
+        "verifier.separate=false",
+        "verifier.tls.enabled=false",
+        "verifier.tlsSecretName=my-tls",
+        "networkPolicy.enabled=false",
+        "rbac.userRoles.create=false",
+    ] {
+        run(&helm, &["lint", "--strict", CHART, "--set", set]);
+    }
+}
+
+pub(super) fn args_of(deployment: &Value) -> Vec<&str> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
 }
 
 #[test]
-fn the_pod_is_hardened_and_probed_on_the_admin_port() {
+fn the_pods_are_hardened_and_probed_on_the_admin_port() {
     let helm = require_helm!();
     let docs = template(&helm, &[], &[]);
-    let deployment = find(&docs, "Deployment")[0];
+    let deployments = find(&docs, "Deployment");
+    assert_eq!(deployments.len(), 2, "the operator and the verifier");
+    for deployment in &deployments {
+        hardened_and_probed(deployment);
+    }
+    let args = args_of(deployments[0]);
+    for want in [
+        "run",
+        "--leader-elect",
+        "--components=controller,webhook",
+        "--admin-addr=0.0.0.0:9090",
+        "--webhook-addr=0.0.0.0:9443",
+    ] {
+        assert!(args.contains(&want), "{want} missing from {args:?}");
+    }
+    assert_eq!(deployments[0]["spec"]["replicas"], 2);
+    assert_eq!(deployments[1]["spec"]["replicas"], 2);
+    let services: Vec<&str> = find(&docs, "Service")
+        .iter()
+        .filter_map(|s| s["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(
+        services,
+        [
+            "ako-apikey-operator-verifier",
+            "ako-apikey-operator-metrics",
+            "ako-apikey-operator-webhook"
+        ]
+    );
+}
+
+fn hardened_and_probed(deployment: &Value) {
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(
@@ -135,61 +186,17 @@ fn the_pod_is_hardened_and_probed_on_the_admin_port() {
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(container["readinessProbe"]["httpGet"]["port"], "admin");
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .expect("args")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    for want in [
-        "run",
-        "--leader-elect",
-        "--admin-addr=0.0.0.0:9090",
-        "--verify-addr=0.0.0.0:8443",
-        "--webhook-addr=0.0.0.0:9443",
-    ] {
-        assert!(args.contains(&want), "{want} missing from {args:?}");
-    }
-    assert_eq!(deployment["spec"]["replicas"], 2);
-    let services: Vec<&str> = find(&docs, "Service")
-        .iter()
-        .filter_map(|s| s["metadata"]["name"].as_str())
-        .collect();
-    assert_eq!(
-        services,
-        [
-            "ako-apikey-operator-verifier",
-            "ako-apikey-operator-metrics",
-            "ako-apikey-operator-webhook"
-        ]
-    );
 }
 
 #[test]
 fn rbac_is_least_privilege() {
     let helm = require_helm!();
     let rules_of = |docs: &[Value], kind: &str| -> Vec<(String, String, String)> {
-        let mut out = Vec::new();
-        for role in find(docs, kind) {
-            for rule in role["rules"].as_array().expect("rules") {
-                for group in rule["apiGroups"].as_array().expect("groups") {
-                    for resource in rule["resources"].as_array().expect("resources") {
-                        let verbs: Vec<&str> = rule["verbs"]
-                            .as_array()
-                            .expect("verbs")
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .collect();
-                        out.push((
-                            group.as_str().unwrap_or_default().to_owned(),
-                            resource.as_str().unwrap_or_default().to_owned(),
-                            verbs.join(","),
-                        ));
-                    }
-                }
-            }
-        }
-        out
+        let operators = find(docs, kind)
+            .into_iter()
+            .filter(|r| !is_verifier_or_user_role(r))
+            .collect::<Vec<_>>();
+        rules(&operators)
     };
     let docs = template(&helm, &[], &[]);
     let rules = rules_of(&docs, "ClusterRole");
@@ -220,6 +227,15 @@ fn rbac_is_least_privilege() {
             // The webhook's certificate Secret (get and update by name; create cannot be).
             ("".to_owned(), "secrets".to_owned(), "get,update".to_owned()),
             ("".to_owned(), "secrets".to_owned(), "create".to_owned()),
+            // The verifier's: its certificate Secret and its CA's ConfigMap, by name.
+            ("".to_owned(), "secrets".to_owned(), "get,update".to_owned()),
+            (
+                "".to_owned(),
+                "configmaps".to_owned(),
+                "get,update".to_owned()
+            ),
+            ("".to_owned(), "secrets".to_owned(), "create".to_owned()),
+            ("".to_owned(), "configmaps".to_owned(), "create".to_owned()),
             (
                 "coordination.k8s.io".to_owned(),
                 "leases".to_owned(),
@@ -248,7 +264,14 @@ fn rbac_is_least_privilege() {
     );
     assert_eq!(
         named("Role", "secrets"),
-        ["ako-apikey-operator-webhook-tls"]
+        [
+            "ako-apikey-operator-webhook-tls",
+            "ako-apikey-operator-verifier-tls"
+        ]
+    );
+    assert_eq!(
+        named("Role", "configmaps"),
+        ["ako-apikey-operator-verifier-ca"]
     );
     let all = serde_json::to_string(&docs).expect("json");
     assert!(!all.contains("\"*\""), "no wildcards anywhere");
@@ -260,15 +283,53 @@ fn rbac_is_least_privilege() {
     }
 
     let namespaced = template(&helm, &["watchNamespace=team-a"], &[]);
-    // Only the webhook's cluster-scoped needs stay in a ClusterRole.
+    // Only the webhook's cluster-scoped needs (and the roles for people) stay in ClusterRoles.
     let cluster_roles: Vec<&Value> = find(&namespaced, "ClusterRole");
-    assert_eq!(cluster_roles.len(), 1);
+    let names: Vec<&str> = cluster_roles
+        .iter()
+        .filter_map(|r| r["metadata"]["name"].as_str())
+        .collect();
     assert_eq!(
-        cluster_roles[0]["metadata"]["name"],
-        "ako-apikey-operator-webhook"
+        names,
+        [
+            "ako-apikey-operator-webhook",
+            "ako-apikey-operator-apikeys-view",
+            "ako-apikey-operator-apikeys-edit"
+        ]
     );
     let roles = find(&namespaced, "Role");
     assert!(roles.iter().any(|r| r["metadata"]["namespace"] == "team-a"));
+}
+
+/// The verifier's role and the roles for people, checked in `chart_least_privilege`.
+fn is_verifier_or_user_role(role: &Value) -> bool {
+    let name = role["metadata"]["name"].as_str().unwrap_or_default();
+    name.ends_with("-verifier") || name.contains("-apikeys-")
+}
+
+/// Every (apiGroup, resource, verbs) the roles grant, in order.
+pub(super) fn rules(roles: &[&Value]) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for role in roles {
+        for rule in role["rules"].as_array().expect("rules") {
+            for group in rule["apiGroups"].as_array().expect("groups") {
+                for resource in rule["resources"].as_array().expect("resources") {
+                    let verbs: Vec<&str> = rule["verbs"]
+                        .as_array()
+                        .expect("verbs")
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    out.push((
+                        group.as_str().unwrap_or_default().to_owned(),
+                        resource.as_str().unwrap_or_default().to_owned(),
+                        verbs.join(","),
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 #[test]

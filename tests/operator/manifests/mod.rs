@@ -7,5 +7,6 @@ mod crds;
 mod examples;
 #[macro_use]
 mod helm_chart;
+mod chart_least_privilege;
 mod chart_rbac;
 mod kubectl_get;

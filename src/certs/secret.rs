@@ -1,5 +1,5 @@
-//! The webhook's CA and serving certificate shared by every replica through
-//! one Secret: the first replica to start makes them, the others read them;
+//! A CA and serving certificate (the webhook's, the verifier's) shared by
+//! every replica through one Secret: the first replica to start makes them, the others read them;
 //! whoever finds them due renews them, with the Secret's resourceVersion as
 //! the lock (a lost race re-reads). A renewed CA is added to the bundle in
 //! front of the previous one, so replicas still serving a certificate of the
@@ -12,8 +12,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use super::WebhookError;
-use super::certs::{Authority, CertError, Serving};
+use super::{Authority, CertError, Serving};
 
 const CA_BUNDLE: &str = "ca.crt";
 const CA_KEY: &str = "ca.key";
@@ -39,18 +38,6 @@ pub enum SecretError {
     Api(#[from] kube::Error),
     #[error(transparent)]
     Cert(#[from] CertError),
-}
-
-impl SecretError {
-    pub(super) fn into_webhook_error(self, secret: &str) -> WebhookError {
-        match self {
-            SecretError::Api(source) => WebhookError::Secret {
-                secret: secret.to_owned(),
-                source,
-            },
-            SecretError::Cert(e) => WebhookError::Cert(e),
-        }
-    }
 }
 
 /// Reads the pair from the Secret `name`, making or renewing what is

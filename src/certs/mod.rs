@@ -1,7 +1,14 @@
-//! The webhook's own certificate authority and serving certificate, made
-//! with rcgen (ECDSA P-256). The CA lives ten years and only signs serving
-//! certificates, which live one year and are renewed a month before they
-//! end, so the `caBundle` the API server trusts changes only with the CA.
+//! The operator's own certificate authorities and serving certificates, for
+//! its HTTPS endpoints (the admission webhook, the verifier), made with rcgen
+//! (ECDSA P-256). A CA lives ten years and only signs serving certificates,
+//! which live one year and are renewed a month before they end, so the CA
+//! bundle clients trust changes only with the CA. `secret` shares a pair
+//! between replicas, `managed` keeps one renewed, `published` hands the CA
+//! bundle to clients through a ConfigMap.
+
+pub mod managed;
+pub mod published;
+pub mod secret;
 
 use std::sync::{Arc, RwLock};
 
@@ -20,15 +27,17 @@ pub const CA_VALIDITY: SignedDuration = SignedDuration::from_hours(10 * 365 * 24
 pub const SERVING_VALIDITY: SignedDuration = SignedDuration::from_hours(365 * 24);
 /// A certificate this close to its end is replaced.
 pub const RENEW_BEFORE: SignedDuration = SignedDuration::from_hours(30 * 24);
-/// The CA's subject; a serving certificate's issuer names it.
+/// The CA's subject; a serving certificate's issuer names it. Every CA the
+/// operator makes has it (each its own key): certificates issued since the
+/// first release must keep verifying against the CAs stored then.
 const CA_NAME: &str = "apikey-operator admission webhook CA";
 
 /// Why a certificate could not be made or used.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    #[error("cannot make the webhook's certificate: {0}")]
+    #[error("cannot make a certificate: {0}")]
     Generate(#[from] rcgen::Error),
-    #[error("the webhook's certificate cannot be used: {0}")]
+    #[error("a certificate the operator made cannot be used: {0}")]
     Pem(#[from] PemProblem),
     #[error("{0} is outside the range of certificate dates")]
     Date(Timestamp),
@@ -92,9 +101,7 @@ impl Authority {
         let mut name = DistinguishedName::new();
         name.push(
             DnType::CommonName,
-            hosts
-                .first()
-                .map_or("apikey-operator-webhook", String::as_str),
+            hosts.first().map_or("apikey-operator", String::as_str),
         );
         params.distinguished_name = name;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -125,7 +132,7 @@ impl Serving {
     }
 }
 
-/// What the webhook serves with: the CA bundle the API server must trust and
+/// What an endpoint serves with: the CA bundle its clients must trust and
 /// the serving certificate, swapped whole when renewed.
 pub struct CertStore {
     current: RwLock<(String, Arc<TlsAcceptor>)>,
@@ -146,7 +153,7 @@ impl CertStore {
         Ok(())
     }
 
-    /// The PEM CA certificates the API server must trust (`caBundle`).
+    /// The PEM CA certificates clients must trust (the webhook's `caBundle`).
     pub fn ca_bundle(&self) -> String {
         self.current
             .read()
