@@ -8,6 +8,7 @@ mod admission;
 mod auth;
 mod discovery;
 mod error;
+mod events;
 mod gc;
 mod http;
 mod ops;

@@ -236,6 +236,22 @@ async fn quickstart_in_local_mode_authenticates_and_stops_cleanly() {
         200,
         "the previous value works during its grace period"
     );
+    // The rotation's Event, written as events.k8s.io/v1, in kubectl's core/v1 views of it.
+    let described = eventually("the rotation's Event in kubectl describe", || async {
+        kubectl(&kubeconfig, &["describe", "apitoken", TOKEN, "-n", NS])
+            .await
+            .filter(|d| d.contains("Rotated"))
+    })
+    .await;
+    let events = described.split("Events:").nth(1).unwrap_or_default();
+    assert!(
+        events.contains("apikey-operator") && events.contains("on request \"r1\""),
+        "{described}"
+    );
+    let listed = kubectl(&kubeconfig, &["get", "events", "-n", NS, "-o", "name"])
+        .await
+        .expect("kubectl get events");
+    assert!(listed.contains(&format!("event/{TOKEN}.")), "{listed}");
 
     // SIGTERM: everything stops in order and the process exits 0.
     local.assert_running(&log);

@@ -3,6 +3,7 @@
 
 mod deletion;
 mod discovery;
+mod events;
 mod reads;
 mod server;
 mod writes;
