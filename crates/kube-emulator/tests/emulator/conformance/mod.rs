@@ -6,6 +6,7 @@ mod discovery;
 mod events;
 mod reads;
 mod server;
+mod state;
 mod writes;
 
 use std::collections::BTreeMap;
