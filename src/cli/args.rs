@@ -403,7 +403,8 @@ pub struct LocalArgs {
     /// Manifest file or directory to apply at start (repeatable).
     #[arg(long, value_name = "PATH")]
     pub apply: Vec<PathBuf>,
-    /// Keep the API server's objects in this file across restarts.
+    /// Keep the API server's objects in this file (and FILE.journal) across restarts and
+    /// crashes; both hold every token value, are created 0600, and must stay private.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     /// API server port on 127.0.0.1 (0: any free port).

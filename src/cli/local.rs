@@ -67,7 +67,7 @@ pub struct LocalOptions {
 }
 
 /// Runs emulator and operator until `shutdown`, then stops them in order and
-/// saves the state.
+/// compacts the state files.
 pub async fn run_local(
     opts: LocalOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -149,7 +149,7 @@ pub async fn run_local(
         Ok(())
     };
     let (ran, applied) = tokio::join!(operator.run(stop), apply);
-    // The emulator goes down (and saves its state) whether or not the operator failed.
+    // The emulator goes down (and compacts its state) whether or not the operator failed.
     emulator.shutdown().await?;
     info!("local mode stopped");
     applied?;

@@ -22,6 +22,16 @@ pub enum EmulatorError {
         path: String,
         source: serde_json::Error,
     },
+    #[error(
+        "line {line} of the emulator's state journal {path} is not valid (only a torn last line \
+         is ignored); move the file away to start from the snapshot alone"
+    )]
+    StateJournal { path: String, line: usize },
+    #[error(
+        "the emulator state file {path} may be read by others (mode {mode:o}) and holds every \
+         Secret, token values included: run `chmod 600 {path}`"
+    )]
+    StateNotPrivate { path: String, mode: u32 },
     #[error("cannot write the kubeconfig {path}: {source}")]
     Kubeconfig {
         path: String,

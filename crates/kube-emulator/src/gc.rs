@@ -49,7 +49,8 @@ fn name_of(obj: &Value) -> (String, String) {
 /// Works out the next round of GC actions from the whole store.
 fn plan(st: &State) -> Vec<Action> {
     let mut entries = Vec::new();
-    for def in st.registry.all() {
+    // A view's objects are its store's, already listed under that resource.
+    for def in st.registry.all().iter().filter(|d| d.view_of.is_none()) {
         for (_, obj) in st.range(&def.key(), None, None) {
             entries.push(Entry {
                 def: def.clone(),

@@ -8,10 +8,12 @@ mod admission;
 mod auth;
 mod discovery;
 mod error;
+mod events;
 mod gc;
 mod http;
 mod ops;
 mod patch;
+mod persist;
 pub mod protobuf;
 mod registry;
 pub mod schema;
@@ -41,7 +43,8 @@ pub use user::UserInfo;
 pub struct EmulatorConfig {
     /// Port on 127.0.0.1; 0 picks a free one.
     pub port: u16,
-    /// Where objects are loaded from at start and saved to at shutdown.
+    /// Where objects are kept across restarts: a snapshot at this path and a journal of the
+    /// changes since (`<path>.journal`), on disk before each write is answered (see `persist`).
     pub state_file: Option<PathBuf>,
     /// How many change events are kept for watch resume; older resourceVersions get 410 Gone.
     pub watch_history: usize,
@@ -161,6 +164,8 @@ struct Shared {
     /// `EmulatorConfig::service_addrs`.
     services: admission::ServiceAddrs,
     authn: auth::Authn,
+    /// The state files, when `state_file` is set.
+    journal: Option<Mutex<persist::Journal>>,
 }
 
 impl Shared {
@@ -184,7 +189,6 @@ pub struct Emulator {
     shared: Arc<Shared>,
     port: u16,
     tls_port: u16,
-    state_file: Option<PathBuf>,
     admin_token: String,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
@@ -195,24 +199,17 @@ impl Emulator {
     /// Binds 127.0.0.1:`port`, loads the state file if any, and serves until `shutdown`.
     pub async fn start(cfg: EmulatorConfig) -> Result<Emulator, EmulatorError> {
         let mut state = State::new(cfg.watch_history);
-        if let Some(path) = &cfg.state_file
-            && path.exists()
-        {
-            let text = std::fs::read(path).map_err(|source| EmulatorError::StateIo {
-                path: path.display().to_string(),
-                source,
-            })?;
-            let snap: serde_json::Value =
-                serde_json::from_slice(&text).map_err(|source| EmulatorError::StateFormat {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-            state.restore(&snap);
-        }
+        let mut journal = match &cfg.state_file {
+            Some(path) => Some(persist::Journal::open(path, &mut state)?),
+            None => None,
+        };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             ops::seed_namespace(&mut state, ns);
         }
         auth::seed_bootstrap_policy(&mut state);
+        if let Some(journal) = &mut journal {
+            journal.compact(&state.take_snapshot())?;
+        }
         let admin_token = auth::tokens::random_token();
         let mut tokens = vec![StaticToken {
             token: admin_token.clone(),
@@ -226,6 +223,7 @@ impl Emulator {
             available: AtomicBool::new(true),
             services: cfg.service_addrs.clone(),
             authn: auth::Authn::new(&tokens, cfg.anonymous),
+            journal: journal.map(Mutex::new),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port))
             .await
@@ -265,14 +263,20 @@ impl Emulator {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             loop {
                 tick.tick().await;
-                let mut st = gc_shared.lock();
-                if st.gc_pending {
-                    st.gc_pending = false;
-                    gc::collect(&mut st);
+                {
+                    let mut st = gc_shared.lock();
+                    if st.gc_pending {
+                        st.gc_pending = false;
+                        gc::collect(&mut st);
+                    }
+                    // ClusterRole aggregation, as the controller-manager does it: soon after a
+                    // change (requests that need the policy refresh it at once).
+                    auth::refresh(&mut st);
                 }
-                // ClusterRole aggregation, as the controller-manager does it: soon after a
-                // change (requests that need the policy refresh it at once).
-                auth::refresh(&mut st);
+                // The server's own writes above are answered to nobody: on disk within a tick.
+                if let Err(e) = gc_shared.persist() {
+                    tracing::error!(error = %e, "cannot write the emulator's state journal");
+                }
             }
         });
         let bm_shared = shared.clone();
@@ -289,7 +293,6 @@ impl Emulator {
             shared,
             port,
             tls_port,
-            state_file: cfg.state_file,
             admin_token,
             stop: Some(stop),
             server,
@@ -469,26 +472,14 @@ impl Emulator {
         self.shared.lock().rv
     }
 
-    /// Writes all objects and the resourceVersion counter to the state file, if configured.
+    /// Compacts the state files, if configured: a snapshot of all objects and the
+    /// resourceVersion counter, and an empty journal. (Every answered write is on disk
+    /// anyway; this only makes the next start read one file.)
     pub fn save_state(&self) -> Result<(), EmulatorError> {
-        let Some(path) = &self.state_file else {
-            return Ok(());
-        };
-        let snap = self.shared.lock().snapshot();
-        let io = |source| EmulatorError::StateIo {
-            path: path.display().to_string(),
-            source,
-        };
-        let tmp = path.with_extension("tmp");
-        let bytes = serde_json::to_vec(&snap).map_err(|source| EmulatorError::StateFormat {
-            path: path.display().to_string(),
-            source,
-        })?;
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        self.shared.compact()
     }
 
-    /// Closes watches, stops serving, and persists state if a state file is set.
+    /// Closes watches, stops serving, and compacts the state files if a state file is set.
     pub async fn shutdown(mut self) -> Result<(), EmulatorError> {
         self.shared.lock().watchers.clear();
         if let Some(stop) = self.stop.take() {

@@ -25,6 +25,9 @@ pub struct ResourceDef {
     pub create_only: bool,
     /// Set for custom resources: schema and printer columns per version.
     pub custom: Option<CustomInfo>,
+    /// The store key of another resource whose objects these are, served converted
+    /// (events.k8s.io Events are core Events, as upstream: one store, two views).
+    pub view_of: Option<&'static str>,
 }
 
 /// What a CRD adds to a resource type.
@@ -40,9 +43,18 @@ pub struct CustomInfo {
 }
 
 impl ResourceDef {
-    /// Store key: `group/plural` (group empty for the core group).
+    /// Store key: `group/plural` (group empty for the core group), or the key of the resource
+    /// this one is a view of.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.group, self.plural)
+        match self.view_of {
+            Some(key) => key.to_string(),
+            None => format!("{}/{}", self.group, self.plural),
+        }
+    }
+
+    /// Whether objects are served at `version` exactly as stored (no conversion but apiVersion).
+    pub fn served_as_stored(&self, version: &str) -> bool {
+        self.view_of.is_none() && version == self.storage_version
     }
 
     pub fn api_version(&self, version: &str) -> String {
@@ -115,6 +127,7 @@ fn builtin(
         status_subresource: status,
         create_only: false,
         custom: None,
+        view_of: None,
     }
 }
 
@@ -171,16 +184,19 @@ impl Registry {
                 false,
             ),
             builtin("", "v1", "Event", "events", true, &["ev"], &[], false),
-            builtin(
-                "events.k8s.io",
-                "v1",
-                "Event",
-                "events",
-                true,
-                &["ev"],
-                &[],
-                false,
-            ),
+            ResourceDef {
+                view_of: Some(crate::events::CORE_KEY),
+                ..builtin(
+                    "events.k8s.io",
+                    "v1",
+                    "Event",
+                    "events",
+                    true,
+                    &["ev"],
+                    &[],
+                    false,
+                )
+            },
             builtin(
                 "coordination.k8s.io",
                 "v1",
@@ -435,6 +451,7 @@ pub fn def_from_crd(crd: &Value) -> Option<ResourceDef> {
         status_subresource: status,
         create_only: false,
         custom: Some(custom),
+        view_of: None,
     })
 }
 

@@ -137,8 +137,22 @@ impl FieldSelector {
         Ok(FieldSelector(reqs))
     }
 
+    /// The same selector with each label replaced by `label(l)` (another API's name for it).
+    pub fn renamed(self, label: impl Fn(&str) -> String) -> FieldSelector {
+        FieldSelector(
+            self.0
+                .into_iter()
+                .map(|(key, eq, value)| (label(&key), eq, value))
+                .collect(),
+        )
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(key, eq, value)| {
+            if key == "source" {
+                // Only Events have it, and it is not a JSON path there.
+                return (crate::events::source_label(obj) == value) == *eq;
+            }
             let mut cur = obj;
             for seg in key.split('.') {
                 cur = &cur[seg];
@@ -171,14 +185,7 @@ pub fn extra_fields(group: &str, plural: &str) -> &'static [&'static str] {
             "source",
             "type",
         ],
-        ("events.k8s.io", "events") => &[
-            "regarding.kind",
-            "regarding.namespace",
-            "regarding.name",
-            "regarding.uid",
-            "reason",
-            "type",
-        ],
+        ("events.k8s.io", "events") => crate::events::EVENTS_V1_FIELDS,
         _ => &[],
     }
 }

@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::admission::{self, Policy, Webhook};
+use super::persist;
 use super::registry::{Registry, ResourceDef};
 use super::selector::Filter;
 
@@ -122,6 +123,9 @@ pub struct State {
     pub policy: Arc<crate::auth::Policy>,
     /// Set when an RBAC object changed since `policy` was built.
     pub rbac_dirty: bool,
+    /// Changes committed since the state file's journal was last written; `None` without a
+    /// state file (nothing is recorded then).
+    pub journal: Option<Vec<persist::Entry>>,
 }
 
 impl State {
@@ -141,6 +145,7 @@ impl State {
             policies: Arc::new([]),
             policy: Arc::default(),
             rbac_dirty: false,
+            journal: None,
         }
     }
 
@@ -173,6 +178,13 @@ impl State {
             self.uids.insert(uid.to_string());
         }
         let obj = Arc::new(obj);
+        if let Some(journal) = &mut self.journal {
+            journal.push(persist::Entry::Put {
+                rv,
+                resource: def.key(),
+                object: obj.clone(),
+            });
+        }
         let previous = self
             .objects
             .entry(def.key())
@@ -194,6 +206,14 @@ impl State {
             self.uids.remove(uid);
         }
         let rv = self.next_rv();
+        if let Some(journal) = &mut self.journal {
+            journal.push(persist::Entry::Delete {
+                rv,
+                resource: def.key(),
+                namespace: ns.to_string(),
+                name: name.to_string(),
+            });
+        }
         let mut obj = (*old).clone();
         obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         let obj = Arc::new(obj);
@@ -295,38 +315,87 @@ impl State {
             .take_while(move |(k, _)| ns.is_none_or(|ns| k.0 == ns))
     }
 
-    /// Snapshot of all objects and the RV counter for the state file.
-    pub fn snapshot(&self) -> Value {
-        let mut objects = Vec::new();
-        for (res, map) in &self.objects {
-            for obj in map.values() {
-                objects.push(json!({"resource": res, "object": &**obj}));
-            }
-        }
-        json!({"resourceVersion": self.rv, "objects": objects})
+    /// The changes recorded since the last call, for the journal.
+    pub fn take_journal(&mut self) -> Vec<persist::Entry> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
-    /// Loads a snapshot written by `snapshot`; history starts empty, so older RVs get 410.
-    pub fn restore(&mut self, snap: &Value) {
+    /// All objects and the RV counter for the snapshot file, which then holds every change
+    /// recorded so far (those not yet in the journal are dropped from it).
+    pub fn take_snapshot(&mut self) -> persist::Snapshot {
+        self.take_journal();
+        let objects = self
+            .objects
+            .iter()
+            .flat_map(|(res, map)| map.values().map(|obj| (res.clone(), obj.clone())))
+            .collect();
+        persist::Snapshot {
+            rv: self.rv,
+            objects,
+        }
+    }
+
+    /// Loads a snapshot written from `take_snapshot` (or `Null` for none), then the journal's
+    /// changes made after it. History starts empty, so older RVs get 410.
+    pub fn restore(&mut self, snap: &Value, journal: Vec<persist::Entry>) {
         self.rv = snap["resourceVersion"].as_u64().unwrap_or(0);
-        self.oldest_resumable = self.rv;
         self.objects.clear();
         self.uids.clear();
         for entry in snap["objects"].as_array().into_iter().flatten() {
             let (Some(res), obj) = (entry["resource"].as_str(), &entry["object"]) else {
                 continue;
             };
-            if let Some(uid) = obj["metadata"]["uid"].as_str() {
-                self.uids.insert(uid.to_string());
-            }
-            self.objects
-                .entry(res.to_string())
-                .or_default()
-                .insert(obj_key(obj), Arc::new(obj.clone()));
+            self.restore_put(res, Arc::new(obj.clone()));
         }
+        for entry in journal {
+            match entry {
+                // Already in the snapshot (a crash between its rename and the journal's
+                // truncation leaves them in both).
+                persist::Entry::Put { rv, .. } | persist::Entry::Delete { rv, .. }
+                    if rv <= self.rv => {}
+                persist::Entry::Put {
+                    rv,
+                    resource,
+                    object,
+                } => {
+                    self.restore_put(&resource, object);
+                    self.rv = rv;
+                }
+                persist::Entry::Delete {
+                    rv,
+                    resource,
+                    namespace,
+                    name,
+                } => {
+                    let gone = self
+                        .objects
+                        .get_mut(&resource)
+                        .and_then(|m| m.remove(&(namespace, name)));
+                    if let Some(uid) = gone.as_ref().and_then(|o| o["metadata"]["uid"].as_str()) {
+                        self.uids.remove(uid);
+                    }
+                    self.rv = rv;
+                }
+            }
+        }
+        self.oldest_resumable = self.rv;
         self.rebuild_registry();
         self.rebuild_webhooks();
         self.rbac_dirty = true;
+        self.gc_pending = true;
+    }
+
+    fn restore_put(&mut self, resource: &str, obj: Arc<Value>) {
+        if let Some(uid) = obj["metadata"]["uid"].as_str() {
+            self.uids.insert(uid.to_string());
+        }
+        self.objects
+            .entry(resource.to_string())
+            .or_default()
+            .insert(obj_key(&obj), obj);
     }
 }
 

@@ -18,20 +18,32 @@ use apikey_operator::api::ApiToken;
 use apikey_operator::token;
 use k8s_openapi::api::core::v1::Secret;
 
-const NS: &str = "demo";
-const TOKEN: &str = "alice-laptop";
+pub(super) const NS: &str = "demo";
+pub(super) const TOKEN: &str = "alice-laptop";
 
 /// A `local` process, SIGKILLed if the test ends before it exited.
-struct LocalProcess {
-    child: Child,
+pub(super) struct LocalProcess {
+    pub(super) child: Child,
 }
 
 impl LocalProcess {
     fn spawn(kubeconfig: &Path, verify: SocketAddr, admin: SocketAddr, log: &Path) -> LocalProcess {
+        LocalProcess::spawn_with(kubeconfig, verify, admin, log, &[])
+    }
+
+    /// `spawn` with more arguments for `local`.
+    pub(super) fn spawn_with(
+        kubeconfig: &Path,
+        verify: SocketAddr,
+        admin: SocketAddr,
+        log: &Path,
+        more: &[&std::ffi::OsStr],
+    ) -> LocalProcess {
         let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.yaml");
         let stderr = std::fs::File::create(log).expect("log file");
         let child = Command::new(operator_binary())
             .arg("local")
+            .args(more)
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg("--apply")
@@ -52,7 +64,7 @@ impl LocalProcess {
         LocalProcess { child }
     }
 
-    fn assert_running(&mut self, log: &Path) {
+    pub(super) fn assert_running(&mut self, log: &Path) {
         if let Some(status) = self.child.try_wait().expect("process status") {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             panic!("local exited early with {status}; log:\n{text}");
@@ -86,7 +98,7 @@ async fn kubectl(kubeconfig: &Path, args: &[&str]) -> Option<String> {
     .expect("kubectl task")
 }
 
-async fn get_token(kubeconfig: &Path) -> Option<ApiToken> {
+pub(super) async fn get_token(kubeconfig: &Path) -> Option<ApiToken> {
     let json = kubectl(
         kubeconfig,
         &["get", "apitoken", TOKEN, "-n", NS, "-o", "json"],
@@ -95,7 +107,7 @@ async fn get_token(kubeconfig: &Path) -> Option<ApiToken> {
     serde_json::from_str(&json).ok()
 }
 
-async fn secret_token_value(kubeconfig: &Path) -> Option<String> {
+pub(super) async fn secret_token_value(kubeconfig: &Path) -> Option<String> {
     let json = kubectl(
         kubeconfig,
         &["get", "secret", TOKEN, "-n", NS, "-o", "json"],
@@ -105,7 +117,7 @@ async fn secret_token_value(kubeconfig: &Path) -> Option<String> {
     Some(secret_value(&secret, "token"))
 }
 
-fn is_ready(token: &ApiToken) -> bool {
+pub(super) fn is_ready(token: &ApiToken) -> bool {
     token.status.as_ref().is_some_and(|s| {
         s.pending.is_none()
             && s.conditions
@@ -122,7 +134,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// `/auth` with `X-API-Key: value`: (status, head).
-async fn auth(verify: SocketAddr, value: &str) -> (u16, String) {
+pub(super) async fn auth(verify: SocketAddr, value: &str) -> (u16, String) {
     let (status, head, _) =
         http::request(verify, "GET", "/auth", &[("X-API-Key", value)], "").await;
     (status, head)
@@ -236,6 +248,22 @@ async fn quickstart_in_local_mode_authenticates_and_stops_cleanly() {
         200,
         "the previous value works during its grace period"
     );
+    // The rotation's Event, written as events.k8s.io/v1, in kubectl's core/v1 views of it.
+    let described = eventually("the rotation's Event in kubectl describe", || async {
+        kubectl(&kubeconfig, &["describe", "apitoken", TOKEN, "-n", NS])
+            .await
+            .filter(|d| d.contains("Rotated"))
+    })
+    .await;
+    let events = described.split("Events:").nth(1).unwrap_or_default();
+    assert!(
+        events.contains("apikey-operator") && events.contains("on request \"r1\""),
+        "{described}"
+    );
+    let listed = kubectl(&kubeconfig, &["get", "events", "-n", NS, "-o", "name"])
+        .await
+        .expect("kubectl get events");
+    assert!(listed.contains(&format!("event/{TOKEN}.")), "{listed}");
 
     // SIGTERM: everything stops in order and the process exits 0.
     local.assert_running(&log);

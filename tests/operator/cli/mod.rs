@@ -2,3 +2,4 @@
 
 mod commands;
 mod local_mode;
+mod local_mode_state;

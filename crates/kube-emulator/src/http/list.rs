@@ -93,7 +93,7 @@ pub(super) fn list(
     }
     // Items are written straight from the shared store values to avoid cloning each one.
     let api_version = t.def.api_version(&t.version);
-    let rewrite = t.version != t.def.storage_version;
+    let rewrite = !t.def.served_as_stored(&t.version);
     let mut buf = Vec::with_capacity(256 + items.len() * 512);
     buf.extend_from_slice(b"{\"kind\":");
     let _ = serde_json::to_writer(&mut buf, &list_kind);
@@ -149,7 +149,7 @@ pub(super) async fn delete_collection(
             Err(e) if e.status.is_some() || e.code >= 500 => return Err(e),
             Err(_) => {
                 if let Some(o) = shared.lock().get(&t.def.key(), &ctx.namespace, &name) {
-                    items.push((**o).clone());
+                    items.push(ops::served(&t.def, &t.version, o));
                 }
             }
         }

@@ -96,10 +96,29 @@ pub async fn serve(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
         body,
         user,
     };
-    let resp = match route(&shared, &segs, &req).await {
+    let mut resp = match route(&shared, &segs, &req).await {
         Ok(resp) => resp,
         Err(e) => error_response(&e),
     };
+    // With a state file, a write is answered once it is on disk. The fsync runs off the async
+    // workers, so the writes that arrive meanwhile share the next one.
+    if shared.journal.is_some()
+        && matches!(
+            req.method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        )
+        && let Err(e) = {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || shared.persist().map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        }
+    {
+        tracing::error!(error = %e, "cannot write the emulator's state journal");
+        resp = error_response(&ApiError::internal(&format!(
+            "the change was made but could not be saved: {e}"
+        )));
+    }
     tally_request(&shared, &req.method, &segs, resp.status().as_u16());
     resp
 }

@@ -198,12 +198,17 @@ pub(super) fn delete_opts(req: &ApiRequest) -> Result<DeleteOpts, ApiError> {
 }
 
 pub(super) fn filter_of(t: &Target, req: &ApiRequest) -> Result<Filter, ApiError> {
+    let mut fields = FieldSelector::parse(
+        req.param("fieldSelector").unwrap_or_default(),
+        extra_fields(&t.def.group, &t.def.plural),
+    )?;
+    if t.def.view_of == Some(crate::events::CORE_KEY) {
+        // Matched against the stored core/v1 Events.
+        fields = fields.renamed(crate::events::core_field_label);
+    }
     Ok(Filter {
         labels: LabelSelector::parse(req.param("labelSelector").unwrap_or_default())?,
-        fields: FieldSelector::parse(
-            req.param("fieldSelector").unwrap_or_default(),
-            extra_fields(&t.def.group, &t.def.plural),
-        )?,
+        fields,
     })
 }
 

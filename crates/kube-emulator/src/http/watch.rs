@@ -67,7 +67,7 @@ impl WatchView {
             (EventType::Deleted, b, n) if b || n => EventType::Deleted,
             _ => return None,
         };
-        if kind == c.kind && !self.table && self.version == self.def.storage_version {
+        if kind == c.kind && !self.table && self.def.served_as_stored(&self.version) {
             return Some(c.line());
         }
         Some(self.render(kind.as_str(), &c.object))

@@ -8,10 +8,9 @@ use serde_json::{Value, json};
 
 use super::kinds::{apply_kind_rules, check_kind, validate_custom};
 use super::metadata::{new_uid, random_suffix, validate_metadata, validate_name};
-use super::{WriteCtx, now_rfc3339, served, served_stored};
+use super::{WriteCtx, now_rfc3339, record_update, served, served_stored, to_stored_form};
 use crate::admission::{self, Attempt, Operation, Phase};
 use crate::error::{ApiError, field_error};
-use crate::patch;
 use crate::schema::FieldErrorKind;
 use crate::store::{EventType, State};
 
@@ -99,8 +98,7 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Arc<Valu
     md["uid"] = json!(new_uid());
     md["creationTimestamp"] = json!(now);
     md["generation"] = json!(1);
-    obj["apiVersion"] = json!(def.api_version(&def.storage_version));
-    obj["kind"] = json!(def.kind);
+    to_stored_form(&def, &mut obj);
     if def.status_subresource
         && let Some(m) = obj.as_object_mut()
     {
@@ -112,8 +110,7 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Arc<Valu
         validate_custom(ctx, &mut obj, None)?;
     }
     if obj["metadata"]["managedFields"].is_null() {
-        let av = def.api_version(&ctx.version);
-        patch::record_update(None, &mut obj, &ctx.writer(&av, &now));
+        record_update(ctx, None, &mut obj, &now);
     }
     let attempt = Attempt {
         operation: Operation::Create,

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::patch::Writer;
+use super::events;
+use super::patch::{self, Writer};
 use super::registry::ResourceDef;
 use super::store::State;
 use super::user::UserInfo;
@@ -93,11 +94,55 @@ pub fn now_rfc3339() -> String {
 }
 
 /// The object as served at `version` (objects are stored at the storage version; conversion
-/// between CRD versions is `None`-strategy: only apiVersion changes).
+/// between CRD versions is `None`-strategy: only apiVersion changes; events.k8s.io Events are
+/// converted from the core/v1 Events they are stored as).
 pub fn served(def: &ResourceDef, version: &str, obj: &Value) -> Value {
-    let mut out = obj.clone();
+    let mut out = if is_events_view(def) && obj["apiVersion"].as_str() == Some("v1") {
+        events::to_events_v1(obj)
+    } else {
+        obj.clone()
+    };
     out["apiVersion"] = Value::String(def.api_version(version));
     out
+}
+
+fn is_events_view(def: &ResourceDef) -> bool {
+    def.view_of == Some(events::CORE_KEY)
+}
+
+/// Turns a written object (as the request's version has it) into what is stored: apiVersion
+/// and kind of the storage version, converted to a core/v1 Event for events.k8s.io.
+fn to_stored_form(def: &ResourceDef, obj: &mut Value) {
+    if is_events_view(def) {
+        if obj["apiVersion"].as_str() != Some("v1") {
+            *obj = events::to_core_v1(std::mem::take(obj));
+        }
+    } else {
+        obj["apiVersion"] = Value::String(def.api_version(&def.storage_version));
+    }
+    obj["kind"] = Value::String(def.kind.clone());
+}
+
+/// Records the writer's managedFields entry on `new` (already in stored form), with field
+/// paths as the request's version names them.
+fn record_update(ctx: &WriteCtx, old: Option<&Value>, new: &mut Value, now: &str) {
+    let av = ctx.def.api_version(&ctx.version);
+    let writer = ctx.writer(&av, now);
+    if !is_events_view(&ctx.def) {
+        patch::record_update(old, new, &writer);
+        return;
+    }
+    let old = old.map(|o| served(&ctx.def, &ctx.version, o));
+    let mut shown = served(&ctx.def, &ctx.version, new);
+    patch::record_update(old.as_ref(), &mut shown, &writer);
+    match shown["metadata"].get_mut("managedFields") {
+        Some(mf) => new["metadata"]["managedFields"] = mf.take(),
+        None => {
+            if let Some(md) = new["metadata"].as_object_mut() {
+                md.remove("managedFields");
+            }
+        }
+    }
 }
 
 /// A stored object as a write answers with it: the stored copy itself when the

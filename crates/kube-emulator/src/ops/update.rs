@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use super::apply::{apply, parse_apply_body};
 use super::kinds::{apply_kind_rules, check_kind, validate_custom};
 use super::metadata::{finalizers, spec_changed, validate_metadata};
-use super::{WriteCtx, current, is_namespace, now_rfc3339, served, served_stored};
+use super::{
+    WriteCtx, current, is_namespace, now_rfc3339, record_update, served, served_stored,
+    to_stored_form,
+};
 use crate::admission::{self, Attempt, Operation, Phase};
 use crate::error::{ApiError, field_error};
 use crate::patch::{self, PatchKind};
@@ -134,8 +137,7 @@ pub(super) fn commit_update(
             }
         }
     }
-    new["apiVersion"] = json!(def.api_version(&def.storage_version));
-    new["kind"] = json!(def.kind);
+    to_stored_form(&def, &mut new);
     let deleting = old["metadata"]["deletionTimestamp"].is_string();
     if deleting {
         let before = finalizers(old);
@@ -170,8 +172,7 @@ pub(super) fn commit_update(
     }
     let now = now_rfc3339();
     if how == Commit::Client {
-        let av = def.api_version(&ctx.version);
-        patch::record_update(Some(old), &mut new, &ctx.writer(&av, &now));
+        record_update(ctx, Some(old), &mut new, &now);
     }
     let attempt = Attempt {
         operation: Operation::Update,

@@ -66,3 +66,43 @@ async fn writes_per_second_with_ten_watchers() {
         last.saturating_duration_since(start + written)
     );
 }
+
+/// What the state file's journal costs a write: creates of small ConfigMaps, one client after
+/// the other and 32 at once, without and with a state file (each answered after its fsync).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "cost probe, run by hand"]
+async fn write_latency_with_and_without_a_state_file() {
+    const WRITES: usize = 1_000;
+    let dir = temp_dir("perf-state");
+    for state in [false, true] {
+        for clients in [1, 32] {
+            let path = dir.join(format!("state-{clients}.json"));
+            let cfg = kube_emulator::EmulatorConfig {
+                state_file: state.then_some(path),
+                ..quick_config()
+            };
+            let (_emu, client) = start_with(cfg).await;
+            let cms: Api<ConfigMap> = Api::default_namespaced(client);
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..clients)
+                .map(|c| {
+                    let cms = cms.clone();
+                    tokio::spawn(async move {
+                        for i in (c..WRITES).step_by(clients) {
+                            let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+                                "metadata": {"name": format!("cm-{i}")}, "data": {"k": "v"},
+                            }))
+                            .unwrap();
+                            cms.create(&PostParams::default(), &cm).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let per = start.elapsed() / WRITES as u32;
+            eprintln!("state file: {state}, clients: {clients}: {per:?} per write");
+        }
+    }
+}

@@ -21,7 +21,7 @@ async fn configmaps_round_trip() -> Result<(), Box<dyn std::error::Error>> {
     let kubeconfig = std::env::temp_dir().join("emulator.kubeconfig");
     emu.write_kubeconfig(&kubeconfig)?; // for kubectl --kubeconfig …
     emu.set_available(false); // 503 + Retry-After: 1, watches closed
-    emu.shutdown().await?; // saves state_file if set
+    emu.shutdown().await?; // compacts state_file if set
     Ok(())
 }
 

@@ -3,8 +3,10 @@
 
 mod deletion;
 mod discovery;
+mod events;
 mod reads;
 mod server;
+mod state;
 mod writes;
 
 use std::collections::BTreeMap;
