@@ -17,6 +17,7 @@ pub mod duration;
 pub mod leader;
 pub mod lean;
 pub mod metrics;
+pub mod rbac;
 pub mod schedule;
 pub mod serve;
 pub mod token;

@@ -377,6 +377,7 @@ impl RunArgs {
         let verifier = self.verify.config(self.namespace.clone())?;
         let opts = super::run::RunOptions {
             components: components(&self.components),
+            verifier_client: None,
             verifier_cert: self.verify_cert.config(),
             controller: controller::Config {
                 namespace: self.namespace,

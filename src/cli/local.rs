@@ -73,10 +73,16 @@ pub async fn run_local(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), LocalError> {
     let users = kubeconfig_users(opts.users.as_deref())?;
+    // The operator and the verifier run as the chart's two ServiceAccounts, with the chart's
+    // RBAC (`crate::rbac`), authenticated by tokens only this process knows.
+    let operator_token = StaticToken::generate(&service_account_user(OPERATOR_ACCOUNT), &SA_GROUPS);
+    let verifier_token = StaticToken::generate(&service_account_user(VERIFIER_ACCOUNT), &SA_GROUPS);
+    let mut tokens = users.clone();
+    tokens.extend([operator_token.clone(), verifier_token.clone()]);
     let emulator = Emulator::start(EmulatorConfig {
         port: opts.port,
         state_file: opts.state.clone(),
-        tokens: users.clone(),
+        tokens,
         // kube-apiserver's default: a request without credentials is `system:anonymous`, whom
         // RBAC lets read only the public endpoints. Every kubeconfig context is on TLS, where
         // kubectl sends its token; the operator's own client carries the admin's token.
@@ -84,9 +90,12 @@ pub async fn run_local(
         ..Default::default()
     })
     .await?;
+    let admin = emulator.client().await?;
+    grant_service_accounts(&admin).await?;
     let operator = run::bind_operator(
-        emulator.config()?,
+        emulator.config_with_token(&operator_token.token)?,
         RunOptions {
+            verifier_client: Some(emulator.config_with_token(&verifier_token.token)?),
             components: run::Components::ALL,
             verifier_cert: None,
             controller: controller::Config::default(),
@@ -107,7 +116,7 @@ pub async fn run_local(
     // Only now: a second instance whose ports are taken must not point the
     // first one's kubeconfig at an API server that is about to go away.
     emulator.write_kubeconfig_with(&opts.kubeconfig, &users, KubeconfigAdmin::Tls)?;
-    let client = emulator.client().await?;
+    let client = admin;
     super::install_crds(client.clone(), Duration::from_secs(30)).await?;
     if let Some(webhook) = operator.webhook() {
         admission::registration::register_url(&client, WEBHOOK_CONFIGURATION, webhook)
@@ -154,6 +163,56 @@ pub async fn run_local(
     info!("local mode stopped");
     applied?;
     Ok(ran?)
+}
+
+/// Where `local` puts the operator's ServiceAccounts, as the chart's release namespace.
+pub const SYSTEM_NAMESPACE: &str = "apikey-system";
+/// The operator's ServiceAccount (controller and webhook), as the chart names it.
+pub const OPERATOR_ACCOUNT: &str = "apikey-operator";
+/// The verifier's ServiceAccount, as the chart names it.
+pub const VERIFIER_ACCOUNT: &str = "apikey-operator-verifier";
+const SA_GROUPS: [&str; 2] = [
+    "system:serviceaccounts",
+    "system:serviceaccounts:apikey-system",
+];
+
+fn service_account_user(name: &str) -> String {
+    format!("system:serviceaccount:{SYSTEM_NAMESPACE}:{name}")
+}
+
+/// The namespace, the two ServiceAccounts and exactly the RBAC the chart gives them (with its
+/// default values, the verifier on plain HTTP as `local` serves it).
+async fn grant_service_accounts(admin: &kube::Client) -> Result<(), LocalError> {
+    let install = crate::rbac::Install {
+        fullname: OPERATOR_ACCOUNT.to_owned(),
+        namespace: SYSTEM_NAMESPACE.to_owned(),
+        watch_namespace: None,
+        restart_targets: false,
+        cert_manager: false,
+        verifier_managed_tls: false,
+        verifier_separate: true,
+        leader_election: false,
+    };
+    let mut objects = vec![serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": SYSTEM_NAMESPACE}})];
+    for account in [OPERATOR_ACCOUNT, VERIFIER_ACCOUNT] {
+        objects.push(
+            serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": account, "namespace": SYSTEM_NAMESPACE}}),
+        );
+    }
+    objects.extend(crate::rbac::objects(
+        &crate::rbac::roles(&install),
+        (SYSTEM_NAMESPACE, OPERATOR_ACCOUNT),
+        (SYSTEM_NAMESPACE, VERIFIER_ACCOUNT),
+    ));
+    let text = objects
+        .iter()
+        .map(|o| serde_json::to_string(o).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    super::apply::apply_manifests(admin, "the operator's RBAC", &text).await?;
+    Ok(())
 }
 
 /// The ValidatingWebhookConfiguration `local` registers (the chart's has the same rules).

@@ -79,6 +79,9 @@ pub struct VerifierCertConfig {
 pub struct RunOptions {
     /// The parts to run; the settings of the others are ignored.
     pub components: Components,
+    /// Other credentials for the verifier than the rest's (`local` runs it as its own
+    /// ServiceAccount, as the chart does); `None`: the same.
+    pub verifier_client: Option<kube::Config>,
     pub controller: controller::Config,
     pub verifier: VerifierConfig,
     /// The verifier's certificate, when this process manages it.
@@ -229,8 +232,12 @@ pub async fn bind_operator(
         lease.validate()?;
     }
     let client = Client::try_from(config.clone()).map_err(|e| RunError::Client(e.to_string()))?;
+    let verifier_client = match opts.verifier_client {
+        Some(config) => Client::try_from(config).map_err(|e| RunError::Client(e.to_string()))?,
+        None => client.clone(),
+    };
     let mut verifier = match parts.verifier {
-        true => Some(verifier::bind(client.clone(), opts.verifier).await?),
+        true => Some(verifier::bind(verifier_client, opts.verifier).await?),
         false => None,
     };
     let webhook = match opts.webhook.filter(|_| parts.webhook) {
@@ -441,6 +448,7 @@ mod tests {
     async fn leader_election_needs_the_controller() {
         let opts = |components| RunOptions {
             components,
+            verifier_client: None,
             controller: controller::Config::default(),
             verifier: VerifierConfig::default(),
             verifier_cert: None,

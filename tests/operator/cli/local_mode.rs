@@ -428,6 +428,18 @@ async fn in_local_mode_alice_may_create_her_own_key_and_not_bobs() {
         let (ok, out) = kubectl_with_input(&kubeconfig, args, "").await;
         assert!(ok, "kubectl {args:?}: {out}");
     }
+    // The operator and the verifier run as the chart's ServiceAccounts with the chart's RBAC
+    // (`apikey_operator::rbac`, which tests/operator/manifests/rbac_source.rs holds the chart
+    // to): the verifier's may not read Secrets, the operator's may.
+    for (account, allowed) in [
+        ("apikey-operator-verifier", "no"),
+        ("apikey-operator", "yes"),
+    ] {
+        let user = format!("--as=system:serviceaccount:apikey-system:{account}");
+        let args = ["auth", "can-i", "get", "secrets", "-A", &user];
+        let (_, out) = kubectl_with_input(&kubeconfig, &args, "").await;
+        assert_eq!(out.trim(), allowed, "{account} get secrets");
+    }
     let key = |name: &str, owner: &str| {
         format!(
             "apiVersion: apikeys.dev/v1alpha1\nkind: ApiKey\nmetadata: {{name: {name}}}\n\

@@ -10,3 +10,4 @@ mod helm_chart;
 mod chart_least_privilege;
 mod chart_rbac;
 mod kubectl_get;
+mod rbac_source;
