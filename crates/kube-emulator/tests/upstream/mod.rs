@@ -55,8 +55,8 @@ impl Upstream {
     /// The same with more flags for the server (the wrapper's opt-in ones, e.g. the webhook
     /// token authenticator's).
     pub async fn start_with(test: &str, server_args: &[String]) -> Option<Upstream> {
+        let required = std::env::var("APIKEY_UPSTREAM_REQUIRED").is_ok_and(|v| v == "1");
         let Some((server_bin, etcd_bin)) = binaries() else {
-            let required = std::env::var("APIKEY_UPSTREAM_REQUIRED").is_ok_and(|v| v == "1");
             assert!(
                 !required,
                 "APIKEY_UPSTREAM_REQUIRED=1 but no upstream build in {}; run crates/kube-emulator/tests/upstream/setup.sh",
@@ -92,10 +92,16 @@ impl Upstream {
                     attempt += 1;
                     drop(processes);
                 }
-                Err(failure) if failure.contains("flag provided but not defined") => panic!(
-                    "{test}: the cached upstream build predates a flag this test needs; run \
-                     crates/kube-emulator/tests/upstream/setup.sh again\n{failure}"
-                ),
+                Err(failure) if failure.contains("flag provided but not defined") => {
+                    let stale = "the upstream build predates a flag this test needs (run \
+                                 crates/kube-emulator/tests/upstream/setup.sh again)";
+                    assert!(
+                        !required,
+                        "APIKEY_UPSTREAM_REQUIRED=1 but {stale}\n{failure}"
+                    );
+                    eprintln!("note: skipping {test}: {stale}");
+                    return None;
+                }
                 Err(failure) => panic!("{failure}"),
             }
         }
