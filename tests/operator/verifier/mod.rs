@@ -1,6 +1,7 @@
 //! The verifier: end to end behind the controller, under abuse, over TLS, behind NGINX (as
-//! docs/verifier.md configures it, whose gateway examples are checked too), and its
-//! `status.lastUsedAt` reports.
+//! docs/verifier.md configures it, whose gateway examples are checked too), under Kubernetes'
+//! own webhook token authenticator (docs/verifier.md's configuration in the upstream server),
+//! and its `status.lastUsedAt` reports.
 
 mod abuse;
 mod e2e;
@@ -9,3 +10,4 @@ mod last_used;
 mod nginx;
 mod reasons;
 mod tls;
+mod webhook_authn;

@@ -10,7 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${APIKEY_UPSTREAM_CACHE:-$HOME/.cache/apikey-operator-upstream}"
 chroot_dir="$cache/chroot"
 bin_dir="$cache/bin"
-wrapper_src="$here/wrapper/main.go"
+wrapper_dir="$here/wrapper"
 packages=(golang-k8s-apiextensions-apiserver-dev golang-go ca-certificates)
 # etcd-server's maintainer scripts need /proc (systemd-sysusers), which a plain
 # chroot lacks; only its binary is needed, so the package is unpacked, not installed.
@@ -62,7 +62,7 @@ build_wrapper() {
     local out="$bin_dir/apiextensions-wrapper"
     # Keyed by content, not mtime: a fresh clone of unchanged sources reuses the cached build.
     local stamp
-    stamp="$(cat "$wrapper_src" "$here/setup.sh" | sha256sum | cut -d' ' -f1)"
+    stamp="$(cat "$wrapper_dir"/*.go "$here/setup.sh" | sha256sum | cut -d' ' -f1)"
     if [ -x "$out" ] && [ -x "$bin_dir/etcd" ] && [ "$(cat "$bin_dir/.stamp" 2>/dev/null)" = "$stamp" ]; then
         log "cached: $out"
         return
@@ -71,7 +71,7 @@ build_wrapper() {
     local pkg_dir="$chroot_dir/tmp/apikey-wrapper/src/apikey-operator.dev/upstream-wrapper"
     as_root rm -rf "$chroot_dir/tmp/apikey-wrapper"
     as_root mkdir -p "$pkg_dir"
-    as_root cp "$wrapper_src" "$pkg_dir/main.go"
+    as_root cp "$wrapper_dir"/*.go "$pkg_dir/"
     [ -d "$gopath_src/k8s.io/apiextensions-apiserver" ] || { log "missing apiextensions sources"; exit 1; }
     # /version reports the Kubernetes release of the packaged code (0.36.4 -> v1.36.4), as a
     # release build would; kubectl refuses the source tree's placeholder.

@@ -9,6 +9,9 @@
 //   - it generates a CA, a serving certificate and an admin client certificate
 //     (CN=admin, O=system:masters) and writes a kubeconfig that uses them;
 //   - authentication is by those client certificates, authorization allows system:masters;
+//   - with --authentication-token-webhook-config-file, bearer tokens are authenticated as
+//     kube-apiserver does it (webhook.go beside this file), and SelfSubjectReview is served so
+//     that a test (or `kubectl auth whoami`) sees whom the server authenticated;
 //   - core informers (Services, used only for conversion webhooks) come from an in-memory fake;
 //   - no admission plugins (they need Namespaces, which this server does not serve);
 //   - /apis discovery (legacy and aggregated) and /openapi/v2 are installed, with CRD groups
@@ -72,6 +75,8 @@ func main() {
 	port := flag.Int("secure-port", 6443, "HTTPS port on 127.0.0.1")
 	certDir := flag.String("cert-dir", "", "where certificates and the kubeconfig are written (required)")
 	verbosity := flag.String("v", "0", "klog verbosity")
+	var tokenWebhook webhookFlags
+	tokenWebhook.register(flag.CommandLine)
 	flag.Parse()
 	if *certDir == "" {
 		fmt.Fprintln(os.Stderr, "--cert-dir is required")
@@ -81,13 +86,13 @@ func main() {
 	klog.InitFlags(klogFlags)
 	_ = klogFlags.Set("v", *verbosity)
 
-	if err := run(*etcdServers, *port, *certDir); err != nil {
+	if err := run(*etcdServers, *port, *certDir, tokenWebhook); err != nil {
 		fmt.Fprintf(os.Stderr, "apiextensions-wrapper: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(etcdServers string, port int, certDir string) error {
+func run(etcdServers string, port int, certDir string, tokenWebhook webhookFlags) error {
 	pki, err := writePKI(certDir, port)
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
@@ -129,6 +134,11 @@ func run(etcdServers string, port int, certDir string) error {
 	}
 	cfg.Authentication.Authenticator = x509request.NewDynamic(clientCA.VerifyOptions, x509request.CommonNameUserConversion)
 	cfg.Authorization.Authorizer = authorizerfactory.NewPrivilegedGroups(user.SystemPrivilegedGroup)
+	if tokenWebhook.enabled() {
+		if err := tokenWebhook.applyTo(&cfg.Config, clientCA); err != nil {
+			return fmt.Errorf("webhook token authenticator: %w", err)
+		}
+	}
 
 	// Nothing reads core objects except the conversion-webhook Service resolver.
 	cfg.SharedInformerFactory = informers.NewSharedInformerFactory(fake.NewSimpleClientset(), 0)
@@ -156,6 +166,9 @@ func run(etcdServers string, port int, certDir string) error {
 		return err
 	}
 	installRootDiscovery(server)
+	if tokenWebhook.enabled() {
+		installSelfSubjectReview(server.GenericAPIServer)
+	}
 	return server.GenericAPIServer.PrepareRun().RunWithContext(genericapiserver.SetupSignalContext())
 }
 
