@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use apikey_operator::admission::certs::Authority;
+use apikey_operator::certs::Authority;
 use apikey_operator::verifier::watch::SharedIndex;
 use apikey_operator::verifier::{self, VerifierConfig};
 use k8s_openapi::api::core::v1::Secret;
