@@ -18,8 +18,14 @@ impl Drop for TempDir {
 }
 
 pub(crate) async fn stack() -> Stack {
+    stack_with(Vec::new()).await
+}
+
+/// A stack whose emulator also knows the static tokens `tokens`.
+pub(crate) async fn stack_with(tokens: Vec<kube_emulator::StaticToken>) -> Stack {
     let emulator = Emulator::start(EmulatorConfig {
         watch_history: 200_000,
+        tokens,
         ..Default::default()
     })
     .await
@@ -56,6 +62,15 @@ pub(crate) struct Operator {
 
 impl Operator {
     pub(crate) fn start(stack: &Stack) -> Operator {
+        Operator::start_with(stack, &stack.kubeconfig, &["--webhook-addr", "127.0.0.1:0"])
+    }
+
+    /// The operator with the credentials of `kubeconfig` and `extra` arguments.
+    pub(crate) fn start_with(
+        stack: &Stack,
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+    ) -> Operator {
         let port = free_port();
         // Its warnings (e.g. during the relist outage) go to a file, not the report.
         let log = std::fs::OpenOptions::new()
@@ -77,9 +92,9 @@ impl Operator {
         };
         let child = command
             .args(["run", "--kubeconfig"])
-            .arg(&stack.kubeconfig)
+            .arg(kubeconfig)
             .args(["--verify-addr", &format!("127.0.0.1:{port}")])
-            .args(["--webhook-addr", "127.0.0.1:0"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

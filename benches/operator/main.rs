@@ -4,7 +4,7 @@
 //!
 //! `cargo bench --bench operator` runs the full suite (10k tokens, 100k
 //! indexed tokens); `-- --quick` a short version (CI checks that it runs);
-//! `-- --tokens N` sets the scale; `-- --only scale|storm|verifier` runs one
+//! `-- --tokens N` sets the scale; `-- --only scale|authz|storm|verifier` runs one
 //! section. Results are printed as a Markdown table.
 // The allocation counter below is a GlobalAlloc, which needs unsafe; nothing else here does.
 #![allow(unsafe_code)]
@@ -29,12 +29,14 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod authz;
 mod harness;
 mod load;
 mod scale;
 mod storm;
 mod throughput;
 
+use authz::*;
 use harness::*;
 use load::*;
 use scale::*;
@@ -204,6 +206,10 @@ async fn run(settings: &Settings) -> Vec<Figure> {
         for &n in &settings.scales {
             figures.extend(scale_and_steady(n, settings).await);
         }
+    }
+    if wanted("authz") {
+        let n = *settings.scales.first().unwrap_or(&1_000);
+        figures.extend(authz_overhead(n, if settings.quick { 1 } else { 3 }).await);
     }
     if wanted("storm") {
         figures.extend(storm(settings.storm).await);

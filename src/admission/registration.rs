@@ -10,7 +10,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    RuleWithOperations, ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MatchCondition, RuleWithOperations, ValidatingWebhook, ValidatingWebhookConfiguration,
+    WebhookClientConfig,
 };
 use kube::Client;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
@@ -23,6 +24,8 @@ use crate::certs::CertStore;
 
 /// The webhook's name in the configuration (a qualified name, as the API requires).
 pub const WEBHOOK_NAME: &str = "authorization.apikeys.dev";
+/// The webhook's `matchConditions` expression (CEL).
+pub const MATCH_CONDITION: &str = "request.operation == 'CREATE' || object.spec != oldObject.spec";
 /// An answer taking longer than this fails the request (failurePolicy Fail).
 pub const TIMEOUT_SECONDS: i32 = 10;
 
@@ -46,6 +49,14 @@ pub fn configuration(
             match_policy: Some("Equivalent".to_owned()),
             side_effects: "None".to_owned(),
             timeout_seconds: Some(TIMEOUT_SECONDS),
+            // Only writes that may change whose values are minted: creates, and updates of the
+            // spec. Metadata-only updates (the operator adopting a token, a rotate or revoke
+            // annotation, labels) never move a key or token to another identity, and skip the
+            // call: one less round trip for each token the operator adopts.
+            match_conditions: Some(vec![MatchCondition {
+                name: "creates-and-spec-changes".to_owned(),
+                expression: MATCH_CONDITION.to_owned(),
+            }]),
             rules: Some(vec![RuleWithOperations {
                 api_groups: Some(vec![GROUP.to_owned()]),
                 api_versions: Some(vec![VERSION.to_owned()]),

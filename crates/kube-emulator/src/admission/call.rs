@@ -140,6 +140,87 @@ fn target(
     }
 }
 
+/// Which kept connections a call may use: the same address, server name and trusted CAs.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    addr: String,
+    host: String,
+    ca_bundle: Vec<u8>,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Connections kept open between calls, as upstream's HTTP transport keeps them (a TLS
+/// handshake per admission request would cost more than the request), and the TLS settings
+/// per CA bundle (whose session cache then resumes).
+#[derive(Default)]
+struct Pool {
+    idle: HashMap<PoolKey, Vec<Sender>>,
+    configs: HashMap<Vec<u8>, Arc<ClientConfig>>,
+}
+
+/// Idle connections kept per key.
+const MAX_IDLE: usize = 32;
+
+fn pool() -> std::sync::MutexGuard<'static, Pool> {
+    static POOL: std::sync::LazyLock<std::sync::Mutex<Pool>> =
+        std::sync::LazyLock::new(Default::default);
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A kept connection for `key` (`true`), else a new one.
+async fn connection(key: &PoolKey) -> Result<(Sender, bool), String> {
+    let kept = {
+        let mut pool = pool();
+        let idle = pool.idle.entry(key.clone()).or_default();
+        std::iter::from_fn(|| idle.pop()).find(|sender| !sender.is_closed())
+    };
+    match kept {
+        Some(sender) => Ok((sender, true)),
+        None => connect(key).await.map(|sender| (sender, false)),
+    }
+}
+
+/// A new TCP connection and TLS session to `key`'s address, verified against its CA bundle.
+async fn connect(key: &PoolKey) -> Result<Sender, String> {
+    let tls = {
+        let mut pool = pool();
+        match pool.configs.get(&key.ca_bundle) {
+            Some(config) => config.clone(),
+            None => {
+                let config = Arc::new(tls_config(&key.ca_bundle)?);
+                pool.configs.insert(key.ca_bundle.clone(), config.clone());
+                config
+            }
+        }
+    };
+    let server_name = ServerName::try_from(key.host.clone()).map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(key.addr.as_str())
+        .await
+        .map_err(|e| go_words(&e, &key.addr))?;
+    let stream = TlsConnector::from(tls)
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| go_words(&e, &key.addr))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Keeps `sender` for the next call to `key`, if it can take one.
+fn keep(key: PoolKey, sender: Sender) {
+    if sender.is_closed() {
+        return;
+    }
+    let mut pool = pool();
+    let idle = pool.idle.entry(key).or_default();
+    if idle.len() < MAX_IDLE {
+        idle.push(sender);
+    }
+}
+
 fn tls_config(ca_bundle: &[u8]) -> Result<ClientConfig, String> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_bundle) {
@@ -190,19 +271,11 @@ async fn post(call: &Call, services: &ServiceAddrs) -> Result<Value, CallFailed>
     let uri: axum::http::Uri = url.parse().map_err(|e| failed(format!("{e}")))?;
     let body = serde_json::to_vec(&call.review).unwrap_or_default();
     let exchange = async {
-        let tls = tls_config(&hook.ca_bundle)?;
-        let server_name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-        let tcp = tokio::net::TcpStream::connect(addr.as_str())
-            .await
-            .map_err(|e| go_words(&e, &addr))?;
-        let stream = TlsConnector::from(Arc::new(tls))
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| go_words(&e, &addr))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
+        let key = PoolKey {
+            addr: addr.clone(),
+            host: host.clone(),
+            ca_bundle: hook.ca_bundle.clone(),
+        };
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
         let request =
             axum::http::Request::post(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
@@ -211,16 +284,26 @@ async fn post(call: &Call, services: &ServiceAddrs) -> Result<Value, CallFailed>
                 .header("accept", "application/json, */*")
                 .body(Full::new(Bytes::from(body)))
                 .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (mut sender, reused) = connection(&key).await?;
+        let response = match sender.send_request(request.clone()).await {
+            Ok(response) => response,
+            // A kept connection the server closed meanwhile: once more on a fresh one.
+            Err(_) if reused => {
+                sender = connect(&key).await?;
+                sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         let status = response.status();
         let bytes = Limited::new(response.into_body(), MAX_RESPONSE)
             .collect()
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
+        keep(key, sender);
         if !status.is_success() {
             return Err(format!(
                 "an error on the server ({:?}) has prevented the request from succeeding",
