@@ -236,7 +236,10 @@ pub enum Command {
     /// that kubectl works against it.
     #[cfg(feature = "local")]
     Local(LocalArgs),
-    /// Request a rotation of an ApiToken (sets the apikeys.dev/rotate annotation).
+    /// Request a rotation of an ApiToken (sets the apikeys.dev/rotate
+    /// annotation) and wait for the fresh value. Fails at once, setting
+    /// nothing, when the token cannot rotate (disabled, invalid spec, key
+    /// missing or not Ready, expiresAt passed).
     Rotate(RotateArgs),
     /// Revoke an ApiToken at once (sets the apikeys.dev/revoke annotation):
     /// the current value and every earlier one still in its grace period
@@ -346,9 +349,9 @@ pub struct RotateArgs {
     pub cluster: ClusterArgs,
     /// Name of the ApiToken.
     pub name: String,
-    /// Namespace of the ApiToken.
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
+    /// Namespace of the ApiToken (default: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
     /// The request value (default: the current time); each new value rotates once.
     #[arg(long)]
     pub request: Option<String>,

@@ -88,7 +88,8 @@ async fn run_local(args: super::args::LocalArgs) -> Result {
 
 async fn rotate(args: RotateArgs) -> Result {
     let client = args.cluster.client().await?;
-    let (namespace, name) = (args.namespace, args.name);
+    let namespace = namespace_or_context(args.namespace, &client);
+    let name = args.name;
     let request = args
         .request
         .unwrap_or_else(|| jiff::Timestamp::now().to_string());
@@ -100,9 +101,7 @@ async fn rotate(args: RotateArgs) -> Result {
 
 async fn revoke(args: RevokeArgs) -> Result {
     let client = args.cluster.client().await?;
-    let namespace = args
-        .namespace
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let namespace = namespace_or_context(args.namespace, &client);
     let name = args.name;
     let request = args
         .request
@@ -128,10 +127,7 @@ async fn revoke(args: RevokeArgs) -> Result {
 
 async fn list(args: ListArgs) -> Result {
     let client = args.cluster.client().await?;
-    let ns = (!args.all_namespaces).then(|| {
-        args.namespace
-            .unwrap_or_else(|| client.default_namespace().to_owned())
-    });
+    let ns = (!args.all_namespaces).then(|| namespace_or_context(args.namespace, &client));
     let items = tokens::list(client, ns.as_deref()).await?;
     if items.is_empty() {
         match &ns {
@@ -147,9 +143,7 @@ async fn list(args: ListArgs) -> Result {
 
 async fn status(args: StatusArgs) -> Result {
     let client = args.cluster.client().await?;
-    let ns = args
-        .namespace
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let ns = namespace_or_context(args.namespace, &client);
     let token = tokens::get(client, &ns, &args.name).await?;
     print!("{}", tokens::status_text(&token, jiff::Timestamp::now()));
     Ok(())
@@ -157,9 +151,7 @@ async fn status(args: StatusArgs) -> Result {
 
 async fn create_token(args: CreateTokenArgs) -> Result {
     let client = args.cluster.client().await?;
-    let ns = args
-        .namespace
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let ns = namespace_or_context(args.namespace, &client);
     let new = tokens::NewToken {
         name: args.name,
         key: args.key,
@@ -189,6 +181,11 @@ async fn create_token(args: CreateTokenArgs) -> Result {
     writeln!(stdout, "{}", value.expose_secret())?;
     stdout.flush()?;
     Ok(())
+}
+
+/// `-n`, or else the kubeconfig context's namespace (as kubectl does).
+fn namespace_or_context(namespace: Option<String>, client: &kube::Client) -> String {
+    namespace.unwrap_or_else(|| client.default_namespace().to_owned())
 }
 
 /// The program's name as invoked: `kubectl apikey` when called as the kubectl plugin.

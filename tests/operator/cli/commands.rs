@@ -15,6 +15,7 @@ use crate::support::*;
 use apikey_operator::api::ApiToken;
 use apikey_operator::token;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 
 const NS: &str = "cli";
 
@@ -505,4 +506,87 @@ async fn revoke_refuses_every_earlier_value_and_says_what_became_of_the_token() 
         "{}",
         stderr(&missing)
     );
+}
+
+/// The command fails with nothing on stdout, well within its `--wait`; its stderr.
+async fn fails_at_once(kubeconfig: &Path, args: &[&str]) -> String {
+    let started = std::time::Instant::now();
+    let out = run(kubeconfig, args).await;
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{args:?} succeeded: {said}");
+    assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{args:?} took {:?} to fail: {said}",
+        started.elapsed()
+    );
+    said
+}
+
+/// `rotate` on a token the operator will not rotate fails at once with the
+/// token's own words and sets nothing; without `-n` it uses the context's
+/// namespace; a request value already acted on is refused, not reported done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_fails_at_once_when_the_token_cannot_rotate() {
+    let s = setup().await;
+    let tokens = s.cluster.api::<ApiToken>(NS);
+    let blocked = [
+        (
+            "parked",
+            "{apiKeyRef: {name: ci-bot}, disabled: true}",
+            "Disabled",
+        ),
+        (
+            "muddled",
+            "{apiKeyRef: {name: ci-bot}, expiration: {lifetime: 1h}, rotation: {renewBefore: 2h}}",
+            "InvalidSpec",
+        ),
+        ("orphan", "{apiKeyRef: {name: nobody}}", "ApiKeyNotFound"),
+        (
+            "bygone",
+            "{apiKeyRef: {name: ci-bot}, expiration: {expiresAt: \"2020-01-01T00:00:00Z\"}}",
+            "Expired",
+        ),
+    ];
+    for (name, spec, _) in blocked {
+        create_token(&tokens, name, spec).await;
+    }
+    for (name, _, why) in blocked {
+        wait_for(&tokens, name, why, token_reason(why)).await;
+    }
+    for (name, _, why) in blocked {
+        let said = fails_at_once(&s.kubeconfig_in_ns, &["rotate", name, "--wait", "20"]).await;
+        assert!(
+            said.contains(&format!("ApiToken {NS}/{name} is not rotated: {why}: ")),
+            "{name}: {said}"
+        );
+        let token = tokens.get(name).await.expect("token");
+        assert!(
+            !token
+                .annotations()
+                .contains_key(apikey_operator::api::ROTATE_ANNOTATION),
+            "{name}: the request was set anyway"
+        );
+    }
+
+    // The context's namespace without -n; the same request value twice is refused.
+    create_token(&tokens, "fresh", "{apiKeyRef: {name: ci-bot}}").await;
+    ready_token(&tokens, "fresh").await;
+    let out = run(&s.kubeconfig_in_ns, &["rotate", "fresh", "--request", "r1"]).await;
+    assert_eq!(
+        ok(&out, "rotate without -n").trim(),
+        format!("apitoken {NS}/fresh: rotation requested (r1)")
+    );
+    let rotated = tokens.get("fresh").await.expect("token");
+    assert_eq!(rotated.status.as_ref().and_then(|s| s.rotations), Some(1));
+    let again = run(&s.kubeconfig_in_ns, &["rotate", "fresh", "--request", "r1"]).await;
+    assert!(!again.status.success(), "{}", stdout(&again));
+    assert!(
+        stderr(&again).contains("rotate request \"r1\" was acted on before")
+            && stderr(&again).contains("pass another --request"),
+        "{}",
+        stderr(&again)
+    );
+    let after = tokens.get("fresh").await.expect("token");
+    assert_eq!(after.status.as_ref().and_then(|s| s.rotations), Some(1));
 }
