@@ -47,7 +47,8 @@ pub enum CliError {
     #[error("timed out after {0:?} waiting for the operator to act; is it running?")]
     Timeout(Duration),
     #[error(
-        "ApiToken {namespace}/{name} already exists; pick another name, or rotate it with `rotate {name}`"
+        "ApiToken {namespace}/{name} already exists; pick another name, or rotate it with \
+         `rotate {name} -n {namespace}`"
     )]
     TokenExists { namespace: String, name: String },
     #[error(
@@ -89,13 +90,31 @@ pub enum CliError {
     #[error("the API server rejected the ApiToken: {0}")]
     Invalid(String),
     #[error(
-        "ApiToken {namespace}/{name} was created but is not Ready after {timeout:?} ({reason}); check `status {name}` and the operator's logs; its value will be in its Secret once issued"
+        "ApiToken {namespace}/{name} was created but is not Ready after {timeout:?}: \
+         {conditions}. Its value will be in its Secret once issued: check \
+         `status {name} -n {namespace}` and the operator's logs, or delete it with \
+         `kubectl delete apitoken {name} -n {namespace}`"
     )]
     NotReady {
         namespace: String,
         name: String,
         timeout: Duration,
-        reason: String,
+        conditions: String,
+    },
+    #[error(
+        "ApiKey {namespace}/{key} not found, so nothing was created; check --key and -n, or \
+         create the key first"
+    )]
+    KeyNotFound { namespace: String, key: String },
+    #[error("the operator would give this ApiToken no value, so nothing was created: {0}")]
+    WouldBeInvalid(String),
+    #[error(
+        "{from} ({at}) is in the past, so the ApiToken would never get a value and nothing was \
+         created; give a later --expires-at, or a --lifetime"
+    )]
+    ExpiryPassed {
+        at: jiff::Timestamp,
+        from: &'static str,
     },
 }
 

@@ -184,3 +184,107 @@ fn revealed_values_are_redacted_in_formatting() {
     assert!(!format!("{v:?}").contains("secret"));
     assert_eq!(v.expose_secret(), "akpat_secret");
 }
+
+#[test]
+fn tokens_the_operator_would_give_no_value_are_refused_before_creation() {
+    let now = at(NOW);
+    let new = |edit: fn(&mut NewToken)| {
+        let mut n = NewToken {
+            name: "deploy".into(),
+            key: "ci-bot".into(),
+            ..Default::default()
+        };
+        edit(&mut n);
+        token_object(&n)
+    };
+    let past_default = TokenDefaults {
+        expiration: Some(Expiration {
+            expires_at: Some(Time(at("2025-06-01T00:00:00Z"))),
+            lifetime: None,
+        }),
+        rotation: None,
+        audiences: Vec::new(),
+    };
+    let cases = [
+        ("no expiry", new(|_| {}), None, Ok(())),
+        (
+            "lifetime and rotation",
+            new(|n| {
+                n.lifetime = Some("90d".into());
+                n.rotate_every = Some("30d".into());
+                n.grace_period = Some("1h".into());
+            }),
+            None,
+            Ok(()),
+        ),
+        (
+            "zero lifetime",
+            new(|n| n.lifetime = Some("0s".into())),
+            None,
+            Err(
+                "the operator would give this ApiToken no value, so nothing was created: \
+                 spec.expiration.lifetime must be longer than 0s",
+            ),
+        ),
+        (
+            "renewBefore not shorter than lifetime",
+            new(|n| {
+                n.lifetime = Some("1h".into());
+                n.renew_before = Some("2h".into());
+            }),
+            None,
+            Err("spec.rotation.renewBefore (2h) must be shorter than spec.expiration.lifetime"),
+        ),
+        (
+            "expiresAt in the past",
+            new(|n| n.expires_at = Some(at("2025-12-31T00:00:00Z"))),
+            None,
+            Err("--expires-at (2025-12-31T00:00:00Z) is in the past"),
+        ),
+        (
+            "the key's expiresAt in the past",
+            new(|_| {}),
+            Some(&past_default),
+            Err(
+                "the key's tokenDefaults.expiration.expiresAt (2025-06-01T00:00:00Z) is in the past",
+            ),
+        ),
+        (
+            "a lifetime of its own over the key's past expiresAt",
+            new(|n| n.lifetime = Some("90d".into())),
+            Some(&past_default),
+            Ok(()),
+        ),
+    ];
+    for (what, token, defaults, want) in cases {
+        let got = check_new_token(&token, defaults, now).map_err(|e| e.to_string());
+        match (got, want) {
+            (Ok(()), Ok(())) => {}
+            (Err(got), Err(want)) => assert!(got.contains(want), "{what}: {got}"),
+            (got, want) => panic!("{what}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_token_not_ready_in_time_says_what_its_conditions_say() {
+    let mut t = token("deploy", None);
+    assert_eq!(
+        conditions_text(&t),
+        "it has no conditions yet: is the operator running?"
+    );
+    let mut blocked = ready("False", "ApiKeyNotReady");
+    blocked.message = "ApiKey ci-bot is not Ready".into();
+    let mut expired = ready("False", "Valid");
+    expired.type_ = "Expired".into();
+    expired.message = String::new();
+    t.status = Some(ApiTokenStatus {
+        conditions: vec![blocked, expired],
+        ..Default::default()
+    });
+    assert_eq!(
+        conditions_text(&t),
+        "its conditions say Ready=False (ApiKeyNotReady: ApiKey ci-bot is not Ready); \
+         Expired=False (Valid)"
+    );
+}

@@ -508,21 +508,6 @@ async fn revoke_refuses_every_earlier_value_and_says_what_became_of_the_token() 
     );
 }
 
-/// The command fails with nothing on stdout, well within its `--wait`; its stderr.
-async fn fails_at_once(kubeconfig: &Path, args: &[&str]) -> String {
-    let started = std::time::Instant::now();
-    let out = run(kubeconfig, args).await;
-    let said = stderr(&out);
-    assert!(!out.status.success(), "{args:?} succeeded: {said}");
-    assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
-        "{args:?} took {:?} to fail: {said}",
-        started.elapsed()
-    );
-    said
-}
-
 /// `rotate` on a token the operator will not rotate fails at once with the
 /// token's own words and sets nothing; without `-n` it uses the context's
 /// namespace; a request value already acted on is refused, not reported done.
@@ -589,4 +574,114 @@ async fn rotate_fails_at_once_when_the_token_cannot_rotate() {
     );
     let after = tokens.get("fresh").await.expect("token");
     assert_eq!(after.status.as_ref().and_then(|s| s.rotations), Some(1));
+}
+
+/// The command fails with nothing on stdout, well within its `--wait`; its stderr.
+async fn fails_at_once(kubeconfig: &Path, args: &[&str]) -> String {
+    let started = std::time::Instant::now();
+    let out = run(kubeconfig, args).await;
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{args:?} succeeded: {said}");
+    assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{args:?} took {:?} to fail: {said}",
+        started.elapsed()
+    );
+    said
+}
+
+/// Every command a message suggests (between backticks) names the namespace.
+fn assert_hints_name_the_namespace(said: &str) {
+    for (i, hint) in said.split('`').enumerate() {
+        if i % 2 == 1 {
+            assert!(
+                hint.contains(&format!(" -n {NS}")),
+                "hint `{hint}` without -n {NS} in: {said}"
+            );
+        }
+    }
+}
+
+/// `create-token` refuses at once, creating nothing, a token on a missing
+/// key or one the operator would never give a value; one that is not Ready
+/// in time says what its conditions say and how to delete it, and every
+/// command it suggests carries `-n`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_token_refuses_early_and_says_how_to_clean_up() {
+    let s = setup().await;
+    let tokens = s.cluster.api::<ApiToken>(NS);
+    let refused: [(&[&str], &str); 6] = [
+        (&["--key", "nobody"], "ApiKey cli/nobody not found"),
+        (
+            &["--key", "ci-bot", "--lifetime", "9x"],
+            "invalid value '9x' for '--lifetime <LIFETIME>'",
+        ),
+        (&["--key", "ci-bot", "--lifetime", "0s"], "0s is zero"),
+        (&["--key", "ci-bot", "--rotate-every", "0m"], "0m is zero"),
+        (
+            &["--key", "ci-bot", "--expires-at", "2020-01-01T00:00:00Z"],
+            "--expires-at (2020-01-01T00:00:00Z) is in the past",
+        ),
+        (
+            &[
+                "--key",
+                "ci-bot",
+                "--lifetime",
+                "1h",
+                "--renew-before",
+                "2h",
+            ],
+            "spec.rotation.renewBefore (2h) must be shorter than spec.expiration.lifetime (1h)",
+        ),
+    ];
+    for (flags, why) in refused {
+        let mut args = vec!["create-token", "doomed", "-n", NS, "--wait", "20"];
+        args.extend_from_slice(flags);
+        let said = fails_at_once(&s.kubeconfig, &args).await;
+        assert!(said.contains(why), "{flags:?}: {said}");
+        assert_hints_name_the_namespace(&said);
+        assert!(
+            tokens.get_opt("doomed").await.expect("get").is_none(),
+            "{flags:?}: an ApiToken was created"
+        );
+    }
+
+    // A key whose ServiceAccount does not exist: its tokens wait, not Ready.
+    create_key(&s.cluster.api(NS), "sa-key", "ServiceAccount", "ghost").await;
+    let out = run(
+        &s.kubeconfig,
+        &[
+            "create-token",
+            "waiting",
+            "--key",
+            "sa-key",
+            "-n",
+            NS,
+            "--wait",
+            "5",
+        ],
+    )
+    .await;
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(stdout(&out).is_empty(), "{said}");
+    assert!(
+        said.contains("is not Ready after 5s: its conditions say Ready=False (ApiKeyNotReady: "),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("`kubectl delete apitoken waiting -n {NS}`")),
+        "{said}"
+    );
+    assert_hints_name_the_namespace(&said);
+
+    let again = run(
+        &s.kubeconfig,
+        &["create-token", "waiting", "--key", "sa-key", "-n", NS],
+    )
+    .await;
+    let said = stderr(&again);
+    assert!(said.contains("already exists"), "{said}");
+    assert_hints_name_the_namespace(&said);
 }
