@@ -258,6 +258,10 @@ async fn quickstart_in_local_mode_authenticates_and_stops_cleanly() {
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(status.success(), "local exited with {status}; log:\n{text}");
     assert!(text.contains("local mode ready"), "log:\n{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "terminal colour codes in a log file:\n{text}"
+    );
     assert!(text.contains("local mode stopped"), "log:\n{text}");
     for v in [&value, &new_value] {
         assert!(

@@ -2,3 +2,4 @@
 
 mod commands;
 mod local_mode;
+mod output;
