@@ -23,19 +23,28 @@ use crate::api::{
 };
 use crate::schedule::{Expiry, MIN_ROTATION_PERIOD, Policy};
 
-/// `5s`, `12m`, `36h`, `29d`: the largest unit that keeps two significant
-/// figures readable, as kubectl shows ages.
+/// `5s`, `12m`, `36h`, `29d`, `70y`: one unit, the largest that keeps two
+/// significant figures (under 120 s, 120 m, 48 h, 730 d; then years of
+/// 365 d), rounded to the nearest whole unit, half up. So a value just issued
+/// for 90 days is `90d` (not the `89d` that rounding its 89d23h59m50s down
+/// would show), and a countdown is off by at most half a unit either way.
 pub fn human_duration(d: SignedDuration) -> String {
+    const UNITS: [(&str, u64, u64); 4] = [
+        ("s", 1, 120),
+        ("m", 60, 120),
+        ("h", 3600, 48),
+        ("d", 86_400, 730),
+    ];
+    const YEAR: u64 = 365 * 86_400;
     let secs = d.as_secs().unsigned_abs();
-    if secs < 120 {
-        format!("{secs}s")
-    } else if secs < 120 * 60 {
-        format!("{}m", secs / 60)
-    } else if secs < 48 * 3600 {
-        format!("{}h", secs / 3600)
-    } else {
-        format!("{}d", secs / 86_400)
+    let nearest = |unit: u64| (secs + unit / 2) / unit;
+    for (suffix, unit, below) in UNITS {
+        let n = nearest(unit);
+        if n < below {
+            return format!("{n}{suffix}");
+        }
     }
+    format!("{}y", nearest(YEAR))
 }
 
 /// `in 29d` or `3h ago` relative to `now`.

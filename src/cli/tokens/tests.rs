@@ -30,18 +30,33 @@ fn token(name: &str, status: Option<ApiTokenStatus>) -> ApiToken {
     t
 }
 
+/// One unit, the largest under its limit, rounded to the nearest (half up).
 #[test]
-fn durations_read_like_kubectl_ages() {
+fn durations_read_in_one_unit_rounded_to_the_nearest() {
+    const M: i64 = 60;
+    const H: i64 = 3600;
+    const D: i64 = 86_400;
     let cases = [
+        (0, "0s"),
         (5, "5s"),
         (119, "119s"),
         (120, "2m"),
-        (12 * 60, "12m"),
-        (119 * 60, "119m"),
-        (2 * 3600, "2h"),
-        (47 * 3600, "47h"),
-        (48 * 3600, "2d"),
-        (29 * 86_400 + 23 * 3600, "29d"),
+        (149, "2m"),
+        (150, "3m"),
+        (12 * M, "12m"),
+        (119 * M + 29, "119m"),
+        (119 * M + 30, "2h"),
+        (47 * H + 29 * M, "47h"),
+        (47 * H + 30 * M, "2d"),
+        (29 * D + 11 * H, "29d"),
+        (29 * D + 12 * H, "30d"),
+        // A 90-day value ten seconds after its issue.
+        (90 * D - 10, "90d"),
+        (729 * D + 11 * H, "729d"),
+        (729 * D + 12 * H, "2y"),
+        // An expiry in 2099 seen from 2029.
+        (25_549 * D, "70y"),
+        (36_500 * D, "100y"),
     ];
     for (secs, text) in cases {
         assert_eq!(
@@ -65,7 +80,7 @@ fn expiry_in_human_units() {
     assert_eq!(expiry_text(Some(&with(None, false)), now), "-");
     assert_eq!(expiry_text(Some(&with(None, true)), now), "never");
     assert_eq!(
-        expiry_text(Some(&with(Some("2026-01-30T12:00:00Z"), true)), now),
+        expiry_text(Some(&with(Some("2026-01-30T11:00:00Z"), true)), now),
         "in 29d"
     );
     assert_eq!(
