@@ -305,7 +305,10 @@ pub enum Command {
     /// that kubectl works against it.
     #[cfg(feature = "local")]
     Local(LocalArgs),
-    /// Request a rotation of an ApiToken (sets the apikeys.dev/rotate annotation).
+    /// Request a rotation of an ApiToken (sets the apikeys.dev/rotate
+    /// annotation) and wait for the fresh value. Fails at once, setting
+    /// nothing, when the token cannot rotate (disabled, invalid spec, key
+    /// missing or not Ready, expiresAt passed).
     Rotate(RotateArgs),
     /// Revoke an ApiToken at once (sets the apikeys.dev/revoke annotation):
     /// the current value and every earlier one still in its grace period
@@ -427,9 +430,9 @@ pub struct RotateArgs {
     pub cluster: ClusterArgs,
     /// Name of the ApiToken.
     pub name: String,
-    /// Namespace of the ApiToken.
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
+    /// Namespace of the ApiToken (default: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
     /// The request value (default: the current time); each new value rotates once.
     #[arg(long)]
     pub request: Option<String>,
@@ -491,19 +494,19 @@ pub struct CreateTokenArgs {
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
     /// Each value expires this long after its issue, e.g. 90d.
-    #[arg(long, conflicts_with = "expires_at")]
+    #[arg(long, conflicts_with = "expires_at", value_parser = parse_positive_duration)]
     pub lifetime: Option<String>,
     /// Every value expires at this RFC 3339 time, e.g. 2027-01-31T00:00:00Z.
     #[arg(long)]
     pub expires_at: Option<jiff::Timestamp>,
     /// Rotate on this period, e.g. 30d.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_positive_duration)]
     pub rotate_every: Option<String>,
     /// Rotate this long before expiry, e.g. 7d (needs --lifetime).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_positive_duration)]
     pub renew_before: Option<String>,
     /// The previous value stays valid this long after a rotation, e.g. 1h.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_duration)]
     pub grace_period: Option<String>,
     /// Display name.
     #[arg(long)]
@@ -526,6 +529,23 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+/// A duration flag of `create-token`, kept as written for the spec: the
+/// operator's grammar (`90d`, `1h30m`), so a typo fails before anything is created.
+fn parse_duration(raw: &str) -> Result<String, String> {
+    crate::duration::parse_duration(raw).map_err(|e| e.to_string())?;
+    Ok(raw.to_owned())
+}
+
+/// As [`parse_duration`], and longer than zero (the operator refuses a
+/// zero lifetime or rotation period).
+fn parse_positive_duration(raw: &str) -> Result<String, String> {
+    let period = crate::duration::parse_duration(raw).map_err(|e| e.to_string())?;
+    if period.is_zero() {
+        return Err(format!("{raw} is zero; give a positive duration, e.g. 90d"));
+    }
+    Ok(raw.to_owned())
 }
 
 /// `--min-rotation-period`: a duration of the CRD's grammar, not under the
@@ -581,5 +601,28 @@ mod tests {
         let err = parts(&["--components", "controler"]).expect_err("a typo");
         assert!(err.to_string().contains("possible values"), "{err}");
         assert!(parts(&["--components="]).is_err(), "none");
+    }
+
+    /// `create-token`'s duration flags take the operator's grammar and keep
+    /// the text as written; a lifetime or period of zero is refused, a grace
+    /// period of zero is the default.
+    #[test]
+    fn create_token_durations_are_checked_as_the_operator_checks_them() {
+        let cases: [(&str, Option<&str>, Option<&str>); 6] = [
+            ("90d", Some("90d"), Some("90d")),
+            ("1h30m", Some("1h30m"), Some("1h30m")),
+            ("0s", None, Some("0s")),
+            ("9x", None, None),
+            ("1.5h", None, None),
+            ("36501d", None, None),
+        ];
+        for (raw, positive, any) in cases {
+            assert_eq!(
+                parse_positive_duration(raw).ok().as_deref(),
+                positive,
+                "{raw}"
+            );
+            assert_eq!(parse_duration(raw).ok().as_deref(), any, "{raw}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! here, which calls the library (`run`, `local`, `tokens`, `rotate`, `revoke`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -47,7 +47,7 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command to its end.
 pub async fn execute(command: Command) -> Result {
     match command {
-        Command::Crds => print!("{}", crate::api::crds_yaml()?),
+        Command::Crds => print_stdout(crate::api::crds_yaml()?)?,
         Command::Run(args) => run_operator(*args).await?,
         #[cfg(feature = "local")]
         Command::Local(args) => run_local(args).await?,
@@ -58,7 +58,10 @@ pub async fn execute(command: Command) -> Result {
         Command::CreateToken(args) => create_token(args).await?,
         Command::Completions { shell } => {
             let name = program_name().replace(' ', "-");
-            clap_complete::generate(shell, &mut Cli::command(), name, &mut std::io::stdout());
+            // Into memory first: clap_complete panics when a write fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), name, &mut script);
+            print_stdout(script)?;
         }
     }
     Ok(())
@@ -88,50 +91,49 @@ async fn run_local(args: super::args::LocalArgs) -> Result {
 
 async fn rotate(args: RotateArgs) -> Result {
     let client = args.cluster.client().await?;
-    let (namespace, name) = (args.namespace, args.name);
+    let namespace = namespace_or_context(args.namespace, &client);
+    let name = args.name;
     let request = args
         .request
         .unwrap_or_else(|| jiff::Timestamp::now().to_string());
     let wait = (args.wait > 0).then(|| Duration::from_secs(args.wait));
     super::rotate(client, &namespace, &name, &request, wait).await?;
-    println!("apitoken {namespace}/{name}: rotation requested ({request})");
+    print_stdout(format!(
+        "apitoken {namespace}/{name}: rotation requested ({request})\n"
+    ))?;
     Ok(())
 }
 
 async fn revoke(args: RevokeArgs) -> Result {
     let client = args.cluster.client().await?;
-    let namespace = args
-        .namespace
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let namespace = namespace_or_context(args.namespace, &client);
     let name = args.name;
     let request = args
         .request
         .unwrap_or_else(|| jiff::Timestamp::now().to_string());
     let wait = (args.wait > 0).then(|| Duration::from_secs(args.wait));
     let what = format!("apitoken {namespace}/{name}");
-    match super::revoke(client, &namespace, &name, &request, wait).await? {
-        None => println!(
+    let said = match super::revoke(client, &namespace, &name, &request, wait).await? {
+        None => format!(
             "{what}: revocation requested ({request}); not waiting: until the operator acts on it \
              the values are still accepted"
         ),
-        Some(super::Revoked::Reissued { secret }) => println!(
+        Some(super::Revoked::Reissued { secret }) => format!(
             "{what}: revoked ({request}); every earlier value is refused, a fresh value is in \
              Secret {namespace}/{secret}"
         ),
-        Some(super::Revoked::NoValue { reason, message }) => println!(
+        Some(super::Revoked::NoValue { reason, message }) => format!(
             "{what}: revoked ({request}); every earlier value is refused, and no value is issued \
              for now ({reason}: {message})"
         ),
-    }
+    };
+    print_stdout(said + "\n")?;
     Ok(())
 }
 
 async fn list(args: ListArgs) -> Result {
     let client = args.cluster.client().await?;
-    let ns = (!args.all_namespaces).then(|| {
-        args.namespace
-            .unwrap_or_else(|| client.default_namespace().to_owned())
-    });
+    let ns = (!args.all_namespaces).then(|| namespace_or_context(args.namespace, &client));
     let items = tokens::list(client, ns.as_deref()).await?;
     if items.is_empty() {
         match &ns {
@@ -140,26 +142,22 @@ async fn list(args: ListArgs) -> Result {
         }
     } else {
         let table = tokens::list_table(&items, jiff::Timestamp::now(), ns.is_none());
-        print!("{table}");
+        print_stdout(table)?;
     }
     Ok(())
 }
 
 async fn status(args: StatusArgs) -> Result {
     let client = args.cluster.client().await?;
-    let ns = args
-        .namespace
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let ns = namespace_or_context(args.namespace, &client);
     let token = tokens::get(client, &ns, &args.name).await?;
-    print!("{}", tokens::status_text(&token, jiff::Timestamp::now()));
+    print_stdout(tokens::status_text(&token, jiff::Timestamp::now()))?;
     Ok(())
 }
 
 async fn create_token(args: CreateTokenArgs) -> Result {
     let client = args.cluster.client().await?;
-    let ns = args
-        .namespace
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let ns = namespace_or_context(args.namespace, &client);
     let new = tokens::NewToken {
         name: args.name,
         key: args.key,
@@ -185,10 +183,29 @@ async fn create_token(args: CreateTokenArgs) -> Result {
          (Workloads read it from Secret {ns}/{secret}; anyone who may read that Secret can read the value.)",
         new.name
     );
+    // Unlike the other output, a value nobody read is an error: it is not shown again.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", value.expose_secret())?;
     stdout.flush()?;
     Ok(())
+}
+
+/// Writes `text` to stdout. A reader that went away (`… | head`) ends the
+/// output quietly, as it does for other command-line tools.
+fn print_stdout(text: impl AsRef<[u8]>) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_ref())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// `-n`, or else the kubeconfig context's namespace (as kubectl does).
+fn namespace_or_context(namespace: Option<String>, client: &kube::Client) -> String {
+    namespace.unwrap_or_else(|| client.default_namespace().to_owned())
 }
 
 /// The program's name as invoked: `kubectl apikey` when called as the kubectl plugin.
@@ -208,13 +225,24 @@ fn program_name() -> &'static str {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let no_color = std::env::var_os("NO_COLOR");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(log_colours(
+            std::io::stderr().is_terminal(),
+            no_color.as_deref(),
+        ))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Colour codes in text logs only on a terminal (a file or a pipe gets plain
+/// text), and never with a non-empty NO_COLOR (no-color.org).
+fn log_colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -238,4 +266,28 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        let cases: [(bool, Option<&str>, bool); 5] = [
+            (true, None, true),
+            (true, Some(""), true),
+            (true, Some("1"), false),
+            (false, None, false),
+            (false, Some("1"), false),
+        ];
+        for (terminal, no_color, want) in cases {
+            assert_eq!(
+                log_colours(terminal, no_color.map(OsStr::new)),
+                want,
+                "terminal {terminal}, NO_COLOR {no_color:?}"
+            );
+        }
+    }
 }

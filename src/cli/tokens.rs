@@ -18,23 +18,33 @@ use kube::{Api, Client, ResourceExt};
 use super::CliError;
 use crate::api::conditions::READY;
 use crate::api::{
-    ApiKeyRef, ApiToken, ApiTokenSpec, ApiTokenStatus, Expiration, Rotation, SecretTemplate,
-    TokenRotation,
+    ApiKey, ApiKeyRef, ApiToken, ApiTokenSpec, ApiTokenStatus, Expiration, Rotation,
+    SecretTemplate, TokenDefaults, TokenRotation,
 };
+use crate::schedule::{Expiry, MIN_ROTATION_PERIOD, Policy};
 
-/// `5s`, `12m`, `36h`, `29d`: the largest unit that keeps two significant
-/// figures readable, as kubectl shows ages.
+/// `5s`, `12m`, `36h`, `29d`, `70y`: one unit, the largest that keeps two
+/// significant figures (under 120 s, 120 m, 48 h, 730 d; then years of
+/// 365 d), rounded to the nearest whole unit, half up. So a value just issued
+/// for 90 days is `90d` (not the `89d` that rounding its 89d23h59m50s down
+/// would show), and a countdown is off by at most half a unit either way.
 pub fn human_duration(d: SignedDuration) -> String {
+    const UNITS: [(&str, u64, u64); 4] = [
+        ("s", 1, 120),
+        ("m", 60, 120),
+        ("h", 3600, 48),
+        ("d", 86_400, 730),
+    ];
+    const YEAR: u64 = 365 * 86_400;
     let secs = d.as_secs().unsigned_abs();
-    if secs < 120 {
-        format!("{secs}s")
-    } else if secs < 120 * 60 {
-        format!("{}m", secs / 60)
-    } else if secs < 48 * 3600 {
-        format!("{}h", secs / 3600)
-    } else {
-        format!("{}d", secs / 86_400)
+    let nearest = |unit: u64| (secs + unit / 2) / unit;
+    for (suffix, unit, below) in UNITS {
+        let n = nearest(unit);
+        if n < below {
+            return format!("{n}{suffix}");
+        }
     }
+    format!("{}y", nearest(YEAR))
 }
 
 /// `in 29d` or `3h ago` relative to `now`.
@@ -370,15 +380,55 @@ pub fn token_object(new: &NewToken) -> ApiToken {
     token
 }
 
-/// Why a created token is not Ready yet, in words, if it says.
-fn not_ready_reason(token: &ApiToken) -> Option<String> {
-    let c = ready_condition(token.status.as_ref())?;
-    (c.status != "True").then(|| format!("{}: {}", c.reason, c.message))
+/// What the token's conditions say, for a token that is not Ready in time:
+/// `Ready=False (ApiKeyNotReady: …); Expired=False (…)`, or that it has none.
+fn conditions_text(token: &ApiToken) -> String {
+    let conditions = token
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    if conditions.is_empty() {
+        return "it has no conditions yet: is the operator running?".to_owned();
+    }
+    let said: Vec<String> = conditions
+        .iter()
+        .map(|c| match c.message.as_str() {
+            "" => format!("{}={} ({})", c.type_, c.status, c.reason),
+            message => format!("{}={} ({}: {message})", c.type_, c.status, c.reason),
+        })
+        .collect();
+    format!("its conditions say {}", said.join("; "))
+}
+
+/// Refuses, before anything is created, a token the operator would give no
+/// value: a spec its own policy check refuses (with the key's
+/// `tokenDefaults`), or an expiry already past at `now`.
+pub fn check_new_token(
+    token: &ApiToken,
+    defaults: Option<&TokenDefaults>,
+    now: Timestamp,
+) -> Result<(), CliError> {
+    let policy = Policy::resolve(&token.spec, defaults, MIN_ROTATION_PERIOD)
+        .map_err(|e| CliError::WouldBeInvalid(e.to_string()))?;
+    match policy.expiry {
+        Some(Expiry::At(at)) if at <= now => Err(CliError::ExpiryPassed {
+            at,
+            from: if token.spec.expiration.is_some() {
+                "--expires-at"
+            } else {
+                "the key's tokenDefaults.expiration.expiresAt"
+            },
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Creates the ApiToken, waits until its value is issued, and returns the
 /// value read from its Secret (checked against the recorded hash). The
-/// caller prints it once; nothing else in this program ever does.
+/// caller prints it once; nothing else in this program ever does. A missing
+/// key or a token that would get no value is refused before anything is
+/// created (see [`check_new_token`]).
 pub async fn create_token(
     client: Client,
     namespace: &str,
@@ -387,6 +437,20 @@ pub async fn create_token(
 ) -> Result<(ApiToken, RevealedValue), CliError> {
     let api: Api<ApiToken> = Api::namespaced(client.clone(), namespace);
     let object = token_object(new);
+    let keys: Api<ApiKey> = Api::namespaced(client.clone(), namespace);
+    let defaults = match keys.get_opt(&new.key).await {
+        Ok(Some(key)) => key.spec.token_defaults,
+        Ok(None) => {
+            return Err(CliError::KeyNotFound {
+                namespace: namespace.to_owned(),
+                key: new.key.clone(),
+            });
+        }
+        // Someone who may create tokens but not read keys: the operator checks.
+        Err(kube::Error::Api(s)) if s.code == 403 => None,
+        Err(source) => return Err(kube("reading the ApiKey")(source)),
+    };
+    check_new_token(&object, defaults.as_ref(), Timestamp::now())?;
     match api.create(&PostParams::default(), &object).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -444,8 +508,7 @@ pub async fn create_token(
                 namespace: namespace.to_owned(),
                 name: new.name.clone(),
                 timeout,
-                reason: not_ready_reason(&token)
-                    .unwrap_or_else(|| "no status yet; is the operator running?".to_owned()),
+                conditions: conditions_text(&token),
             });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

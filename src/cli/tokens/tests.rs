@@ -30,18 +30,33 @@ fn token(name: &str, status: Option<ApiTokenStatus>) -> ApiToken {
     t
 }
 
+/// One unit, the largest under its limit, rounded to the nearest (half up).
 #[test]
-fn durations_read_like_kubectl_ages() {
+fn durations_read_in_one_unit_rounded_to_the_nearest() {
+    const M: i64 = 60;
+    const H: i64 = 3600;
+    const D: i64 = 86_400;
     let cases = [
+        (0, "0s"),
         (5, "5s"),
         (119, "119s"),
         (120, "2m"),
-        (12 * 60, "12m"),
-        (119 * 60, "119m"),
-        (2 * 3600, "2h"),
-        (47 * 3600, "47h"),
-        (48 * 3600, "2d"),
-        (29 * 86_400 + 23 * 3600, "29d"),
+        (149, "2m"),
+        (150, "3m"),
+        (12 * M, "12m"),
+        (119 * M + 29, "119m"),
+        (119 * M + 30, "2h"),
+        (47 * H + 29 * M, "47h"),
+        (47 * H + 30 * M, "2d"),
+        (29 * D + 11 * H, "29d"),
+        (29 * D + 12 * H, "30d"),
+        // A 90-day value ten seconds after its issue.
+        (90 * D - 10, "90d"),
+        (729 * D + 11 * H, "729d"),
+        (729 * D + 12 * H, "2y"),
+        // An expiry in 2099 seen from 2029.
+        (25_549 * D, "70y"),
+        (36_500 * D, "100y"),
     ];
     for (secs, text) in cases {
         assert_eq!(
@@ -65,7 +80,7 @@ fn expiry_in_human_units() {
     assert_eq!(expiry_text(Some(&with(None, false)), now), "-");
     assert_eq!(expiry_text(Some(&with(None, true)), now), "never");
     assert_eq!(
-        expiry_text(Some(&with(Some("2026-01-30T12:00:00Z"), true)), now),
+        expiry_text(Some(&with(Some("2026-01-30T11:00:00Z"), true)), now),
         "in 29d"
     );
     assert_eq!(
@@ -183,4 +198,108 @@ fn revealed_values_are_redacted_in_formatting() {
     assert_eq!(format!("{v}"), "<redacted>");
     assert!(!format!("{v:?}").contains("secret"));
     assert_eq!(v.expose_secret(), "akpat_secret");
+}
+
+#[test]
+fn tokens_the_operator_would_give_no_value_are_refused_before_creation() {
+    let now = at(NOW);
+    let new = |edit: fn(&mut NewToken)| {
+        let mut n = NewToken {
+            name: "deploy".into(),
+            key: "ci-bot".into(),
+            ..Default::default()
+        };
+        edit(&mut n);
+        token_object(&n)
+    };
+    let past_default = TokenDefaults {
+        expiration: Some(Expiration {
+            expires_at: Some(Time(at("2025-06-01T00:00:00Z"))),
+            lifetime: None,
+        }),
+        rotation: None,
+        audiences: Vec::new(),
+    };
+    let cases = [
+        ("no expiry", new(|_| {}), None, Ok(())),
+        (
+            "lifetime and rotation",
+            new(|n| {
+                n.lifetime = Some("90d".into());
+                n.rotate_every = Some("30d".into());
+                n.grace_period = Some("1h".into());
+            }),
+            None,
+            Ok(()),
+        ),
+        (
+            "zero lifetime",
+            new(|n| n.lifetime = Some("0s".into())),
+            None,
+            Err(
+                "the operator would give this ApiToken no value, so nothing was created: \
+                 spec.expiration.lifetime must be longer than 0s",
+            ),
+        ),
+        (
+            "renewBefore not shorter than lifetime",
+            new(|n| {
+                n.lifetime = Some("1h".into());
+                n.renew_before = Some("2h".into());
+            }),
+            None,
+            Err("spec.rotation.renewBefore (2h) must be shorter than spec.expiration.lifetime"),
+        ),
+        (
+            "expiresAt in the past",
+            new(|n| n.expires_at = Some(at("2025-12-31T00:00:00Z"))),
+            None,
+            Err("--expires-at (2025-12-31T00:00:00Z) is in the past"),
+        ),
+        (
+            "the key's expiresAt in the past",
+            new(|_| {}),
+            Some(&past_default),
+            Err(
+                "the key's tokenDefaults.expiration.expiresAt (2025-06-01T00:00:00Z) is in the past",
+            ),
+        ),
+        (
+            "a lifetime of its own over the key's past expiresAt",
+            new(|n| n.lifetime = Some("90d".into())),
+            Some(&past_default),
+            Ok(()),
+        ),
+    ];
+    for (what, token, defaults, want) in cases {
+        let got = check_new_token(&token, defaults, now).map_err(|e| e.to_string());
+        match (got, want) {
+            (Ok(()), Ok(())) => {}
+            (Err(got), Err(want)) => assert!(got.contains(want), "{what}: {got}"),
+            (got, want) => panic!("{what}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_token_not_ready_in_time_says_what_its_conditions_say() {
+    let mut t = token("deploy", None);
+    assert_eq!(
+        conditions_text(&t),
+        "it has no conditions yet: is the operator running?"
+    );
+    let mut blocked = ready("False", "ApiKeyNotReady");
+    blocked.message = "ApiKey ci-bot is not Ready".into();
+    let mut expired = ready("False", "Valid");
+    expired.type_ = "Expired".into();
+    expired.message = String::new();
+    t.status = Some(ApiTokenStatus {
+        conditions: vec![blocked, expired],
+        ..Default::default()
+    });
+    assert_eq!(
+        conditions_text(&t),
+        "its conditions say Ready=False (ApiKeyNotReady: ApiKey ci-bot is not Ready); \
+         Expired=False (Valid)"
+    );
 }

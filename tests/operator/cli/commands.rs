@@ -15,6 +15,7 @@ use crate::support::*;
 use apikey_operator::api::ApiToken;
 use apikey_operator::token;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 
 const NS: &str = "cli";
 
@@ -294,10 +295,7 @@ async fn rotate_list_and_status_show_what_the_status_says() {
     );
     let d = row(&table, "dated");
     assert_eq!(&d[..3], ["dated", "ci-bot", "True"], "{table}");
-    assert!(
-        d[3] == "in 89d" || d[3] == "in 90d",
-        "expiry in days: {table}"
-    );
+    assert_eq!(d[3], "in 90d", "a fresh 90-day value: {table}");
     assert_eq!(d[4], "-", "{table}");
     assert_eq!(
         row(&table, "orphan")[1..],
@@ -508,4 +506,182 @@ async fn revoke_refuses_every_earlier_value_and_says_what_became_of_the_token() 
         "{}",
         stderr(&missing)
     );
+}
+
+/// `rotate` on a token the operator will not rotate fails at once with the
+/// token's own words and sets nothing; without `-n` it uses the context's
+/// namespace; a request value already acted on is refused, not reported done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_fails_at_once_when_the_token_cannot_rotate() {
+    let s = setup().await;
+    let tokens = s.cluster.api::<ApiToken>(NS);
+    let blocked = [
+        (
+            "parked",
+            "{apiKeyRef: {name: ci-bot}, disabled: true}",
+            "Disabled",
+        ),
+        (
+            "muddled",
+            "{apiKeyRef: {name: ci-bot}, expiration: {lifetime: 1h}, rotation: {renewBefore: 2h}}",
+            "InvalidSpec",
+        ),
+        ("orphan", "{apiKeyRef: {name: nobody}}", "ApiKeyNotFound"),
+        (
+            "bygone",
+            "{apiKeyRef: {name: ci-bot}, expiration: {expiresAt: \"2020-01-01T00:00:00Z\"}}",
+            "Expired",
+        ),
+    ];
+    for (name, spec, _) in blocked {
+        create_token(&tokens, name, spec).await;
+    }
+    for (name, _, why) in blocked {
+        wait_for(&tokens, name, why, token_reason(why)).await;
+    }
+    for (name, _, why) in blocked {
+        let said = fails_at_once(&s.kubeconfig_in_ns, &["rotate", name, "--wait", "20"]).await;
+        assert!(
+            said.contains(&format!("ApiToken {NS}/{name} is not rotated: {why}: ")),
+            "{name}: {said}"
+        );
+        let token = tokens.get(name).await.expect("token");
+        assert!(
+            !token
+                .annotations()
+                .contains_key(apikey_operator::api::ROTATE_ANNOTATION),
+            "{name}: the request was set anyway"
+        );
+    }
+
+    // The context's namespace without -n; the same request value twice is refused.
+    create_token(&tokens, "fresh", "{apiKeyRef: {name: ci-bot}}").await;
+    ready_token(&tokens, "fresh").await;
+    let out = run(&s.kubeconfig_in_ns, &["rotate", "fresh", "--request", "r1"]).await;
+    assert_eq!(
+        ok(&out, "rotate without -n").trim(),
+        format!("apitoken {NS}/fresh: rotation requested (r1)")
+    );
+    let rotated = tokens.get("fresh").await.expect("token");
+    assert_eq!(rotated.status.as_ref().and_then(|s| s.rotations), Some(1));
+    let again = run(&s.kubeconfig_in_ns, &["rotate", "fresh", "--request", "r1"]).await;
+    assert!(!again.status.success(), "{}", stdout(&again));
+    assert!(
+        stderr(&again).contains("rotate request \"r1\" was acted on before")
+            && stderr(&again).contains("pass another --request"),
+        "{}",
+        stderr(&again)
+    );
+    let after = tokens.get("fresh").await.expect("token");
+    assert_eq!(after.status.as_ref().and_then(|s| s.rotations), Some(1));
+}
+
+/// The command fails with nothing on stdout, well within its `--wait`; its stderr.
+async fn fails_at_once(kubeconfig: &Path, args: &[&str]) -> String {
+    let started = std::time::Instant::now();
+    let out = run(kubeconfig, args).await;
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{args:?} succeeded: {said}");
+    assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{args:?} took {:?} to fail: {said}",
+        started.elapsed()
+    );
+    said
+}
+
+/// Every command a message suggests (between backticks) names the namespace.
+fn assert_hints_name_the_namespace(said: &str) {
+    for (i, hint) in said.split('`').enumerate() {
+        if i % 2 == 1 {
+            assert!(
+                hint.contains(&format!(" -n {NS}")),
+                "hint `{hint}` without -n {NS} in: {said}"
+            );
+        }
+    }
+}
+
+/// `create-token` refuses at once, creating nothing, a token on a missing
+/// key or one the operator would never give a value; one that is not Ready
+/// in time says what its conditions say and how to delete it, and every
+/// command it suggests carries `-n`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_token_refuses_early_and_says_how_to_clean_up() {
+    let s = setup().await;
+    let tokens = s.cluster.api::<ApiToken>(NS);
+    let refused: [(&[&str], &str); 6] = [
+        (&["--key", "nobody"], "ApiKey cli/nobody not found"),
+        (
+            &["--key", "ci-bot", "--lifetime", "9x"],
+            "invalid value '9x' for '--lifetime <LIFETIME>'",
+        ),
+        (&["--key", "ci-bot", "--lifetime", "0s"], "0s is zero"),
+        (&["--key", "ci-bot", "--rotate-every", "0m"], "0m is zero"),
+        (
+            &["--key", "ci-bot", "--expires-at", "2020-01-01T00:00:00Z"],
+            "--expires-at (2020-01-01T00:00:00Z) is in the past",
+        ),
+        (
+            &[
+                "--key",
+                "ci-bot",
+                "--lifetime",
+                "1h",
+                "--renew-before",
+                "2h",
+            ],
+            "spec.rotation.renewBefore (2h) must be shorter than spec.expiration.lifetime (1h)",
+        ),
+    ];
+    for (flags, why) in refused {
+        let mut args = vec!["create-token", "doomed", "-n", NS, "--wait", "20"];
+        args.extend_from_slice(flags);
+        let said = fails_at_once(&s.kubeconfig, &args).await;
+        assert!(said.contains(why), "{flags:?}: {said}");
+        assert_hints_name_the_namespace(&said);
+        assert!(
+            tokens.get_opt("doomed").await.expect("get").is_none(),
+            "{flags:?}: an ApiToken was created"
+        );
+    }
+
+    // A key whose ServiceAccount does not exist: its tokens wait, not Ready.
+    create_key(&s.cluster.api(NS), "sa-key", "ServiceAccount", "ghost").await;
+    let out = run(
+        &s.kubeconfig,
+        &[
+            "create-token",
+            "waiting",
+            "--key",
+            "sa-key",
+            "-n",
+            NS,
+            "--wait",
+            "5",
+        ],
+    )
+    .await;
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(stdout(&out).is_empty(), "{said}");
+    assert!(
+        said.contains("is not Ready after 5s: its conditions say Ready=False (ApiKeyNotReady: "),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("`kubectl delete apitoken waiting -n {NS}`")),
+        "{said}"
+    );
+    assert_hints_name_the_namespace(&said);
+
+    let again = run(
+        &s.kubeconfig,
+        &["create-token", "waiting", "--key", "sa-key", "-n", NS],
+    )
+    .await;
+    let said = stderr(&again);
+    assert!(said.contains("already exists"), "{said}");
+    assert_hints_name_the_namespace(&said);
 }

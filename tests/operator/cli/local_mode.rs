@@ -7,9 +7,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::local::{LocalProcess, kubectl, kubectl_with_input, start_ready};
 use crate::support::ports::free_ports;
 use crate::support::process::operator_binary;
 use crate::support::temp_dir::temp_dir;
@@ -21,81 +22,8 @@ use k8s_openapi::api::core::v1::Secret;
 pub(super) const NS: &str = "demo";
 pub(super) const TOKEN: &str = "alice-laptop";
 
-/// A `local` process, SIGKILLed if the test ends before it exited.
-pub(super) struct LocalProcess {
-    pub(super) child: Child,
-}
-
-impl LocalProcess {
-    fn spawn(kubeconfig: &Path, verify: SocketAddr, admin: SocketAddr, log: &Path) -> LocalProcess {
-        LocalProcess::spawn_with(kubeconfig, verify, admin, log, &[])
-    }
-
-    /// `spawn` with more arguments for `local`.
-    pub(super) fn spawn_with(
-        kubeconfig: &Path,
-        verify: SocketAddr,
-        admin: SocketAddr,
-        log: &Path,
-        more: &[&std::ffi::OsStr],
-    ) -> LocalProcess {
-        let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.yaml");
-        let stderr = std::fs::File::create(log).expect("log file");
-        let child = Command::new(operator_binary())
-            .arg("local")
-            .args(more)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .arg("--apply")
-            .arg(quickstart)
-            .arg("--verify-addr")
-            .arg(verify.to_string())
-            .arg("--admin-addr")
-            .arg(admin.to_string())
-            .env_remove("KUBECONFIG")
-            .env_remove("RUST_LOG")
-            .env_remove("APIKEY_OPERATOR_VERIFY_ADDR")
-            .env_remove("APIKEY_OPERATOR_ADMIN_ADDR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("apikey-operator local starts");
-        LocalProcess { child }
-    }
-
-    pub(super) fn assert_running(&mut self, log: &Path) {
-        if let Some(status) = self.child.try_wait().expect("process status") {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("local exited early with {status}; log:\n{text}");
-        }
-    }
-}
-
-impl Drop for LocalProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The machine's kubectl with `kubeconfig`: stdout, or `None` when it fails.
-async fn kubectl(kubeconfig: &Path, args: &[&str]) -> Option<String> {
-    let kubeconfig: PathBuf = kubeconfig.to_owned();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(&args)
-            .output()
-            .expect("kubectl runs (is /usr/bin/kubectl installed?)");
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    })
-    .await
-    .expect("kubectl task")
+pub(super) fn quickstart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.yaml")
 }
 
 pub(super) async fn get_token(kubeconfig: &Path) -> Option<ApiToken> {
@@ -153,7 +81,7 @@ async fn quickstart_in_local_mode_authenticates_and_stops_cleanly() {
     let [verify_port, admin_port] = free_ports();
     let verify = SocketAddr::from(([127, 0, 0, 1], verify_port));
     let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
-    let mut local = LocalProcess::spawn(&kubeconfig, verify, admin, &log);
+    let mut local = LocalProcess::spawn(&kubeconfig, &[&quickstart()], verify, admin, &log);
 
     eventually("the kubeconfig to be written", || {
         local.assert_running(&log);
@@ -286,6 +214,10 @@ async fn quickstart_in_local_mode_authenticates_and_stops_cleanly() {
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(status.success(), "local exited with {status}; log:\n{text}");
     assert!(text.contains("local mode ready"), "log:\n{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "terminal colour codes in a log file:\n{text}"
+    );
     assert!(text.contains("local mode stopped"), "log:\n{text}");
     for v in [&value, &new_value] {
         assert!(
@@ -352,58 +284,14 @@ fn a_busy_port_fails_before_the_kubeconfig_is_written() {
     );
 }
 
-/// The machine's kubectl with `kubeconfig` and `input` on stdin: (success, stdout and stderr).
-async fn kubectl_with_input(kubeconfig: &Path, args: &[&str], input: &str) -> (bool, String) {
-    use std::io::Write;
-    let kubeconfig: PathBuf = kubeconfig.to_owned();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    let input = input.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs (is /usr/bin/kubectl installed?)");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("manifest written");
-        let out = child.wait_with_output().expect("kubectl ends");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    })
-    .await
-    .expect("kubectl task")
-}
-
 /// README's walk-through for alice in `local`: after the platform admin's role binding her own
 /// key goes in, and a key for bob is refused by the operator's admission webhook with the
 /// message README quotes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_local_mode_alice_may_create_her_own_key_and_not_bobs() {
     let dir = temp_dir("local-webhook");
-    let kubeconfig = dir.join("kubeconfig");
-    let log = dir.join("local.log");
-    let [verify_port, admin_port] = free_ports();
-    let verify = SocketAddr::from(([127, 0, 0, 1], verify_port));
-    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
-    let mut local = LocalProcess::spawn(&kubeconfig, verify, admin, &log);
-    eventually("the quickstart applied", || {
-        local.assert_running(&log);
-        let ready = std::fs::read_to_string(&log).is_ok_and(|l| l.contains("local mode ready"));
-        async move { ready.then_some(()) }
-    })
-    .await;
+    // Ready once the quickstart is applied.
+    let (_local, kubeconfig) = start_ready(&dir, &[&quickstart()]).await;
     for args in [
         &["create", "namespace", "team-a"][..],
         &[

@@ -8,8 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::local_mode::{LocalProcess, NS, TOKEN, auth, get_token, is_ready, secret_token_value};
+use super::local_mode::{NS, TOKEN, auth, get_token, is_ready, quickstart, secret_token_value};
 use crate::support::eventually;
+use crate::support::local::LocalProcess;
 use crate::support::ports::free_ports;
 use crate::support::process::operator_binary;
 use crate::support::temp_dir::temp_dir;
@@ -39,6 +40,7 @@ async fn ready_local(dir: &Path, state: &Path, log: &Path) -> (LocalProcess, Soc
     let (verify, admin) = addrs();
     let mut local = LocalProcess::spawn_with(
         &kubeconfig,
+        &[&quickstart()],
         verify,
         admin,
         log,

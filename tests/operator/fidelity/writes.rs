@@ -3,9 +3,8 @@
 //! the read resourceVersion as precondition, `rotate` and `rotate --wait`, the verifier's
 //! `lastUsedAt` patch, and the refusal of times no Rust client can decode.
 
-use std::time::Duration;
-
 use apikey_operator::api::{ApiKey, ApiKeyStatus, ApiToken, ROTATE_ANNOTATION};
+use apikey_operator::cli::CliError;
 use apikey_operator::controller::FIELD_MANAGER;
 use apikey_operator::controller::token_state::{self, IssueKind};
 use apikey_operator::token::hash_value;
@@ -168,17 +167,20 @@ async fn operator_status_apply_and_rotation_request_work_upstream() {
         )
         .await
         .expect("promoted status");
-    // `rotate --wait` sees it recorded.
-    apikey_operator::cli::rotate(
-        client.clone(),
-        NS,
-        "t1",
-        "r1",
-        Some(Duration::from_secs(10)),
-    )
-    .await
-    .expect("rotate --wait sees the request recorded");
+    // `rotate --wait` sees it recorded, and refuses to send the same request again.
     let token = tokens.get("t1").await.expect("token");
+    assert!(
+        matches!(
+            apikey_operator::cli::requests::rotated(&token, "r1", Timestamp::now()),
+            Some(Ok(()))
+        ),
+        "rotate --wait sees the request recorded"
+    );
+    let again = apikey_operator::cli::rotate(client.clone(), NS, "t1", "r1", None).await;
+    assert!(
+        matches!(again, Err(CliError::RequestRepeated { .. })),
+        "{again:?}"
+    );
     let status = token.status.clone().expect("status");
     assert!(status.pending.is_none(), "pending cleared by the apply");
     assert_eq!(status.hash.as_deref(), Some(hash.as_str()));

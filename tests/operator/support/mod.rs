@@ -1,13 +1,14 @@
 //! What the operator's tests share: an emulator with our CRDs and a controller on it
 //! (`cluster`), objects made from YAML (`objects`), waits with a deadline, never a bare sleep
 //! (`wait`), a verifier in this process (`verifier`) and HTTP to it (`http`), the operator binary
-//! as a child process (`process`), a runtime of one test's own for the tests that count panics or
+//! as a child process (`process`, and `local` with kubectl against it), a runtime of one test's own for the tests that count panics or
 //! read logs (`isolated`), temporary directories, free ports and the upstream API server (the
 //! last three from the emulator crate's tests).
 
 pub mod cluster;
 pub mod http;
 pub mod isolated;
+pub mod local;
 pub mod objects;
 pub mod process;
 #[path = "../../../crates/kube-emulator/tests/emulator/temp_dir.rs"]
