@@ -4,3 +4,4 @@ mod commands;
 mod local_mode;
 mod local_mode_state;
 mod output;
+mod requests;
