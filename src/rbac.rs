@@ -199,6 +199,31 @@ pub fn verifier_rules() -> Vec<PolicyRule> {
     ]
 }
 
+/// The namespace `install.namespace`, the ServiceAccounts `operator` and `verifier` in it (one,
+/// when they are the same) and the roles of `install` bound to them: what an install's RBAC
+/// amounts to, for `local` and the benchmark to apply.
+pub fn install_objects(
+    install: &Install,
+    operator: &str,
+    verifier: &str,
+) -> Vec<serde_json::Value> {
+    let ns = install.namespace.as_str();
+    let mut out = vec![serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": ns}})];
+    let mut accounts = vec![operator];
+    if verifier != operator {
+        accounts.push(verifier);
+    }
+    for account in accounts {
+        out.push(
+            serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": account, "namespace": ns}}),
+        );
+    }
+    out.extend(objects(&roles(install), (ns, operator), (ns, verifier)));
+    out
+}
+
 /// A ServiceAccount: namespace and name.
 pub type ServiceAccountName<'a> = (&'a str, &'a str);
 

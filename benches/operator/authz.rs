@@ -21,12 +21,26 @@ struct Burst {
     cpu: Duration,
 }
 
+/// How the operator runs in a burst.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// As the emulator's admin, no webhook: the scale section.
+    Plain,
+    /// As the ServiceAccount with the chart's RBAC, and a webhook that allows every request
+    /// without looking anything up: what any validating webhook costs.
+    TrivialWebhook,
+    /// As the ServiceAccount with the chart's RBAC, and the operator's webhook.
+    Authorized,
+}
+
 pub(crate) async fn authz_overhead(n: usize, rounds: usize) -> Vec<Figure> {
     let mut plain = Vec::new();
+    let mut trivial = Vec::new();
     let mut authorized = Vec::new();
     for _ in 0..rounds {
-        plain.push(burst(n, false).await);
-        authorized.push(burst(n, true).await);
+        plain.push(burst(n, Mode::Plain).await);
+        trivial.push(burst(n, Mode::TrivialWebhook).await);
+        authorized.push(burst(n, Mode::Authorized).await);
     }
     let median = |bursts: &mut Vec<Burst>, of: fn(&Burst) -> Duration| {
         let mut values: Vec<Duration> = bursts.iter().map(of).collect();
@@ -42,7 +56,27 @@ pub(crate) async fn authz_overhead(n: usize, rounds: usize) -> Vec<Figure> {
         median(&mut authorized, |b| b.cpu),
         median(&mut plain, |b| b.cpu),
     );
+    let (ready_t, cpu_t) = (
+        median(&mut trivial, |b| b.to_ready),
+        median(&mut trivial, |b| b.cpu),
+    );
     vec![
+        figure(
+            "authz",
+            label("time until all Ready, RBAC + a webhook that only allows"),
+            ms(ready_t),
+            format!("{} (admin, no webhook)", ms(ready_p)),
+            ratio(ready_t.as_secs_f64(), ready_p.as_secs_f64()),
+            "-",
+        ),
+        figure(
+            "authz",
+            label("CPU, RBAC + a webhook that only allows"),
+            ms(cpu_t),
+            format!("{} (admin, no webhook)", ms(cpu_p)),
+            ratio(cpu_t.as_secs_f64(), cpu_p.as_secs_f64()),
+            "-",
+        ),
         figure(
             "authz",
             label("time until all Ready, RBAC + webhook"),
@@ -62,7 +96,7 @@ pub(crate) async fn authz_overhead(n: usize, rounds: usize) -> Vec<Figure> {
     ]
 }
 
-async fn burst(n: usize, authorized: bool) -> Burst {
+async fn burst(n: usize, mode: Mode) -> Burst {
     let namespaces = (n / 100).clamp(1, 100);
     let token = StaticToken::generate(
         &format!("system:serviceaccount:{RELEASE_NS}:{ACCOUNT}"),
@@ -73,24 +107,32 @@ async fn burst(n: usize, authorized: bool) -> Burst {
     );
     let s = stack_with(vec![token.clone()]).await;
     create_namespaces(&s.client, (0..namespaces).map(|i| format!("bench-{i}"))).await;
-    let op = if authorized {
-        let port = free_port();
-        let kubeconfig = authorize(&s, &token.token, port).await;
-        let addr = format!("127.0.0.1:{port}");
-        let op = Operator::start_with(
-            &s,
-            &kubeconfig,
-            &[
-                "--webhook-addr",
-                &addr,
-                "--webhook-configuration",
-                CONFIGURATION,
-            ],
-        );
-        wait_for_ca_bundle(&s.client).await;
-        op
-    } else {
-        Operator::start(&s)
+    let mut trivial_hook = None;
+    let op = match mode {
+        Mode::Plain => Operator::start(&s),
+        Mode::Authorized => {
+            let port = free_port();
+            let kubeconfig = authorize(&s, &token.token, port, None).await;
+            let addr = format!("127.0.0.1:{port}");
+            let op = Operator::start_with(
+                &s,
+                &kubeconfig,
+                &[
+                    "--webhook-addr",
+                    &addr,
+                    "--webhook-configuration",
+                    CONFIGURATION,
+                ],
+            );
+            wait_for_ca_bundle(&s.client).await;
+            op
+        }
+        Mode::TrivialWebhook => {
+            let (port, ca, server) = allow_all_webhook().await;
+            trivial_hook = Some(server);
+            let kubeconfig = authorize(&s, &token.token, port, Some(ca)).await;
+            Operator::start_with(&s, &kubeconfig, &["--webhook-addr", "127.0.0.1:0"])
+        }
     };
     create_keys(&s.client, "bench", namespaces).await;
     let here = std::process::id();
@@ -101,23 +143,14 @@ async fn burst(n: usize, authorized: bool) -> Burst {
         let client = client.clone();
         async move { all_ready(&client, None, n, Duration::from_secs(900)).await }
     });
-    concurrently(n, |i| {
-        let api: Api<ApiToken> = Api::namespaced(client.clone(), &format!("bench-{}", i % namespaces));
-        async move {
-            let t: ApiToken = serde_json::from_value(json!({
-                "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
-                "metadata": {"name": format!("t-{i}")},
-                "spec": {"apiKeyRef": {"name": "key"}, "expiration": {"lifetime": "90d"}, "rotation": {"every": "30d"}}
-            }))
-            .expect("token");
-            api.create(&PostParams::default(), &t).await.expect("token create");
-        }
-    })
-    .await;
+    create_tokens(&client, n, namespaces).await;
     let done = watch.await.ok().flatten().expect("all tokens Ready");
     let cpu = cpu_time(op.pid()).saturating_sub(cpu_at_start.0)
         + cpu_time(here).saturating_sub(cpu_at_start.1);
     op.stop();
+    if let Some(server) = trivial_hook {
+        server.abort();
+    }
     Burst {
         to_ready: done - start,
         cpu,
@@ -126,7 +159,12 @@ async fn burst(n: usize, authorized: bool) -> Burst {
 
 /// The ServiceAccount and the chart's RBAC for it, the webhook's configuration (by URL, no
 /// CA yet: the operator sets it), and a kubeconfig with the ServiceAccount's token.
-async fn authorize(s: &Stack, token: &str, webhook_port: u16) -> std::path::PathBuf {
+async fn authorize(
+    s: &Stack,
+    token: &str,
+    webhook_port: u16,
+    ca_bundle: Option<String>,
+) -> std::path::PathBuf {
     let install = Install {
         fullname: ACCOUNT.to_owned(),
         namespace: RELEASE_NS.to_owned(),
@@ -138,28 +176,16 @@ async fn authorize(s: &Stack, token: &str, webhook_port: u16) -> std::path::Path
         verifier_separate: false,
         leader_election: false,
     };
-    let mut objects = vec![
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE_NS}}),
-        json!({"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": ACCOUNT, "namespace": RELEASE_NS}}),
-    ];
-    objects.extend(rbac::objects(
-        &rbac::roles(&install),
-        (RELEASE_NS, ACCOUNT),
-        (RELEASE_NS, ACCOUNT),
-    ));
-    let text = objects
-        .iter()
-        .map(|o| serde_json::to_string(o).expect("json"))
-        .collect::<Vec<_>>()
-        .join("\n---\n");
-    apikey_operator::cli::apply::apply_manifests(&s.client, "RBAC", &text)
+    let objects = rbac::install_objects(&install, ACCOUNT, ACCOUNT);
+    apikey_operator::cli::apply::apply_objects(&s.client, "RBAC", &objects)
         .await
         .expect("RBAC applied");
-    let client_config = serde_json::from_value(json!({
-        "url": format!("https://127.0.0.1:{webhook_port}/validate"),
-    }))
-    .expect("client config");
+    let mut client_config: k8s_openapi::api::admissionregistration::v1::WebhookClientConfig =
+        serde_json::from_value(json!({
+            "url": format!("https://127.0.0.1:{webhook_port}/validate"),
+        }))
+        .expect("client config");
+    client_config.ca_bundle = ca_bundle.map(|pem| k8s_openapi::ByteString(pem.into_bytes()));
     let configuration =
         apikey_operator::admission::registration::configuration(CONFIGURATION, client_config);
     let api: Api<ValidatingWebhookConfiguration> = Api::all(s.client.clone());
@@ -194,4 +220,40 @@ async fn wait_for_ca_bundle(client: &Client) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the operator did not set the webhook's caBundle within 60 s");
+}
+
+/// An HTTPS webhook that allows every AdmissionReview without looking anything up: its port,
+/// its CA (PEM) and the task serving it.
+async fn allow_all_webhook() -> (u16, String, tokio::task::JoinHandle<()>) {
+    use apikey_operator::certs::{Authority, CertStore};
+    use axum::routing::post;
+    let now = jiff::Timestamp::now();
+    let ca = Authority::new(now).expect("CA");
+    let serving = ca
+        .issue(&["127.0.0.1".to_owned()], now)
+        .expect("certificate");
+    let store: Arc<dyn apikey_operator::serve::TlsSource> =
+        Arc::new(CertStore::new(ca.cert_pem.clone(), &serving).expect("store"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let router = axum::Router::new().route(
+        "/validate",
+        post(
+            |axum::Json(review): axum::Json<serde_json::Value>| async move {
+                axum::Json(json!({
+                    "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                    "response": {"uid": review["request"]["uid"], "allowed": true},
+                }))
+            },
+        ),
+    );
+    let server = tokio::spawn(apikey_operator::serve::serve(
+        listener,
+        router,
+        Some(store),
+        futures::future::pending::<()>(),
+    ));
+    (port, ca.cert_pem, server)
 }

@@ -211,6 +211,24 @@ pub(crate) async fn create_keys(client: &Client, prefix: &str, namespaces: usize
     uids
 }
 
+/// Creates the tokens `t-<i>` for i in 0..n on the ApiKey `key` of the namespaces
+/// `bench-<i mod namespaces>`, with `CONCURRENCY` in flight; returns the elapsed time.
+pub(crate) async fn create_tokens(client: &Client, n: usize, namespaces: usize) -> Duration {
+    concurrently(n, |i| {
+        let api: Api<ApiToken> = Api::namespaced(client.clone(), &format!("bench-{}", i % namespaces));
+        async move {
+            let t: ApiToken = serde_json::from_value(json!({
+                "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
+                "metadata": {"name": format!("t-{i}")},
+                "spec": {"apiKeyRef": {"name": "key"}, "expiration": {"lifetime": "90d"}, "rotation": {"every": "30d"}}
+            }))
+            .expect("token");
+            api.create(&PostParams::default(), &t).await.expect("token create");
+        }
+    })
+    .await
+}
+
 /// Runs `make(i)` for i in 0..n with `CONCURRENCY` in flight; returns the elapsed time.
 pub(crate) async fn concurrently<F, Fut>(n: usize, make: F) -> Duration
 where

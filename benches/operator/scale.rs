@@ -43,19 +43,7 @@ pub(crate) async fn scale_and_steady(n: usize, settings: &Settings) -> Vec<Figur
         let client = client.clone();
         async move { all_ready(&client, None, n, Duration::from_secs(900)).await }
     });
-    let create_time = concurrently(n, |i| {
-        let api: Api<ApiToken> = Api::namespaced(client.clone(), &format!("bench-{}", i % namespaces));
-        async move {
-            let t: ApiToken = serde_json::from_value(json!({
-                "apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
-                "metadata": {"name": format!("t-{i}")},
-                "spec": {"apiKeyRef": {"name": "key"}, "expiration": {"lifetime": "90d"}, "rotation": {"every": "30d"}}
-            }))
-            .expect("token");
-            api.create(&PostParams::default(), &t).await.expect("token create");
-        }
-    })
-    .await;
+    let create_time = create_tokens(&client, n, namespaces).await;
     let done = watch.await.ok().flatten();
     // CPU time is steadier than wall time on a shared machine: the same
     // work, whatever else the cores were doing.

@@ -83,6 +83,21 @@ pub async fn apply_path(client: &Client, path: &Path) -> Result<usize, ApplyErro
     Ok(count)
 }
 
+/// Applies `objects` (each a complete manifest); `origin` names them in errors.
+pub async fn apply_objects(
+    client: &Client,
+    origin: &str,
+    objects: &[serde_json::Value],
+) -> Result<usize, ApplyError> {
+    // JSON is YAML: one document per object.
+    let text = objects
+        .iter()
+        .map(serde_json::Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    apply_manifests(client, origin, &text).await
+}
+
 /// Applies a multi-document YAML stream; `origin` names it in errors.
 pub async fn apply_manifests(
     client: &Client,

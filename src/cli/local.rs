@@ -193,25 +193,8 @@ async fn grant_service_accounts(admin: &kube::Client) -> Result<(), LocalError> 
         verifier_separate: true,
         leader_election: false,
     };
-    let mut objects = vec![serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": SYSTEM_NAMESPACE}})];
-    for account in [OPERATOR_ACCOUNT, VERIFIER_ACCOUNT] {
-        objects.push(
-            serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": account, "namespace": SYSTEM_NAMESPACE}}),
-        );
-    }
-    objects.extend(crate::rbac::objects(
-        &crate::rbac::roles(&install),
-        (SYSTEM_NAMESPACE, OPERATOR_ACCOUNT),
-        (SYSTEM_NAMESPACE, VERIFIER_ACCOUNT),
-    ));
-    let text = objects
-        .iter()
-        .map(|o| serde_json::to_string(o).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n---\n");
-    super::apply::apply_manifests(admin, "the operator's RBAC", &text).await?;
+    let objects = crate::rbac::install_objects(&install, OPERATOR_ACCOUNT, VERIFIER_ACCOUNT);
+    super::apply::apply_objects(admin, "the operator's RBAC", &objects).await?;
     Ok(())
 }
 
