@@ -26,6 +26,8 @@ struct Burst {
 enum Mode {
     /// As the emulator's admin, no webhook: the scale section.
     Plain,
+    /// As the ServiceAccount with the chart's RBAC, no webhook.
+    RbacOnly,
     /// As the ServiceAccount with the chart's RBAC, and a webhook that allows every request
     /// without looking anything up: what any validating webhook costs.
     TrivialWebhook,
@@ -35,10 +37,12 @@ enum Mode {
 
 pub(crate) async fn authz_overhead(n: usize, rounds: usize) -> Vec<Figure> {
     let mut plain = Vec::new();
+    let mut rbac_only = Vec::new();
     let mut trivial = Vec::new();
     let mut authorized = Vec::new();
     for _ in 0..rounds {
         plain.push(burst(n, Mode::Plain).await);
+        rbac_only.push(burst(n, Mode::RbacOnly).await);
         trivial.push(burst(n, Mode::TrivialWebhook).await);
         authorized.push(burst(n, Mode::Authorized).await);
     }
@@ -56,11 +60,31 @@ pub(crate) async fn authz_overhead(n: usize, rounds: usize) -> Vec<Figure> {
         median(&mut authorized, |b| b.cpu),
         median(&mut plain, |b| b.cpu),
     );
+    let (ready_r, cpu_r) = (
+        median(&mut rbac_only, |b| b.to_ready),
+        median(&mut rbac_only, |b| b.cpu),
+    );
     let (ready_t, cpu_t) = (
         median(&mut trivial, |b| b.to_ready),
         median(&mut trivial, |b| b.cpu),
     );
     vec![
+        figure(
+            "authz",
+            label("time until all Ready, RBAC only"),
+            ms(ready_r),
+            format!("{} (admin, no webhook)", ms(ready_p)),
+            ratio(ready_r.as_secs_f64(), ready_p.as_secs_f64()),
+            "≤ 1.10",
+        ),
+        figure(
+            "authz",
+            label("CPU, RBAC only"),
+            ms(cpu_r),
+            format!("{} (admin, no webhook)", ms(cpu_p)),
+            ratio(cpu_r.as_secs_f64(), cpu_p.as_secs_f64()),
+            "≤ 1.10",
+        ),
         figure(
             "authz",
             label("time until all Ready, RBAC + a webhook that only allows"),
@@ -110,9 +134,13 @@ async fn burst(n: usize, mode: Mode) -> Burst {
     let mut trivial_hook = None;
     let op = match mode {
         Mode::Plain => Operator::start(&s),
+        Mode::RbacOnly => {
+            let kubeconfig = authorize(&s, &token.token, None).await;
+            Operator::start_with(&s, &kubeconfig, &["--webhook-addr", "127.0.0.1:0"])
+        }
         Mode::Authorized => {
             let port = free_port();
-            let kubeconfig = authorize(&s, &token.token, port, None).await;
+            let kubeconfig = authorize(&s, &token.token, Some((port, None))).await;
             let addr = format!("127.0.0.1:{port}");
             let op = Operator::start_with(
                 &s,
@@ -130,7 +158,7 @@ async fn burst(n: usize, mode: Mode) -> Burst {
         Mode::TrivialWebhook => {
             let (port, ca, server) = allow_all_webhook().await;
             trivial_hook = Some(server);
-            let kubeconfig = authorize(&s, &token.token, port, Some(ca)).await;
+            let kubeconfig = authorize(&s, &token.token, Some((port, Some(ca)))).await;
             Operator::start_with(&s, &kubeconfig, &["--webhook-addr", "127.0.0.1:0"])
         }
     };
@@ -162,8 +190,7 @@ async fn burst(n: usize, mode: Mode) -> Burst {
 async fn authorize(
     s: &Stack,
     token: &str,
-    webhook_port: u16,
-    ca_bundle: Option<String>,
+    webhook: Option<(u16, Option<String>)>,
 ) -> std::path::PathBuf {
     let install = Install {
         fullname: ACCOUNT.to_owned(),
@@ -180,18 +207,20 @@ async fn authorize(
     apikey_operator::cli::apply::apply_objects(&s.client, "RBAC", &objects)
         .await
         .expect("RBAC applied");
-    let mut client_config: k8s_openapi::api::admissionregistration::v1::WebhookClientConfig =
-        serde_json::from_value(json!({
-            "url": format!("https://127.0.0.1:{webhook_port}/validate"),
-        }))
-        .expect("client config");
-    client_config.ca_bundle = ca_bundle.map(|pem| k8s_openapi::ByteString(pem.into_bytes()));
-    let configuration =
-        apikey_operator::admission::registration::configuration(CONFIGURATION, client_config);
-    let api: Api<ValidatingWebhookConfiguration> = Api::all(s.client.clone());
-    api.create(&PostParams::default(), &configuration)
-        .await
-        .expect("webhook registered");
+    if let Some((webhook_port, ca_bundle)) = webhook {
+        let mut client_config: k8s_openapi::api::admissionregistration::v1::WebhookClientConfig =
+            serde_json::from_value(json!({
+                "url": format!("https://127.0.0.1:{webhook_port}/validate"),
+            }))
+            .expect("client config");
+        client_config.ca_bundle = ca_bundle.map(|pem| k8s_openapi::ByteString(pem.into_bytes()));
+        let configuration =
+            apikey_operator::admission::registration::configuration(CONFIGURATION, client_config);
+        let api: Api<ValidatingWebhookConfiguration> = Api::all(s.client.clone());
+        api.create(&PostParams::default(), &configuration)
+            .await
+            .expect("webhook registered");
+    }
     let kubeconfig = s.kubeconfig.with_file_name("operator-sa.kubeconfig");
     let yaml = format!(
         "apiVersion: v1\nkind: Config\nclusters: [{{name: e, cluster: {{server: '{}'}}}}]\n\
