@@ -39,6 +39,8 @@ pub mod reason {
     pub const EXPIRED: &str = "Expired";
     /// Token: `spec.disabled` is true.
     pub const DISABLED: &str = "Disabled";
+    /// Token: its values were revoked (the Event, and `status.retired` of the revoked value).
+    pub const REVOKED: &str = "Revoked";
     /// Token: not expired / not expiring soon.
     pub const VALID: &str = "Valid";
     /// Token: expires within the warning window with no renewal before.

@@ -143,7 +143,7 @@ impl Retired {
         Some(match reason {
             reason::EXPIRED => Retired::Expired,
             reason::DISABLED => Retired::Disabled,
-            "Revoked" => Retired::Revoked,
+            reason::REVOKED => Retired::Revoked,
             reason::KEY_NOT_FOUND | reason::KEY_NOT_READY => Retired::KeyNotReady,
             reason::KEY_REPLACED => Retired::KeyReplaced,
             _ => return None,

@@ -27,7 +27,10 @@ pub(super) async fn publish(ctx: &Context, token: &ApiToken, note: &Note) {
     // kube's Recorder counts an Event like the last one of the same reason
     // and action as a repeat of it, keeping the first one's note: the Events
     // of rotations and revocations name their request, so each is its own.
-    let own_note = matches!(note.reason, "Rotated" | "Revoked");
+    let own_note = matches!(
+        note.reason,
+        "Rotated" | crate::api::conditions::reason::REVOKED
+    );
     let published = if own_note || token.name_any().len() > MAX_RECORDER_NAME {
         publish_unaggregated(ctx, &event, reference).await
     } else {

@@ -8,8 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::checks::token_id_is_own;
 use super::facts::Facts;
 use super::notes::issue_note;
-use super::status::{REVOKED, bounded_previous, holds_a_value, retire, revoking, value_conditions};
+use super::status::{bounded_previous, holds_a_value, retire, revoking, value_conditions};
 use super::{Decision, IssueKind, Requeue, ValueAction};
+use crate::api::conditions::reason;
 use crate::api::{ApiTokenStatus, PreviousValue};
 use crate::schedule::{self, Observed, Policy};
 use crate::token::TokenId;
@@ -76,7 +77,7 @@ fn issued_status(f: &Facts<'_>, policy: &Policy, key_uid: &str, kind: IssueKind)
     let mut status = current.clone();
     if kind == IssueKind::Revocation {
         // As the pending status did: the revoked value is answered `revoked`.
-        retire(&mut status, REVOKED);
+        retire(&mut status, reason::REVOKED);
     }
     status.observed_generation = f.generation;
     status.pending = None;

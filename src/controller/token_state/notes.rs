@@ -1,6 +1,7 @@
 //! The Events a decision publishes about a new value. Never carry a value.
 
 use super::{IssueKind, Note};
+use crate::api::conditions::reason;
 use crate::schedule::RotateReason;
 
 /// The Event an issue publishes. None for the first value of a new token: that
@@ -79,7 +80,7 @@ pub(super) fn issue_note(
 pub(super) fn revoked_note(request: &str, then: &str) -> Note {
     Note {
         warning: false,
-        reason: "Revoked",
+        reason: reason::REVOKED,
         action: "Revoke",
         message: format!(
             "revoked on request {request:?}: the current value and every earlier one are refused \

@@ -69,7 +69,7 @@ pub fn pending(
         // fresh one exists. Redoing a revocation (its value never reached the
         // Secret) keeps the request it answers: a newer one is answered after.
         let redo = revoking(current);
-        retire(&mut status, REVOKED);
+        retire(&mut status, reason::REVOKED);
         status.previous.clear();
         if !redo {
             status.last_revocation_request =
@@ -117,13 +117,10 @@ pub(super) fn retire(status: &mut ApiTokenStatus, why: &str) {
     }
 }
 
-/// The reason `status.retired` records for a revoked value.
-pub const REVOKED: &str = "Revoked";
-
 /// Drops every value the status records (current, pending, in grace) and
 /// records `request` as the revoke request acted on.
 pub(super) fn revoke_every_value(status: &mut ApiTokenStatus, request: &str) {
-    retire(status, REVOKED);
+    retire(status, reason::REVOKED);
     status.pending = None;
     status.previous.clear();
     status.secret_name = None;
