@@ -4,18 +4,35 @@
 
 use jiff::SignedDuration;
 
-/// OpenAPI `pattern` for duration fields (valid in RE2 and ECMAScript).
-/// Enforces largest-unit-first at admission; the parser gives the friendlier
-/// message for everything the pattern cannot express, such as the maximum.
-pub const DURATION_PATTERN: &str = concat!(
-    "^(?:",
-    "[0-9]+w(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?",
-    "|[0-9]+d(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?",
-    "|[0-9]+h(?:[0-9]+m)?(?:[0-9]+s)?",
-    "|[0-9]+m(?:[0-9]+s)?",
-    "|[0-9]+s",
-    ")$",
-);
+/// The shape of a duration field (valid in RE2 and ECMAScript): whole numbers
+/// with the units w, d, h, m and s, largest first. A macro so that the CRD's
+/// CEL rule can embed it in a literal (`concat!`).
+macro_rules! duration_pattern {
+    () => {
+        concat!(
+            "^(?:",
+            "[0-9]+w(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?",
+            "|[0-9]+d(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?",
+            "|[0-9]+h(?:[0-9]+m)?(?:[0-9]+s)?",
+            "|[0-9]+m(?:[0-9]+s)?",
+            "|[0-9]+s",
+            ")$",
+        )
+    };
+}
+
+/// The shape every duration field must have. Enforces largest-unit-first at
+/// admission; the parser gives the message for everything the shape cannot
+/// express, such as the maximum.
+pub const DURATION_PATTERN: &str = duration_pattern!();
+
+/// CEL on every duration field: the shape above, checked by a rule rather than
+/// an OpenAPI `pattern` so that a mistyped value (`90days`) is answered with
+/// [`DURATION_MESSAGE`] instead of the whole regular expression.
+pub const DURATION_RULE: &str = concat!("self.matches('", duration_pattern!(), "')");
+
+/// What the API server answers for a value that is not a duration.
+pub const DURATION_MESSAGE: &str = "use a duration such as 90d, 720h or 1h30m: whole numbers with the units w, d, h, m or s, largest first";
 
 /// Longest duration accepted: 100 years of 365 days. Far beyond any sensible
 /// token lifetime, and small enough that timestamp arithmetic cannot overflow.

@@ -161,21 +161,28 @@ pub enum RestartTargetKind {
     DaemonSet,
 }
 
+/// CEL on `secret.name`: a DNS-1123 subdomain, as Kubernetes names Secrets.
+const SECRET_NAME_RULE: &str =
+    "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+const SECRET_NAME_MESSAGE: &str = "a Secret name is lower-case letters, digits, '-' and '.', and starts and ends with a letter or digit, e.g. payments-api-token";
+/// A key of a Secret's data, as Kubernetes allows them.
+const SECRET_KEY_MESSAGE: &str =
+    "a Secret data key is letters, digits, '-', '_' and '.', e.g. token or api.key";
+
 /// Where the value is written.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 pub struct SecretTemplate {
     /// Name of the Secret. Default: the ApiToken's name. A Secret of this
     /// name that the operator does not own is never overwritten.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
-        length(max = 253)
-    )]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new(SECRET_NAME_RULE).message(SECRET_NAME_MESSAGE))]
     pub name: Option<String>,
 
     /// Key of the value inside the Secret's data. Default: `token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$')").message(SECRET_KEY_MESSAGE))]
     pub key: Option<String>,
 
     /// Extra labels for the Secret.

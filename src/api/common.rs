@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 /// changes the expiry of the current value without issuing a new value.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
-#[x_kube(validation = Rule::new("has(self.expiresAt) != has(self.lifetime)").message("set exactly one of expiresAt or lifetime"))]
+// Two CEL rules rather than `minProperties`/`maxProperties`, whose answers
+// ("Too many: 2: must have at most 1 item") do not say which fields they mean.
+#[x_kube(validation = Rule::new("!has(self.expiresAt) || !has(self.lifetime)").message("set lifetime or expiresAt, not both"))]
+#[x_kube(validation = Rule::new("has(self.expiresAt) || has(self.lifetime)").message("set lifetime (a duration such as 90d) or expiresAt (a time such as 2027-01-31T00:00:00Z)"))]
 pub struct Expiration {
     /// Absolute expiry as an RFC 3339 timestamp, e.g. `2027-01-31T00:00:00Z`.
     /// Every value of the token, including rotated ones, stops working then.
@@ -27,7 +29,8 @@ pub struct Expiration {
     /// How long each issued value stays valid, counted from its issue, e.g.
     /// `90d`, `720h`, `1h30m` (units s, m, h, d, w, largest first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = crate::duration::DURATION_PATTERN), length(max = 32))]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(crate::duration::DURATION_RULE).message(crate::duration::DURATION_MESSAGE))]
     pub lifetime: Option<String>,
 }
 
@@ -56,7 +59,8 @@ pub struct Rotation {
     /// Rotate on this period, counted from the last issue or rotation, e.g.
     /// `30d`. At least one minute (the operator may be run with a higher floor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = crate::duration::DURATION_PATTERN), length(max = 32))]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(crate::duration::DURATION_RULE).message(crate::duration::DURATION_MESSAGE))]
     #[x_kube(validation = Rule::new(EVERY_AT_LEAST_A_MINUTE).message("rotation.every must be at least 1m"))]
     pub every: Option<String>,
 
@@ -64,13 +68,15 @@ pub struct Rotation {
     /// than the lifetime; a token whose renewBefore is not shorter gets the
     /// condition Ready=False with reason InvalidSpec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = crate::duration::DURATION_PATTERN), length(max = 32))]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(crate::duration::DURATION_RULE).message(crate::duration::DURATION_MESSAGE))]
     pub renew_before: Option<String>,
 
     /// How long the previous value stays valid after a rotation, so that
     /// consumers can pick up the new value, e.g. `1h`. Shorter than `every`
     /// when both apply. Default: no grace, the previous value stops working at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = crate::duration::DURATION_PATTERN), length(max = 32))]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(crate::duration::DURATION_RULE).message(crate::duration::DURATION_MESSAGE))]
     pub grace_period: Option<String>,
 }

@@ -347,3 +347,41 @@ async fn in_local_mode_alice_may_create_her_own_key_and_not_bobs() {
         "{out}"
     );
 }
+
+/// What a person at kubectl reads for the two typing mistakes people make most: a duration
+/// with a word for a unit, and both kinds of expiry at once. Each answer names the field and
+/// says what to write; neither quotes a regular expression or counts properties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_answers_a_mistyped_expiration_in_words() {
+    let dir = temp_dir("local-validation");
+    let (_local, kubeconfig) = start_ready(&dir, &[&quickstart()]).await;
+    let token = |expiration: &str| {
+        format!(
+            "apiVersion: apikeys.dev/v1alpha1\nkind: ApiToken\nmetadata: {{name: typo}}\n\
+             spec: {{apiKeyRef: {{name: alice}}, expiration: {expiration}}}\n"
+        )
+    };
+    for (expiration, says) in [
+        (
+            "{lifetime: 90days}",
+            "spec.expiration.lifetime: Invalid value: \"90days\": use a duration such as 90d, \
+             720h or 1h30m",
+        ),
+        (
+            "{lifetime: 90d, expiresAt: \"2030-01-01T00:00:00Z\"}",
+            "spec.expiration: Invalid value: set lifetime or expiresAt, not both",
+        ),
+    ] {
+        let (ok, out) = kubectl_with_input(
+            &kubeconfig,
+            &["apply", "-n", "demo", "-f", "-"],
+            &token(expiration),
+        )
+        .await;
+        assert!(!ok, "{expiration} went in: {out}");
+        assert!(out.contains(says), "{expiration}: {out}");
+        for jargon in ["should match", "(?:", "Too many", "must have at most"] {
+            assert!(!out.contains(jargon), "{expiration}: {jargon:?} in {out}");
+        }
+    }
+}

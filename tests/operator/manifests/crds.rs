@@ -86,7 +86,21 @@ fn crds_are_namespaced_with_status_and_immutability_rules() {
         2,
         "owner and apiKeyRef are immutable"
     );
-    assert!(yaml.contains("rule: has(self.expiresAt) != has(self.lifetime)"));
+    // Exactly one of lifetime and expiresAt, and durations, are checked by CEL rules whose
+    // messages say what to write, not by keywords that answer with a count or a regex.
+    assert!(yaml.contains("rule: '!has(self.expiresAt) || !has(self.lifetime)'"));
+    assert!(yaml.contains("rule: has(self.expiresAt) || has(self.lifetime)"));
+    assert!(
+        !yaml.contains("maxProperties: 1\n"),
+        "expiration counts properties"
+    );
+    assert_eq!(
+        yaml.matches(apikey_operator::duration::DURATION_MESSAGE)
+            .count(),
+        8,
+        "the four duration fields of a key's defaults and of a token"
+    );
+    assert!(!yaml.contains("pattern: ^(?:[0-9]+w"), "a duration pattern");
 }
 
 /// Every time in either status, conditions included, refuses the year 9999
