@@ -4,7 +4,7 @@
 //!
 //! `cargo bench --bench operator` runs the full suite (10k tokens, 100k
 //! indexed tokens); `-- --quick` a short version (CI checks that it runs);
-//! `-- --tokens N` sets the scale; `-- --only scale|authz|storm|verifier` runs one
+//! `-- --tokens N` sets the scale; `-- --only scale|validation|authz|storm|verifier` runs one
 //! section. Results are printed as a Markdown table.
 // The allocation counter below is a GlobalAlloc, which needs unsafe; nothing else here does.
 #![allow(unsafe_code)]
@@ -35,6 +35,7 @@ mod load;
 mod scale;
 mod storm;
 mod throughput;
+mod validation;
 
 use authz::*;
 use harness::*;
@@ -42,6 +43,7 @@ use load::*;
 use scale::*;
 use storm::*;
 use throughput::*;
+use validation::*;
 
 /// The allocator the operator binary ships with (jemalloc, or the system's
 /// without the `jemalloc` feature), so the verifier, which runs in this
@@ -206,6 +208,11 @@ async fn run(settings: &Settings) -> Vec<Figure> {
         for &n in &settings.scales {
             figures.extend(scale_and_steady(n, settings).await);
         }
+    }
+    // Reported in the scale section; `--only validation` runs it alone.
+    if wanted("scale") || wanted("validation") {
+        let n = *settings.scales.first().unwrap_or(&1_000);
+        figures.extend(validation_cost(n, if settings.quick { 1 } else { 3 }).await);
     }
     if wanted("authz") {
         let n = *settings.scales.first().unwrap_or(&1_000);
