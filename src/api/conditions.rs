@@ -22,6 +22,8 @@ pub mod reason {
     pub const OWNER_REPLACED: &str = "OwnerReplaced";
     /// Token: a value is issued and recorded.
     pub const ISSUED: &str = "Issued";
+    /// Token: the value in the Secret was issued by a rotation or renewal.
+    pub const ROTATED: &str = "Rotated";
     /// Token: a new value is being issued (between the two phases).
     pub const ISSUING: &str = "Issuing";
     /// Token: the referenced ApiKey does not exist.

@@ -202,12 +202,25 @@ fn ready_condition(
     secret_name: &str,
 ) -> DesiredCondition {
     if has_value {
-        DesiredCondition::new(
-            READY,
-            true,
-            reason::ISSUED,
-            format!("a valid value is in Secret {secret_name:?}"),
-        )
+        // Rotated when the value in the Secret is the one a rotation or renewal issued.
+        let rotated = next.last_rotated_at.is_some() && next.last_rotated_at == next.issued_at;
+        match next.last_rotated_at.as_ref().filter(|_| rotated) {
+            Some(at) => DesiredCondition::new(
+                READY,
+                true,
+                reason::ROTATED,
+                format!(
+                    "a valid value is in Secret {secret_name:?}, issued by the rotation at {}",
+                    at.0
+                ),
+            ),
+            None => DesiredCondition::new(
+                READY,
+                true,
+                reason::ISSUED,
+                format!("a valid value is in Secret {secret_name:?}"),
+            ),
+        }
     } else if spec.disabled {
         DesiredCondition::new(
             READY,

@@ -205,6 +205,11 @@ fn pending_value_found_in_the_secret_is_promoted() {
         Some("r1")
     );
     assert_eq!(d.status.rotations, Some(1));
+    assert_eq!(
+        ready(&d.status),
+        ("True", reason::ROTATED),
+        "Ready says the value came from a rotation"
+    );
 }
 
 #[test]

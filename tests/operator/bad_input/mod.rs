@@ -140,9 +140,9 @@ async fn check_condition(
             .get_opt(&case.secret_name())
             .await
             .map_err(|e| e.to_string())?;
-        if reason == "Issued" {
+        if reason == "Issued" || reason == "Rotated" {
             if ready != "True" {
-                return Err(format!("Issued but Ready={ready}"));
+                return Err(format!("{reason} but Ready={ready}"));
             }
             let secret = secret.as_ref().ok_or("no Secret")?;
             let owned = secret

@@ -365,7 +365,7 @@ async fn rotate_list_and_status_show_what_the_status_says() {
     assert!(
         detail.lines().any(|l| {
             let cells: Vec<&str> = l.split_whitespace().collect();
-            cells.starts_with(&["Ready", "True", "Issued"])
+            cells.starts_with(&["Ready", "True", "Rotated"])
         }),
         "{detail}"
     );
