@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Error as ControllerError};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Config as WatchConfig};
 use kube::runtime::{Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::{Level, debug, info, warn};
 
 use super::backoff::Backoff;
 use super::context::{Config, Context, Handles, object_key, store_ready};
@@ -353,11 +353,66 @@ fn retry_after_error<K: Resource>(
     Action::requeue(wait)
 }
 
-fn log_controller_error<E: std::fmt::Display>(controller: &'static str, err: &E) {
-    // Reconcile errors are logged by the error policies; these are queue/watch errors.
-    // Named by controller, not kind: the ApiKey controller also carries the
-    // shared ApiToken watch, so a failed ApiToken watch is reported by it.
-    warn!(controller, error = %err, "controller error");
+/// Logs what a controller's stream reports besides reconcile results, at the level it deserves.
+fn log_controller_error<R, Q>(controller: &'static str, err: &ControllerError<R, Q>)
+where
+    R: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
+{
+    match controller_error_level(err) {
+        Some(Level::WARN) => warn!(controller, error = %err, "controller error"),
+        Some(_) => debug!(controller, error = %err, "nothing to reconcile"),
+        None => {}
+    }
+}
+
+/// How loud a controller stream's error is: `None` when it was logged already.
+fn controller_error_level<R, Q>(err: &ControllerError<R, Q>) -> Option<Level>
+where
+    R: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
+{
+    match err {
+        // Logged, with its object and retry, by the error policy.
+        ControllerError::ReconcilerFailed(..) => None,
+        // A watch event pointed at an object that is not in the cache: a Secret whose token
+        // was deleted, a token whose key is gone or was never created. Nothing to reconcile,
+        // and nothing anyone should act on.
+        ControllerError::ObjectNotFound(_) => Some(Level::DEBUG),
+        // Named by controller, not kind: the ApiKey controller also carries the shared
+        // ApiToken watch, so a failed ApiToken watch is reported by it.
+        _ => Some(Level::WARN),
+    }
+}
+
+#[cfg(test)]
+mod error_level_tests {
+    use kube::runtime::controller::Error as ControllerError;
+    use kube::runtime::reflector::ObjectRef;
+    use kube::runtime::watcher;
+    use tracing::Level;
+
+    use super::controller_error_level;
+    use crate::api::ApiToken;
+    use crate::controller::error::Error;
+    use crate::controller::faults::FaultPoint;
+
+    /// Only queue and watch failures warn: a reconcile failure is the error policy's to log
+    /// (once), and an event about an object that is gone is routine.
+    #[test]
+    fn controller_stream_errors_warn_only_when_something_is_wrong() {
+        type E = ControllerError<Error, watcher::Error>;
+        let gone: ObjectRef<ApiToken> = ObjectRef::new("t").within("ns");
+        let not_found = E::ObjectNotFound(Box::new(gone.clone().erase()));
+        assert_eq!(controller_error_level(&not_found), Some(Level::DEBUG));
+        let failed = E::ReconcilerFailed(
+            Error::InjectedFault(FaultPoint::AfterSecret),
+            Box::new(gone.erase()),
+        );
+        assert_eq!(controller_error_level(&failed), None);
+        let queue = E::QueueError(watcher::Error::NoResourceVersion);
+        assert_eq!(controller_error_level(&queue), Some(Level::WARN));
+    }
 }
 
 /// Drops from a cached ApiToken what neither reconciler reads; every token
