@@ -175,25 +175,7 @@ fn a_revoke_request_after_a_lifetime_expiry_issues_a_fresh_value() {
 /// request (once) and says why nothing new comes.
 #[test]
 fn where_no_value_may_be_issued_a_revoke_only_removes() {
-    let past = |s: &mut ApiTokenSpec| {
-        s.expiration = Some(Box::new(Expiration {
-            expires_at: Some(Time(t("2026-06-01T11:00:00Z"))),
-            lifetime: None,
-        }))
-    };
-    let invalid = |s: &mut ApiTokenSpec| {
-        s.expiration = Some(Box::new(Expiration {
-            expires_at: None,
-            lifetime: Some("1h".into()),
-        }));
-        s.rotation = Some(TokenRotation {
-            schedule: Rotation {
-                renew_before: Some("2h".into()),
-                ..Default::default()
-            },
-            restart_targets: vec![],
-        });
-    };
+    let (past, invalid) = (expires_at_passed, renew_before_not_shorter);
     let not_ready = KeyState::NotReady {
         message: "ServiceAccount \"bot\" does not exist",
     };
@@ -267,30 +249,65 @@ fn where_no_value_may_be_issued_a_revoke_only_removes() {
     ];
     for (name, spec, key, secret, action, why, says) in cases {
         let tok = revoke(token(spec, Some(in_grace("v2", "v1"))), "leak-1");
-        let d = decide(&tok, key, &secret, t(NOW));
-        assert_eq!(d.action, action, "{name}");
-        assert_eq!(d.status.hash, None, "{name}");
-        assert!(d.status.previous.is_empty(), "{name}");
-        assert_eq!(d.status.pending, None, "{name}");
-        assert_eq!(revoked(&d.status), Some("leak-1"), "{name}");
-        assert_eq!(ready(&d.status), ("False", why), "{name}");
-        let message = d.note.map(|n| format!("{} {}", n.reason, n.message));
-        let said = message
-            .iter()
-            .chain(d.status.conditions.iter().map(|c| &c.message))
-            .any(|m| m.contains(says));
-        assert!(said, "{name}: {message:?} / {:?}", d.status.conditions);
-
-        // Acted on once: the same request does nothing more.
-        let mut tok = tok;
-        tok.status = Some(d.status.clone());
-        let again = decide(&tok, key, &SecretView::Missing, t(NOW));
-        assert_eq!(revoked(&again.status), Some("leak-1"), "{name}");
-        assert!(
-            again.note.is_none_or(|n| n.reason != "Revoked"),
-            "{name}: revoked twice"
-        );
+        revoke_only_removes(name, tok, key, &secret, &action, why, says);
     }
+}
+
+fn expires_at_passed(s: &mut ApiTokenSpec) {
+    s.expiration = Some(Box::new(Expiration {
+        expires_at: Some(Time(t("2026-06-01T11:00:00Z"))),
+        lifetime: None,
+    }))
+}
+
+fn renew_before_not_shorter(s: &mut ApiTokenSpec) {
+    s.expiration = Some(Box::new(Expiration {
+        expires_at: None,
+        lifetime: Some("1h".into()),
+    }));
+    s.rotation = Some(TokenRotation {
+        schedule: Rotation {
+            renew_before: Some("2h".into()),
+            ..Default::default()
+        },
+        restart_targets: vec![],
+    });
+}
+
+/// The revoke request on `tok` removes every value with `action`, leaves Ready=False with
+/// `why`, says `says`, and is acted on once.
+fn revoke_only_removes(
+    name: &str,
+    tok: ApiToken,
+    key: KeyState<'_>,
+    secret: &SecretView,
+    action: &ValueAction,
+    why: &str,
+    says: &str,
+) {
+    let d = decide(&tok, key, secret, t(NOW));
+    assert_eq!(&d.action, action, "{name}");
+    assert_eq!(d.status.hash, None, "{name}");
+    assert!(d.status.previous.is_empty(), "{name}");
+    assert_eq!(d.status.pending, None, "{name}");
+    assert_eq!(revoked(&d.status), Some("leak-1"), "{name}");
+    assert_eq!(ready(&d.status), ("False", why), "{name}");
+    let message = d.note.map(|n| format!("{} {}", n.reason, n.message));
+    let said = message
+        .iter()
+        .chain(d.status.conditions.iter().map(|c| &c.message))
+        .any(|m| m.contains(says));
+    assert!(said, "{name}: {message:?} / {:?}", d.status.conditions);
+
+    // Acted on once: the same request does nothing more.
+    let mut tok = tok;
+    tok.status = Some(d.status.clone());
+    let again = decide(&tok, key, &SecretView::Missing, t(NOW));
+    assert_eq!(revoked(&again.status), Some("leak-1"), "{name}");
+    assert!(
+        again.note.is_none_or(|n| n.reason != "Revoked"),
+        "{name}: revoked twice"
+    );
 }
 
 /// A crash between the phases of a revocation: the next reconcile finishes
