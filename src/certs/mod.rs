@@ -32,6 +32,15 @@ pub const RENEW_BEFORE: SignedDuration = SignedDuration::from_hours(30 * 24);
 /// first release must keep verifying against the CAs stored then.
 const CA_NAME: &str = "apikey-operator admission webhook CA";
 
+/// The DNS names a certificate for the Service `service` in `namespace` is
+/// made for: `<service>.<namespace>`, `….svc` and `….svc.cluster.local`.
+pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
+    ["", ".svc", ".svc.cluster.local"]
+        .iter()
+        .map(|suffix| format!("{service}.{namespace}{suffix}"))
+        .collect()
+}
+
 /// Why a certificate could not be made or used.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {

@@ -184,10 +184,7 @@ impl WebhookArgs {
 /// for; without a Service, this machine's.
 fn service_hosts(service: Option<&str>, namespace: &str) -> Vec<String> {
     match service {
-        Some(svc) => ["", ".svc", ".svc.cluster.local"]
-            .iter()
-            .map(|suffix| format!("{svc}.{namespace}{suffix}"))
-            .collect(),
+        Some(svc) => crate::certs::service_names(svc, namespace),
         None => vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
     }
 }
