@@ -1,4 +1,4 @@
-//! The gateway examples of docs/verifier.md against the verifier's own list of identity headers:
+//! The gateway examples of docs/forward-auth.md against the verifier's own list of identity headers:
 //! every example must copy all of them from the verifier's answer onto the request, so that none
 //! can come from the client. `nginx.rs` runs the NGINX example itself.
 
@@ -32,51 +32,49 @@ pub(super) fn verifier_doc() -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
 }
 
-/// The fenced blocks of the `## Forward-auth` section: the gateway examples.
+pub(super) fn forward_auth_doc() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/forward-auth.md");
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// The fenced blocks of the doc: the gateway examples.
 pub(super) fn forward_auth_blocks(doc: &str) -> Vec<Block> {
-    let mut in_section = false;
     let mut blocks = Vec::new();
-    // The block being read, and whether it is in the section. Blocks elsewhere are read too, so
-    // that a `## ` line inside one is not taken for a heading.
-    let mut open: Option<(Block, bool)> = None;
+    let mut open: Option<Block> = None;
     for line in doc.lines() {
-        if let Some((block, _)) = open.as_mut() {
+        if let Some(block) = open.as_mut() {
             if line.trim_start().starts_with("```") {
-                let (block, keep) = open.take().expect("open");
-                if keep {
-                    blocks.push(block);
-                }
+                blocks.push(open.take().expect("open"));
             } else {
                 block.text.push_str(line);
                 block.text.push('\n');
             }
-        } else if line.starts_with("## ") {
-            in_section = line.starts_with("## Forward-auth");
         } else if let Some(lang) = line.trim_start().strip_prefix("```") {
-            let block = Block {
+            open = Some(Block {
                 lang: lang.trim().to_owned(),
                 text: String::new(),
-            };
-            open = Some((block, in_section));
+            });
         }
     }
     assert!(
         open.is_none(),
-        "docs/verifier.md: a code block is not closed"
+        "docs/forward-auth.md: a code block is not closed"
     );
     blocks
 }
 
 /// The NGINX `server` block of the doc, as written.
 pub(super) fn nginx_example() -> String {
-    let doc = verifier_doc();
+    let doc = forward_auth_doc();
     let mut nginx = forward_auth_blocks(&doc)
         .into_iter()
         .filter(|b| b.lang == "nginx");
-    let block = nginx.next().expect("docs/verifier.md has no nginx example");
+    let block = nginx
+        .next()
+        .expect("docs/forward-auth.md has no nginx example");
     assert!(
         nginx.next().is_none(),
-        "docs/verifier.md has several nginx examples; nginx.rs runs one"
+        "docs/forward-auth.md has several nginx examples; nginx.rs runs one"
     );
     block.text
 }
@@ -210,7 +208,7 @@ fn check_block(block: &Block) -> Result<&'static str, String> {
 
 #[test]
 fn every_gateway_example_copies_every_identity_header_from_the_answer() {
-    let doc = verifier_doc();
+    let doc = forward_auth_doc();
     let mut checked = BTreeSet::new();
     let mut failures = Vec::new();
     for (n, block) in forward_auth_blocks(&doc).iter().enumerate() {
@@ -218,16 +216,12 @@ fn every_gateway_example_copies_every_identity_header_from_the_answer() {
             Ok(gateway) => {
                 checked.insert(gateway);
             }
-            Err(why) => failures.push(format!(
-                "block {} (`{}`) of the Forward-auth section: {why}",
-                n + 1,
-                block.lang
-            )),
+            Err(why) => failures.push(format!("block {} (`{}`): {why}", n + 1, block.lang)),
         }
     }
     assert!(
         failures.is_empty(),
-        "docs/verifier.md:\n{}",
+        "docs/forward-auth.md:\n{}",
         failures.join("\n")
     );
     assert_eq!(
@@ -240,7 +234,7 @@ fn every_gateway_example_copies_every_identity_header_from_the_answer() {
 /// The check finds what it looks for: renaming any one header in any example fails it.
 #[test]
 fn an_example_missing_one_identity_header_fails_the_check() {
-    let doc = verifier_doc();
+    let doc = forward_auth_doc();
     let blocks = forward_auth_blocks(&doc);
     assert!(!blocks.is_empty());
     for block in blocks {

@@ -1,5 +1,5 @@
 //! The verifier: end to end behind the controller, under abuse, over TLS, behind NGINX (as
-//! docs/verifier.md configures it, whose gateway examples are checked too), under Kubernetes'
+//! docs/forward-auth.md configures it, whose gateway examples are checked too), under Kubernetes'
 //! own webhook token authenticator (docs/verifier.md's configuration in the upstream server),
 //! and its `status.lastUsedAt` reports.
 

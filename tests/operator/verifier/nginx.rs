@@ -1,4 +1,4 @@
-//! A real NGINX running the `server` block of docs/verifier.md as written (only its listen port
+//! A real NGINX running the `server` block of docs/forward-auth.md as written (only its listen port
 //! and the two addresses replaced) in front of a backend that records every request it gets,
 //! asking this process's verifier. Clients forge every identity header; the backend must see the
 //! verifier's values only. Needs `nginx` with the auth_request module (Debian's `nginx`): without
@@ -68,7 +68,7 @@ fn replace_once(text: &str, from: &str, to: &str) -> String {
     assert_eq!(
         text.matches(from).count(),
         1,
-        "the nginx example of docs/verifier.md must contain `{from}` once: the test replaces it"
+        "the nginx example of docs/forward-auth.md must contain `{from}` once: the test replaces it"
     );
     text.replacen(from, to, 1)
 }
