@@ -8,6 +8,7 @@ mod e2e;
 mod gateway_docs;
 mod last_used;
 mod nginx;
+mod nginx_gateway;
 mod reasons;
 mod tls;
 mod webhook_authn;

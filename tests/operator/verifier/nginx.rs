@@ -1,19 +1,18 @@
-//! A real NGINX running the `server` block of docs/forward-auth.md as written (only its listen port
-//! and the two addresses replaced) in front of a backend that records every request it gets,
-//! asking this process's verifier. Clients forge every identity header; the backend must see the
-//! verifier's values only. Needs `nginx` with the auth_request module (Debian's `nginx`): without
+//! A real NGINX running the `server` block of docs/forward-auth.md as written (only its listen port,
+//! the two addresses and the CA file replaced: `nginx_gateway.rs`) in front of a backend that
+//! records every request it gets, asking this process's verifier over HTTPS with a certificate
+//! made as the chart's operator makes it. Clients forge every identity header; the backend must
+//! see the verifier's values only. A gateway trusting another CA refuses the verifier. Needs `nginx` with the auth_request module (Debian's `nginx`): without
 //! it the test skips with a note, unless `APIKEY_NGINX_REQUIRED=1` (set by `.ci/run`, which
 //! installs it).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
 
 use apikey_operator::api::{ApiKey, ApiToken};
 use apikey_operator::clock::SystemClock;
+use apikey_operator::serve::{TlsSource, serve};
 use apikey_operator::token::{TokenId, TokenKind, generate};
 use apikey_operator::verifier::HeaderNames;
 use apikey_operator::verifier::http::{AppState, router};
@@ -25,10 +24,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::json;
 
-use super::gateway_docs::{identity_headers, nginx_example};
+use super::gateway_docs::identity_headers;
+use super::nginx_gateway::{nginx_binary, start_gateway, verifier_cert};
 use crate::support::DEADLINE;
-use crate::support::ports::free_ports;
-use crate::support::temp_dir::{TempDir, temp_dir};
 
 /// Header names and values, in order, duplicates kept.
 type Headers = Vec<(String, String)>;
@@ -36,117 +34,6 @@ type Headers = Vec<(String, String)>;
 const ID: &str = "nginxnginxnginx0";
 /// A token valid for the audience `other` only; the doc's route requires `billing`.
 const OTHER_AUDIENCE_ID: &str = "nginxnginxnginx1";
-
-/// The `nginx` binary with the auth_request module; `None` (after a note) when there is none and
-/// `APIKEY_NGINX_REQUIRED` is not `1`.
-fn nginx_binary() -> Option<PathBuf> {
-    let required = std::env::var("APIKEY_NGINX_REQUIRED").is_ok_and(|v| v == "1");
-    // Debian puts it in /usr/sbin, which is not on every user's PATH.
-    let found = ["nginx", "/usr/sbin/nginx"]
-        .into_iter()
-        .find_map(|candidate| Some((candidate, Command::new(candidate).arg("-V").output().ok()?)));
-    let missing = match &found {
-        None => "nginx is not installed",
-        Some((_, out))
-            if !String::from_utf8_lossy(&out.stderr)
-                .contains("--with-http_auth_request_module") =>
-        {
-            "this nginx lacks the auth_request module"
-        }
-        Some((binary, _)) => return Some(PathBuf::from(binary)),
-    };
-    assert!(
-        !required,
-        "APIKEY_NGINX_REQUIRED=1 but {missing} (apt-get install nginx)"
-    );
-    eprintln!("note: skipping the NGINX test: {missing} (apt-get install nginx)");
-    None
-}
-
-/// `text` with `from`, which must occur exactly once, replaced.
-fn replace_once(text: &str, from: &str, to: &str) -> String {
-    assert_eq!(
-        text.matches(from).count(),
-        1,
-        "the nginx example of docs/forward-auth.md must contain `{from}` once: the test replaces it"
-    );
-    text.replacen(from, to, 1)
-}
-
-/// The doc's server block, inside a main configuration that keeps every file in `dir`.
-fn nginx_conf(dir: &Path, port: u16, backend: SocketAddr, verifier: SocketAddr) -> String {
-    let server = nginx_example();
-    let server = replace_once(&server, "listen 80;", &format!("listen 127.0.0.1:{port};"));
-    let server = replace_once(
-        &server,
-        "proxy_pass http://backend;",
-        &format!("proxy_pass http://{backend};"),
-    );
-    let server = replace_once(
-        &server,
-        "proxy_pass http://127.0.0.1:8080/auth;",
-        &format!("proxy_pass http://{verifier}/auth;"),
-    );
-    let d = dir.display();
-    format!(
-        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
-         fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\n\
-         {server}}}\n"
-    )
-}
-
-struct Nginx {
-    child: Child,
-    error_log: PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Nginx {
-    /// Starts NGINX on `dir/nginx.conf` and waits until `port` accepts connections. `Err` with
-    /// the error log when NGINX exits first.
-    fn start(binary: &Path, dir: &Path, port: u16) -> Result<Nginx, String> {
-        let error_log = dir.join("error.log");
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir)
-            .arg("-e")
-            .arg(&error_log)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx");
-        let mut nginx = Nginx { child, error_log };
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(nginx);
-            }
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                return Err(format!("nginx exited ({status}):\n{}", nginx.log()));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen on {port} within {DEADLINE:?}:\n{}",
-                nginx.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.error_log).unwrap_or_default()
-    }
-}
 
 /// The backend: records the headers of every request, answers 200.
 #[derive(Clone, Default)]
@@ -296,38 +183,16 @@ fn objects() -> (ApiKey, ApiToken, ApiToken, [String; 3]) {
     (key, token, other_token, values)
 }
 
-/// NGINX with the doc's configuration in front of `backend`, asking `verifier`.
-struct Gateway {
-    // Before the directory, so NGINX stops before the directory is removed.
-    _nginx: Nginx,
-    _dir: TempDir,
-    addr: SocketAddr,
+/// A verifier's two listeners: HTTPS for NGINX, plain HTTP for the test's own look at its answers.
+#[derive(Clone, Copy)]
+struct Verifier {
+    https: SocketAddr,
+    http: SocketAddr,
 }
 
-fn start_gateway(binary: &Path, backend: SocketAddr, verifier: SocketAddr) -> Gateway {
-    let dir = temp_dir("nginx");
-    // A port picked free can be taken before NGINX binds it; then it starts again.
-    let mut attempt = 1;
-    loop {
-        let [port] = free_ports();
-        let conf = nginx_conf(&dir, port, backend, verifier);
-        std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
-        match Nginx::start(binary, &dir, port) {
-            Ok(nginx) => {
-                return Gateway {
-                    _nginx: nginx,
-                    _dir: dir,
-                    addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                };
-            }
-            Err(log) if log.contains("Address already in use") && attempt < 3 => attempt += 1,
-            Err(log) => panic!("{log}"),
-        }
-    }
-}
-
-/// A verifier on a port of its own, serving `index` with identity headers named `headers`.
-async fn start_verifier(index: Index, headers: HeaderNames) -> SocketAddr {
+/// A verifier on ports of its own, serving `index` with identity headers named `headers`, over
+/// HTTPS with `tls`.
+async fn start_verifier(index: Index, headers: HeaderNames, tls: Arc<dyn TlsSource>) -> Verifier {
     let state = Arc::new(AppState {
         index: Arc::new(RwLock::new(index)),
         readiness: Arc::new(Readiness::default()),
@@ -339,12 +204,17 @@ async fn start_verifier(index: Index, headers: HeaderNames) -> SocketAddr {
         // Tokens that list no audience are valid for the doc's route audience.
         audiences: vec!["billing".into()],
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    addr
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let (https, http) = (bind().await.expect("bind"), bind().await.expect("bind"));
+    let addrs = Verifier {
+        https: https.local_addr().expect("addr"),
+        http: http.local_addr().expect("addr"),
+    };
+    let app = router(state);
+    let forever = std::future::pending::<()>;
+    tokio::spawn(serve(https, app.clone(), Some(tls), forever()));
+    tokio::spawn(serve(http, app, None, forever()));
+    addrs
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,12 +230,15 @@ async fn nginx_from_the_docs_passes_only_the_verifiers_identity_headers() {
         index.upsert_token(&other_token);
         index
     };
-    let verifier = start_verifier(index(), HeaderNames::default()).await;
+    let cert = verifier_cert();
+    let verifier = start_verifier(index(), HeaderNames::default(), cert.store.clone()).await;
     // One whose user header is renamed (`--verify-header user=X-Forwarded-User`) while the
     // gateway still copies X-Auth-User: the copy is empty, and NGINX sends none.
     let mut renamed = HeaderNames::default();
     renamed.set("user=X-Forwarded-User").expect("rename");
-    let renamed_verifier = start_verifier(index(), renamed).await;
+    let renamed_verifier = start_verifier(index(), renamed, cert.store.clone()).await;
+    // The same verifier's certificate, and a gateway that trusts another CA.
+    let stranger = verifier_cert();
     let backend = Backend::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -377,10 +250,10 @@ async fn nginx_from_the_docs_passes_only_the_verifiers_identity_headers() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     tokio::task::spawn_blocking(move || {
-        let gateway = start_gateway(&binary, backend_addr, verifier);
+        let gateway = start_gateway(&binary, backend_addr, verifier.https, &cert.ca_file);
         check_through_nginx(
             gateway.addr,
-            verifier,
+            verifier.http,
             &backend,
             &value,
             &other_audience,
@@ -388,7 +261,7 @@ async fn nginx_from_the_docs_passes_only_the_verifiers_identity_headers() {
         );
         drop(gateway);
 
-        let gateway = start_gateway(&binary, backend_addr, renamed_verifier);
+        let gateway = start_gateway(&binary, backend_addr, renamed_verifier.https, &cert.ca_file);
         let mut headers = forged_headers();
         headers.push(("Authorization".into(), format!("Bearer {value}")));
         let response = get(gateway.addr, "/app/x", &headers);
@@ -407,6 +280,24 @@ async fn nginx_from_the_docs_passes_only_the_verifiers_identity_headers() {
             5,
             "the other identity headers:\n{}",
             describe(got)
+        );
+        drop(gateway);
+
+        // `proxy_ssl_verify on` as written: a verifier whose certificate another CA signed is
+        // refused, and nothing reaches the backend.
+        let gateway = start_gateway(&binary, backend_addr, verifier.https, &stranger.ca_file);
+        let before = backend.received().len();
+        let bearer = [("Authorization".to_owned(), format!("Bearer {value}"))];
+        let response = get(gateway.addr, "/app/x", &bearer);
+        assert_eq!(
+            response.status, 500,
+            "an untrusted verifier: {}",
+            response.head
+        );
+        assert_eq!(
+            backend.received().len(),
+            before,
+            "the request reached the backend"
         );
     })
     .await
