@@ -76,7 +76,7 @@ macro_rules! require_helm {
     };
 }
 
-fn run(helm: &PathBuf, args: &[&str]) -> String {
+pub(super) fn run(helm: &PathBuf, args: &[&str]) -> String {
     let out = Command::new(helm).args(args).output().expect("helm runs");
     assert!(
         out.status.success(),

@@ -11,7 +11,7 @@ use super::super::gateway_docs::verifier_doc;
 
 const SECTION: &str = "### Kubernetes webhook token authenticator";
 /// The placeholders of the doc's kubeconfig that the tests replace.
-const DOC_ORIGIN: &str = "https://apikey-operator-verifier.apikey-operator.svc:8443";
+const DOC_ORIGIN: &str = "https://apikey-operator-verifier.apikey-system.svc:8443";
 const DOC_CA_FILE: &str = "/etc/kubernetes/pki/apikey-verifier-ca.crt";
 const CONFIG_FILE_FLAG: &str = "--authentication-token-webhook-config-file";
 const CACHE_TTL_FLAG: &str = "--authentication-token-webhook-cache-ttl";
