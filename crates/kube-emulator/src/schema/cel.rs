@@ -79,17 +79,8 @@ pub(super) fn cel_node<'a>(
     };
     if let Some(programs) = node_programs(s) {
         let unchanged = unchanged();
-        for (rule, compiled) in &programs.rules {
-            eval_rule(
-                &programs.node_type,
-                rule,
-                compiled,
-                v,
-                old,
-                path,
-                unchanged,
-                out,
-            );
+        for rule in &programs.rules {
+            eval_rule(&programs.node_type, rule, v, old, path, unchanged, out);
         }
     }
     match v {
@@ -170,7 +161,17 @@ fn rule_field_path(path: &[Seg], fp: Option<&str>) -> String {
 struct NodePrograms {
     node: Value,
     node_type: String,
-    rules: Vec<(Value, kcel::CompiledSchema)>,
+    rules: Vec<CompiledRule>,
+}
+
+/// One rule, compiled; with the pattern of a rule that is only `self.matches('<pattern>')`
+/// (or its negation) compiled once as well. The interpreter compiles a `matches` pattern on every call, which
+/// made such a rule cost more than the rest of an object's validation; cel-go, which the
+/// API server runs, compiles a constant pattern once when it plans the program.
+struct CompiledRule {
+    rule: Value,
+    program: kcel::CompiledSchema,
+    pattern: Option<(regex::Regex, bool)>,
 }
 
 thread_local! {
@@ -234,7 +235,16 @@ fn node_programs(s: &Value) -> Option<std::rc::Rc<NodePrograms>> {
                 );
             }
             let program = kcel::compile_schema(&one);
-            (rule, program)
+            // A string with a format may be typed otherwise in CEL (a date-time is a
+            // timestamp), where `matches` does not compile: the interpreter says so.
+            let plain_string =
+                sstr(&typing, "type") == Some("string") && sget(&typing, "format").is_none();
+            let pattern = only_matches(&rule).filter(|_| plain_string);
+            CompiledRule {
+                rule,
+                program,
+                pattern,
+            }
         })
         .collect();
     let programs = std::rc::Rc::new(NodePrograms {
@@ -252,23 +262,48 @@ fn node_programs(s: &Value) -> Option<std::rc::Rc<NodePrograms>> {
     (!programs.rules.is_empty()).then_some(programs)
 }
 
-#[allow(clippy::too_many_arguments)] // one rule's evaluation context, passed through
+/// The pattern of a rule that is exactly `self.matches('<pattern>')` or its negation
+/// `!self.matches('<pattern>')`, with no message expression (whose text only the
+/// interpreter can produce), compiled; and whether the rule holds when the pattern matches.
+fn only_matches(rule: &Value) -> Option<(regex::Regex, bool)> {
+    if sstr(rule, "messageExpression").is_some() {
+        return None;
+    }
+    let text = sstr(rule, "rule")?.trim();
+    let (text, holds_on_match) = match text.strip_prefix('!') {
+        Some(rest) => (rest, false),
+        None => (text, true),
+    };
+    let pattern = text.strip_prefix("self.matches('")?.strip_suffix("')")?;
+    // Escapes and quotes mean CEL string decoding; leave those to the interpreter.
+    if pattern.contains(['\\', '\'', '"']) {
+        return None;
+    }
+    Some((regex::Regex::new(pattern).ok()?, holds_on_match))
+}
+
 fn eval_rule(
     node_type: &str,
-    rule: &Value,
-    compiled: &kcel::CompiledSchema,
+    compiled: &CompiledRule,
     v: &Value,
     old: Option<&Value>,
     path: &[Seg],
     unchanged: bool,
     out: &mut Vec<FieldError>,
 ) {
+    let rule = &compiled.rule;
     let rule_text = sstr(rule, "rule").unwrap_or_default().trim();
     // The immutability rule cannot fail, nor err, on a value equal to its old one.
     if unchanged && old.is_some() && rule_text == "self == oldSelf" && !optional_old_self(rule) {
         return;
     }
-    let result = CEL.with(|validator| validator.validate_compiled(compiled, v, old));
+    if let (Some((pattern, holds_on_match)), Value::String(text)) = (&compiled.pattern, v) {
+        if pattern.is_match(text) != *holds_on_match && !unchanged {
+            out.push(rule_failure(node_type, rule, v, path, ""));
+        }
+        return;
+    }
+    let result = CEL.with(|validator| validator.validate_compiled(&compiled.program, v, old));
     // What only errors need is built only for them.
     let Err(errors) = result else { return };
     let message = sstr(rule, "message")
@@ -284,31 +319,7 @@ fn eval_rule(
                 if unchanged && !transition {
                     continue; // ratcheted: the real server only warns
                 }
-                let has_expr = sstr(rule, "messageExpression").is_some();
-                let detail =
-                    if has_expr && !e.message.trim().is_empty() && !e.message.contains('\n') {
-                        e.message.trim().to_string()
-                    } else {
-                        match message {
-                            Some(m) => m.to_string(),
-                            None => format!("failed rule: {rule_error_string}"),
-                        }
-                    };
-                let at = rule_field_path(path, sstr(rule, "fieldPath"));
-                let value = if matches!(node_type, "object" | "array") {
-                    None
-                } else {
-                    Some(go_value(v))
-                };
-                let err = match sstr(rule, "reason") {
-                    Some("FieldValueForbidden") => FieldError::forbidden(at, detail),
-                    Some("FieldValueRequired") => FieldError::required(at, detail),
-                    Some("FieldValueDuplicate") => {
-                        FieldError::raw(at, FieldErrorKind::Duplicate, value, "")
-                    }
-                    _ => FieldError::raw(at, FieldErrorKind::Invalid, value, detail),
-                };
-                out.push(err);
+                out.push(rule_failure(node_type, rule, v, path, &e.message));
             }
             kcel::ErrorKind::CompilationFailure | kcel::ErrorKind::InvalidRule => {
                 out.push(FieldError::raw(
@@ -335,6 +346,43 @@ fn eval_rule(
                 ));
             }
         }
+    }
+}
+
+/// The error of a rule that evaluated to false; `evaluated` is the message expression's text.
+fn rule_failure(
+    node_type: &str,
+    rule: &Value,
+    v: &Value,
+    path: &[Seg],
+    evaluated: &str,
+) -> FieldError {
+    let message = sstr(rule, "message")
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    let has_expr = sstr(rule, "messageExpression").is_some();
+    let detail = if has_expr && !evaluated.trim().is_empty() && !evaluated.contains('\n') {
+        evaluated.trim().to_string()
+    } else {
+        match message {
+            Some(m) => m.to_string(),
+            None => format!(
+                "failed rule: {}",
+                sstr(rule, "rule").unwrap_or_default().trim()
+            ),
+        }
+    };
+    let at = rule_field_path(path, sstr(rule, "fieldPath"));
+    let value = if matches!(node_type, "object" | "array") {
+        None
+    } else {
+        Some(go_value(v))
+    };
+    match sstr(rule, "reason") {
+        Some("FieldValueForbidden") => FieldError::forbidden(at, detail),
+        Some("FieldValueRequired") => FieldError::required(at, detail),
+        Some("FieldValueDuplicate") => FieldError::raw(at, FieldErrorKind::Duplicate, value, ""),
+        _ => FieldError::raw(at, FieldErrorKind::Invalid, value, detail),
     }
 }
 

@@ -217,3 +217,63 @@ fn list_duplicates_ratchet_on_the_whole_old_object() {
     let mut created = obj(json!({"s": ["a", "a"]}));
     assert_eq!(run(&schema, &mut created, None), duplicate);
 }
+
+/// A rule that is only `self.matches('<pattern>')` runs on a pattern compiled once; it must
+/// answer exactly as the interpreter does for the same rule written another way (here in
+/// parentheses, which the interpreter runs): the same errors for the same values, with and
+/// without a message, through ratcheting, and a formatted string stays the interpreter's.
+#[test]
+fn a_matches_rule_answers_as_the_interpreter_does() {
+    let field = |rule: &str, message: Option<&str>| {
+        let mut r = json!({"rule": rule});
+        if let Some(m) = message {
+            r["message"] = json!(m);
+        }
+        json!({"type": "string", "x-kubernetes-validations": [r]})
+    };
+    for (message, not) in [
+        (Some("use a duration such as 90d"), ""),
+        (None, ""),
+        (None, "!"),
+    ] {
+        let schema =
+            |rule: &str| root(json!({"type": "object", "properties": {"d": field(rule, message)}}));
+        let fast = schema(&format!("{not}self.matches('^[0-9]+d$')"));
+        let interpreted = schema(&format!("{not}(self.matches('^[0-9]+d$'))"));
+        // The two spellings of the rule read the same in the messages that quote it.
+        let answers = |s: &Value, value: &str, old: Option<&Value>| -> Vec<String> {
+            run(s, &mut obj(json!({"d": value})), old)
+                .into_iter()
+                .map(|e| e.replace("(self.matches('^[0-9]+d$'))", "self.matches('^[0-9]+d$')"))
+                .collect()
+        };
+        let old = obj(json!({"d": "1d"}));
+        for value in ["90d", "90days", "", "d"] {
+            for old in [None, Some(&old)] {
+                assert_eq!(
+                    answers(&fast, value, old),
+                    answers(&interpreted, value, old),
+                    "{value:?}, message {message:?}, update {}",
+                    old.is_some()
+                );
+            }
+        }
+        // Unchanged invalid values ratchet on both paths.
+        let old = obj(json!({"d": if not.is_empty() { "9d" } else { "bad" }}));
+        let same = old["spec"]["d"].clone();
+        assert_eq!(
+            run(&fast, &mut obj(json!({"d": same})), Some(&old)),
+            Vec::<String>::new()
+        );
+    }
+    // A date-time is a timestamp in CEL, which `matches` does not take: the interpreter's error.
+    let timed = root(json!({"type": "object", "properties": {"t": {
+        "type": "string", "format": "date-time",
+        "x-kubernetes-validations": [{"rule": "self.matches('^2')"}]}}}));
+    let got = run(&timed, &mut obj(json!({"t": "1999-01-01T00:00:00Z"})), None);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("evaluating rule: self.matches('^2')"),
+        "{got:?}"
+    );
+}
