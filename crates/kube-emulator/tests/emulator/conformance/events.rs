@@ -204,26 +204,21 @@ async fn watches_of_either_api_see_writes_through_the_other() {
     }))
     .unwrap();
     core.create(&PostParams::default(), &e).await.unwrap();
-    let next = tokio::time::timeout(T, v1_watch.try_next()).await.unwrap();
-    match next.unwrap() {
+    let next = next_change(&mut v1_watch).await;
+    match next {
         Some(WatchEvent::Added(ev)) => {
             assert_eq!(ev.note.as_deref(), Some("from core"));
             assert_eq!(ev.regarding.and_then(|r| r.name).as_deref(), Some("s"));
         }
         other => panic!("expected ADDED, got {other:?}"),
     }
-    let next = tokio::time::timeout(T, core_watch.try_next())
-        .await
-        .unwrap();
-    assert!(matches!(next.unwrap(), Some(WatchEvent::Added(_))));
+    let next = next_change(&mut core_watch).await;
+    assert!(matches!(next, Some(WatchEvent::Added(_))));
     let patch = json!({"note": "patched through events.k8s.io", "series": {"count": 2, "lastObservedTime": "2025-01-01T00:00:01.000000Z"}});
     v1.patch("mine", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let next = tokio::time::timeout(T, core_watch.try_next())
-        .await
-        .unwrap();
-    match next.unwrap() {
+    match next_change(&mut core_watch).await {
         Some(WatchEvent::Modified(ev)) => {
             assert_eq!(ev.message.as_deref(), Some("patched through events.k8s.io"));
             assert_eq!(ev.series.and_then(|s| s.count), Some(2));
@@ -264,4 +259,18 @@ async fn kube_runtime_recorder_events_show_as_core_events() {
     assert_eq!(e.message.as_deref(), Some("value issued"));
     assert_eq!(e.reporting_component.as_deref(), Some("apikey-operator"));
     assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(2));
+}
+
+/// The next event of `watch` that is not a bookmark (the server may send one whenever its
+/// bookmark timer fires, before or between the changes a test waits for).
+async fn next_change<K>(
+    watch: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<K>>> + Unpin),
+) -> Option<WatchEvent<K>> {
+    loop {
+        let next = tokio::time::timeout(T, watch.try_next()).await.unwrap();
+        match next.unwrap() {
+            Some(WatchEvent::Bookmark(_)) => continue,
+            other => return other,
+        }
+    }
 }
