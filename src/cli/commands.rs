@@ -97,10 +97,26 @@ async fn rotate(args: RotateArgs) -> Result {
         .request
         .unwrap_or_else(|| jiff::Timestamp::now().to_string());
     let wait = (args.wait > 0).then(|| Duration::from_secs(args.wait));
-    super::rotate(client, &namespace, &name, &request, wait).await?;
-    print_stdout(format!(
-        "apitoken {namespace}/{name}: rotation requested ({request})\n"
-    ))?;
+    let what = format!("apitoken {namespace}/{name}");
+    let said = match super::rotate(client, &namespace, &name, &request, wait).await? {
+        None => format!(
+            "{what}: rotation requested ({request}); not waiting: the current value stays in the \
+             Secret until the operator acts on it"
+        ),
+        Some(super::Rotated {
+            secret,
+            previous_valid_until,
+        }) => {
+            let earlier = match previous_valid_until {
+                Some(until) => format!("the previous value is accepted until {until}"),
+                None => "the previous value is no longer accepted".to_owned(),
+            };
+            format!(
+                "{what}: rotated ({request}); a fresh value is in Secret {namespace}/{secret}; {earlier}"
+            )
+        }
+    };
+    print_stdout(said + "\n")?;
     Ok(())
 }
 

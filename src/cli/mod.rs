@@ -14,7 +14,7 @@ pub mod requests;
 pub mod run;
 pub mod tokens;
 
-pub use requests::{Revoked, revoke, rotate};
+pub use requests::{Revoked, Rotated, revoke, rotate};
 
 use std::path::Path;
 use std::time::Duration;

@@ -148,7 +148,11 @@ pub fn rotation_blocked(token: &ApiToken, now: Timestamp) -> Option<Blocked> {
 /// What the rotation `request` came to: `None` while the operator has not
 /// acted on it (and nothing blocks it), `Ok` once a fresh value is recorded,
 /// an error when it cannot or did not issue one.
-pub fn rotated(token: &ApiToken, request: &str, now: Timestamp) -> Option<Result<(), CliError>> {
+pub fn rotated(
+    token: &ApiToken,
+    request: &str,
+    now: Timestamp,
+) -> Option<Result<Rotated, CliError>> {
     let status = token.status.as_ref();
     let done = status
         .is_some_and(|s| RequestKind::Rotate.acted_on(s) == Some(request) && s.pending.is_none());
@@ -159,8 +163,11 @@ pub fn rotated(token: &ApiToken, request: &str, now: Timestamp) -> Option<Result
         message: blocked.message,
     };
     if done {
-        if status.is_some_and(|s| s.hash.is_some()) {
-            return Some(Ok(()));
+        if let Some(s) = status.filter(|s| s.hash.is_some()) {
+            return Some(Ok(Rotated {
+                secret: s.secret_name.clone().unwrap_or_default(),
+                previous_valid_until: s.previous.iter().map(|p| p.valid_until.0).max(),
+            }));
         }
         // Acted on without a value: an expiry (the key's expiresAt, say) the
         // request cannot move.
@@ -173,17 +180,26 @@ pub fn rotated(token: &ApiToken, request: &str, now: Timestamp) -> Option<Result
     rotation_blocked(token, now).map(|b| Err(not_rotated(b)))
 }
 
+/// What a rotation came to, once the operator recorded the fresh value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotated {
+    /// The Secret the fresh value is in.
+    pub secret: String,
+    /// Until when earlier values are still accepted (the grace period); `None`: no longer.
+    pub previous_valid_until: Option<Timestamp>,
+}
+
 /// Requests a rotation by setting the rotate annotation to `request`; with
-/// `wait`, waits until the operator recorded a fresh value. Fails at once,
-/// without setting the annotation, when the request value was acted on
-/// before or the token cannot rotate (see [`rotation_blocked`]).
+/// `wait`, waits until the operator recorded a fresh value and says where it is
+/// (`None` without `wait`). Fails at once, without setting the annotation, when the
+/// request value was acted on before or the token cannot rotate (see [`rotation_blocked`]).
 pub async fn rotate(
     client: Client,
     namespace: &str,
     name: &str,
     request: &str,
     wait: Option<Duration>,
-) -> Result<(), CliError> {
+) -> Result<Option<Rotated>, CliError> {
     let api: Api<ApiToken> = Api::namespaced(client, namespace);
     let outcome = |token: &ApiToken| rotated(token, request, Timestamp::now());
     send(
@@ -196,7 +212,6 @@ pub async fn rotate(
         outcome,
     )
     .await
-    .map(|_| ())
 }
 
 /// What a revocation came to, once the operator acted on it.

@@ -113,6 +113,7 @@ fn a_rotation_is_done_when_the_request_is_recorded_with_a_value() {
         let status = t.status.as_mut().expect("status");
         status.last_rotation_request = request.map(|r| Box::new(r.to_owned()));
         status.hash = hash.then(|| "sha256:00".into());
+        status.secret_name = Some("deploy-token".into());
         status.pending = pending.then(|| crate::api::PendingValue {
             hash: "sha256:11".into(),
             reason: "Request".into(),
@@ -124,10 +125,27 @@ fn a_rotation_is_done_when_the_request_is_recorded_with_a_value() {
     assert!(rotated(&with(None, true, false), "r1", now).is_none());
     assert!(rotated(&with(Some("r0"), true, false), "r1", now).is_none());
     assert!(rotated(&with(Some("r1"), true, true), "r1", now).is_none());
-    assert!(matches!(
-        rotated(&with(Some("r1"), true, false), "r1", now),
-        Some(Ok(()))
-    ));
+    let mut done = with(Some("r1"), true, false);
+    assert_eq!(
+        rotated(&done, "r1", now).and_then(Result::ok),
+        Some(Rotated {
+            secret: "deploy-token".to_owned(),
+            previous_valid_until: None,
+        })
+    );
+    // With a grace period: until when the earlier value still works.
+    let until = at("2026-06-01T13:00:00Z");
+    let status = done.status.as_mut().expect("status");
+    status.previous = vec![crate::api::PreviousValue {
+        hash: "sha256:22".into(),
+        valid_until: Time(until),
+    }];
+    assert_eq!(
+        rotated(&done, "r1", now)
+            .and_then(Result::ok)
+            .and_then(|r| r.previous_valid_until),
+        Some(until)
+    );
     assert!(matches!(
         rotated(&with(Some("r1"), false, false), "r1", now),
         Some(Err(CliError::NotRotated { .. }))

@@ -239,10 +239,6 @@ async fn rotate_list_and_status_show_what_the_status_says() {
     )
     .await;
     let said = ok(&out, "rotate");
-    assert_eq!(
-        said.trim(),
-        format!("apitoken {NS}/rotated: rotation requested (r1)")
-    );
     let after = s
         .cluster
         .api::<ApiToken>(NS)
@@ -262,6 +258,16 @@ async fn rotate_list_and_status_show_what_the_status_says() {
     assert_ne!(
         status.hash,
         rotated.status.as_ref().and_then(|s| s.hash.clone())
+    );
+    // What it reports is what the status records: where the value is, until when the old works.
+    let grace_end = status.previous.first().map(|p| p.valid_until.0);
+    assert_eq!(
+        said.trim(),
+        format!(
+            "apitoken {NS}/rotated: rotated (r1); a fresh value is in Secret {NS}/rotated; \
+             the previous value is accepted until {}",
+            grace_end.expect("a previous value in grace")
+        )
     );
     let value = secret_value(
         &s.cluster

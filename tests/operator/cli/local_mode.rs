@@ -157,7 +157,8 @@ async fn quickstart_in_local_mode_authenticates_and_stops_cleanly() {
         String::from_utf8_lossy(&rotate.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&rotate.stdout).contains("rotation requested (r1)"),
+        String::from_utf8_lossy(&rotate.stdout)
+            .contains(": rotated (r1); a fresh value is in Secret"),
         "{}",
         String::from_utf8_lossy(&rotate.stdout)
     );

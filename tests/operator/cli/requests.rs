@@ -188,7 +188,10 @@ async fn rotate_fails_at_once_when_the_token_cannot_rotate() {
     let out = run(&s.kubeconfig_in_ns, &["rotate", "fresh", "--request", "r1"]).await;
     assert_eq!(
         ok(&out, "rotate without -n").trim(),
-        format!("apitoken {NS}/fresh: rotation requested (r1)")
+        format!(
+            "apitoken {NS}/fresh: rotated (r1); a fresh value is in Secret {NS}/fresh; the \
+             previous value is no longer accepted"
+        )
     );
     let rotated = tokens.get("fresh").await.expect("token");
     assert_eq!(rotated.status.as_ref().and_then(|s| s.rotations), Some(1));

@@ -172,7 +172,7 @@ async fn operator_status_apply_and_rotation_request_work_upstream() {
     assert!(
         matches!(
             apikey_operator::cli::requests::rotated(&token, "r1", Timestamp::now()),
-            Some(Ok(()))
+            Some(Ok(_))
         ),
         "rotate --wait sees the request recorded"
     );
