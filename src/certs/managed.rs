@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::secret::{self, SecretError};
-use super::{Authority, CertError, CertStore};
+use super::{Authority, CertError, CertStore, Serving};
 
 /// How often a managed certificate is checked for renewal (and the shared
 /// Secret re-read, to pick up another replica's renewal).
@@ -39,8 +39,8 @@ enum Keeper {
         namespace: String,
         name: String,
     },
-    /// This process only.
-    Memory(Authority),
+    /// This process only: the CA and the serving certificate made from it.
+    Memory(Box<(Authority, Serving)>),
 }
 
 /// A certificate for `hosts`, served from [`ManagedCert::store`].
@@ -75,17 +75,24 @@ impl ManagedCert {
                     },
                 )
             }
-            None => {
-                let authority = Authority::new(now)?;
-                let serving = authority.issue(&hosts, now)?;
-                let store = CertStore::new(authority.cert_pem.clone(), &serving)?;
-                (store, Keeper::Memory(authority))
-            }
+            None => return Self::in_memory(hosts, now),
         };
         Ok(ManagedCert {
             store: Arc::new(store),
             hosts,
             keeper,
+        })
+    }
+
+    /// A CA and a serving certificate for `hosts` kept in this process only.
+    fn in_memory(hosts: Vec<String>, now: Timestamp) -> Result<ManagedCert, ManagedError> {
+        let authority = Authority::new(now)?;
+        let serving = authority.issue(&hosts, now)?;
+        let store = CertStore::new(authority.cert_pem.clone(), &serving)?;
+        Ok(ManagedCert {
+            store: Arc::new(store),
+            hosts,
+            keeper: Keeper::Memory(Box::new((authority, serving))),
         })
     }
 
@@ -107,14 +114,16 @@ impl ManagedCert {
                     .map_err(|e| shown(e, namespace, name))?;
                 self.store.replace(pair.ca_bundle, &pair.serving)?;
             }
-            Keeper::Memory(authority) => {
-                if authority.due(now) {
+            Keeper::Memory(pair) => {
+                let (authority, serving) = &mut **pair;
+                let new_ca = authority.due(now);
+                if new_ca {
                     *authority = Authority::new(now)?;
                 }
-                // A fresh serving certificate each check is cheap, and nothing
-                // else remembers the old one's end.
-                let serving = authority.issue(&self.hosts, now)?;
-                self.store.replace(authority.cert_pem.clone(), &serving)?;
+                if new_ca || serving.due(&self.hosts, now) {
+                    *serving = authority.issue(&self.hosts, now)?;
+                    self.store.replace(authority.cert_pem.clone(), serving)?;
+                }
             }
         }
         Ok(())
@@ -149,5 +158,33 @@ fn shown(e: SecretError, namespace: &str, name: &str) -> ManagedError {
             source,
         },
         SecretError::Cert(e) => ManagedError::Cert(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use jiff::{SignedDuration, Timestamp};
+
+    use super::ManagedCert;
+    use crate::serve::TlsSource;
+
+    /// In memory, a check renews only what is due: the serving certificate a month before
+    /// it ends (the CA with it when the CA is due), not on every check.
+    #[tokio::test]
+    async fn an_in_memory_certificate_is_replaced_only_when_due() {
+        let start: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
+        let mut cert =
+            ManagedCert::in_memory(vec!["localhost".into()], start).expect("certificate");
+        let store = cert.store();
+        let (acceptor, ca) = (store.acceptor(), store.ca_bundle());
+        let later = start + SignedDuration::from_hours(24 * 30);
+        cert.renew(later).await.expect("renew");
+        assert!(Arc::ptr_eq(&acceptor, &store.acceptor()), "re-issued early");
+        let near_end = start + SignedDuration::from_hours(24 * 340);
+        cert.renew(near_end).await.expect("renew");
+        assert!(!Arc::ptr_eq(&acceptor, &store.acceptor()), "not renewed");
+        assert_eq!(store.ca_bundle(), ca, "the CA lives longer");
     }
 }
