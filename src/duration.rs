@@ -21,6 +21,20 @@ macro_rules! duration_pattern {
     };
 }
 
+// The pattern is pasted into a single-quoted CEL string literal by DURATION_RULE: a quote or
+// a backslash in it would change what the rule means, so neither may appear.
+const _: () = {
+    let bytes = DURATION_PATTERN.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(
+            bytes[i] != b'\'' && bytes[i] != b'\\',
+            "no quote or backslash"
+        );
+        i += 1;
+    }
+};
+
 /// The shape every duration field must have. Enforces largest-unit-first at
 /// admission; the parser gives the message for everything the shape cannot
 /// express, such as the maximum.

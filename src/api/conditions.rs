@@ -22,7 +22,7 @@ pub mod reason {
     pub const OWNER_REPLACED: &str = "OwnerReplaced";
     /// Token: a value is issued and recorded.
     pub const ISSUED: &str = "Issued";
-    /// Token: the value in the Secret was issued by a rotation or renewal.
+    /// Token: a value is issued and recorded, and the token has been rotated or renewed.
     pub const ROTATED: &str = "Rotated";
     /// Token: a new value is being issued (between the two phases).
     pub const ISSUING: &str = "Issuing";

@@ -105,11 +105,11 @@ async fn rotate(args: RotateArgs) -> Result {
         ),
         Some(super::Rotated {
             secret,
-            previous_valid_until,
+            earlier_valid_until,
         }) => {
-            let earlier = match previous_valid_until {
-                Some(until) => format!("the previous value is accepted until {until}"),
-                None => "the previous value is no longer accepted".to_owned(),
+            let earlier = match earlier_valid_until {
+                Some(until) => format!("earlier values are accepted until {until}"),
+                None => "no earlier value is accepted".to_owned(),
             };
             format!(
                 "{what}: rotated ({request}); a fresh value is in Secret {namespace}/{secret}; {earlier}"

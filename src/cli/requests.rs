@@ -164,10 +164,13 @@ pub fn rotated(
     };
     if done {
         if let Some(s) = status.filter(|s| s.hash.is_some()) {
-            return Some(Ok(Rotated {
-                secret: s.secret_name.clone().unwrap_or_default(),
-                previous_valid_until: s.previous.iter().map(|p| p.valid_until.0).max(),
-            }));
+            // Recorded with its Secret: done (without one, the status is still being written).
+            return s.secret_name.clone().map(|secret| {
+                Ok(Rotated {
+                    secret,
+                    earlier_valid_until: s.previous.iter().map(|p| p.valid_until.0).max(),
+                })
+            });
         }
         // Acted on without a value: an expiry (the key's expiresAt, say) the
         // request cannot move.
@@ -185,8 +188,8 @@ pub fn rotated(
 pub struct Rotated {
     /// The Secret the fresh value is in.
     pub secret: String,
-    /// Until when earlier values are still accepted (the grace period); `None`: no longer.
-    pub previous_valid_until: Option<Timestamp>,
+    /// Until when some earlier value is still accepted (grace periods); `None`: none is.
+    pub earlier_valid_until: Option<Timestamp>,
 }
 
 /// Requests a rotation by setting the rotate annotation to `request`; with

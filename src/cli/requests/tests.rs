@@ -130,7 +130,7 @@ fn a_rotation_is_done_when_the_request_is_recorded_with_a_value() {
         rotated(&done, "r1", now).and_then(Result::ok),
         Some(Rotated {
             secret: "deploy-token".to_owned(),
-            previous_valid_until: None,
+            earlier_valid_until: None,
         })
     );
     // With a grace period: until when the earlier value still works.
@@ -143,7 +143,7 @@ fn a_rotation_is_done_when_the_request_is_recorded_with_a_value() {
     assert_eq!(
         rotated(&done, "r1", now)
             .and_then(Result::ok)
-            .and_then(|r| r.previous_valid_until),
+            .and_then(|r| r.earlier_valid_until),
         Some(until)
     );
     assert!(matches!(

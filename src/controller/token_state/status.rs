@@ -202,19 +202,21 @@ fn ready_condition(
     secret_name: &str,
 ) -> DesiredCondition {
     if has_value {
-        // Rotated when the value in the Secret is the one a rotation or renewal issued.
-        let rotated = next.last_rotated_at.is_some() && next.last_rotated_at == next.issued_at;
-        match next.last_rotated_at.as_ref().filter(|_| rotated) {
-            Some(at) => DesiredCondition::new(
+        // Rotated once the token has been rotated or renewed: the history of the token,
+        // which a later re-issue (a deleted Secret) or revocation does not undo.
+        match (next.rotations.filter(|n| *n > 0), &next.last_rotated_at) {
+            (Some(n), Some(at)) => DesiredCondition::new(
                 READY,
                 true,
                 reason::ROTATED,
                 format!(
-                    "a valid value is in Secret {secret_name:?}, issued by the rotation at {}",
+                    "a valid value is in Secret {secret_name:?}; rotated or renewed {n} \
+                     time{}, the last at {}",
+                    if n == 1 { "" } else { "s" },
                     at.0
                 ),
             ),
-            None => DesiredCondition::new(
+            _ => DesiredCondition::new(
                 READY,
                 true,
                 reason::ISSUED,

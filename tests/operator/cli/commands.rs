@@ -265,7 +265,7 @@ async fn rotate_list_and_status_show_what_the_status_says() {
         said.trim(),
         format!(
             "apitoken {NS}/rotated: rotated (r1); a fresh value is in Secret {NS}/rotated; \
-             the previous value is accepted until {}",
+             earlier values are accepted until {}",
             grace_end.expect("a previous value in grace")
         )
     );

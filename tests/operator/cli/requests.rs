@@ -189,8 +189,8 @@ async fn rotate_fails_at_once_when_the_token_cannot_rotate() {
     assert_eq!(
         ok(&out, "rotate without -n").trim(),
         format!(
-            "apitoken {NS}/fresh: rotated (r1); a fresh value is in Secret {NS}/fresh; the \
-             previous value is no longer accepted"
+            "apitoken {NS}/fresh: rotated (r1); a fresh value is in Secret {NS}/fresh; no \
+             earlier value is accepted"
         )
     );
     let rotated = tokens.get("fresh").await.expect("token");

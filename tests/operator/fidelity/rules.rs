@@ -73,6 +73,39 @@ async fn run_suite(mut t: Target) -> Vec<Observation> {
         ),
     )
     .await;
+    // A property set to null is absent to the rules: one of lifetime and expiresAt with the
+    // other null is accepted; only a null one is "neither". Mistyped values are answered in
+    // words. (Helm renders unset values as null.)
+    let token = |name: &str, spec: Value| {
+        json!({"apiVersion": "apikeys.dev/v1alpha1", "kind": "ApiToken",
+               "metadata": {"name": name}, "spec": spec})
+    };
+    for (call, name, expiration) in [
+        (
+            "apitoken-expiration-other-null",
+            "t3",
+            json!({"expiresAt": "2030-01-01T00:00:00Z", "lifetime": null}),
+        ),
+        (
+            "apitoken-expiration-only-null",
+            "t4",
+            json!({"lifetime": null}),
+        ),
+        (
+            "apitoken-expiration-both",
+            "t5",
+            json!({"expiresAt": "2030-01-01T00:00:00Z", "lifetime": "90d"}),
+        ),
+        (
+            "apitoken-lifetime-in-words",
+            "t6",
+            json!({"lifetime": "90days"}),
+        ),
+    ] {
+        let spec = json!({"apiKeyRef": {"name": "k1"}, "expiration": expiration});
+        t.call(call, Method::POST, APITOKENS, JSON, Some(token(name, spec)))
+            .await;
+    }
     t.call_accept("apikey-table", Method::GET, APIKEYS, JSON, TABLE, None)
         .await;
     t.seen

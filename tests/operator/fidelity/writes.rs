@@ -158,6 +158,8 @@ async fn operator_status_apply_and_rotation_request_work_upstream() {
     );
     let mut done = token_state::promoted(&recorded, hash.as_str(), "tid");
     done.pending = None;
+    // The Secret the value went to, as the controller records it with every issue.
+    done.secret_name = Some("t1".into());
     done.last_rotation_request = Some(Box::new("r1".into()));
     tokens
         .patch_status(

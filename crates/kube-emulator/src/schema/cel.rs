@@ -79,8 +79,18 @@ pub(super) fn cel_node<'a>(
     };
     if let Some(programs) = node_programs(s) {
         let unchanged = unchanged();
+        let (v_seen, old_seen) = (as_cel_sees(s, v), old.map(|o| as_cel_sees(s, o)));
+        let (v_seen, old_seen) = (v_seen.as_ref(), old_seen.as_ref().map(|o| o.as_ref()));
         for rule in &programs.rules {
-            eval_rule(&programs.node_type, rule, v, old, path, unchanged, out);
+            eval_rule(
+                &programs.node_type,
+                rule,
+                v_seen,
+                old_seen,
+                path,
+                unchanged,
+                out,
+            );
         }
     }
     match v {
@@ -262,6 +272,69 @@ fn node_programs(s: &Value) -> Option<std::rc::Rc<NodePrograms>> {
     (!programs.rules.is_empty()).then_some(programs)
 }
 
+/// `v` as a rule sees it: in an object with `properties`, a property whose value is null
+/// is absent (`has()` is false), as upstream's `unstructuredMap.Find` treats it; in a map
+/// (`additionalProperties`) a null value stays. Borrowed unless there is such a null.
+fn as_cel_sees<'v>(schema: &Value, v: &'v Value) -> std::borrow::Cow<'v, Value> {
+    if has_null_property(schema, v) {
+        let mut owned = v.clone();
+        drop_null_properties(schema, &mut owned);
+        std::borrow::Cow::Owned(owned)
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
+}
+
+/// The schema of `v`'s children: a property's, a list item's or a map value's.
+fn child_schema<'s>(schema: &'s Value, key: Option<&str>) -> Option<&'s Value> {
+    match key {
+        Some(k) => props(schema)
+            .and_then(|p| p.get(k))
+            .or(match additional(schema) {
+                Additional::Schema(extra) => Some(extra),
+                _ => None,
+            }),
+        None => items(schema),
+    }
+}
+
+fn has_null_property(schema: &Value, v: &Value) -> bool {
+    match v {
+        Value::Object(map) => {
+            let object = props(schema).is_some();
+            map.iter().any(|(k, child)| {
+                (object && child.is_null())
+                    || child_schema(schema, Some(k)).is_some_and(|cs| has_null_property(cs, child))
+            })
+        }
+        Value::Array(list) => child_schema(schema, None)
+            .is_some_and(|cs| list.iter().any(|item| has_null_property(cs, item))),
+        _ => false,
+    }
+}
+
+fn drop_null_properties(schema: &Value, v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if props(schema).is_some() {
+                map.retain(|_, child| !child.is_null());
+            }
+            for (k, child) in map.iter_mut() {
+                if let Some(cs) = child_schema(schema, Some(k)) {
+                    drop_null_properties(cs, child);
+                }
+            }
+        }
+        Value::Array(list) => {
+            if let Some(cs) = child_schema(schema, None) {
+                list.iter_mut()
+                    .for_each(|item| drop_null_properties(cs, item));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The pattern of a rule that is exactly `self.matches('<pattern>')` or its negation
 /// `!self.matches('<pattern>')`, with no message expression (whose text only the
 /// interpreter can produce), compiled; and whether the rule holds when the pattern matches.
@@ -406,5 +479,40 @@ fn lower_first(s: &str) -> String {
     match c.next() {
         Some(f) => f.to_lowercase().chain(c).collect(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::only_matches;
+
+    /// Which rules run on a precompiled pattern: exactly `self.matches('…')` or its negation,
+    /// without a message expression, escapes or quotes; everything else is the interpreter's.
+    #[test]
+    fn only_a_bare_matches_rule_takes_the_precompiled_path() {
+        let taken = |rule: serde_json::Value| {
+            only_matches(&rule).map(|(re, holds)| (re.to_string(), holds))
+        };
+        let pattern = "^[0-9]+d$".to_owned();
+        assert_eq!(
+            taken(json!({"rule": "self.matches('^[0-9]+d$')"})),
+            Some((pattern.clone(), true))
+        );
+        assert_eq!(
+            taken(json!({"rule": " !self.matches('^[0-9]+d$') "})),
+            Some((pattern, false))
+        );
+        for rule in [
+            json!({"rule": "self.matches('^[0-9]+d$')", "messageExpression": "'bad'"}),
+            json!({"rule": "self.matches('^\\\\d+$')"}),
+            json!({"rule": "self.matches(\"^a$\")"}),
+            json!({"rule": "self.matches('^a$') && self.size() < 5"}),
+            json!({"rule": "!!self.matches('^a$')"}),
+            json!({"rule": "self.matches('(')"}),
+        ] {
+            assert!(taken(rule.clone()).is_none(), "{rule}");
+        }
     }
 }

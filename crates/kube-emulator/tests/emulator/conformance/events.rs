@@ -262,15 +262,19 @@ async fn kube_runtime_recorder_events_show_as_core_events() {
 }
 
 /// The next event of `watch` that is not a bookmark (the server may send one whenever its
-/// bookmark timer fires, before or between the changes a test waits for).
+/// bookmark timer fires, before or between the changes a test waits for), within `T`.
 async fn next_change<K>(
     watch: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<K>>> + Unpin),
 ) -> Option<WatchEvent<K>> {
-    loop {
-        let next = tokio::time::timeout(T, watch.try_next()).await.unwrap();
-        match next.unwrap() {
-            Some(WatchEvent::Bookmark(_)) => continue,
-            other => return other,
+    let change = async {
+        loop {
+            match watch.try_next().await.unwrap() {
+                Some(WatchEvent::Bookmark(_)) => continue,
+                other => return other,
+            }
         }
-    }
+    };
+    tokio::time::timeout(T, change)
+        .await
+        .expect("a change within the deadline")
 }
