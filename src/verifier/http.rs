@@ -184,13 +184,11 @@ impl AppState {
     ) -> R {
         let now = self.clock.now();
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        let verdict = index.verify_ref(presented, now);
-        if let Ok(identity) = &verdict
-            && index.note_use(identity.token_id, now)
-        {
+        let verdict = index.verify_noting_use(presented, now);
+        if let Ok((identity, true)) = &verdict {
             self.usage.record(*identity, now);
         }
-        answer(verdict)
+        answer(verdict.map(|(identity, _)| identity))
     }
 
     /// The identity's groups, without duplicates; borrowed where they can be.
