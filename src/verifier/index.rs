@@ -27,9 +27,11 @@ use crate::token::{self, TokenHash, TokenId};
 mod binding;
 mod retired;
 mod service_accounts;
+mod slab;
 mod verdict;
 
 use retired::Retired;
+use slab::Accepted;
 
 use verdict::pack_audiences;
 pub use verdict::{Audiences, Identity, IdentityRef, Reject, Skipped};
@@ -42,7 +44,7 @@ type Digest = [u8; 32];
 #[derive(Default)]
 pub struct Index {
     /// Per tokenId, the one claim that is accepted.
-    tokens: HashMap<IdKey, TokenEntry>,
+    tokens: Accepted,
     /// Claims of an id by other objects than the accepted one (or by several
     /// objects, none accepted): never accepted, kept to settle the id again
     /// when a claimant changes or goes. Empty unless a status was copied.
