@@ -190,7 +190,7 @@ pub(crate) async fn gateway_e2e(
             "gateway",
             "latency the verifier adds to a proxied request (median of rounds)",
             format!(
-                "p50 +{:.0} µs, p99 +{:.0} µs",
+                "p50 {:+.0} µs, p99 {:+.0} µs",
                 added(|r| r.p50_us),
                 added(|r| r.p99_us)
             ),
