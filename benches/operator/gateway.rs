@@ -1,15 +1,17 @@
 //! The verifier behind NGINX, end to end: Debian's NGINX in front of a trivial upstream (an
-//! NGINX `return 200`), once as a plain proxy and once with docs/verifier.md's `auth_request`
-//! block asking the verifier child; what the verifier adds to a proxied request is the
-//! difference, measured in the same rounds with the same pinning (NGINX on the servers' core).
+//! NGINX `return 200`), once as a plain proxy and once with docs/forward-auth.md's
+//! `auth_request` block asking the verifier child (over plain HTTP); what the verifier adds to
+//! a proxied request is the difference, measured in the same rounds with the same pinning
+//! (NGINX on the servers' core).
 
 use super::*;
 
 /// The fixed rate of the paced end-to-end loads, in requests per second.
 pub(crate) const GATEWAY_RATE: f64 = 5_000.0;
 
-/// docs/verifier.md, whose NGINX block is measured as written.
-const VERIFIER_DOC: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/verifier.md"));
+/// docs/forward-auth.md, whose NGINX block is measured as written (but see `doc_server_block`).
+const GATEWAY_DOC: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/forward-auth.md"));
 
 /// Debian's NGINX with the auth_request module, or why there is none. With
 /// `APIKEY_NGINX_REQUIRED=1` (set by `.ci/run`) a missing NGINX stops the run.
@@ -34,26 +36,43 @@ fn nginx_binary() -> Result<std::path::PathBuf, String> {
     Err(missing.to_owned())
 }
 
-/// The doc's `nginx` block with its listen port, upstream, verifier address and route audience
-/// (none: the benchmark's tokens list no audience) replaced.
+/// The doc's `nginx` block with its listen port, upstream and route audience (none: the
+/// benchmark's tokens list no audience) replaced, and the verifier asked over plain HTTP at
+/// `verifier`: the block's `proxy_pass https://…` becomes `http://`, its `proxy_ssl_*` lines go
+/// (the verifier child serves no TLS).
 fn doc_server_block(port: u16, upstream: u16, verifier: SocketAddr) -> String {
-    let start = VERIFIER_DOC
+    let start = GATEWAY_DOC
         .find("```nginx\n")
-        .expect("docs/verifier.md has an nginx example")
+        .expect("docs/forward-auth.md has an nginx example")
         + "```nginx\n".len();
-    let len = VERIFIER_DOC[start..]
+    let len = GATEWAY_DOC[start..]
         .find("```")
         .expect("a closed nginx block");
-    let mut block = VERIFIER_DOC[start..start + len].to_owned();
+    let mut block = String::new();
+    let mut verifier_lines = 0;
+    for line in GATEWAY_DOC[start..start + len].lines() {
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let words = line.trim_start();
+        if words.starts_with("proxy_ssl_") {
+            continue;
+        }
+        if words.starts_with("proxy_pass https://") {
+            verifier_lines += 1;
+            block.push_str(&format!("{indent}proxy_pass http://{verifier}/auth;\n"));
+        } else {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    assert_eq!(
+        verifier_lines, 1,
+        "the nginx example of docs/forward-auth.md must ask the verifier with one `proxy_pass https://`"
+    );
     for (from, to) in [
         ("listen 80;", format!("listen 127.0.0.1:{port};")),
         (
             "proxy_pass http://backend;",
             format!("proxy_pass http://127.0.0.1:{upstream};"),
-        ),
-        (
-            "proxy_pass http://127.0.0.1:8080/auth;",
-            format!("proxy_pass http://{verifier}/auth;"),
         ),
         (
             "proxy_set_header X-Auth-Audience \"billing\";",
@@ -63,7 +82,7 @@ fn doc_server_block(port: u16, upstream: u16, verifier: SocketAddr) -> String {
         assert_eq!(
             block.matches(from).count(),
             1,
-            "the nginx example of docs/verifier.md must contain `{from}` once: the benchmark replaces it"
+            "the nginx example of docs/forward-auth.md must contain `{from}` once: the benchmark replaces it"
         );
         block = block.replacen(from, &to, 1);
     }
