@@ -10,7 +10,7 @@ pub(crate) struct Stack {
     _dir: TempDir,
 }
 
-pub(crate) struct TempDir(std::path::PathBuf);
+pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);

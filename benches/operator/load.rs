@@ -3,13 +3,11 @@
 
 use super::*;
 
-/// Rounds of unpaced load on the verifier (see `verifier_load`).
-pub(crate) const LOAD_ROUNDS: usize = 5;
-
 pub(crate) struct LoadResult {
     pub(crate) rate: f64,
     pub(crate) p50_us: f64,
     pub(crate) p99_us: f64,
+    pub(crate) p999_us: f64,
     /// Every request's latency, sorted.
     pub(crate) latencies: Vec<f64>,
     pub(crate) duration: Duration,
@@ -37,6 +35,40 @@ impl LoadRounds {
         ratios.sort_by(f64::total_cmp);
         percentile(&ratios, 0.5)
     }
+
+    /// `figure` of each round: the median, the lowest and the highest.
+    pub(crate) fn spread(&self, figure: impl Fn(&LoadResult) -> f64) -> Spread {
+        let mut values: Vec<f64> = self.rounds.iter().map(figure).collect();
+        values.sort_by(f64::total_cmp);
+        Spread {
+            median: percentile(&values, 0.5),
+            low: values.first().copied().unwrap_or(f64::NAN),
+            high: values.last().copied().unwrap_or(f64::NAN),
+        }
+    }
+
+    /// p50, p99 and p99.9 in µs, each the median of the rounds' with their range.
+    pub(crate) fn latency_text(&self) -> String {
+        format!(
+            "p50 {}, p99 {}, p99.9 {} µs",
+            self.spread(|r| r.p50_us),
+            self.spread(|r| r.p99_us),
+            self.spread(|r| r.p999_us)
+        )
+    }
+}
+
+/// A figure over rounds: median (lowest–highest).
+pub(crate) struct Spread {
+    pub(crate) median: f64,
+    pub(crate) low: f64,
+    pub(crate) high: f64,
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0} ({:.0}–{:.0})", self.median, self.low, self.high)
+    }
 }
 
 impl LoadResult {
@@ -46,6 +78,7 @@ impl LoadResult {
             rate: latencies.len() as f64 / duration.as_secs_f64(),
             p50_us: percentile(&latencies, 0.5),
             p99_us: percentile(&latencies, 0.99),
+            p999_us: percentile(&latencies, 0.999),
             latencies,
             duration,
         }

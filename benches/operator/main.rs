@@ -1,6 +1,7 @@
 //! The benchmark suite: scale, steady state, rotation storm, time to the
-//! verifier's changed answer, and verifier throughput — each figure printed
-//! as a ratio against a baseline measured in the same run.
+//! verifier's changed answer, and verifier throughput and latency (alone on a
+//! core, and behind NGINX) — each figure printed beside a baseline measured in
+//! the same run.
 //!
 //! `cargo bench --bench operator` runs the full suite (10k tokens, 100k
 //! indexed tokens); `-- --quick` a short version (CI checks that it runs);
@@ -30,16 +31,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod authz;
+mod child;
+mod gateway;
 mod harness;
 mod load;
+mod pinning;
 mod scale;
 mod storm;
 mod throughput;
 mod validation;
 
 use authz::*;
+use child::*;
+use gateway::*;
 use harness::*;
 use load::*;
+use pinning::*;
 use scale::*;
 use storm::*;
 use throughput::*;
@@ -108,7 +115,7 @@ struct Settings {
     storm: usize,
     steady: Duration,
     verifier_sizes: Vec<usize>,
-    load: Duration,
+    rounds: Rounds,
 }
 
 impl Settings {
@@ -127,7 +134,10 @@ impl Settings {
                 storm: 100,
                 steady: Duration::from_secs(5),
                 verifier_sizes: vec![10_000],
-                load: Duration::from_secs(2),
+                rounds: Rounds {
+                    count: 3,
+                    each: Duration::from_millis(200),
+                },
             }
         } else {
             Settings {
@@ -136,7 +146,10 @@ impl Settings {
                 storm: 1_000,
                 steady: Duration::from_secs(60),
                 verifier_sizes: vec![1_000, 10_000, 100_000],
-                load: Duration::from_secs(5),
+                rounds: Rounds {
+                    count: 5,
+                    each: Duration::from_secs(1),
+                },
             }
         }
     }
@@ -171,6 +184,9 @@ fn figure(
 }
 
 fn main() {
+    if std::env::args().any(|a| a == CHILD_ARG) {
+        return verifier_child();
+    }
     let settings = Settings::from_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -222,8 +238,22 @@ async fn run(settings: &Settings) -> Vec<Figure> {
         figures.extend(storm(settings.storm).await);
     }
     if wanted("verifier") {
+        // The verifier and the load generator on cores of their own (see `pinning`); the
+        // gateway part runs once, at 10k indexed tokens (or the only size).
+        let pinning = Pinning::detect();
+        if let Ok(p) = &pinning {
+            p.pin_self();
+        }
+        let gateway_size = *settings
+            .verifier_sizes
+            .iter()
+            .find(|&&n| n == 10_000)
+            .unwrap_or(&settings.verifier_sizes[0]);
         for &n in &settings.verifier_sizes {
-            figures.extend(verifier_load(n, settings.load).await);
+            figures.extend(verifier_load(n, &settings.rounds, &pinning, n == gateway_size).await);
+        }
+        if let Ok(p) = &pinning {
+            p.unpin_self();
         }
     }
     figures

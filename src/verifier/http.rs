@@ -3,7 +3,7 @@
 //! read the index and never block on the API server.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -184,13 +184,11 @@ impl AppState {
     ) -> R {
         let now = self.clock.now();
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        let verdict = index.verify_ref(presented, now);
-        if let Ok(identity) = &verdict
-            && index.note_use(identity.token_id, now)
-        {
+        let verdict = index.verify_noting_use(presented, now);
+        if let Ok((identity, true)) = &verdict {
             self.usage.record(*identity, now);
         }
-        answer(verdict)
+        answer(verdict.map(|(identity, _)| identity))
     }
 
     /// The identity's groups, without duplicates; borrowed where they can be.
@@ -406,7 +404,7 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
         });
     bearer.or_else(|| {
         headers
-            .get("x-api-key")
+            .get(X_API_KEY)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     })
@@ -415,6 +413,11 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 /// The header in which a gateway names the audience a forward-auth route
 /// requires (beside the `audience` query parameter of the verifier's URL).
 pub const AUDIENCE_HEADER: &str = "x-auth-audience";
+
+// Header names looked up on every request, parsed once: a `&str` name is
+// parsed and checked again at each lookup.
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const X_AUTH_AUDIENCE: HeaderName = HeaderName::from_static(AUDIENCE_HEADER);
 
 /// The audiences a forward-auth route requires: every `audience` query
 /// parameter of the verifier's URL and every `X-Auth-Audience` header, set
@@ -435,7 +438,7 @@ fn required_audiences(request: &Request) -> Result<Vec<String>, ()> {
                 .map(|(_, v)| v),
         );
     }
-    for value in request.headers().get_all(AUDIENCE_HEADER) {
+    for value in request.headers().get_all(X_AUTH_AUDIENCE) {
         required.push(value.to_str().map_err(|_| ())?.trim().to_owned());
     }
     Ok(required)
@@ -470,7 +473,7 @@ async fn forward_auth(State(state): State<Arc<AppState>>, request: Request) -> R
             }
             Ok(identity) => (identity_response(&state, &identity), metrics::OK),
             Err(reject) => (
-                challenge(Some(reject.as_str()), &format!("{reject}\n")),
+                challenge(Some(reject.as_str()), format!("{reject}\n")),
                 reject.as_str(),
             ),
         }),
@@ -540,7 +543,36 @@ fn forbidden_audience() -> Response {
 }
 
 /// 401 with an RFC 6750 challenge. `error` is a bounded code, never the token.
-fn challenge(error: Option<&'static str>, body: &str) -> Response {
+/// Built as the identity answer is, without a second header map to merge.
+fn challenge(error: Option<&'static str>, body: impl Into<Body>) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    let headers = response.headers_mut();
+    headers.reserve(3);
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(WWW_AUTHENTICATE, challenge_value(error));
+    response
+}
+
+/// The `WWW-Authenticate` value for `error`, formatted once per code.
+fn challenge_value(error: Option<&'static str>) -> HeaderValue {
+    static BY_CODE: LazyLock<Vec<(Option<&'static str>, HeaderValue)>> = LazyLock::new(|| {
+        std::iter::once(None)
+            .chain(Reject::LABELS.into_iter().map(Some))
+            .map(|code| (code, format_challenge(code)))
+            .collect()
+    });
+    match BY_CODE.iter().find(|(code, _)| *code == error) {
+        Some((_, value)) => value.clone(),
+        None => format_challenge(error),
+    }
+}
+
+fn format_challenge(error: Option<&str>) -> HeaderValue {
     let value = match error {
         None => format!("Bearer realm=\"{REALM}\""),
         Some(code) => {
@@ -549,12 +581,7 @@ fn challenge(error: Option<&'static str>, body: &str) -> Response {
             )
         }
     };
-    let mut headers = HeaderMap::with_capacity(2);
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(WWW_AUTHENTICATE, value);
-    }
-    (StatusCode::UNAUTHORIZED, headers, body.to_owned()).into_response()
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
 #[cfg(test)]

@@ -25,8 +25,13 @@ use crate::clock::truncate_to_minute;
 use crate::token::{self, TokenHash, TokenId};
 
 mod binding;
+mod retired;
 mod service_accounts;
+mod slab;
 mod verdict;
+
+use retired::Retired;
+use slab::Accepted;
 
 use verdict::pack_audiences;
 pub use verdict::{Audiences, Identity, IdentityRef, Reject, Skipped};
@@ -39,7 +44,7 @@ type Digest = [u8; 32];
 #[derive(Default)]
 pub struct Index {
     /// Per tokenId, the one claim that is accepted.
-    tokens: HashMap<IdKey, TokenEntry>,
+    tokens: Accepted,
     /// Claims of an id by other objects than the accepted one (or by several
     /// objects, none accepted): never accepted, kept to settle the id again
     /// when a claimant changes or goes. Empty unless a status was copied.
@@ -126,42 +131,6 @@ struct Previous {
     retired: Option<Retired>,
 }
 
-/// Why a retired value went (`status.retired.reason`), as the verifier answers it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum Retired {
-    Expired = 1,
-    Disabled,
-    Revoked,
-    KeyNotReady,
-    KeyReplaced,
-}
-
-impl Retired {
-    fn from_reason(reason: &str) -> Option<Retired> {
-        use crate::api::conditions::reason;
-        Some(match reason {
-            reason::EXPIRED => Retired::Expired,
-            reason::DISABLED => Retired::Disabled,
-            reason::REVOKED => Retired::Revoked,
-            reason::KEY_NOT_FOUND | reason::KEY_NOT_READY => Retired::KeyNotReady,
-            reason::KEY_REPLACED => Retired::KeyReplaced,
-            _ => return None,
-        })
-    }
-
-    fn from_code(code: u8) -> Option<Reject> {
-        Some(match code {
-            1 => Reject::Expired,
-            2 => Reject::Disabled,
-            3 => Reject::Revoked,
-            4 => Reject::KeyNotReady,
-            5 => Reject::KeyReplaced,
-            _ => return None,
-        })
-    }
-}
-
 struct KeyEntry {
     /// Shared with the entries of tokens indexed after the key.
     id: Arc<KeyName>,
@@ -227,6 +196,26 @@ impl Index {
         presented: &'a str,
         now: Timestamp,
     ) -> Result<IdentityRef<'a>, Reject> {
+        self.verify_entry(presented, now)
+            .map(|(identity, _)| identity)
+    }
+
+    /// [`Index::verify_ref`], and for an accepted value what [`Index::note_use`]
+    /// answers, from the one lookup.
+    pub fn verify_noting_use<'a>(
+        &'a self,
+        presented: &'a str,
+        now: Timestamp,
+    ) -> Result<(IdentityRef<'a>, bool), Reject> {
+        self.verify_entry(presented, now)
+            .map(|(identity, entry)| (identity, entry.note_use(now)))
+    }
+
+    fn verify_entry<'a>(
+        &'a self,
+        presented: &'a str,
+        now: Timestamp,
+    ) -> Result<(IdentityRef<'a>, &'a TokenEntry), Reject> {
         let parsed = token::parse(presented).map_err(Reject::Malformed)?;
         let entry = self
             .tokens
@@ -285,7 +274,7 @@ impl Index {
         }
 
         let (name, uid) = entry.split_name_and_uid();
-        Ok(IdentityRef {
+        let identity = IdentityRef {
             username: principal,
             owner_kind: key.owner_kind,
             namespace: &entry.key.namespace,
@@ -302,17 +291,17 @@ impl Index {
                 NOT_USED => None,
                 seconds => Timestamp::from_second(seconds).ok(),
             },
-        })
+        };
+        Ok((identity, entry))
     }
 
     /// Notes that the token `token_id` was accepted at `now`. True only for
     /// the first use in that minute, the one to report as `lastUsedAt`: later
     /// uses in the same minute skip the usage recorder and its lock.
     pub fn note_use(&self, token_id: &str, now: Timestamp) -> bool {
-        let minute = truncate_to_minute(now).as_second();
         id_key(token_id)
             .and_then(|id| self.tokens.get(&id))
-            .is_some_and(|entry| entry.last_used_at.fetch_max(minute, Ordering::Relaxed) < minute)
+            .is_some_and(|entry| entry.note_use(now))
     }
 
     /// Adds or replaces a token (a watch Apply event). Returns what was not
@@ -549,6 +538,12 @@ impl Index {
 }
 
 impl TokenEntry {
+    /// See [`Index::note_use`].
+    fn note_use(&self, now: Timestamp) -> bool {
+        let minute = truncate_to_minute(now).as_second();
+        self.last_used_at.fetch_max(minute, Ordering::Relaxed) < minute
+    }
+
     fn is_object(&self, namespace: &str, name: &str) -> bool {
         &*self.key.namespace == namespace && self.split_name_and_uid().0 == name
     }
