@@ -79,18 +79,8 @@ pub(super) fn cel_node<'a>(
     };
     if let Some(programs) = node_programs(s) {
         let unchanged = unchanged();
-        let (v_seen, old_seen) = (as_cel_sees(s, v), old.map(|o| as_cel_sees(s, o)));
-        let (v_seen, old_seen) = (v_seen.as_ref(), old_seen.as_ref().map(|o| o.as_ref()));
         for rule in &programs.rules {
-            eval_rule(
-                &programs.node_type,
-                rule,
-                v_seen,
-                old_seen,
-                path,
-                unchanged,
-                out,
-            );
+            eval_rule(&programs.node_type, rule, v, old, path, unchanged, out);
         }
     }
     match v {
@@ -272,10 +262,12 @@ fn node_programs(s: &Value) -> Option<std::rc::Rc<NodePrograms>> {
     (!programs.rules.is_empty()).then_some(programs)
 }
 
-/// `v` as a rule sees it: in an object with `properties`, a property whose value is null
+/// `v` as the rules see it: in an object with `properties`, a property whose value is null
 /// is absent (`has()` is false), as upstream's `unstructuredMap.Find` treats it; in a map
 /// (`additionalProperties`) a null value stays. Borrowed unless there is such a null.
-fn as_cel_sees<'v>(schema: &Value, v: &'v Value) -> std::borrow::Cow<'v, Value> {
+/// Taken once per write, of the whole object (`schema` is the rules' skeleton), before the
+/// walk; the stored object keeps its nulls.
+pub(super) fn as_cel_sees<'v>(schema: &Value, v: &'v Value) -> std::borrow::Cow<'v, Value> {
     if has_null_property(schema, v) {
         let mut owned = v.clone();
         drop_null_properties(schema, &mut owned);

@@ -342,7 +342,17 @@ pub fn validate_and_prune_checked(
             NOT_CHECKED,
         ));
     } else if let Some(rules) = &prepared.rules {
-        cel_node(rules, obj, old, &mut path, false, &mut errs);
+        let seen = cel::as_cel_sees(rules, obj);
+        let old_seen = old.map(|o| cel::as_cel_sees(rules, o));
+        let mut path = Vec::new();
+        cel_node(
+            rules,
+            &seen,
+            old_seen.as_deref(),
+            &mut path,
+            false,
+            &mut errs,
+        );
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
