@@ -85,15 +85,7 @@ impl VerifierProcess {
     /// Closes its stdin, which ends it, and waits.
     pub(crate) fn stop(mut self) {
         drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        exit_or_kill(&mut self.child, Duration::from_secs(10));
     }
 }
 

@@ -115,16 +115,21 @@ impl Operator {
             .arg("-TERM")
             .arg(self.pid().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        exit_or_kill(&mut self.child, Duration::from_secs(10));
     }
+}
+
+/// Waits up to `within` for `child` to exit, then kills it.
+pub(crate) fn exit_or_kill(child: &mut Child, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Drop for Operator {

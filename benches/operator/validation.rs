@@ -36,7 +36,7 @@ pub(crate) async fn validation_cost(n: usize, rounds: usize) -> Vec<Figure> {
             .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
             .collect();
         r.sort_by(f64::total_cmp);
-        r[r.len() / 2]
+        percentile(&r, 0.5)
     };
     let label = |what: &str| format!("{what} ({n} ApiTokens, median of {rounds} rounds)");
     vec![

@@ -10,7 +10,8 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches};
 
 use super::args::{
-    Cli, Command, CreateTokenArgs, ListArgs, LogFormat, RevokeArgs, RotateArgs, RunArgs, StatusArgs,
+    Cli, ClusterArgs, Command, CreateTokenArgs, ListArgs, LogFormat, RevokeArgs, RotateArgs,
+    RunArgs, StatusArgs,
 };
 use super::{run, tokens};
 
@@ -89,15 +90,55 @@ async fn run_local(args: super::args::LocalArgs) -> Result {
     Ok(())
 }
 
+/// A rotate or revoke request as the command line gives it: the client, the token's
+/// namespace (the context's unless given), the request value (the current time unless
+/// given), how long to wait, and how the output names the token.
+struct TokenRequest {
+    client: kube::Client,
+    namespace: String,
+    name: String,
+    request: String,
+    wait: Option<Duration>,
+    what: String,
+}
+
+impl TokenRequest {
+    async fn new(
+        cluster: ClusterArgs,
+        namespace: Option<String>,
+        name: String,
+        request: Option<String>,
+        wait: u64,
+    ) -> Result<TokenRequest> {
+        let client = cluster.client().await?;
+        let namespace = namespace_or_context(namespace, &client);
+        Ok(TokenRequest {
+            what: format!("apitoken {namespace}/{name}"),
+            request: request.unwrap_or_else(|| jiff::Timestamp::now().to_string()),
+            wait: (wait > 0).then(|| Duration::from_secs(wait)),
+            client,
+            namespace,
+            name,
+        })
+    }
+}
+
 async fn rotate(args: RotateArgs) -> Result {
-    let client = args.cluster.client().await?;
-    let namespace = namespace_or_context(args.namespace, &client);
-    let name = args.name;
-    let request = args
-        .request
-        .unwrap_or_else(|| jiff::Timestamp::now().to_string());
-    let wait = (args.wait > 0).then(|| Duration::from_secs(args.wait));
-    let what = format!("apitoken {namespace}/{name}");
+    let TokenRequest {
+        client,
+        namespace,
+        name,
+        request,
+        wait,
+        what,
+    } = TokenRequest::new(
+        args.cluster,
+        args.namespace,
+        args.name,
+        args.request,
+        args.wait,
+    )
+    .await?;
     let said = match super::rotate(client, &namespace, &name, &request, wait).await? {
         None => format!(
             "{what}: rotation requested ({request}); not waiting: the current value stays in the \
@@ -121,14 +162,21 @@ async fn rotate(args: RotateArgs) -> Result {
 }
 
 async fn revoke(args: RevokeArgs) -> Result {
-    let client = args.cluster.client().await?;
-    let namespace = namespace_or_context(args.namespace, &client);
-    let name = args.name;
-    let request = args
-        .request
-        .unwrap_or_else(|| jiff::Timestamp::now().to_string());
-    let wait = (args.wait > 0).then(|| Duration::from_secs(args.wait));
-    let what = format!("apitoken {namespace}/{name}");
+    let TokenRequest {
+        client,
+        namespace,
+        name,
+        request,
+        wait,
+        what,
+    } = TokenRequest::new(
+        args.cluster,
+        args.namespace,
+        args.name,
+        args.request,
+        args.wait,
+    )
+    .await?;
     let said = match super::revoke(client, &namespace, &name, &request, wait).await? {
         None => format!(
             "{what}: revocation requested ({request}); not waiting: until the operator acts on it \
