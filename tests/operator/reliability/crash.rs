@@ -8,8 +8,9 @@
 //! - no token rotates more than once per rotate request, and restart targets
 //!   are rolled at most once per new value.
 //!
-//! 100 trials by default; `APIKEY_SOAK=1` runs 1000 (see docs/reliability.md).
-//! `APIKEY_SEED=<n>` replays the sequence of actions (not the kill timing).
+//! 100 trials by default, 50 in each of two worlds run at once; `APIKEY_SOAK=1`
+//! runs 1000 (see docs/reliability.md). `APIKEY_SEED=<n>` replays the sequence
+//! of actions of both worlds (not the kill timing).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -343,6 +344,11 @@ impl World {
     }
 }
 
+/// The trials run in two independent worlds at once (each its own emulator,
+/// operator process and verifier), half of them in each: the same number of
+/// kills, in half the time, since a trial mostly waits for the process.
+const WORLDS: u64 = 2;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_issue_and_rotation_never_breaks_the_promises() {
     let seed: u64 = std::env::var("APIKEY_SEED")
@@ -350,19 +356,49 @@ async fn sigkill_during_issue_and_rotation_never_breaks_the_promises() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
     println!("APIKEY_SEED={seed}");
-    let mut rng = StdRng::seed_from_u64(seed);
     let trials = if soak() { 1000 } else { 100 };
     let max_tokens = if soak() { 60 } else { 24 };
+    let worlds: Vec<_> = (0..WORLDS)
+        .map(|n| {
+            let trials = trials / WORLDS as usize;
+            tokio::spawn(run_world(n, seed.wrapping_add(n), trials, max_tokens))
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (n, world) in worlds.into_iter().enumerate() {
+        match world.await {
+            Ok(summary) => println!("{summary}"),
+            Err(err) => {
+                let payload = err.into_panic();
+                let message = payload
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| payload.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                failed.push(format!("world {n}: {message}"));
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "APIKEY_SEED={seed}\n{}",
+        failed.join("\n")
+    );
+}
 
+/// World `n`'s trials from `seed`; panics on a broken promise, else
+/// returns what it did.
+async fn run_world(n: u64, seed: u64, trials: usize, max_tokens: usize) -> String {
+    let mut rng = StdRng::seed_from_u64(seed);
     let cluster = Cluster::start(NS).await;
-    let dir = temp_dir("crash");
+    let dir = temp_dir(&format!("crash{n}"));
     let kubeconfig = dir.join("kubeconfig");
     cluster
         .emulator
         .write_kubeconfig(&kubeconfig)
         .expect("kubeconfig");
     let log = dir.join("operator.log");
-    println!("operator log: {}", log.display());
+    println!("world {n}: operator log: {}", log.display());
 
     create_key(&cluster.api(NS), "k", "User", "u").await;
     let deployment: Deployment = apply_yaml(&format!(
@@ -518,12 +554,12 @@ async fn sigkill_during_issue_and_rotation_never_breaks_the_promises() {
         world.names.len(),
         "one Secret per token, no orphans"
     );
-    println!(
-        "{trials} trials, {} tokens, {} rotate requests, {} verifier probes, {} forged values, {:?}",
+    format!(
+        "world {n}: {trials} trials, {} tokens, {} rotate requests, {} verifier probes, {} forged values, {:?}",
         world.names.len(),
         world.triggers.values().sum::<u32>(),
         probes.load(Ordering::Relaxed),
         observed.forged.len(),
         elapsed
-    );
+    )
 }
