@@ -249,8 +249,12 @@ async fn run(settings: &Settings) -> Vec<Figure> {
             .iter()
             .find(|&&n| n == 10_000)
             .unwrap_or(&settings.verifier_sizes[0]);
+        // Profiling one kind of request (APIKEY_BENCH_KINDS, see `verifier_load`) leaves the
+        // gateway out too.
+        let gateway = std::env::var_os("APIKEY_BENCH_KINDS").is_none();
         for &n in &settings.verifier_sizes {
-            figures.extend(verifier_load(n, &settings.rounds, &pinning, n == gateway_size).await);
+            let with_gateway = gateway && n == gateway_size;
+            figures.extend(verifier_load(n, &settings.rounds, &pinning, with_gateway).await);
         }
         if let Ok(p) = &pinning {
             p.unpin_self();

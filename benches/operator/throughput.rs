@@ -76,6 +76,21 @@ pub(crate) async fn verifier_load(
             expect: 401,
         },
     ];
+    // APIKEY_BENCH_KINDS (comma-separated names, e.g. "valid tokens") keeps only those kinds
+    // beside the 200-OK endpoint, so a profiler wrapping the child sees one path at a time;
+    // "none" keeps the endpoint alone.
+    let kinds: Vec<Kind> = match std::env::var("APIKEY_BENCH_KINDS") {
+        Ok(only) => {
+            let only: Vec<&str> = only.split(',').map(str::trim).collect();
+            kinds
+                .into_iter()
+                .enumerate()
+                .filter(|(k, kind)| *k == 0 || only.contains(&kind.name))
+                .map(|(_, kind)| kind)
+                .collect()
+        }
+        Err(_) => kinds.into(),
+    };
     // results[rate][kind]: rate 0 unpaced, then RATES.
     let paces: Vec<Option<f64>> = std::iter::once(None)
         .chain(RATES.iter().copied().map(Some))

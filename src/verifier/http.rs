@@ -18,7 +18,7 @@ use k8s_openapi::api::authentication::v1::{TokenReviewStatus, UserInfo};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::index::{IdentityRef, Reject};
+use super::index::{IdentityRef, KeyHeaders, Reject};
 use super::last_used::UsageRecorder;
 use super::metrics::{self, Metrics};
 use super::watch::{Readiness, SharedIndex};
@@ -486,16 +486,24 @@ async fn forward_auth(State(state): State<Arc<AppState>>, request: Request) -> R
 
 // Builds the response's own header map: one with the identity headers,
 // merged into the response by axum, would hash and copy every header again.
+// The key's values were made when it was indexed; only the token's name and
+// uid and the groups are made here.
 fn identity_response(state: &AppState, identity: &IdentityRef<'_>) -> Response {
     let names = &state.headers;
-    let groups = state.groups(identity).join(",");
-    let values: [(&HeaderName, &str); 6] = [
-        (&names.user, identity.username),
-        (&names.uid, identity.uid),
-        (&names.groups, &groups),
-        (&names.namespace, identity.namespace),
-        (&names.api_key, identity.api_key),
-        (&names.api_token, identity.api_token),
+    let text = |text: &str| HeaderValue::from_str(text).ok();
+    let key = |made: fn(&KeyHeaders) -> &Option<HeaderValue>, fallback: &str| {
+        identity
+            .key_headers
+            .map_or_else(|| text(fallback), |headers| made(headers).clone())
+    };
+    let groups = HeaderValue::from_maybe_shared(Bytes::from(state.groups(identity).join(","))).ok();
+    let values: [(&HeaderName, Option<HeaderValue>); 6] = [
+        (&names.user, key(|h| &h.username, identity.username)),
+        (&names.uid, text(identity.uid)),
+        (&names.groups, groups),
+        (&names.namespace, key(|h| &h.namespace, identity.namespace)),
+        (&names.api_key, key(|h| &h.api_key, identity.api_key)),
+        (&names.api_token, text(identity.api_token)),
     ];
     let mut response = Response::new(Body::from("ok\n"));
     let headers = response.headers_mut();
@@ -506,18 +514,14 @@ fn identity_response(state: &AppState, identity: &IdentityRef<'_>) -> Response {
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     for (name, value) in values {
-        match HeaderValue::from_str(value) {
-            Ok(value) => {
-                headers.insert(name.clone(), value);
-            }
-            Err(_) => {
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("the identity's {name} cannot be sent as an HTTP header\n"),
-                )
-                    .into_response();
-            }
-        }
+        let Some(value) = value else {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the identity's {name} cannot be sent as an HTTP header\n"),
+            )
+                .into_response();
+        };
+        headers.insert(name.clone(), value);
     }
     response
 }

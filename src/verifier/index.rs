@@ -34,7 +34,7 @@ use retired::Retired;
 use slab::Accepted;
 
 use verdict::pack_audiences;
-pub use verdict::{Audiences, Identity, IdentityRef, Reject, Skipped};
+pub use verdict::{Audiences, Identity, IdentityRef, KeyHeaders, Reject, Skipped};
 
 /// A tokenId is 16 ASCII characters; stored inline instead of as a `String`.
 type IdKey = [u8; 16];
@@ -145,6 +145,7 @@ struct KeyEntry {
     service_account: Option<(Box<str>, u32)>,
     /// `spec.tokenDefaults.audiences`, packed as in [`Audiences`].
     audiences: Box<str>,
+    headers: KeyHeaders,
 }
 
 impl Index {
@@ -291,6 +292,7 @@ impl Index {
                 NOT_USED => None,
                 seconds => Timestamp::from_second(seconds).ok(),
             },
+            key_headers: Some(&key.headers),
         };
         Ok((identity, entry))
     }
@@ -433,9 +435,11 @@ impl Index {
                 .any(|c| c.type_ == READY && c.status == "True")
         });
         let id = self.key_name(&namespace, &name);
+        let principal = principal_of(key, &namespace);
         let entry = KeyEntry {
             id: id.clone(),
-            principal: principal_of(key, &namespace).map(Arc::from),
+            headers: KeyHeaders::new(principal.as_deref(), &namespace, &name),
+            principal: principal.map(Arc::from),
             owner_kind: key.spec.owner.kind,
             ready,
             uid: uid_fingerprint(key.uid().as_deref().unwrap_or_default()),

@@ -282,6 +282,29 @@ fn auth(headers: &[(&str, &str)]) -> Request<Body> {
     request.body(Body::empty()).expect("request")
 }
 
+#[test]
+fn the_key_headers_made_at_indexing_are_the_ones_made_per_request() {
+    for kind in [ApiKeyFixture::User, ApiKeyFixture::ServiceAccount] {
+        let f = fixture_with(HeaderNames::default(), kind);
+        let index = f.state.index.read().expect("index");
+        let now = NOW.parse().expect("timestamp");
+        let (identity, _) = index
+            .verify_noting_use(f.value.expose_secret(), now)
+            .expect("accepted");
+        assert!(identity.key_headers.is_some(), "the index made them");
+        let made_now = IdentityRef {
+            key_headers: None,
+            ..identity
+        };
+        let indexed = identity_response(&f.state, &identity);
+        assert_eq!(indexed.status(), StatusCode::OK);
+        assert_eq!(
+            indexed.headers(),
+            identity_response(&f.state, &made_now).headers()
+        );
+    }
+}
+
 #[tokio::test]
 async fn forward_auth_answers_with_identity_headers() {
     let f = fixture();

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::http::HeaderValue;
 use jiff::Timestamp;
 
 use crate::api::OwnerKind;
@@ -55,6 +56,28 @@ pub struct Identity {
     pub last_used_at: Option<Timestamp>,
 }
 
+/// A key's identity headers for forward-auth answers, made once when the key
+/// is indexed: every accepted request of its tokens clones them (a reference
+/// count) instead of checking and copying the text. `None` where the text
+/// cannot be an HTTP header value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyHeaders {
+    pub username: Option<HeaderValue>,
+    pub namespace: Option<HeaderValue>,
+    pub api_key: Option<HeaderValue>,
+}
+
+impl KeyHeaders {
+    pub(super) fn new(username: Option<&str>, namespace: &str, api_key: &str) -> KeyHeaders {
+        let value = |text: &str| HeaderValue::from_str(text).ok();
+        KeyHeaders {
+            username: username.and_then(value),
+            namespace: value(namespace),
+            api_key: value(api_key),
+        }
+    }
+}
+
 /// An [`Identity`] borrowed from the index (and the presented value) while
 /// its lock is held: an answer is built from it without copying the names
 /// or touching the shared reference counts of the key's names.
@@ -72,6 +95,8 @@ pub struct IdentityRef<'a> {
     /// The audiences the token is valid for (its own, else its key's
     /// defaults); empty when neither lists any: the verifier's defaults apply.
     pub audiences: Audiences<'a>,
+    /// The key's header values, when the identity comes from the index.
+    pub key_headers: Option<&'a KeyHeaders>,
 }
 
 impl IdentityRef<'_> {
@@ -103,6 +128,7 @@ impl<'a> From<&'a Identity> for IdentityRef<'a> {
             previous_value: identity.previous_value,
             last_used_at: identity.last_used_at,
             audiences: Audiences::default(),
+            key_headers: None,
         }
     }
 }
