@@ -31,14 +31,20 @@ pub struct Expiration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new(crate::duration::DURATION_RULE).message(crate::duration::DURATION_MESSAGE))]
+    #[x_kube(validation = Rule::new(LIFETIME_NOT_ZERO).message("expiration.lifetime must be longer than 0, e.g. 90d"))]
     pub lifetime: Option<String>,
 }
 
-/// CEL on `rotation.every`: refuses a positive period under one minute
-/// (`0s`-like periods are left to the controller, which calls them
-/// InvalidSpec). The controller enforces the floor too, and
+/// CEL on `rotation.every`: refuses a period under one minute, zero
+/// included: whole units that are all zero (`0m`, `0h0m`), or such units and
+/// under 60 seconds (`30s`, `0m59s`). The controller enforces the floor too
+/// (for objects stored before this rule, and a key's defaults), and
 /// `--min-rotation-period` may raise it there.
-const EVERY_AT_LEAST_A_MINUTE: &str = "!self.matches('^(0+[wdhm])*0*([1-9]|[1-5][0-9])s$')";
+const EVERY_AT_LEAST_A_MINUTE: &str =
+    "!self.matches('^(0+[wdhm])+(0*[0-5]?[0-9]s)?$|^0*[0-5]?[0-9]s$')";
+
+/// CEL on `expiration.lifetime`: refuses a lifetime of zero, every unit 0.
+const LIFETIME_NOT_ZERO: &str = "!self.matches('^(0+[wdhms])+$')";
 
 /// CEL on a rotation: `gracePeriod` shorter than `every`, where CEL can read
 /// both (its `duration()` knows h, m and s; a grace of whole weeks or days
@@ -79,4 +85,74 @@ pub struct Rotation {
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new(crate::duration::DURATION_RULE).message(crate::duration::DURATION_MESSAGE))]
     pub grace_period: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::duration::parse_duration;
+    use jiff::SignedDuration;
+
+    /// The pattern of a rule `!self.matches('<pattern>')`.
+    fn refusing(rule: &str) -> regex::Regex {
+        let pattern = rule
+            .strip_prefix("!self.matches('")
+            .and_then(|r| r.strip_suffix("')"))
+            .expect("a negated matches rule");
+        regex::Regex::new(pattern).expect("pattern")
+    }
+
+    /// Durations with every combination of units, zero, leading zeros and values around the
+    /// minute, each checked against what the controller parses it to.
+    fn durations() -> Vec<String> {
+        let values = ["", "0", "00", "1", "01", "59", "60", "100"];
+        let mut all = Vec::new();
+        for w in ["", "0w", "1w"] {
+            for h in ["", "0h", "1h"] {
+                for m in values.iter().map(|v| {
+                    if v.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{v}m")
+                    }
+                }) {
+                    for s in values.iter().map(|v| {
+                        if v.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{v}s")
+                        }
+                    }) {
+                        let d = format!("{w}{h}{m}{s}");
+                        if !d.is_empty() {
+                            all.push(d);
+                        }
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn rotation_every_is_refused_exactly_when_under_a_minute() {
+        let refuses = refusing(EVERY_AT_LEAST_A_MINUTE);
+        for d in durations() {
+            let parsed = parse_duration(&d).expect("a valid duration");
+            assert_eq!(
+                refuses.is_match(&d),
+                parsed < SignedDuration::from_secs(60),
+                "{d} ({parsed:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn lifetime_is_refused_exactly_when_zero() {
+        let refuses = refusing(LIFETIME_NOT_ZERO);
+        for d in durations() {
+            let parsed = parse_duration(&d).expect("a valid duration");
+            assert_eq!(refuses.is_match(&d), parsed.is_zero(), "{d}");
+        }
+    }
 }

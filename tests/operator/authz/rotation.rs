@@ -17,7 +17,7 @@ async fn unbounded_rotation_is_refused_at_admission() {
     let cluster = Cluster::start(NS).await;
     let tokens = cluster.api::<ApiToken>(NS);
     let keys = cluster.api::<ApiKey>(NS);
-    for every in ["1s", "59s", "0m30s"] {
+    for every in ["1s", "59s", "0m30s", "0m", "0h0m"] {
         let message = refused(
             &tokens,
             &format!("metadata: {{name: t}}\nspec: {{apiKeyRef: {{name: k}}, rotation: {{every: {every}}}}}"),
