@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use super::kinds::{apply_kind_rules, check_kind, validate_custom};
 use super::metadata::{new_uid, random_suffix, validate_metadata, validate_name};
-use super::{WriteCtx, now_rfc3339, record_update, served, served_stored, to_stored_form};
+use super::{
+    WriteCtx, is_namespace, now_rfc3339, record_update, served, served_stored, to_stored_form,
+};
 use crate::admission::{self, Attempt, Operation, Phase};
 use crate::error::{ApiError, field_error};
 use crate::schema::FieldErrorKind;
@@ -138,17 +140,37 @@ pub fn create(st: &mut State, ctx: &WriteCtx, mut obj: Value) -> Result<Arc<Valu
         st.gc_pending = true;
     }
     let stored = st.put(&def, obj, EventType::Added);
+    if is_namespace(&def) {
+        default_service_account(st, &name);
+    }
     Ok(served_stored(&def, &ctx.version, &stored))
 }
 
-/// Metadata bookkeeping helpers used by the initial namespaces.
+/// A namespace seeded at start (`default`, `kube-system`, `kube-public`), unless it is there
+/// (restored from `--state`); with its ServiceAccount `default` either way.
 pub fn seed_namespace(st: &mut State, name: &str) {
     let Some(def) = st.registry.lookup("", "v1", "namespaces") else {
         return;
     };
     if st.get(&def.key(), "", name).is_some() {
+        default_service_account(st, name);
         return;
     }
     let ctx = WriteCtx::system(def, "");
     let _ = create(st, &ctx, json!({"metadata": {"name": name}}));
+}
+
+/// The ServiceAccount `default` every namespace gets upstream from kube-controller-manager's
+/// ServiceAccount controller (there moments after the namespace, here with it), so pods,
+/// `kubectl create token default` and keys owned by it work as on a cluster.
+fn default_service_account(st: &mut State, namespace: &str) {
+    let Some(def) = st.registry.lookup("", "v1", "serviceaccounts") else {
+        return;
+    };
+    if st.get(&def.key(), namespace, "default").is_some() {
+        return;
+    }
+    let mut ctx = WriteCtx::system(def, namespace);
+    ctx.manager = "kube-controller-manager".into();
+    let _ = create(st, &ctx, json!({"metadata": {"name": "default"}}));
 }

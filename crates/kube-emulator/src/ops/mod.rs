@@ -173,6 +173,6 @@ pub fn current(st: &State, ctx: &WriteCtx, name: &str) -> Result<Arc<Value>, Api
         .ok_or_else(|| ApiError::not_found(&ctx.def, name))
 }
 
-fn is_namespace(def: &ResourceDef) -> bool {
+pub(crate) fn is_namespace(def: &ResourceDef) -> bool {
     def.group.is_empty() && def.plural == "namespaces"
 }

@@ -437,3 +437,44 @@ async fn label_and_annotation_syntax_is_validated_on_every_write() {
         "{message}"
     );
 }
+
+/// Every namespace has a ServiceAccount `default`, the seeded ones and a new one, as
+/// kube-controller-manager makes it upstream; deleting the namespace takes it along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_namespace_gets_a_default_service_account() {
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    let (_emu, client) = start().await;
+    for ns in ["default", "kube-system", "kube-public"] {
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+        assert!(sas.get_opt("default").await.unwrap().is_some(), "{ns}");
+    }
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap();
+    nss.create(&PostParams::default(), &ns).await.unwrap();
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "team");
+    let sa = sas
+        .get("default")
+        .await
+        .expect("the namespace's default ServiceAccount");
+    assert!(sa.metadata.uid.is_some());
+    // A dry run creates nothing, the ServiceAccount included.
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "dry"}})).unwrap();
+    nss.create(
+        &PostParams {
+            dry_run: true,
+            ..Default::default()
+        },
+        &ns,
+    )
+    .await
+    .unwrap();
+    let dry: Api<ServiceAccount> = Api::namespaced(client.clone(), "dry");
+    assert!(dry.get_opt("default").await.unwrap().is_none());
+
+    nss.delete("team", &DeleteParams::default()).await.unwrap();
+    eventually("namespace gone", T, || async {
+        nss.get_opt("team").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(sas.get_opt("default").await.unwrap().is_none());
+}
