@@ -78,7 +78,8 @@ pub struct VerifyArgs {
     #[arg(long = "extra-group", value_name = "GROUP")]
     extra_groups: Vec<String>,
     /// Rename a forward-auth identity header, FIELD=HEADER (repeatable), e.g.
-    /// user=X-Forwarded-User. Fields: user, uid, groups, namespace, apikey, apitoken.
+    /// user=X-Forwarded-User. Fields: user, uid, groups, namespace, apikey, apitoken; each needs a
+    /// header of its own, not one HTTP or the answer uses (Cache-Control, Authorization, …).
     #[arg(long = "verify-header", value_name = "FIELD=HEADER")]
     headers: Vec<String>,
     /// Audience of tokens that list none in `spec.audiences` (nor their
@@ -98,10 +99,7 @@ impl VerifyArgs {
         self,
         namespace: Option<String>,
     ) -> Result<verifier::VerifierConfig, verifier::HeaderNameError> {
-        let mut headers = verifier::HeaderNames::default();
-        for setting in &self.headers {
-            headers.set(setting)?;
-        }
+        let headers = verifier::HeaderNames::from_settings(&self.headers)?;
         Ok(verifier::VerifierConfig {
             addr: self.verify_addr,
             tls: self.verify_tls_cert.zip(self.verify_tls_key),

@@ -77,9 +77,85 @@ pub enum HeaderNameError {
     UnknownField(String),
     #[error("--verify-header: {0:?} is not a valid HTTP header name")]
     InvalidName(String),
+    #[error(
+        "--verify-header {field}={name}: {name} means something else in HTTP or is set by the \
+         verifier's answer itself; give {field} a header of its own, e.g. X-Forwarded-User"
+    )]
+    Reserved { field: &'static str, name: String },
+    #[error(
+        "--verify-header: {first} and {second} would both be sent as {name}; give each field a \
+         header of its own"
+    )]
+    Shared {
+        first: &'static str,
+        second: &'static str,
+        name: String,
+    },
 }
 
+/// Header names an identity header may not take: the ones the answer sets
+/// itself (a user name in `Cache-Control` would drop `no-store`), HTTP's own,
+/// and the token's (a gateway passes identity headers on to the upstream).
+const RESERVED: [HeaderName; 13] = [
+    CONTENT_TYPE,
+    CACHE_CONTROL,
+    WWW_AUTHENTICATE,
+    axum::http::header::CONTENT_LENGTH,
+    axum::http::header::TRANSFER_ENCODING,
+    axum::http::header::CONNECTION,
+    axum::http::header::UPGRADE,
+    axum::http::header::TE,
+    axum::http::header::TRAILER,
+    axum::http::header::DATE,
+    axum::http::header::SET_COOKIE,
+    AUTHORIZATION,
+    X_API_KEY,
+];
+
 impl HeaderNames {
+    /// The defaults with `FIELD=HEADER` settings applied in order; refused
+    /// when a field would take a reserved name or share one with another.
+    pub fn from_settings(settings: &[String]) -> Result<HeaderNames, HeaderNameError> {
+        let mut names = HeaderNames::default();
+        for setting in settings {
+            names.set(setting)?;
+        }
+        names.check()?;
+        Ok(names)
+    }
+
+    fn fields(&self) -> [(&'static str, &HeaderName); 6] {
+        [
+            ("user", &self.user),
+            ("uid", &self.uid),
+            ("groups", &self.groups),
+            ("namespace", &self.namespace),
+            ("apikey", &self.api_key),
+            ("apitoken", &self.api_token),
+        ]
+    }
+
+    /// Every field has a header of its own, none of them reserved.
+    pub fn check(&self) -> Result<(), HeaderNameError> {
+        let fields = self.fields();
+        for (i, (field, name)) in fields.iter().enumerate() {
+            if RESERVED.contains(name) {
+                return Err(HeaderNameError::Reserved {
+                    field,
+                    name: name.to_string(),
+                });
+            }
+            if let Some((second, _)) = fields[i + 1..].iter().find(|(_, other)| other == name) {
+                return Err(HeaderNameError::Shared {
+                    first: field,
+                    second,
+                    name: name.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Applies one `FIELD=HEADER` setting, e.g. `user=X-Forwarded-User`.
     pub fn set(&mut self, setting: &str) -> Result<(), HeaderNameError> {
         let (field, name) = setting

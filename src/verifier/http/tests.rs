@@ -356,6 +356,7 @@ async fn forward_auth_header_names_are_configurable() {
         names.set("user=Bad Header"),
         Err(HeaderNameError::InvalidName(_))
     ));
+    names.check().expect("each field its own header");
     let f = fixture_with(names, ApiKeyFixture::User);
     let (status, headers, _) =
         send(&f.state, auth(&[("x-api-key", f.value.expose_secret())])).await;
@@ -449,4 +450,40 @@ async fn health_readiness_and_metrics() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     assert!(!text.contains(secret_part(&f.value)));
+}
+
+#[test]
+fn identity_headers_may_not_take_reserved_or_shared_names() {
+    let settings = |s: &[&str]| -> Vec<String> { s.iter().map(|s| (*s).to_owned()).collect() };
+    // A user name in Cache-Control would replace `no-store`; one in Authorization would be
+    // passed on as a credential.
+    for name in [
+        "Cache-Control",
+        "content-type",
+        "Authorization",
+        "X-API-Key",
+        "Set-Cookie",
+    ] {
+        let err =
+            HeaderNames::from_settings(&settings(&[&format!("user={name}")])).expect_err(name);
+        assert!(
+            matches!(err, HeaderNameError::Reserved { field: "user", .. }),
+            "{name}: {err}"
+        );
+        assert!(err.to_string().contains("a header of its own"), "{err}");
+    }
+    let err = HeaderNames::from_settings(&settings(&["user=X-Auth-Uid"])).expect_err("shared");
+    assert_eq!(
+        err,
+        HeaderNameError::Shared {
+            first: "user",
+            second: "uid",
+            name: "x-auth-uid".into()
+        }
+    );
+    // Checked once all settings are in: two fields may swap their headers.
+    let swapped = HeaderNames::from_settings(&settings(&["user=X-Auth-Uid", "uid=X-Auth-User"]))
+        .expect("swapped");
+    assert_eq!(swapped.user.as_str(), "x-auth-uid");
+    assert_eq!(swapped.uid.as_str(), "x-auth-user");
 }

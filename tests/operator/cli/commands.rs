@@ -495,3 +495,31 @@ async fn create_token_refuses_early_and_says_how_to_clean_up() {
     assert!(said.contains("already exists"), "{said}");
     assert_hints_name_the_namespace(&said);
 }
+
+/// `run` refuses, before it reaches for a cluster, a renamed identity header that would replace
+/// one the answer needs (a user name in `Cache-Control` would drop `no-store`) or that two fields
+/// would share.
+#[test]
+fn run_refuses_identity_headers_that_collide() {
+    for (setting, says) in [
+        ("user=Cache-Control", "give user a header of its own"),
+        (
+            "uid=X-Auth-User",
+            "user and uid would both be sent as x-auth-user",
+        ),
+    ] {
+        let out = Command::new(operator_binary())
+            .args([
+                "run",
+                "--kubeconfig",
+                "/nonexistent/kubeconfig",
+                "--verify-header",
+                setting,
+            ])
+            .output()
+            .expect("run the operator");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{setting}: {said}");
+        assert!(said.contains(says), "{setting}: {said}");
+    }
+}
