@@ -33,7 +33,154 @@ fn column(name: &str, kind: &str, format: &str, description: &str, path: Option<
     }
 }
 
+/// Upstream's Event columns (the ones `kubectl get events` shows, then the wide ones, which
+/// are priority 1): its Table has no leading Name column.
+fn event_columns() -> Vec<Column> {
+    let wide = |mut c: Column| {
+        c.priority = 1;
+        c
+    };
+    vec![
+        column(
+            "Last Seen",
+            "string",
+            "",
+            "The time at which the most recent occurrence of this event was recorded.",
+            None,
+        ),
+        column(
+            "Type",
+            "string",
+            "",
+            "Type of this event (Normal, Warning), new types could be added in the future",
+            None,
+        ),
+        column(
+            "Reason",
+            "string",
+            "",
+            "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+            None,
+        ),
+        column(
+            "Object",
+            "string",
+            "",
+            "The object that this event is about.",
+            None,
+        ),
+        wide(column(
+            "Subobject",
+            "string",
+            "",
+            "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement.",
+            None,
+        )),
+        wide(column(
+            "Source",
+            "string",
+            "",
+            "The component reporting this event.",
+            None,
+        )),
+        column(
+            "Message",
+            "string",
+            "",
+            "A human-readable description of the status of this operation.",
+            None,
+        ),
+        wide(column(
+            "First Seen",
+            "string",
+            "",
+            "The time at which the event was first recorded.",
+            None,
+        )),
+        wide(column(
+            "Count",
+            "string",
+            "",
+            "The number of times this event has occurred.",
+            None,
+        )),
+        wide(column(
+            "Name",
+            "string",
+            "name",
+            "Name must be unique within a namespace.",
+            None,
+        )),
+    ]
+}
+
+/// One Event's cells, as upstream's printer makes them from the core/v1 form: times since the
+/// last and first occurrence (a series' last observation and count when it has one), the object
+/// as `kind/name` in lower case, the source as `component, host`.
+fn event_cells(obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
+    let core;
+    let obj = if obj["apiVersion"] == "events.k8s.io/v1" {
+        core = crate::events::to_core_v1(obj.clone());
+        &core
+    } else {
+        obj
+    };
+    let since = |v: &Value| {
+        v.as_str()
+            .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+            .map(|t| human_duration(now.duration_since(t).as_secs()))
+    };
+    let first = since(&obj["firstTimestamp"])
+        .or_else(|| since(&obj["eventTime"]))
+        .unwrap_or_else(|| "<unknown>".into());
+    let mut last = since(&obj["lastTimestamp"]).unwrap_or_else(|| first.clone());
+    let mut count = obj["count"].as_i64().unwrap_or(0);
+    if obj["series"].is_object() {
+        last = since(&obj["series"]["lastObservedTime"]).unwrap_or_else(|| "<unknown>".into());
+        count = obj["series"]["count"].as_i64().unwrap_or(0);
+    } else if count == 0 {
+        count = 1;
+    }
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let involved = &obj["involvedObject"];
+    let kind = text(&involved["kind"]).to_lowercase();
+    let target = match involved["name"].as_str().filter(|n| !n.is_empty()) {
+        Some(name) => format!("{kind}/{name}"),
+        None => kind,
+    };
+    let first_set = |a: &Value, b: &Value| {
+        let a = a.as_str().unwrap_or_default();
+        if a.is_empty() { text(b) } else { a.to_string() }
+    };
+    let component = first_set(&obj["source"]["component"], &obj["reportingComponent"]);
+    let instance = first_set(&obj["source"]["host"], &obj["reportingInstance"]);
+    let source = if instance.is_empty() {
+        component
+    } else {
+        format!("{component}, {instance}")
+    };
+    vec![
+        json!(last),
+        json!(text(&obj["type"])),
+        json!(text(&obj["reason"])),
+        json!(target),
+        json!(text(&involved["fieldPath"])),
+        json!(source),
+        json!(text(&obj["message"]).trim()),
+        json!(first),
+        json!(count),
+        json!(text(&obj["metadata"]["name"])),
+    ]
+}
+
+fn is_event(def: &ResourceDef) -> bool {
+    def.plural == "events" && (def.group.is_empty() || def.group == "events.k8s.io")
+}
+
 fn columns(def: &ResourceDef, version: &str) -> Vec<Column> {
+    if is_event(def) {
+        return event_columns();
+    }
     let mut cols = vec![column(
         "Name",
         "string",
@@ -198,7 +345,11 @@ pub fn table(
     let rows: Vec<Value> = objects
         .iter()
         .map(|obj| {
-            let cells: Vec<Value> = cols.iter().map(|c| cell(def, c, obj, now)).collect();
+            let cells: Vec<Value> = if is_event(def) {
+                event_cells(obj, now)
+            } else {
+                cols.iter().map(|c| cell(def, c, obj, now)).collect()
+            };
             let object = match include_object {
                 "None" => Value::Null,
                 "Object" => (*obj).clone(),

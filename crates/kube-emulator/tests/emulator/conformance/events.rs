@@ -261,6 +261,121 @@ async fn kube_runtime_recorder_events_show_as_core_events() {
     assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(2));
 }
 
+/// `kubectl get events` shows upstream's columns (last seen, type, reason, `kind/name`,
+/// message; `-o wide` adds subobject, source, first seen, count and name), for an Event of
+/// kube-runtime's recorder (a series) and a core/v1 one, through either API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_events_shows_upstreams_columns() {
+    let (emu, client) = start().await;
+    let s = secret(&client, "s").await;
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "apikey-operator".into(),
+            instance: Some("local".into()),
+        },
+    );
+    let event = Publish {
+        type_: EventType::Warning,
+        reason: "InvalidSpec".into(),
+        note: Some("spec.rotation.every is not a duration  ".into()),
+        action: "Validate".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &s.object_ref(&())).await.unwrap();
+    recorder.publish(&event, &s.object_ref(&())).await.unwrap();
+    let core: Api<CoreEvent> = Api::default_namespaced(client.clone());
+    let old = serde_json::from_value(json!({
+        "metadata": {"name": "old"},
+        "involvedObject": {"kind": "Secret", "name": "s", "namespace": "default", "fieldPath": "data"},
+        "reason": "Issued", "type": "Normal", "message": "issued",
+        "firstTimestamp": "2020-01-01T00:00:00Z", "lastTimestamp": "2020-01-01T00:00:00Z",
+        "count": 3, "source": {"component": "ctl", "host": "node-1"},
+    }))
+    .unwrap();
+    core.create(&PostParams::default(), &old).await.unwrap();
+
+    let k = Kubectl::new(&emu);
+    // Cells cut at the header's column starts: an empty cell stays in its column.
+    let rows = |out: &str| -> Vec<Vec<String>> {
+        let header = out.lines().next().unwrap_or_default();
+        let mut starts: Vec<usize> = header
+            .match_indices(|c: char| c != ' ')
+            .map(|(i, _)| i)
+            .filter(|&i| i == 0 || header[..i].ends_with("  "))
+            .collect();
+        starts.push(usize::MAX);
+        out.lines()
+            .map(|line| {
+                starts
+                    .windows(2)
+                    .map(|w| {
+                        line.get(w[0]..w[1].min(line.len()))
+                            .unwrap_or("")
+                            .trim()
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    for resource in ["events", "events.v1.events.k8s.io"] {
+        let out = k.ok(&["get", resource, "--sort-by=.metadata.name"]).await;
+        let table = rows(&out);
+        assert_eq!(
+            table[0],
+            ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+            "{out}"
+        );
+        assert!(
+            table.iter().any(
+                |r| r[1..] == ["Normal", "Issued", "secret/s", "issued"] && r[0].contains('y')
+            ),
+            "{out}"
+        );
+        assert!(
+            table.iter().any(|r| r[1..]
+                == [
+                    "Warning",
+                    "InvalidSpec",
+                    "secret/s",
+                    "spec.rotation.every is not a duration"
+                ]),
+            "{out}"
+        );
+        let wide = k.ok(&["get", resource, "-o", "wide"]).await;
+        let table = rows(&wide);
+        assert_eq!(
+            table[0],
+            [
+                "LAST SEEN",
+                "TYPE",
+                "REASON",
+                "OBJECT",
+                "SUBOBJECT",
+                "SOURCE",
+                "MESSAGE",
+                "FIRST SEEN",
+                "COUNT",
+                "NAME"
+            ],
+            "{wide}"
+        );
+        assert!(
+            table
+                .iter()
+                .any(|r| r.contains(&"apikey-operator, local".to_string()) && r[8] == "2"),
+            "{wide}"
+        );
+        assert!(
+            table
+                .iter()
+                .any(|r| r[4] == "data" && r[5] == "ctl, node-1" && r[8] == "3" && r[9] == "old"),
+            "{wide}"
+        );
+    }
+}
+
 /// The next event of `watch` that is not a bookmark (the server may send one whenever its
 /// bookmark timer fires, before or between the changes a test waits for), within `T`.
 async fn next_change<K>(
