@@ -161,9 +161,9 @@ pub fn seed_namespace(st: &mut State, name: &str) {
 }
 
 /// The ServiceAccount `default` every namespace gets upstream from kube-controller-manager's
-/// ServiceAccount controller (there moments after the namespace, here with it), so pods,
-/// `kubectl create token default` and keys owned by it work as on a cluster.
-fn default_service_account(st: &mut State, namespace: &str) {
+/// ServiceAccount controller (there moments after the namespace, or after it was deleted; here
+/// at once), so pods, `kubectl create token default` and keys owned by it work as on a cluster.
+pub(super) fn default_service_account(st: &mut State, namespace: &str) {
     let Some(def) = st.registry.lookup("", "v1", "serviceaccounts") else {
         return;
     };

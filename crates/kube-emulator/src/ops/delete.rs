@@ -137,7 +137,13 @@ pub fn delete(
     let gone = if ctx.dry_run {
         old.clone()
     } else {
-        st.remove(&def, &ctx.namespace, name).unwrap_or(old)
+        let gone = st.remove(&def, &ctx.namespace, name).unwrap_or(old);
+        if def.group.is_empty() && def.plural == "serviceaccounts" && name == "default" {
+            // Upstream's ServiceAccount controller makes it again (not in a terminating
+            // namespace, which refuses the create).
+            super::create::default_service_account(st, &ctx.namespace);
+        }
+        gone
     };
     Ok(Deleted::Gone(served(&def, &ctx.version, &gone)))
 }

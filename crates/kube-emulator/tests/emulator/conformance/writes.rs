@@ -439,7 +439,8 @@ async fn label_and_annotation_syntax_is_validated_on_every_write() {
 }
 
 /// Every namespace has a ServiceAccount `default`, the seeded ones and a new one, as
-/// kube-controller-manager makes it upstream; deleting the namespace takes it along.
+/// kube-controller-manager makes it upstream, again when it is deleted; deleting the namespace
+/// takes it along.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_namespace_gets_a_default_service_account() {
     use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -457,6 +458,12 @@ async fn every_namespace_gets_a_default_service_account() {
         .await
         .expect("the namespace's default ServiceAccount");
     assert!(sa.metadata.uid.is_some());
+    // Deleted, it is made again, a new object.
+    sas.delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    let again = sas.get("default").await.expect("made again");
+    assert_ne!(again.metadata.uid, sa.metadata.uid);
     // A dry run creates nothing, the ServiceAccount included.
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "dry"}})).unwrap();
     nss.create(
