@@ -18,7 +18,7 @@ use k8s_openapi::api::authentication::v1::{TokenReviewStatus, UserInfo};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::index::{IdentityRef, KeyHeaders, Reject};
+use super::index::{IdentityRef, Reject};
 use super::last_used::UsageRecorder;
 use super::metrics::{self, Metrics};
 use super::watch::{Readiness, SharedIndex};
@@ -566,19 +566,15 @@ async fn forward_auth(State(state): State<Arc<AppState>>, request: Request) -> R
 // uid and the groups are made here.
 fn identity_response(state: &AppState, identity: &IdentityRef<'_>) -> Response {
     let names = &state.headers;
+    let key = identity.key_headers;
     let text = |text: &str| HeaderValue::from_str(text).ok();
-    let key = |made: fn(&KeyHeaders) -> &Option<HeaderValue>, fallback: &str| {
-        identity
-            .key_headers
-            .map_or_else(|| text(fallback), |headers| made(headers).clone())
-    };
     let groups = HeaderValue::from_maybe_shared(Bytes::from(state.groups(identity).join(","))).ok();
     let values: [(&HeaderName, Option<HeaderValue>); 6] = [
-        (&names.user, key(|h| &h.username, identity.username)),
+        (&names.user, key.username.clone()),
         (&names.uid, text(identity.uid)),
         (&names.groups, groups),
-        (&names.namespace, key(|h| &h.namespace, identity.namespace)),
-        (&names.api_key, key(|h| &h.api_key, identity.api_key)),
+        (&names.namespace, key.namespace.clone()),
+        (&names.api_key, key.api_key.clone()),
         (&names.api_token, text(identity.api_token)),
     ];
     let mut response = Response::new(Body::from("ok\n"));

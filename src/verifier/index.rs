@@ -292,7 +292,7 @@ impl Index {
                 NOT_USED => None,
                 seconds => Timestamp::from_second(seconds).ok(),
             },
-            key_headers: Some(&key.headers),
+            key_headers: &key.headers,
         };
         Ok((identity, entry))
     }

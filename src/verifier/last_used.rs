@@ -200,6 +200,7 @@ mod tests {
             token_id: "abcdefghijklmnop".into(),
             previous_value: false,
             last_used_at: last_used_at.map(t),
+            key_headers: Default::default(),
         }
     }
 

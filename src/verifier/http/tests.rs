@@ -11,8 +11,8 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::token::TokenValue;
-use crate::verifier::index::Index;
 use crate::verifier::index::tests::{ID, issued, key_json, ready_key, token_json, value};
+use crate::verifier::index::{Index, KeyHeaders};
 use crate::verifier::watch::Kind;
 
 struct FixedClock(Timestamp);
@@ -291,17 +291,18 @@ fn the_key_headers_made_at_indexing_are_the_ones_made_per_request() {
         let (identity, _) = index
             .verify_noting_use(f.value.expose_secret(), now)
             .expect("accepted");
-        assert!(identity.key_headers.is_some(), "the index made them");
-        let made_now = IdentityRef {
-            key_headers: None,
-            ..identity
-        };
-        let indexed = identity_response(&f.state, &identity);
-        assert_eq!(indexed.status(), StatusCode::OK);
-        assert_eq!(
-            indexed.headers(),
-            identity_response(&f.state, &made_now).headers()
+        let made_now = KeyHeaders::new(
+            Some(identity.username),
+            identity.namespace,
+            identity.api_key,
         );
+        assert_eq!(identity.key_headers, &made_now);
+        let answer = identity_response(&f.state, &identity);
+        assert_eq!(answer.status(), StatusCode::OK);
+        let header = |name: &str| answer.headers().get(name).cloned();
+        assert_eq!(header("x-auth-user"), made_now.username);
+        assert_eq!(header("x-auth-namespace"), made_now.namespace);
+        assert_eq!(header("x-auth-apikey"), made_now.api_key);
     }
 }
 

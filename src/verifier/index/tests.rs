@@ -108,6 +108,7 @@ fn accepts_the_current_value_with_its_identity() {
             token_id: ID.into(),
             previous_value: false,
             last_used_at: None,
+            key_headers: KeyHeaders::new(Some("alice"), "ns", "key"),
         }
     );
     assert_eq!((index.tokens_len(), index.keys_len()), (1, 1));

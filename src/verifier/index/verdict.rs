@@ -54,6 +54,8 @@ pub struct Identity {
     /// The last minute of use known before this answer: `status.lastUsedAt`
     /// as seen by the watch, or a later minute noted by `Index::note_use`.
     pub last_used_at: Option<Timestamp>,
+    /// The key's forward-auth header values.
+    pub key_headers: KeyHeaders,
 }
 
 /// A key's identity headers for forward-auth answers, made once when the key
@@ -68,7 +70,7 @@ pub struct KeyHeaders {
 }
 
 impl KeyHeaders {
-    pub(super) fn new(username: Option<&str>, namespace: &str, api_key: &str) -> KeyHeaders {
+    pub fn new(username: Option<&str>, namespace: &str, api_key: &str) -> KeyHeaders {
         let value = |text: &str| HeaderValue::from_str(text).ok();
         KeyHeaders {
             username: username.and_then(value),
@@ -95,8 +97,8 @@ pub struct IdentityRef<'a> {
     /// The audiences the token is valid for (its own, else its key's
     /// defaults); empty when neither lists any: the verifier's defaults apply.
     pub audiences: Audiences<'a>,
-    /// The key's header values, when the identity comes from the index.
-    pub key_headers: Option<&'a KeyHeaders>,
+    /// The key's forward-auth header values.
+    pub key_headers: &'a KeyHeaders,
 }
 
 impl IdentityRef<'_> {
@@ -111,6 +113,7 @@ impl IdentityRef<'_> {
             token_id: self.token_id.to_owned(),
             previous_value: self.previous_value,
             last_used_at: self.last_used_at,
+            key_headers: self.key_headers.clone(),
         }
     }
 }
@@ -128,7 +131,7 @@ impl<'a> From<&'a Identity> for IdentityRef<'a> {
             previous_value: identity.previous_value,
             last_used_at: identity.last_used_at,
             audiences: Audiences::default(),
-            key_headers: None,
+            key_headers: &identity.key_headers,
         }
     }
 }
