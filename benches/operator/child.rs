@@ -105,13 +105,7 @@ pub(crate) fn verifier_child() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let emulator = Emulator::start(EmulatorConfig::default())
-            .await
-            .expect("emulator");
-        let client = emulator.client().await.expect("client");
-        apikey_operator::cli::install_crds(client.clone(), Duration::from_secs(30))
-            .await
-            .expect("CRDs");
+        let (_emulator, client) = emulator_with_crds(EmulatorConfig::default()).await;
         let cfg = VerifierConfig {
             addr: "127.0.0.1:0".parse().expect("addr"),
             ..Default::default()

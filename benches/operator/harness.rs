@@ -22,18 +22,23 @@ pub(crate) async fn stack() -> Stack {
 }
 
 /// A stack whose emulator also knows the static tokens `tokens`.
-pub(crate) async fn stack_with(tokens: Vec<kube_emulator::StaticToken>) -> Stack {
-    let emulator = Emulator::start(EmulatorConfig {
-        watch_history: 200_000,
-        tokens,
-        ..Default::default()
-    })
-    .await
-    .expect("emulator");
+/// An emulator with the operator's CRDs installed, and an admin client of it.
+pub(crate) async fn emulator_with_crds(config: EmulatorConfig) -> (Emulator, kube::Client) {
+    let emulator = Emulator::start(config).await.expect("emulator");
     let client = emulator.client().await.expect("client");
     apikey_operator::cli::install_crds(client.clone(), Duration::from_secs(30))
         .await
         .expect("CRDs");
+    (emulator, client)
+}
+
+pub(crate) async fn stack_with(tokens: Vec<kube_emulator::StaticToken>) -> Stack {
+    let (emulator, client) = emulator_with_crds(EmulatorConfig {
+        watch_history: 200_000,
+        tokens,
+        ..Default::default()
+    })
+    .await;
     let dir = std::env::temp_dir().join(format!(
         "apikey-bench-{}-{}",
         std::process::id(),
